@@ -1,0 +1,198 @@
+"""The UCF-101 index: split lists, the split rule, and per-video frame and flow counts.
+
+On-disk layouts (the public downloads'):
+    videos    UCF-101/<Class>/v_<Class>_gXX_cYY.avi   (or flat, as `unrar e` leaves them)
+    frames    <data_dir>/jpegs_256/<video>/frame000001.jpg
+    flow      <data_dir>/tvl1_flow/{u,v}/<video>/frame000001.jpg
+    splits    classInd.txt, trainlist0K.txt, testlist0K.txt
+where <video> is the file stem, e.g. v_ApplyEyeMakeup_g08_c01.
+"""
+import os
+import re
+from dataclasses import dataclass
+
+RGB_DIR = "jpegs_256"
+FLOW_DIR = "tvl1_flow"
+FRAME_NAME = "frame{:06d}.jpg"  # 1-based
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
+GROUPS_PER_SPLIT = 7  # split K tests on groups 7K-6 .. 7K
+NAME_PATTERN = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
+
+
+class DataError(Exception):
+    """Bad or missing input data; scripts print the message and exit with code 2."""
+
+
+@dataclass(frozen=True)
+class Video:
+    name: str  # file stem: the folder name under jpegs_256/ and tvl1_flow/{u,v}/
+    label: int  # 0-based class index
+    frames: int = 0  # RGB frames on disk
+    flows: int = 0  # flow frames on disk (the smaller of the u and v counts)
+
+
+def rgb_dir(data_dir, name):
+    return os.path.join(data_dir, RGB_DIR, name)
+
+
+def flow_dir(data_dir, component, name):
+    return os.path.join(data_dir, FLOW_DIR, component, name)
+
+
+def frame_path(folder, index):
+    """Path of 0-based frame `index` in `folder` (files are 1-based)."""
+    return os.path.join(folder, FRAME_NAME.format(index + 1))
+
+
+# ---------------------------------------------------------------------------- split lists
+
+def read_lines(path):
+    """Non-empty, stripped lines; tolerates CRLF endings and a UTF-8 byte-order mark."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: not found. Run `python prepare_data.py splits` to write the split lists.")
+    with open(path, encoding="utf-8-sig") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def read_classes(path):
+    """classInd.txt ("1 ApplyEyeMakeup") -> class names, position = 0-based label."""
+    classes = []
+    for number, line in enumerate(read_lines(path), 1):
+        parts = line.split()
+        if len(parts) != 2 or parts[0] != str(number):
+            raise DataError(f"{path}, line {number}: expected '{number} ClassName', got {line!r}")
+        classes.append(parts[1])
+    return classes
+
+
+def read_split(path, classes):
+    """A train or test list -> [(video name, 0-based label)]. The label comes from the folder."""
+    label_of = {name: i for i, name in enumerate(classes)}
+    entries = []
+    for number, line in enumerate(read_lines(path), 1):
+        relpath = line.split()[0]
+        folder = relpath.replace("\\", "/").split("/")[0]
+        if folder not in label_of:
+            raise DataError(f"{path}, line {number}: class folder {folder!r} is not in classInd.txt")
+        entries.append((video_name(relpath), label_of[folder]))
+    return entries
+
+
+def video_name(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def parse_name(name):
+    """v_<Class>_gXX_cYY -> (class as spelt in the file name, group, clip)."""
+    match = NAME_PATTERN.match(name)
+    if not match:
+        raise DataError(f"{name}: not a UCF-101 video name (v_<Class>_gXX_cYY)")
+    return match["cls"], int(match["group"]), int(match["clip"])
+
+
+def test_groups(split):
+    return range(GROUPS_PER_SPLIT * split - 6, GROUPS_PER_SPLIT * split + 1)
+
+
+def find_videos(videos_dir, classes=None):
+    """Videos under `videos_dir` -> sorted [(class folder name, path)].
+
+    Accepts UCF-101/<Class>/<video>.avi and the flat layout of `unrar e`. In the flat layout
+    the class comes from the file name, matched to `classes` (classInd.txt) regardless of case,
+    since the dataset spells HandstandPushups as HandStandPushups in file names.
+    """
+    if not os.path.isdir(videos_dir):
+        raise DataError(f"{videos_dir}: no such folder. Point --videos at the extracted UCF-101 folder.")
+    by_lower = {c.lower(): c for c in classes or []}
+    found = []
+    for root, _, files in os.walk(videos_dir):
+        for file in files:
+            if not file.lower().endswith(VIDEO_EXTENSIONS):
+                continue
+            path = os.path.join(root, file)
+            if os.path.samefile(root, videos_dir):
+                spelt = parse_name(video_name(file))[0]
+                found.append((by_lower.get(spelt.lower(), spelt), path))
+            else:
+                found.append((os.path.basename(root), path))
+    if not found:
+        raise DataError(f"{videos_dir}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found")
+    return sorted(found, key=lambda item: (item[0].lower(), video_name(item[1]).lower()))
+
+
+def make_splits(videos, classes=None):
+    """[(class folder, path)] -> {file name: lines} for classInd.txt and the six split lists.
+
+    Reproduces the official lists line for line: classes in case-insensitive order, videos
+    sorted within each class, split K testing on groups 7K-6..7K.
+    """
+    if classes is None:
+        classes = sorted({cls for cls, _ in videos}, key=str.lower)
+    label_of = {name: i for i, name in enumerate(classes)}
+    lists = {"classInd.txt": [f"{i + 1} {name}" for i, name in enumerate(classes)]}
+    ordered = sorted(videos, key=lambda v: (label_of[v[0]], video_name(v[1]).lower()))
+    for split in (1, 2, 3):
+        train, test = [], []
+        for cls, path in ordered:
+            relpath = f"{cls}/{os.path.basename(path)}"
+            if parse_name(video_name(path))[1] in test_groups(split):
+                test.append(relpath)
+            else:
+                train.append(f"{relpath} {label_of[cls] + 1}")
+        lists[f"trainlist{split:02d}.txt"] = train
+        lists[f"testlist{split:02d}.txt"] = test
+    return lists
+
+
+def split_files(splits_dir, split):
+    return (os.path.join(splits_dir, f"trainlist{split:02d}.txt"),
+            os.path.join(splits_dir, f"testlist{split:02d}.txt"))
+
+
+# ---------------------------------------------------------------------------- the index
+
+def count_frames(folder):
+    """Number of frame*.jpg files in `folder` (0 if it does not exist), one directory scan."""
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if e.name.startswith("frame") and e.name.endswith(".jpg"))
+    except FileNotFoundError:
+        return 0
+
+
+def count_video(data_dir, name, label):
+    flows = min(count_frames(flow_dir(data_dir, "u", name)), count_frames(flow_dir(data_dir, "v", name)))
+    return Video(name, label, count_frames(rgb_dir(data_dir, name)), flows)
+
+
+def load_index(data_dir, splits_dir, split=1, subset="train", class_limit=None, max_videos=None):
+    """The videos of one split's train or test list, with their frame and flow counts.
+
+    class_limit keeps the first N classes of classInd.txt; max_videos keeps an evenly spread
+    subset of N videos (for quick runs). Folders are scanned once, here, not every epoch.
+    """
+    classes = read_classes(os.path.join(splits_dir, "classInd.txt"))
+    train_path, test_path = split_files(splits_dir, split)
+    entries = read_split(train_path if subset == "train" else test_path, classes)
+    if class_limit:
+        entries = [(name, label) for name, label in entries if label < class_limit]
+    if max_videos and len(entries) > max_videos:
+        step = len(entries) / max_videos
+        entries = [entries[int(i * step)] for i in range(max_videos)]
+    on_disk = folder_names(os.path.join(data_dir, RGB_DIR))
+    return [count_video(data_dir, on_disk.get(name.lower(), name), label) for name, label in entries]
+
+
+def folder_names(parent):
+    """lower-case name -> name as on disk. Downloads differ in case from the split lists
+    (frames of v_HandStandPushups_* are stored as v_HandstandPushups_* in the public download)."""
+    try:
+        with os.scandir(parent) as entries:
+            return {e.name.lower(): e.name for e in entries}
+    except FileNotFoundError:
+        return {}
+
+
+def class_names(splits_dir, class_limit=None):
+    classes = read_classes(os.path.join(splits_dir, "classInd.txt"))
+    return classes[:class_limit] if class_limit else classes

@@ -1,0 +1,162 @@
+"""Predict the actions in any video file with the trained two-stream model.
+
+    python demo.py my_video.mp4
+    python demo.py my_video.mp4 --top 3 --output annotated.mp4 --plot scores.png
+    python demo.py clip.avi --checkpoints checkpoints/synthetic --flow dis
+
+Frames are prepared exactly as for training (resized to the frame size the model was trained
+on), flow is computed only for the frames the sampled stacks need, both streams score N
+uniformly spaced samples (centre crop), and their mean softmax scores are averaged.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from tqdm import tqdm
+
+import evaluation
+import generators
+import media
+import ucf101
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
+parser.add_argument("--checkpoints", default="checkpoints/ucf101",
+                    help="folder with spatial/ and temporal/ checkpoint folders (best.keras, config.json, classInd.txt)")
+parser.add_argument("--spatial", help="spatial model .keras (default: <checkpoints>/spatial/best.keras)")
+parser.add_argument("--temporal", help="temporal model .keras (default: <checkpoints>/temporal/best.keras)")
+parser.add_argument("--top", type=int, default=5, help="how many classes to print per stream")
+parser.add_argument("--samples", type=int, default=25, help="frames and flow stacks sampled per video (paper: 25)")
+parser.add_argument("--flow", default="tvl1", choices=media.FLOW_METHODS,
+                    help="flow method: tvl1 as in training (slow: about 1 frame pair/s per core at 340x256), "
+                         "dis for a fast approximation")
+parser.add_argument("--fusion-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL"),
+                    help="weights of the spatial and temporal softmax scores in the average")
+parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads computing flow")
+parser.add_argument("--output", help="write the video with the fused top prediction drawn on it (e.g. out.mp4)")
+parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png)")
+
+
+def load_stream(path):
+    """(model, config, classes) from a .keras file and the config.json/classInd.txt beside it."""
+    import models  # imports Keras: after argument parsing, so --help is instant
+    folder = os.path.dirname(path)
+    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
+        if not os.path.isfile(needed):
+            raise ucf101.DataError(f"{needed}: not found. Train the stream with spatial_train.py / "
+                                   "temporal_train.py, or point --checkpoints at a folder holding spatial/ and temporal/")
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    classes = ucf101.read_classes(os.path.join(folder, "classInd.txt"))
+    return models.load_model(path), config, classes
+
+
+def read_frames(path, frame_size):
+    if not os.path.isfile(path):
+        raise ucf101.DataError(f"{path}: no such file")
+    frames = media.read_video(path, size=frame_size)
+    if not frames:
+        raise ucf101.DataError(f"{path}: OpenCV could not decode any frame; is it a video file? "
+                               "Convert it with e.g. `ffmpeg -i {path} out.mp4`")
+    return frames
+
+
+def spatial_batch(frames, samples, image_size):
+    starts = generators.sample_starts(len(frames), samples, 1)
+    return np.concatenate([generators.test_crops(frames[s], image_size, "center", False) for s in starts])
+
+
+def flow_stacks(frames, samples, stack_length, method, threads):
+    """Sampled flow stacks [N, H, W, 2L], computing flow only for the pairs they use."""
+    num_flows = max(len(frames) - 1, 1)
+    if len(frames) == 1:
+        frames = frames * 2  # a single still frame: zero motion
+    starts = generators.sample_starts(num_flows, samples, stack_length)
+    stacks = [generators.stack_indices(s, stack_length, num_flows) for s in starts]
+    pairs = sorted({i for stack in stacks for i in stack})
+    estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
+    with ThreadPoolExecutor(threads) as pool:
+        flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
+    return np.stack([np.stack([c for i in stack for c in flow[i]], axis=-1) for stack in stacks])
+
+
+def temporal_batch(stacks, image_size):
+    return np.concatenate([generators.test_crops(stack, image_size, "center", True) for stack in stacks])
+
+
+def predict_mean(model, batch):
+    return np.asarray(model.predict(batch, batch_size=25, verbose=0)).mean(axis=0)
+
+
+def print_top(name, scores, classes, k):
+    print(f"{name}:")
+    for i in np.argsort(scores)[::-1][:k]:
+        print(f"  {scores[i]:6.1%}  {classes[i]}")
+
+
+def write_annotated(path, frames, label, fps):
+    import cv2
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise ucf101.DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")
+    for frame in frames:
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        cv2.rectangle(frame, (0, 0), (width, 22), (0, 0, 0), -1)
+        cv2.putText(frame, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        writer.write(frame)
+    writer.release()
+
+
+def main(argv=None):
+    args = parser.parse_args(argv)
+    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
+    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
+    timings = {}
+    try:
+        spatial, spatial_config, classes = load_stream(spatial_path)
+        temporal, temporal_config, temporal_classes = load_stream(temporal_path)
+        if classes != temporal_classes:
+            raise ucf101.DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
+        frame_size = tuple(spatial_config.get("frame_size", media.FRAME_SIZE))
+        start = time.perf_counter()
+        frames = read_frames(args.video, frame_size)
+        timings["decode"] = time.perf_counter() - start
+    except ucf101.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    start = time.perf_counter()
+    stacks = flow_stacks(frames, args.samples, temporal_config["stack_length"], args.flow, args.threads)
+    timings["flow"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    scores = {
+        "spatial": predict_mean(spatial, spatial_batch(frames, args.samples, spatial_config["image_size"])),
+        "temporal": predict_mean(temporal, temporal_batch(stacks, temporal_config["image_size"])),
+    }
+    scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], args.fusion_weights)
+    timings["inference"] = time.perf_counter() - start
+
+    print(f"{args.video}: {len(frames)} frames at {frame_size[0]}x{frame_size[1]}")
+    for name, stream_scores in scores.items():
+        print_top(name, stream_scores, classes, args.top)
+    print("time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
+
+    best = int(np.argmax(scores["fusion"]))
+    if args.output:
+        label = f"{classes[best]} {scores['fusion'][best]:.0%}"
+        write_annotated(args.output, frames, label, media.video_fps(args.video))
+        print(f"wrote {args.output}")
+    if args.plot:
+        evaluation.plot_top_scores(args.plot, scores, classes, args.top)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,19 +51,24 @@ def read_video(path, size=FRAME_SIZE, max_frames=None):
 
     Returns an empty list if OpenCV cannot open or decode the file.
     """
+    return list(iter_video(path, size, max_frames))
+
+
+def iter_video(path, size=FRAME_SIZE, max_frames=None):
+    """read_video one frame at a time, so a long video need not fit in memory."""
     capture = cv2.VideoCapture(path)
-    frames = []
+    count = 0
     try:
-        while capture.isOpened() and (max_frames is None or len(frames) < max_frames):
+        while capture.isOpened() and (max_frames is None or count < max_frames):
             ok, frame = capture.read()
             if not ok:
                 break
             if size and (frame.shape[1], frame.shape[0]) != tuple(size):
                 frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
-    return frames
 
 
 def video_fps(path):

@@ -1,0 +1,278 @@
+"""A generated mini UCF-101 whose labels need both streams: colour (in a frame) x motion (in the flow).
+
+    python prepare_data.py synthetic --out data/synthetic      # calls generate() below
+
+writes, deterministically from --seed, in the raw-video layout of UCF-101:
+    data/synthetic/UCF-101/<Class>/v_<Class>_gXX_cYY.avi   XviD, 25 fps, 160x120
+    data/synthetic/splits/{classInd.txt,trainlist0K.txt,testlist0K.txt}
+    data/synthetic/synthetic.json                          how it was generated
+
+Every class is a colour and a motion, e.g. RedExpand or BlueRotate (3 x 4 = 12 classes; classInd.txt
+lists them colour by colour, so --class-limit 8 keeps two colours with all four motions):
+- Colour is a tint added to a grey texture along a direction of zero luminance, so the grey image
+  that flow is computed on is the same for every colour: a still frame shows the colour, flow
+  cannot. A spatial stream alone is capped at 1/4 (it cannot tell the motions apart).
+- Motion is an affine flow about the frame centre: Expand (u = kx, v = ky), Saddle (u = -kx,
+  v = ky), Rotate (either direction) and Translate (horizontal, either direction). A still frame
+  cannot show it, so a temporal stream alone is capped at 1/3. Averaging the two can reach 100%.
+- Every class is unchanged by a horizontal mirror (rotation and translation take either direction
+  as one class), so flip augmentation is label-safe. Expand and Saddle are the pair that a wrong
+  flip of flow swaps: mirroring the u image without negating its values turns u = kx into u = -kx.
+- The texture is a dense field of soft dots that each move with the flow and fade in and out over
+  a short life, so no frame shows zoom blur, stretching or borders: every frame of every class has
+  the same texture statistics.
+- About a quarter of the videos are shorter than 35 frames (stacks of 10 must loop), and about a
+  third have a camera pan (a constant drift, smaller than the class motion) on top.
+"""
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+import ucf101
+
+# Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
+COLOURS = {"Red": 108.7, "Green": 231.7, "Blue": 350.8}
+MOTIONS = ("Expand", "Rotate", "Saddle", "Translate")
+CLASSES = sorted(((c + m, c, m) for c in COLOURS for m in MOTIONS), key=lambda cls: cls[0].lower())
+CLASS_NAMES = [name for name, _, _ in CLASSES]  # the order of classInd.txt
+
+FRAME_SIZE = (160, 120)  # (width, height) of the raw videos; prepare_data resizes later
+FPS = 25
+GROUPS = 25  # as UCF-101: split K tests on groups 7K-6..7K
+MARKER = "synthetic.json"
+
+# Motion and texture sizes are fractions of the frame width, so any FRAME_SIZE looks alike.
+RATE = (0.03, 0.045)  # k of Expand/Saddle, and rad/frame of Rotate: mean 1.3-2 px/frame at 128x96
+SPEED = (0.012, 0.02)  # Translate, x width per frame: 1.5-2.6 px/frame at 128x96
+PAN = (0.003, 0.006)  # camera drift, x width per frame
+PAN_SHARE = 1 / 3
+SHORT_SHARE = 1 / 4
+SHORT_FRAMES, LONG_FRAMES = (20, 30), (40, 70)
+TINT = (26.0, 34.0)  # chroma radius
+TINT_JITTER = 15.0  # degrees of hue
+GREY_MEAN, GREY_STD, GREY_CLIP = 128.0, 25.0, 2.3  # clipped at 2.3 std: no channel ever saturates
+DOT_SIGMAS = (0.012, 0.03)  # fine and coarse dots, x width
+DOT_DENSITIES = (0.08, 0.012)  # dots alive per pixel^2 (at 160x120)
+DOT_LIFE = 16  # frames from fade-in to fade-out
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Everything random about one video, drawn from default_rng((seed, label, group, clip))."""
+    name: str
+    label: int
+    colour: str
+    motion: str
+    frames: int
+    tint: tuple  # (Cb, Cr)
+    step: tuple  # 2x2 affine map of one frame about the centre, row-major (a, b, c, d)
+    shift: tuple  # (dx, dy) pixels per frame: Translate's motion plus the camera pan
+    size: tuple  # (width, height)
+    texture_seed: int
+
+
+def make_clip(seed, label, group, clip, size=FRAME_SIZE):
+    name, colour, motion = CLASSES[label]
+    rng = np.random.default_rng((seed, label, group, clip))
+    width = size[0]
+    frames = int(rng.integers(*SHORT_FRAMES, endpoint=True) if rng.random() < SHORT_SHARE
+                 else rng.integers(*LONG_FRAMES, endpoint=True))
+    hue = np.radians(COLOURS[colour] + rng.uniform(-TINT_JITTER, TINT_JITTER))
+    radius = rng.uniform(*TINT)
+    k = rng.uniform(*RATE)
+    direction = rng.choice([-1.0, 1.0])
+    shift = np.zeros(2)
+    if motion == "Expand":
+        step = np.diag([np.exp(k), np.exp(k)])
+    elif motion == "Saddle":
+        step = np.diag([np.exp(-k), np.exp(k)])
+    elif motion == "Rotate":
+        c, s = np.cos(k * direction), np.sin(k * direction)
+        step = np.array([[c, -s], [s, c]])
+    else:
+        step = np.eye(2)
+        shift[0] = direction * rng.uniform(*SPEED) * width
+    if rng.random() < PAN_SHARE:
+        angle = rng.uniform(0, 2 * np.pi)
+        shift += rng.uniform(*PAN) * width * np.array([np.cos(angle), np.sin(angle)])
+    return Clip(f"v_{name}_g{group:02d}_c{clip:02d}", label, colour, motion, frames,
+                (radius * np.cos(hue), radius * np.sin(hue)), tuple(step.ravel()), tuple(shift),
+                tuple(size), int(rng.integers(2**31)))
+
+
+# ---------------------------------------------------------------------------- rendering
+
+# A dot's contrast over its life: it fades in and out, so births and deaths do not flicker.
+ENVELOPE = np.sin(np.pi * (np.arange(DOT_LIFE) + 0.5) / DOT_LIFE)
+
+
+def birth_box(step, shift, width, height, margin):
+    """Bounding box of every point whose dot can be in view (plus margin) during its life."""
+    inverse = np.linalg.inv(step)
+    half = np.array([width / 2 + margin, height / 2 + margin])
+    corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]]) * half
+    reached = [corners]
+    for _ in range(DOT_LIFE):
+        corners = (corners - shift) @ inverse.T  # one frame back
+        reached.append(corners)
+    reached = np.concatenate(reached)
+    return reached.min(0), reached.max(0)
+
+
+class DotField:
+    """Dots born uniformly in the birth box, moved each frame by p -> step p + shift."""
+
+    def __init__(self, rng, step, shift, density, width, height, margin):
+        self.rng, self.step, self.shift = rng, step, shift
+        self.low, self.high = birth_box(step, shift, width, height, margin)
+        area = np.prod(self.high - self.low)
+        # An expansion thins dots out with age; more births keep the visible contrast the same.
+        thinning = np.linalg.det(step) ** -np.arange(DOT_LIFE)
+        compensation = np.sum(ENVELOPE**2) / np.sum(ENVELOPE**2 * thinning)
+        self.births = density * area * compensation / DOT_LIFE
+        self.positions = np.zeros((0, 2))
+        self.ages = np.zeros(0, int)
+        self.amplitudes = np.zeros(0)
+
+    def advance(self):
+        self.positions = self.positions @ self.step.T + self.shift
+        self.ages = self.ages + 1
+        alive = self.ages < DOT_LIFE
+        count = self.rng.poisson(self.births)
+        born = self.rng.uniform(self.low, self.high, (count, 2))
+        self.positions = np.concatenate([self.positions[alive], born])
+        self.ages = np.concatenate([self.ages[alive], np.zeros(count, int)])
+        self.amplitudes = np.concatenate([self.amplitudes[alive], self.rng.standard_normal(count)])
+
+    def splat(self, width, height, margin):
+        """Dot amplitudes on the frame grid plus margin, spread bilinearly for sub-pixel motion."""
+        w, h = width + 2 * margin, height + 2 * margin
+        x = self.positions[:, 0] + (w / 2 - 0.5)
+        y = self.positions[:, 1] + (h / 2 - 0.5)
+        inside = (x >= 0) & (x < w - 1) & (y >= 0) & (y < h - 1)  # the rest are out of sight
+        x, y = x[inside], y[inside]
+        weight = (self.amplitudes * ENVELOPE[self.ages])[inside]
+        x0, y0 = x.astype(int), y.astype(int)
+        fx, fy = x - x0, y - y0
+        corner = y0 * w + x0
+        index = np.concatenate([corner, corner + 1, corner + w, corner + w + 1])
+        share = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+        return np.bincount(index, share * np.tile(weight, 4), h * w).astype(np.float32).reshape(h, w)
+
+
+def render(clip):
+    """The clip's frames: uint8 RGB, [frames, height, width, 3]."""
+    width, height = clip.size
+    rng = np.random.default_rng(clip.texture_seed)
+    step, shift = np.array(clip.step).reshape(2, 2), np.array(clip.shift)
+    scale = width / FRAME_SIZE[0]
+    sigmas = [s * width for s in DOT_SIGMAS]
+    margin = int(np.ceil(3 * max(sigmas)))
+    fields = [DotField(rng, step, shift, d / scale**2, width, height, margin) for d in DOT_DENSITIES]
+    tint = np.array(clip.tint)
+    chroma = np.float32([1.402 * tint[1], -0.344136 * tint[0] - 0.714136 * tint[1], 1.772 * tint[0]])
+    frames = np.empty((clip.frames, height, width, 3), np.uint8)
+    for t in range(-DOT_LIFE, clip.frames):  # the first DOT_LIFE frames fill the field
+        for field in fields:
+            field.advance()
+        if t < 0:
+            continue
+        grey = 0
+        for field, sigma in zip(fields, sigmas):
+            layer = cv2.GaussianBlur(field.splat(width, height, margin), (0, 0), sigma)
+            layer = layer[margin:margin + height, margin:margin + width]
+            grey = grey + (layer - layer.mean()) / (layer.std() + 1e-6)
+        grey = np.clip((grey - grey.mean()) / (grey.std() + 1e-6), -GREY_CLIP, GREY_CLIP)
+        frames[t] = np.clip(GREY_MEAN + 0.5 + GREY_STD * grey[..., None] + chroma, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_video(path, frames, fps=FPS):
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"XVID"), fps, (width, height))
+    if not writer.isOpened():
+        raise ucf101.DataError(f"{path}: OpenCV cannot write XviD video here (no FFmpeg backend?)")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+# ---------------------------------------------------------------------------- the dataset
+
+def make_clips(seed=0, groups=GROUPS, clips=1, size=FRAME_SIZE):
+    return [make_clip(seed, label, group, c, size)
+            for label in range(len(CLASSES)) for group in range(1, groups + 1) for c in range(1, clips + 1)]
+
+
+def generated_settings(out_dir):
+    """The settings an earlier generate() wrote into out_dir, or None if it holds no generated dataset."""
+    try:
+        with open(os.path.join(out_dir, MARKER)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def check_target(out_dir, overwrite):
+    """Refuse to replace anything but an earlier generated dataset, and that only with overwrite."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ucf101.DataError(f"{out_dir}: is a file, not a folder; choose another --out")
+    if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+        return
+    if not os.path.isfile(os.path.join(out_dir, MARKER)):
+        raise ucf101.DataError(f"{out_dir}: already holds files that synthetic.py did not generate; "
+                               "choose another --out or empty it yourself")
+    if not overwrite:
+        raise ucf101.DataError(f"{out_dir}: a generated dataset is already there; pass --overwrite to "
+                               "replace it (its frames and flow go too, as they would no longer match)")
+
+
+def write_clip(job):
+    clip, folder = job
+    write_video(os.path.join(folder, clip.name + ".avi"), render(clip))
+
+
+def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAME_SIZE, workers=1,
+             progress=True):
+    """Write the mini dataset under out_dir -> [(class, video path)], as ucf101.find_videos lists them.
+
+    It is written to <out_dir>.partial and renamed into place when complete, so a kill never
+    leaves half a dataset. With overwrite, an earlier generated dataset at out_dir (with the frames
+    and flow extracted from it) is replaced; a folder holding anything else is never touched.
+    """
+    out_dir = os.path.normpath(out_dir)
+    check_target(out_dir, overwrite)
+    partial = out_dir + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+    jobs, videos = [], []
+    for clip in make_clips(seed, groups, clips, size):
+        cls = CLASS_NAMES[clip.label]
+        folder = os.path.join(partial, "UCF-101", cls)
+        os.makedirs(folder, exist_ok=True)
+        jobs.append((clip, folder))
+        videos.append((cls, os.path.join(out_dir, "UCF-101", cls, clip.name + ".avi")))
+    bar = dict(total=len(jobs), desc="synthetic videos", disable=not progress)
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            for _ in tqdm(pool.imap_unordered(write_clip, jobs), **bar):
+                pass
+    else:
+        for job in tqdm(jobs, **bar):
+            write_clip(job)
+    os.makedirs(os.path.join(partial, "splits"))
+    for file, lines in ucf101.make_splits(videos, CLASS_NAMES).items():
+        with open(os.path.join(partial, "splits", file), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    with open(os.path.join(partial, MARKER), "w") as f:
+        json.dump({"seed": seed, "groups": groups, "clips": clips, "size": list(size), "fps": FPS,
+                   "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES]}, f, indent=1)
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)  # empty, or a generated dataset that check_target let us replace
+    os.rename(partial, out_dir)
+    return videos

@@ -1,0 +1,83 @@
+"""Flow quantisation, the flow methods on a known translation, and image/video I/O."""
+import cv2
+import numpy as np
+import pytest
+
+import media
+
+SHIFT = (3, 2)  # right, down (pixels)
+
+
+def textured_pair(width=96, height=72, seed=0):
+    """A smooth random texture and the same texture moved SHIFT pixels right and down."""
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    image = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 1.5), None, 0, 255, cv2.NORM_MINMAX)
+    return [image, np.roll(image, (SHIFT[1], SHIFT[0]), axis=(0, 1))]
+
+
+def test_quantisation_maps_the_clipped_range_onto_0_255():
+    flow = np.array([[[0.0, 20.0], [-20.0, 50.0], [-50.0, 10.0]]], np.float32)
+    u, v = media.quantize_flow(flow)
+    assert u.dtype == np.uint8
+    assert u.tolist() == [[128, 0, 0]]  # 0 -> 127.5 rounds to 128; clipped at -20
+    assert v.tolist() == [[255, 255, 191]]  # +20 -> 255; 50 clipped; 10 -> 191.25
+    values = np.linspace(-20, 20, 401, dtype=np.float32)
+    restored = media.dequantize_flow(media.quantize_flow(np.stack([values, -values], -1))[0])
+    assert np.abs(restored - values).max() <= 20 / 255 + 1e-4  # half a step of 40/255 (float32)
+
+
+@pytest.mark.parametrize("method", ["dis", "tvl1"])
+def test_a_known_translation_survives_flow_quantisation_and_jpeg(method, tmp_path):
+    quantized = media.compute_flow(textured_pair(), method)
+    assert list(quantized) == [0]
+    for component, image, shift in zip("uv", quantized[0], SHIFT):
+        path = str(tmp_path / f"{component}.jpg")
+        media.write_image(path, image)
+        restored = media.dequantize_flow(media.read_image(path, grayscale=True))
+        interior = restored[12:-12, 12:-12]  # np.roll wraps the border: no true flow there
+        assert np.median(interior) == pytest.approx(shift, abs=0.2)
+        assert np.mean(np.abs(interior - shift)) < 0.5
+
+
+def test_farneback_sees_the_translation_too():
+    quantized = media.compute_flow(textured_pair(), "farneback")
+    u = media.dequantize_flow(quantized[0][0])[12:-12, 12:-12]
+    assert np.median(u) == pytest.approx(SHIFT[0], abs=0.3)
+
+
+def test_compute_flow_only_computes_the_requested_pairs():
+    frames = textured_pair() * 2
+    assert sorted(media.compute_flow(frames, "dis", pairs=[2, 0])) == [0, 2]
+
+
+def test_an_unknown_flow_method_is_refused():
+    with pytest.raises(ValueError, match="choose from"):
+        media.flow_estimator("lucas-kanade")
+
+
+def test_images_round_trip_as_rgb_and_unreadable_ones_give_none(tmp_path):
+    image = np.zeros((12, 16, 3), np.uint8)
+    image[..., 0] = 200  # red: catches a BGR/RGB swap
+    media.write_image(str(tmp_path / "a.jpg"), image)
+    restored = media.read_image(str(tmp_path / "a.jpg"))
+    assert restored.shape == (12, 16, 3)
+    assert np.abs(restored.astype(int) - image).max() <= 3
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    assert media.read_image(str(tmp_path / "bad.jpg")) is None
+    assert media.read_image(str(tmp_path / "missing.jpg")) is None
+
+
+def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
+    path = str(tmp_path / "v.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"XVID"), 25, (64, 48))
+    for frame in textured_pair(64, 48) * 3:
+        writer.write(frame)
+    writer.release()
+    frames = media.read_video(path, size=(32, 24))
+    assert len(frames) == 6
+    assert all(f.shape == (32, 24)[::-1] + (3,) for f in frames)
+    assert len(media.read_video(path, size=None, max_frames=4)) == 4
+    assert media.read_video(path, size=None)[0].shape == (48, 64, 3)
+    (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(3000))
+    assert media.read_video(str(tmp_path / "junk.avi")) == []
+    assert media.read_video(str(tmp_path / "missing.avi")) == []

@@ -1,0 +1,307 @@
+"""prepare_data.py end to end on tiny generated XviD videos (64x48, 8 frames)."""
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+import fakedata
+import media
+import prepare_data
+import ucf101
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMES = 8
+SHIFT = (2, 1)  # every video moves right by 2 px and down by 1 px per frame at 64x48
+NAMES = ("v_Alpha_g01_c01", "v_Beta_g08_c01")
+
+
+def run(*argv):
+    return prepare_data.main([str(a) for a in argv])
+
+
+def write_video(path, frames=FRAMES, size=(64, 48), seed=0):
+    """A smooth random texture translating by SHIFT pixels per frame, as XviD."""
+    width, height = size
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 1.5), None, 0, 255, cv2.NORM_MINMAX)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 25, size)
+    for j in range(frames):
+        writer.write(np.roll(texture, (SHIFT[1] * j, SHIFT[0] * j), axis=(0, 1)))
+    writer.release()
+
+
+@pytest.fixture
+def videos(tmp_path):
+    root = tmp_path / "UCF-101"
+    for seed, name in enumerate(NAMES):
+        write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", seed=seed)
+    return root
+
+
+def frame_files(folder):
+    return sorted(os.listdir(folder))
+
+
+def expected_files(count):
+    return [ucf101.FRAME_NAME.format(i) for i in range(1, count + 1)]
+
+
+def mtimes(folder):
+    return {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in os.listdir(folder)}
+
+
+def temp_leftovers(*folders):
+    return [e for folder in folders if os.path.isdir(folder) for e in os.listdir(folder) if e.endswith(".tmp")]
+
+
+def median_flow(folder, count):
+    images = np.array([media.read_image(ucf101.frame_path(folder, i), grayscale=True) for i in range(count)])
+    h, w = images.shape[1:]
+    return float(np.median(media.dequantize_flow(images[:, h // 6:-h // 6, w // 6:-w // 6])))
+
+
+def test_frames_have_the_right_count_and_size(videos, tmp_path):
+    out = tmp_path / "jpegs_256"
+    assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0
+    assert sorted(os.listdir(out)) == list(NAMES)
+    for name in NAMES:
+        assert frame_files(out / name) == expected_files(FRAMES)
+        image = media.read_image(ucf101.frame_path(out / name, FRAMES - 1))
+        assert image.shape == (24, 32, 3)
+
+
+def test_flow_has_one_image_fewer_with_the_right_size_and_motion(videos, tmp_path):
+    out = tmp_path / "tvl1_flow"
+    assert run("flow", "--videos", videos, "--out", out, "--method", "dis", "--size", "32x24", "--workers", 2) == 0
+    for name in NAMES:
+        for component in "uv":
+            folder = out / component / name
+            assert frame_files(folder) == expected_files(FRAMES - 1)
+            assert media.read_image(ucf101.frame_path(folder, 0), grayscale=True).shape == (24, 32)
+        # computed on the resized frames: half the size, half the displacement
+        assert median_flow(out / "u" / name, FRAMES - 1) == pytest.approx(SHIFT[0] / 2, abs=0.3)
+        assert median_flow(out / "v" / name, FRAMES - 1) == pytest.approx(SHIFT[1] / 2, abs=0.3)
+
+
+def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
+    write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=4)
+    out = tmp_path / "tvl1_flow"
+    assert run("flow", "--videos", tmp_path / "UCF-101", "--out", out, "--size", "64x48", "--workers", 1) == 0
+    assert "16 CPU-days" in capsys.readouterr().out  # the slow default says so before it starts
+    for component, shift in zip("uv", SHIFT):
+        assert frame_files(out / component / "v_Alpha_g01_c01") == expected_files(3)
+        assert median_flow(out / component / "v_Alpha_g01_c01", 3) == pytest.approx(shift, abs=0.3)
+
+
+def test_a_killed_run_resumes_without_redoing_finished_videos(videos, tmp_path, capsys):
+    out = tmp_path / "jpegs_256"
+    assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0
+    finished, killed = (out / name for name in NAMES)
+    before = mtimes(finished)
+    # the state a kill leaves: the video being written is only a half-filled temporary folder
+    shutil.rmtree(killed)
+    stale = out / f".{NAMES[1]}.tmp"
+    stale.mkdir()
+    shutil.copy(ucf101.frame_path(finished, 0), ucf101.frame_path(stale, 0))
+    (out / f".{NAMES[0]}.tmp").mkdir()  # e.g. from a killed --overwrite run of the finished video
+    capsys.readouterr()
+    assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0
+    assert mtimes(finished) == before
+    assert frame_files(killed) == expected_files(FRAMES)
+    assert temp_leftovers(out) == []
+    assert "1 videos written, 1 already complete, 0 failed" in capsys.readouterr().out
+
+
+def test_flow_resumes_after_a_kill_between_publishing_u_and_v(videos, tmp_path):
+    out = tmp_path / "tvl1_flow"
+    args = ("flow", "--videos", videos, "--out", out, "--method", "dis", "--size", "32x24", "--workers", 1)
+    assert run(*args) == 0
+    u_before = mtimes(out / "u" / NAMES[1])
+    os.rename(out / "v" / NAMES[1], out / "v" / f".{NAMES[1]}.tmp")  # v still in its temporary folder
+    assert run(*args) == 0
+    assert mtimes(out / "u" / NAMES[1]) == u_before  # complete u is kept, not overwritten
+    assert frame_files(out / "v" / NAMES[1]) == expected_files(FRAMES - 1)
+    assert temp_leftovers(out / "u", out / "v") == []
+
+
+def test_a_corrupt_video_is_reported_and_the_others_are_done(videos, tmp_path, capsys):
+    corrupt = videos / "Gamma" / "v_Gamma_g02_c01.avi"
+    os.makedirs(corrupt.parent)
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4000))
+    out = tmp_path / "jpegs_256"
+    assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 2) == 1
+    summary = capsys.readouterr().out
+    assert "2 videos written, 0 already complete, 1 failed" in summary
+    assert f"failed: {corrupt}" in summary
+    assert sorted(os.listdir(out)) == list(NAMES)  # nothing, not even a temporary folder, for the corrupt one
+    for name in NAMES:
+        assert frame_files(out / name) == expected_files(FRAMES)
+    assert run("flow", "--videos", videos, "--out", tmp_path / "flow", "--method", "dis", "--workers", 1) == 1
+    assert f"failed: {corrupt}" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "flow" / "u")) == list(NAMES)
+
+
+def test_existing_output_is_overwritten_only_with_overwrite(videos, tmp_path):
+    out = tmp_path / "jpegs_256"
+
+    def shape():
+        return media.read_image(ucf101.frame_path(out / NAMES[0], 0)).shape
+
+    assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0
+    assert run("frames", "--videos", videos, "--out", out, "--size", "16x12", "--workers", 1) == 0
+    assert shape() == (24, 32, 3)
+    assert run("frames", "--videos", videos, "--out", out, "--size", "16x12", "--workers", 1, "--overwrite") == 0
+    assert shape() == (12, 16, 3)
+    assert frame_files(out / NAMES[0]) == expected_files(FRAMES)
+    assert temp_leftovers(out) == []
+
+
+def test_check_passes_on_extracted_data_and_finds_a_deleted_flow_frame(videos, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
+    assert run("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1) == 0
+    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+               "--workers", 1) == 0
+    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--split", 1)
+    capsys.readouterr()
+    assert run(*check, "--decode") == 0
+    assert "2 of 2 videos" in capsys.readouterr().out
+    os.remove(ucf101.frame_path(ucf101.flow_dir(data, "v", NAMES[1]), 6))
+    assert run(*check) == 1
+    report = capsys.readouterr().out
+    assert f"{NAMES[1]}: 7 u but 6 v flow frames" in report
+    assert NAMES[0] + ":" not in report
+
+
+@pytest.fixture
+def fake_data(tmp_path):
+    splits = fakedata.write_dataset(str(tmp_path), frames=6, size=(16, 12))
+    return tmp_path, ("check", "--data-dir", tmp_path, "--splits", splits, "--split", 1)
+
+
+def test_check_finds_gaps_unreadable_files_and_missing_videos(fake_data, capsys):
+    root, check = fake_data
+    assert run(*check) == 0
+    u, v = (ucf101.flow_dir(root, c, "v_Beta_g08_c01") for c in "uv")
+    for folder in (u, v):  # counts still agree, but frame000003 is gone
+        os.rename(ucf101.frame_path(folder, 2), ucf101.frame_path(folder, 9))
+    with open(ucf101.frame_path(ucf101.rgb_dir(root, "v_Gamma_g01_c01"), 0), "wb") as f:
+        f.write(b"not a jpeg")
+    for c in "uv":  # u and v agree, but one short of frames - 1
+        os.remove(ucf101.frame_path(ucf101.flow_dir(root, c, "v_Alpha_g08_c01"), 4))
+    assert run(*check) == 1
+    report = capsys.readouterr().out
+    assert f"v_Beta_g08_c01: flow u: frame000003.jpg missing in {u}" in report
+    assert "v_Alpha_g08_c01: 4 flow frames for 6 RGB frames (expected 5)" in report
+    assert "v_Gamma_g01_c01" not in report  # only --decode opens the files
+    assert run(*check, "--decode", "--workers", 2) == 1
+    assert "v_Gamma_g01_c01: RGB: 1 unreadable JPEGs" in capsys.readouterr().out
+    os.rename(ucf101.rgb_dir(root, "v_Alpha_g01_c01"), ucf101.rgb_dir(root, "v_Alpha_moved"))
+    assert run(*check) == 1
+    assert "v_Alpha_g01_c01: RGB: no frames" in capsys.readouterr().out
+
+
+def test_check_matches_folders_regardless_of_case(fake_data):
+    root, check = fake_data
+    # the split list says v_Alpha_g01_c01; a download may spell it differently
+    for folder in (ucf101.rgb_dir(root, "v_Alpha_g01_c01"), ucf101.flow_dir(root, "u", "v_Alpha_g01_c01"),
+                   ucf101.flow_dir(root, "v", "v_Alpha_g01_c01")):
+        os.rename(folder, folder.replace("v_Alpha", "v_ALPHA"))
+    assert run(*check) == 0
+
+
+def test_check_reports_a_missing_data_dir(tmp_path, capsys):
+    assert run("check", "--data-dir", tmp_path / "nope", "--splits", tmp_path) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+
+
+def read_lists(folder):
+    return {file: ucf101.read_lines(os.path.join(folder, file)) for file in prepare_data.OFFICIAL_LISTS}
+
+
+def test_splits_writes_what_make_splits_gives_and_refuses_to_overwrite(videos, tmp_path, capsys):
+    out = tmp_path / "splits"
+    assert run("splits", "--videos", videos, "--out", out) == 0
+    expected = ucf101.make_splits(ucf101.find_videos(str(videos)))
+    assert read_lists(out) == expected
+    assert expected["trainlist01.txt"] == ["Beta/v_Beta_g08_c01.avi 2"]
+    assert run("splits", "--videos", videos, "--out", out) == 0  # same lists: nothing to refuse
+    (out / "trainlist01.txt").write_text("Beta/v_Beta_g08_c01.avi 7\n")
+    assert run("splits", "--videos", videos, "--out", out) == 2
+    assert "trainlist01.txt already exist" in capsys.readouterr().err
+    assert (out / "trainlist01.txt").read_text() == "Beta/v_Beta_g08_c01.avi 7\n"
+    assert run("splits", "--videos", videos, "--out", out, "--overwrite") == 0
+    assert read_lists(out) == expected
+
+
+def test_splits_from_the_flat_layout_take_the_class_spelling_from_classind(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("v_HandStandPushups_g01_c01", "v_HandStandPushups_g09_c02", "v_Archery_g10_c01"):
+        (flat / f"{name}.avi").write_bytes(b"")
+    classes = tmp_path / "classInd.txt"
+    classes.write_text("1 Archery\n2 HandstandPushups\n")
+    assert run("splits", "--videos", flat, "--out", tmp_path / "splits", "--classes", classes) == 0
+    lists = read_lists(tmp_path / "splits")
+    assert lists["testlist01.txt"] == ["HandstandPushups/v_HandStandPushups_g01_c01.avi"]
+    assert lists["trainlist01.txt"] == ["Archery/v_Archery_g10_c01.avi 1",
+                                        "HandstandPushups/v_HandStandPushups_g09_c02.avi 2"]
+    classes.write_text("1 Archery\n")
+    assert run("splits", "--videos", flat, "--out", tmp_path / "other", "--classes", classes) == 2
+
+
+def test_splits_from_the_official_zip(tmp_path):
+    lists = ucf101.make_splits([("Alpha", "v_Alpha_g01_c01.avi"), ("Beta", "v_Beta_g20_c03.avi")])
+    archive = tmp_path / "UCF101TrainTestSplits-RecognitionTask.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file, lines in lists.items():  # as from the wild: CRLF, and a byte-order mark
+            z.writestr(f"ucfTrainTestlist/{file}", "\ufeff" + "\r\n".join(lines) + "\r\n")
+    assert run("splits", "--official-zip", archive, "--out", tmp_path / "splits") == 0
+    assert read_lists(tmp_path / "splits") == lists
+    with zipfile.ZipFile(tmp_path / "partial.zip", "w") as z:
+        z.writestr("ucfTrainTestlist/classInd.txt", "1 Alpha\n")
+    assert run("splits", "--official-zip", tmp_path / "partial.zip", "--out", tmp_path / "s2") == 2
+    assert run("splits", "--official-zip", tmp_path / "missing.zip", "--out", tmp_path / "s3") == 2
+
+
+def test_a_missing_videos_folder_exits_with_code_2(tmp_path, capsys):
+    assert run("flow", "--videos", tmp_path / "nope", "--out", tmp_path / "flow", "--method", "dis") == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+    result = subprocess.run([sys.executable, os.path.join(REPO, "prepare_data.py"), "frames",
+                             "--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "nope: no such folder" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_flag_has_help_and_sizes_are_validated():
+    commands = next(a for a in prepare_data.build_parser()._actions if a.dest == "command")
+    assert set(commands.choices) == {"splits", "frames", "flow", "check", "synthetic"}
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+    assert prepare_data.frame_size("340x256") == (340, 256)
+    with pytest.raises(SystemExit):
+        prepare_data.build_parser().parse_args(["frames", "--size", "340"])
+
+
+def test_synthetic_passes_its_flags_to_generate(monkeypatch, tmp_path):
+    synthetic = pytest.importorskip("synthetic")
+    if not hasattr(synthetic, "generate"):
+        pytest.skip("synthetic.generate does not exist yet")
+    calls = []
+
+    def generate(out, seed=0, overwrite=False):
+        calls.append((out, seed, overwrite))
+
+    monkeypatch.setattr(synthetic, "generate", generate)
+    assert run("synthetic") == 0
+    assert run("synthetic", "--out", tmp_path, "--seed", 3, "--overwrite") == 0
+    assert calls == [("data/synthetic", 0, False), (str(tmp_path), 3, True)]

@@ -1,0 +1,202 @@
+"""The generated mini dataset: layout, determinism, and that its labels need both streams."""
+import os
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import media
+import synthetic
+import ucf101
+
+GROUPS = 8  # groups 1-7 are split 1's test list, group 8 its train list
+WORK_SIZE = (128, 96)  # the size the synthetic preset extracts frames and flow at
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic") / "data")
+    videos = synthetic.generate(root, seed=0, groups=GROUPS, progress=False)
+    return root, videos
+
+
+@pytest.fixture(scope="module")
+def decoded(dataset):
+    """Per video: class, frames at the working size, and DIS flow of two pairs, plain and mirrored."""
+    rows = []
+    for cls, path in dataset[1]:
+        frames = media.read_video(path, size=WORK_SIZE)
+        pairs = [len(frames) // 3, 2 * len(frames) // 3]
+        mirrored = [frame[:, ::-1] for frame in frames]
+        rows.append(dict(cls=cls, frames=frames,
+                         flow=list(media.compute_flow(frames, "dis", pairs).values()),
+                         mirrored_flow=list(media.compute_flow(mirrored, "dis", pairs).values())))
+    return rows
+
+
+def factors(rows):
+    by_name = {name: (colour, motion) for name, colour, motion in synthetic.CLASSES}
+    return (np.array([by_name[r["cls"]][0] for r in rows]), np.array([by_name[r["cls"]][1] for r in rows]))
+
+
+def affine_flow(u, v):
+    """Least-squares u = a0 + a1 x + a2 y, v = b0 + b1 x + b2 y about the centre -> (a, b)."""
+    h, w = u.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    design = np.stack([np.ones(h * w), x.ravel() - (w - 1) / 2, y.ravel() - (h - 1) / 2], 1)
+    return tuple(np.linalg.lstsq(design, values.ravel(), rcond=None)[0] for values in (u, v))
+
+
+def flow_stats(quantized_u, quantized_v):
+    """[divergence, curl, a1 - b2 (the saddle's shear), |mean u|, |mean v|, mean speed] in px/frame."""
+    u, v = media.dequantize_flow(quantized_u), media.dequantize_flow(quantized_v)
+    a, b = affine_flow(u, v)
+    return np.array([a[1] + b[2], abs(b[1] - a[2]), a[1] - b[2], abs(a[0]), abs(b[0]), np.hypot(u, v).mean()])
+
+
+def video_flow_stats(flows, flip=None):
+    """Mean flow stats over a video's pairs; flip mirrors the flow images first, 'right' or 'wrong'ly."""
+    stats = []
+    for u, v in flows:
+        if flip:
+            u, v = u[:, ::-1], v[:, ::-1]
+            u = 255 - u if flip == "right" else u  # the right flip also negates u (255 - q is -flow)
+        stats.append(flow_stats(u, v))
+    return np.mean(stats, 0)
+
+
+def frame_stats(frame):
+    """What a still frame can show: mean colour and texture statistics (contrast, gradients)."""
+    grey = media.to_gray(frame).astype(np.float64)
+    gx, gy = np.diff(grey, axis=1), np.diff(grey, axis=0)
+    return np.array([*frame.reshape(-1, 3).mean(0), grey.mean(), grey.std(), np.mean(gx**2), np.mean(gy**2),
+                     np.log(np.mean(gx**2) / np.mean(gy**2)), np.mean(np.abs(gx)), np.mean(np.abs(gy))])
+
+
+def accuracy(features, labels):
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return cross_val_score(model, features, labels, cv=4).mean()
+
+
+def read_frames(path):
+    return np.array(media.read_video(path, size=None))
+
+
+# ---------------------------------------------------------------------------- classes and layout
+
+def test_classes_cross_every_colour_with_every_motion():
+    assert len(synthetic.CLASSES) == len(synthetic.COLOURS) * len(synthetic.MOTIONS) == 12
+    pairs = {(c, m) for c in synthetic.COLOURS for m in synthetic.MOTIONS}
+    assert {(c, m) for _, c, m in synthetic.CLASSES} == pairs
+    for name, colour, motion in synthetic.CLASSES:
+        assert name == colour + motion and "_" not in name and name[0].isupper()
+    assert synthetic.CLASS_NAMES == sorted(synthetic.CLASS_NAMES, key=str.lower)
+
+
+def test_layout_and_split_lists(dataset):
+    root, videos = dataset
+    assert sorted(os.listdir(root)) == ["UCF-101", "splits", "synthetic.json"]
+    assert not os.path.exists(root + ".partial")
+    assert len(videos) == 12 * GROUPS
+    found = ucf101.find_videos(os.path.join(root, "UCF-101"))
+    assert found == sorted(videos, key=lambda v: (v[0].lower(), v[1]))
+    expected = {os.path.join(root, "UCF-101", cls, f"v_{cls}_g{g:02d}_c01.avi")
+                for cls in synthetic.CLASS_NAMES for g in range(1, GROUPS + 1)}
+    assert {path for _, path in videos} == expected and all(os.path.isfile(path) for path in expected)
+    splits = os.path.join(root, "splits")
+    assert ucf101.read_classes(os.path.join(splits, "classInd.txt")) == synthetic.CLASS_NAMES
+    train = ucf101.read_split(os.path.join(splits, "trainlist01.txt"), synthetic.CLASS_NAMES)
+    test = ucf101.read_split(os.path.join(splits, "testlist01.txt"), synthetic.CLASS_NAMES)
+    assert len(train) == 12 and len(test) == 12 * 7
+    assert all(ucf101.parse_name(name)[1] == 8 for name, _ in train)
+    assert all(synthetic.CLASS_NAMES[label] == ucf101.parse_name(name)[0] for name, label in train + test)
+    index = ucf101.load_index(root, splits, split=1, subset="test")
+    assert [v.label for v in index] == [label for _, label in test]
+
+
+def test_videos_decode_at_their_length(dataset):
+    root, videos = dataset
+    clips = {clip.name: clip for clip in synthetic.make_clips(seed=0, groups=GROUPS)}
+    lengths = []
+    for _, path in videos:
+        frames = read_frames(path)
+        assert frames.shape[1:] == (120, 160, 3), path
+        assert len(frames) == clips[ucf101.video_name(path)].frames
+        lengths.append(len(frames))
+    assert media.video_fps(videos[0][1]) == pytest.approx(25)
+    assert min(lengths) >= 20 and max(lengths) <= 70
+    assert any(n < 35 for n in lengths) and sum(n >= 40 for n in lengths) > len(lengths) / 2
+
+
+def test_same_seed_same_videos_other_seed_other(dataset, tmp_path):
+    first_videos = dataset[1]
+    again = synthetic.generate(str(tmp_path / "again"), seed=0, groups=1, progress=False)
+    other = synthetic.generate(str(tmp_path / "other"), seed=1, groups=1, progress=False)
+    first = dict((os.path.basename(path), path) for _, path in first_videos)
+    for (_, path), (_, other_path) in zip(again[:3], other[:3]):
+        assert np.array_equal(read_frames(path), read_frames(first[os.path.basename(path)]))
+        a, b = read_frames(path), read_frames(other_path)
+        assert a.shape[1:] == b.shape[1:] and not np.array_equal(a[:20], b[:20])
+
+
+def test_refuses_to_overwrite(tmp_path):
+    out = str(tmp_path / "data")
+    synthetic.generate(out, seed=0, groups=1, progress=False)
+    with pytest.raises(ucf101.DataError, match="--overwrite"):
+        synthetic.generate(out, seed=1, groups=1, progress=False)
+    os.makedirs(os.path.join(out, "jpegs_256"))  # extracted from the old videos: stale after overwrite
+    synthetic.generate(out, seed=1, groups=1, overwrite=True, progress=False)
+    assert sorted(os.listdir(out)) == ["UCF-101", "splits", "synthetic.json"]
+    foreign = tmp_path / "real"
+    (foreign / "UCF-101").mkdir(parents=True)
+    with pytest.raises(ucf101.DataError, match="did not generate"):
+        synthetic.generate(str(foreign), overwrite=True, progress=False)
+    assert os.listdir(foreign) == ["UCF-101"]
+
+
+# ---------------------------------------------------------------------------- what each stream can see
+
+def test_a_frame_shows_the_colour_but_not_the_motion(decoded):
+    colours, motions = factors(decoded)
+    stills = np.array([frame_stats(r["frames"][len(r["frames"]) // 2]) for r in decoded])
+    assert accuracy(stills[:, :3], colours) == 1.0
+    assert accuracy(stills, motions) < 0.45  # chance is 0.25
+    assert accuracy(stills[:, 3:], colours) < 0.6  # the grey image that flow sees: chance is 0.33
+
+
+def test_flow_shows_the_motion_but_not_the_colour(decoded):
+    colours, motions = factors(decoded)
+    stats = np.array([video_flow_stats(r["flow"]) for r in decoded])
+    divergence, curl, shear, mean_u, _, speed = stats.T
+    assert np.all(divergence[motions == "Expand"] > 0.03)
+    assert np.all(np.abs(divergence[motions != "Expand"]) < 0.015)
+    assert np.all(shear[motions == "Saddle"] < -0.03) and np.all(np.abs(shear[motions != "Saddle"]) < 0.015)
+    assert np.all(curl[motions == "Rotate"] > 0.03) and np.all(curl[motions != "Rotate"] < 0.015)
+    assert np.all(mean_u[motions == "Translate"] > 1.0)
+    assert np.all((speed > 0.8) & (speed < 3.5))  # px/frame at 128x96, well inside the bound of 20
+    assert accuracy(stats, motions) == 1.0
+    assert accuracy(stats, colours) < 0.6  # chance is 0.33
+
+
+def test_mirroring_keeps_every_class_and_a_wrong_flow_flip_swaps_expand_and_saddle(decoded):
+    _, motions = factors(decoded)
+    plain = np.array([video_flow_stats(r["flow"]) for r in decoded])
+    mirrored = np.array([video_flow_stats(r["mirrored_flow"]) for r in decoded])
+    right = np.array([video_flow_stats(r["flow"], flip="right") for r in decoded])
+    wrong = np.array([video_flow_stats(r["flow"], flip="wrong") for r in decoded])
+    centroids = {m: plain[motions == m, :3].mean(0) for m in synthetic.MOTIONS}
+
+    def nearest(stats):
+        return np.array([min(centroids, key=lambda m: np.sum((s[:3] - centroids[m]) ** 2)) for s in stats])
+
+    assert np.array_equal(nearest(plain), motions)
+    assert np.array_equal(nearest(mirrored), motions)  # a mirrored video is still its class
+    assert np.array_equal(nearest(right), motions)  # and so is its rightly flipped flow
+    np.testing.assert_allclose(right[:, :3], mirrored[:, :3], atol=0.01)
+    swapped = nearest(wrong)
+    assert np.all(swapped[motions == "Expand"] == "Saddle")
+    assert np.all(swapped[motions == "Saddle"] == "Expand")
+    assert np.all(swapped[motions == "Translate"] == "Translate")

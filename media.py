@@ -14,13 +14,25 @@ JPEG_QUALITY = 95
 FLOW_METHODS = ("tvl1", "farneback", "dis")
 
 
-def read_image(path, grayscale=False):
-    """uint8 HxWx3 (RGB) or HxW image, or None if the file is missing or unreadable."""
+def decode_image(path, grayscale=False):
+    """BGR (or grayscale) uint8 image as OpenCV decodes it; None if missing, empty or unreadable.
+
+    One unbuffered read() is about twice as fast as np.fromfile on small JPEGs; the data
+    pipeline crops this before converting colours, so it does not use read_image.
+    """
     try:
-        data = np.fromfile(path, np.uint8)
+        with open(path, "rb", buffering=0) as file:
+            data = file.read()
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
+    if not data:
+        return None  # cv2.imdecode raises on an empty buffer
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
+
+
+def read_image(path, grayscale=False):
+    """uint8 HxWx3 (RGB) or HxW image, or None if the file is missing or unreadable."""
+    image = decode_image(path, grayscale)
     if image is None or grayscale:
         return image
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

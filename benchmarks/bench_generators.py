@@ -1,0 +1,177 @@
+"""Throughput of the training batches against the JPEG decoder, with 1 and 2 workers.
+
+    python benchmarks/bench_generators.py                 # generated data in a temp folder
+    python benchmarks/bench_generators.py --data-dir /tmp/bench_data  # kept, reused next time
+    taskset -c 0,1 python benchmarks/bench_generators.py  # the "2 cores" of the goals
+
+Writes (or reuses) videos in the real layout at the real sizes: 340x256 RGB JPEGs and
+grayscale u/v flow JPEGs. For spatial and temporal batches (224x224 crops, flip and corner
+cropping on) it prints samples/s with 1 worker, with 2 worker threads and 2 worker processes,
+and the decode-only bound: the same number of JPEGs only read and decoded (one read() +
+cv2.imdecode) in one process. The datasets are iterated the way fit() does: Keras's
+PyDatasetAdapter (its OrderedEnqueuer when workers > 1) with on_epoch_begin / on_epoch_end.
+Goals: 1 worker >= 80% of the decode bound; 2 workers >= 1.5x 1 worker (on 2 cores).
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import generators  # noqa: E402
+import media  # noqa: E402
+import ucf101  # noqa: E402
+from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--data-dir", default=None,
+                    help="where to write (or find) the generated data, kept; default: a temp folder, removed")
+parser.add_argument("--videos", type=int, default=20, help="generated videos")
+parser.add_argument("--frames", type=int, default=60, help="frames per generated video")
+parser.add_argument("--repeats", type=int, default=48, help="each video appears this many times per epoch")
+parser.add_argument("--epochs", type=int, default=2, help="epochs timed per configuration and round (the best counts)")
+parser.add_argument("--rounds", type=int, default=3,
+                    help="rounds of all configurations, interleaved; the best of each is printed (other load only slows)")
+parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+parser.add_argument("--image-size", type=int, default=224, help="crop size")
+parser.add_argument("--stack-length", type=int, default=10, help="flow frames per temporal sample (L)")
+parser.add_argument("--streams", default="spatial,temporal", help="comma-separated streams to measure")
+args = parser.parse_args()
+MARKER = "written_by_bench_generators.txt"  # in --data-dir: a folder this benchmark may write to
+
+
+# ---------------------------------------------------------------------------- generated data
+
+def smooth_noise(rng, height, width, sigma):
+    noise = rng.standard_normal((height + 64, width + 64)).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+    return noise / noise.std()
+
+
+def write_video(data_dir, name, frames, rng):
+    """Textured frames drifting a few pixels per frame, and flow that is still (128) but for
+    smooth moving regions, like TV-L1 flow of a person in front of a static background. JPEGs at
+    media's quality, as prepare_data.py writes them."""
+    width, height = media.FRAME_SIZE
+    detail = smooth_noise(rng, height, width, 3.0)[..., None]
+    colour = np.stack([smooth_noise(rng, height, width, 40.0) for _ in range(3)], axis=-1)
+    texture = np.clip(128 + 30 * detail + 40 * colour, 0, 255).astype(np.uint8)
+    motion = smooth_noise(rng, height, width, 12.0)
+    rgb = ucf101.rgb_dir(data_dir, name)
+    folders = {c: ucf101.flow_dir(data_dir, c, name) for c in "uv"}
+    for folder in (rgb, *folders.values()):
+        os.makedirs(folder, exist_ok=True)
+    for j in range(frames):
+        dx, dy = (2 * j) % 64, j % 64
+        media.write_image(ucf101.frame_path(rgb, j), texture[dy:dy + height, dx:dx + width])
+        moving = np.clip(motion[dy:dy + height, dx:dx + width] - 0.5, 0, None)
+        for k, c in enumerate("uv"):
+            flow = np.clip(128 + (30 - 20 * k) * moving, 0, 255).astype(np.uint8)
+            media.write_image(ucf101.frame_path(folders[c], j), flow)
+
+
+def make_videos(data_dir):
+    """The generated videos in data_dir, written unless there from an earlier run. Refuses a
+    folder holding anything else, so that real data is never mixed with generated frames."""
+    if os.path.isdir(data_dir) and os.listdir(data_dir) and not os.path.exists(os.path.join(data_dir, MARKER)):
+        print(f"{data_dir}: not empty and not written by this benchmark; pass a new or empty --data-dir",
+              file=sys.stderr)
+        sys.exit(2)
+    os.makedirs(data_dir, exist_ok=True)
+    open(os.path.join(data_dir, MARKER), "w").close()
+    names = [f"v_Bench{i:02d}_g08_c01" for i in range(args.videos)]
+    rng = np.random.default_rng(0)
+    for name in names:
+        if ucf101.count_frames(ucf101.rgb_dir(data_dir, name)) < args.frames:
+            write_video(data_dir, name, args.frames, rng)
+    return [ucf101.count_video(data_dir, name, label) for label, name in enumerate(names)]
+
+
+def mean_file_kb(folder):
+    files = [os.path.join(folder, f) for f in os.listdir(folder)]
+    return np.mean([os.path.getsize(f) for f in files]) / 1024
+
+
+# ---------------------------------------------------------------------------- measurements
+
+def decode_bound(videos, data_dir, stream, samples):
+    """Samples/s when the same JPEGs per sample are only read and decoded, in this process."""
+    rng = np.random.default_rng(1)
+    span = 1 if stream == "spatial" else args.stack_length
+    flag = cv2.IMREAD_COLOR if stream == "spatial" else cv2.IMREAD_GRAYSCALE
+    plans = []
+    for k in range(samples):
+        video = videos[k % len(videos)]
+        count = generators.frame_count(video, stream)
+        start = int(rng.integers(max(count - span + 1, 1)))
+        plans.append([generators.rgb_path(data_dir, video.name, start)] if stream == "spatial" else
+                     generators.flow_paths(data_dir, video.name, generators.stack_indices(start, span, count)))
+    begin = time.perf_counter()
+    for paths in plans:
+        for path in paths:
+            with open(path, "rb", buffering=0) as file:  # the fastest read; np.fromfile is slower
+                cv2.imdecode(np.frombuffer(file.read(), np.uint8), flag)
+    return samples / (time.perf_counter() - begin)
+
+
+def pipeline_rate(videos, data_dir, stream, workers, processes):
+    """Samples/s of TrainSequence iterated as fit() does: the best of args.epochs epochs, each
+    timed from on_epoch_begin (which starts Keras's worker pool) to the arrival of its last batch.
+    The enqueuer's drain after the last batch (a fixed 0.1 s wait per epoch, small next to a real
+    epoch of 9537 videos) is left out."""
+    dataset = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,
+                                       image_size=args.image_size, stack_length=args.stack_length,
+                                       workers=workers, use_multiprocessing=processes)
+    adapter = PyDatasetAdapter(dataset, shuffle=False)
+    best = 0.0
+    for _ in range(args.epochs):
+        samples, begin = 0, time.perf_counter()
+        adapter.on_epoch_begin()
+        for x, y in adapter.get_numpy_iterator():
+            samples += len(y)
+            if samples == len(videos):
+                best = max(best, samples / (time.perf_counter() - begin))
+        adapter.on_epoch_end()
+    return best
+
+
+def main():
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_generators_")
+    try:
+        print(f"writing/reading {args.videos} videos x {args.frames} frames in {data_dir} ...", flush=True)
+        videos = make_videos(data_dir)
+        name = videos[0].name
+        print(f"mean JPEG size: RGB {mean_file_kb(ucf101.rgb_dir(data_dir, name)):.1f} KB, "
+              f"flow u {mean_file_kb(ucf101.flow_dir(data_dir, 'u', name)):.1f} KB, "
+              f"v {mean_file_kb(ucf101.flow_dir(data_dir, 'v', name)):.1f} KB; "
+              f"{len(os.sched_getaffinity(0))} CPUs usable, load average {os.getloadavg()[0]:.2f} before")
+        epoch_videos = videos * args.repeats
+        print(f"{len(epoch_videos)} samples per epoch, batch {args.batch_size}, {args.image_size}x{args.image_size} "
+              f"crops, L={args.stack_length}; samples/s, best of {args.rounds} interleaved rounds")
+        print("goals: 1 worker >= 0.80 x decode-only; 2 workers >= 1.5 x 1 worker")
+        configs = {"decode-only": lambda stream: decode_bound(videos, data_dir, stream, len(epoch_videos)),
+                   "1 worker": lambda stream: pipeline_rate(epoch_videos, data_dir, stream, 1, False),
+                   "2 threads": lambda stream: pipeline_rate(epoch_videos, data_dir, stream, 2, False),
+                   "2 processes": lambda stream: pipeline_rate(epoch_videos, data_dir, stream, 2, True)}
+        for stream in args.streams.split(","):
+            best = dict.fromkeys(configs, 0.0)
+            for _ in range(args.rounds):
+                for config, measure in configs.items():
+                    best[config] = max(best[config], measure(stream))
+            decode, one = best["decode-only"], best["1 worker"]
+            print(f"{stream:9s} decode-only {decode:7.1f} | 1 worker {one:7.1f} = {one / decode:.2f} x decode | "
+                  f"2 threads {best['2 threads']:7.1f} = {best['2 threads'] / one:.2f} x 1 worker | "
+                  f"2 processes {best['2 processes']:7.1f} = {best['2 processes'] / one:.2f} x 1 worker", flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} after (other processes on these CPUs lower the 2-worker figures)")
+    finally:
+        if not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

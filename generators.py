@@ -151,13 +151,20 @@ def read_sample(data_dir, video, stream, start, stack_length):
         path = rgb_path(data_dir, video.name, start)
         image = media.decode_image(path)
         return (None, path) if image is None else (cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None)
+    planes, bad_path = read_flow_planes(data_dir, video.name, stack_indices(start, stack_length, video.flows))
+    return (None, bad_path) if planes is None else (cv2.merge(planes), None)
+
+
+def read_flow_planes(data_dir, name, indices):
+    """[u1, v1, ..., uL, vL] grayscale planes of the flow frames `indices`, and None; or None and
+    the path of the first file that is missing, unreadable or of another size than the first."""
     planes = []
-    for path in flow_paths(data_dir, video.name, stack_indices(start, stack_length, video.flows)):
+    for path in flow_paths(data_dir, name, indices):
         plane = media.decode_image(path, grayscale=True)
         if plane is None or (planes and plane.shape != planes[0].shape):
             return None, path
         planes.append(plane)
-    return cv2.merge(planes), None
+    return planes, None
 
 
 def missing_data(videos, data_dir, stream):
@@ -303,12 +310,10 @@ class TrainSequence(keras.utils.PyDataset):
             crop = self.cut(image, self.crop_window(image.shape, position, scales))
             cv2.cvtColor(cv2.flip(crop, 1) if flip else crop, cv2.COLOR_BGR2RGB, dst=out)
             return None
-        planes = []
-        for path in flow_paths(self.data_dir, video.name, stack_indices(start, span, count)):
-            plane = media.decode_image(path, grayscale=True)
-            if plane is None or (planes and plane.shape != planes[0].shape):
-                return path
-            planes.append(fit_short_side(plane, self.image_size))
+        planes, bad_path = read_flow_planes(self.data_dir, video.name, stack_indices(start, span, count))
+        if planes is None:
+            return bad_path
+        planes = [fit_short_side(plane, self.image_size) for plane in planes]
         window = self.crop_window(planes[0].shape, position, scales)  # one window for the stack
         crops = [self.cut(plane, window) for plane in planes]
         if flip:

@@ -205,9 +205,10 @@ def write_video(path, frames, fps=FPS):
 
 # ---------------------------------------------------------------------------- the dataset
 
-def make_clips(seed=0, groups=GROUPS, clips=1, size=FRAME_SIZE):
-    return [make_clip(seed, label, group, c, size)
-            for label in range(len(CLASSES)) for group in range(1, groups + 1) for c in range(1, clips + 1)]
+def make_clips(seed=0, groups=GROUPS, clips=1, size=FRAME_SIZE, classes=CLASS_NAMES):
+    """Clips of the named classes; a clip's randomness does not depend on which others are made."""
+    return [make_clip(seed, CLASS_NAMES.index(name), group, c, size)
+            for name in classes for group in range(1, groups + 1) for c in range(1, clips + 1)]
 
 
 def generated_settings(out_dir):
@@ -238,8 +239,8 @@ def write_clip(job):
     write_video(os.path.join(folder, clip.name + ".avi"), render(clip))
 
 
-def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAME_SIZE, workers=1,
-             progress=True):
+def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAME_SIZE, classes=CLASS_NAMES,
+             workers=1, progress=True):
     """Write the mini dataset under out_dir -> [(class, video path)], as ucf101.find_videos lists them.
 
     It is written to <out_dir>.partial and renamed into place when complete, so a kill never
@@ -251,7 +252,11 @@ def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAM
     partial = out_dir + ".partial"
     shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
     jobs, videos = [], []
-    for clip in make_clips(seed, groups, clips, size):
+    unknown = set(classes) - set(CLASS_NAMES)
+    if unknown:
+        raise ucf101.DataError(f"unknown synthetic classes {sorted(unknown)}; choose from {CLASS_NAMES}")
+    classes = [name for name in CLASS_NAMES if name in classes]  # classInd.txt order
+    for clip in make_clips(seed, groups, clips, size, classes):
         cls = CLASS_NAMES[clip.label]
         folder = os.path.join(partial, "UCF-101", cls)
         os.makedirs(folder, exist_ok=True)
@@ -266,12 +271,12 @@ def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAM
         for job in tqdm(jobs, **bar):
             write_clip(job)
     os.makedirs(os.path.join(partial, "splits"))
-    for file, lines in ucf101.make_splits(videos, CLASS_NAMES).items():
+    for file, lines in ucf101.make_splits(videos, classes).items():
         with open(os.path.join(partial, "splits", file), "w") as f:
             f.write("\n".join(lines) + "\n")
     with open(os.path.join(partial, MARKER), "w") as f:
         json.dump({"seed": seed, "groups": groups, "clips": clips, "size": list(size), "fps": FPS,
-                   "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES]}, f, indent=1)
+                   "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES if n in classes]}, f, indent=1)
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)  # empty, or a generated dataset that check_target let us replace
     os.rename(partial, out_dir)

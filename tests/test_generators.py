@@ -145,6 +145,15 @@ def test_short_images_are_resized_up_before_cropping():
     np.testing.assert_array_equal(crop[0], expected)
 
 
+def test_training_crops_larger_than_the_frames_resize_them_up(tmp_path):
+    root, train, _ = make_dataset(tmp_path)  # 64x48 frames, 56-pixel crops
+    for stream, channels in (("spatial", 3), ("temporal", 2 * L)):
+        sequence = generators.TrainSequence(train, root, stream, batch_size=3, image_size=56, stack_length=L)
+        x, _ = sequence[0]
+        assert x.shape == (3, 56, 56, channels)
+        assert sequence.missing_files == 0
+
+
 def test_flip_flow_inverts_u_and_mirrors_both():
     stack = np.random.default_rng(2).integers(0, 256, (3, 5, 6), np.uint8)
     flipped = generators.flip_flow(stack)

@@ -1,0 +1,262 @@
+"""The two streams' ConvNets, built with keras.ops only (TensorFlow or JAX backend).
+
+Both models take uint8 images and normalise them inside the model, so that the data pipeline,
+demo.py and fuse_test.py feed raw frames and flow stacks:
+
+    spatial   InceptionV3 (ImageNet) -> global average pool -> Dense 1024 -> dropout -> softmax
+    temporal  CNN-M-2048 (Simonyan & Zisserman 2014, from scratch) on 2L stacked flow channels, or
+              InceptionV3 with cross-modality initialisation from ImageNet (Wang et al. 2016, TSN)
+
+Normalisation: the paper's CNN-M uses local response normalisation after conv1 and conv2; we use
+BatchNormalization there instead (it superseded LRN, and from-scratch training converges in far
+fewer steps with it, which matters at 0.9 dropout). Everything else follows the paper.
+"""
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+import ucf101
+
+FLOW_BOUND = 20.0  # pixels; flow JPEGs map [-20, 20] linearly onto 0..255 (media.quantize_flow)
+MIN_INCEPTION_SIZE = 75  # keras.applications.InceptionV3 without its top
+IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
+IMAGENET_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
+LAST_FROZEN_BLOCK = "mixed8"  # phase 2 trains what follows it: the top two blocks, mixed9 and mixed10
+ARCHS = ("cnn_m_2048", "inception_v3")
+
+
+# ---------------------------------------------------------------------------- layers
+
+@keras.saving.register_keras_serializable(package="two_stream")
+class FlowNormalization(layers.Layer):
+    """Quantised flow (uint8) -> displacement in pixels, minus each channel's mean over the image.
+
+    Subtracting the mean of every u and v channel per sample is the paper's camera-motion
+    compensation: a global translation of the frame becomes zero. `scale` maps the result to
+    the range a pretrained network expects (1 / FLOW_BOUND gives Inception's [-1, 1]).
+    """
+
+    def __init__(self, bound=FLOW_BOUND, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.bound = bound
+        self.scale = scale
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype) * (2.0 * self.bound / 255.0) - self.bound
+        x = x - ops.mean(x, axis=(1, 2), keepdims=True)
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "bound": self.bound, "scale": self.scale}
+
+
+def inception_preprocessing(name="inception_preprocessing"):
+    """uint8 0..255 -> [-1, 1], as keras.applications.inception_v3.preprocess_input."""
+    return layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name=name)
+
+
+# ---------------------------------------------------------------------------- InceptionV3
+
+def imagenet_weights_file():
+    """The ImageNet InceptionV3 weights (no top) from Keras's cache, downloading them if needed."""
+    try:
+        return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH)
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
+        raise ucf101.DataError(
+            f"Could not download the ImageNet InceptionV3 weights ({error}).\n"
+            f"Without internet, fetch {IMAGENET_URL} on another machine and pass its path, e.g.\n"
+            f"  --weights /path/to/{IMAGENET_FILE}\n"
+            f"(or copy it to ~/.keras/models/), or train from scratch with --weights none.") from error
+
+
+def weights_file(weights):
+    """'imagenet' | 'none' | None | path -> None or the path of an existing file."""
+    if weights in (None, "none", "None"):
+        return None
+    if weights == "imagenet":
+        return imagenet_weights_file()
+    if not os.path.isfile(weights):
+        raise ucf101.DataError(f"{weights}: weights file not found. Pass 'imagenet', 'none' or the path of a file.")
+    return weights
+
+
+def inception_v3(input_shape, weights_path=None):
+    """keras.applications.InceptionV3 without its top, random or loaded from a local .h5 file."""
+    if min(input_shape[:2]) < MIN_INCEPTION_SIZE:
+        raise ValueError(f"image size {input_shape[:2]} is too small for InceptionV3 (minimum {MIN_INCEPTION_SIZE})")
+    with warnings.catch_warnings():  # "usually expects 1 or 3 input channels": 2L is intended
+        warnings.simplefilter("ignore", UserWarning)
+        return keras.applications.InceptionV3(include_top=False, weights=weights_path, input_shape=input_shape)
+
+
+def cross_modality_kernel(kernel, channels):
+    """First-conv kernel [h, w, 3, out] of an RGB network -> [h, w, channels, out]:
+    the mean over the RGB channels, replicated over the flow channels (TSN's initialisation)."""
+    mean = np.mean(kernel, axis=2, keepdims=True)
+    return np.repeat(mean, channels, axis=2)
+
+
+def cross_modality_transfer(rgb_model, flow_model):
+    """Copy an RGB network's weights into the same network built for 2L flow channels."""
+    first_conv = next(layer for layer in rgb_model.layers if isinstance(layer, layers.Conv2D))
+    channels = flow_model.input_shape[-1]
+    for rgb_layer, flow_layer in zip(rgb_model.layers, flow_model.layers, strict=True):
+        weights = rgb_layer.get_weights()
+        if rgb_layer is first_conv:
+            weights = [cross_modality_kernel(weights[0], channels)] + weights[1:]
+        flow_layer.set_weights(weights)
+
+
+# ---------------------------------------------------------------------------- spatial stream
+
+def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5):
+    """InceptionV3 + a new top, on uint8 RGB crops. weights: 'imagenet', 'none' or an .h5 path."""
+    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="rgb")
+    x = inception_preprocessing()(inputs)
+    x = inception_v3((image_size, image_size, 3), weights_file(weights))(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dense(1024, activation="relu", name="fc1024")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="spatial")
+
+
+def set_spatial_phase(model, phase):
+    """Phase 1: only the new top trains. Phase 2: also the top two inception blocks (after mixed8).
+
+    A frozen BatchNormalization layer runs in inference mode in Keras 3, so the frozen part keeps
+    its ImageNet statistics. Compile the model again after calling this.
+    """
+    if phase not in (1, 2):
+        raise ValueError(f"phase must be 1 or 2, got {phase}")
+    model.trainable = True
+    base = model.get_layer("inception_v3")
+    names = [layer.name for layer in base.layers]
+    first_trainable = names.index(LAST_FROZEN_BLOCK) + 1 if phase == 2 else len(names)
+    for index, layer in enumerate(base.layers):  # one by one: model.trainable = True leaves these frozen
+        layer.trainable = index >= first_trainable
+    return model
+
+
+def calibrate_random_batchnorm(model, x):
+    """Give a randomly initialised network's BatchNorm layers statistics from the batch `x`.
+
+    For --weights none: with their initial statistics (mean 0, variance 1) the frozen base's
+    features shrink ~1e-4-fold by mixed10, too small for the new top to learn from (its ReLUs
+    die). One training-mode pass sets each layer's variance to the mean square of its input,
+    layer after layer, and leaves the means at 0: subtracting means would remove much of the
+    frame's global colour (on the mini dataset a linear probe on the features tells its three
+    colours apart in 96% of test videos this way, in 65% after mean subtraction).
+    It replaces BatchNormalization._moments for the pass (Keras is pinned; tests check it).
+    """
+    norms = [layer for layer in all_layers(model) if isinstance(layer, layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer._moments = mean_square_moments(layer._reduction_axes)  # instance override, undone below
+        layer.momentum = 0.0  # the moving statistics become this batch's
+    model(x, training=True)
+    for layer, momentum in zip(norms, momenta):
+        del layer._moments
+        layer.momentum = momentum
+
+
+def mean_square_moments(axes):
+    def moments(inputs, mask=None):
+        mean_square = ops.mean(ops.square(inputs), axis=axes)
+        return ops.zeros_like(mean_square), mean_square
+    return moments
+
+
+def all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+# ---------------------------------------------------------------------------- temporal stream
+
+def temporal_model(num_classes, image_size=224, stack_length=10, arch="cnn_m_2048", weights=None, dropout=0.9):
+    """The temporal ConvNet on uint8 stacks of L flow pairs (channels u1, v1, ..., uL, vL).
+
+    cnn_m_2048: from scratch (weights None) or a .weights.h5/.keras file of the same model.
+    inception_v3: weights 'imagenet' or an RGB .h5 file -> cross-modality initialisation.
+    """
+    shape = (image_size, image_size, 2 * stack_length)
+    inputs = keras.Input(shape, dtype="uint8", name="flow")
+    if arch == "cnn_m_2048":
+        if weights == "imagenet":
+            raise ValueError("there are no ImageNet weights for cnn_m_2048; use --arch inception_v3 or --weights none")
+        x = FlowNormalization(dtype="float32", name="flow_normalization")(inputs)
+        model = keras.Model(inputs, cnn_m_2048(x, num_classes, dropout), name="temporal")
+        path = weights_file(weights)
+        if path:
+            model.load_weights(path)
+        return model
+    if arch == "inception_v3":
+        x = FlowNormalization(scale=1 / FLOW_BOUND, dtype="float32", name="flow_normalization")(inputs)
+        x = flow_inception_v3(shape, weights_file(weights))(x)
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+        return keras.Model(inputs, outputs, name="temporal")
+    raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
+
+
+def flow_inception_v3(input_shape, rgb_weights_path=None):
+    flow = inception_v3(input_shape)
+    if rgb_weights_path:
+        rgb = inception_v3(input_shape[:2] + (3,), rgb_weights_path)
+        cross_modality_transfer(rgb, flow)
+    return flow
+
+
+def cnn_m_2048(x, num_classes, dropout):
+    """CNN-M-2048 (Chatfield et al. 2014) as in the two-stream paper; Caffe's ceil-mode pooling
+    gives its feature maps: 224 -> conv1 109 -> 54 -> conv2 26 -> 13 -> conv3-5 13 -> 6."""
+    x = conv_norm_relu(x, 96, 7, 2, "conv1")
+    x = caffe_max_pool(x, "pool1")
+    x = layers.ZeroPadding2D(1, name="conv2_pad")(x)
+    x = conv_norm_relu(x, 256, 5, 2, "conv2")
+    x = caffe_max_pool(x, "pool2")
+    for i in (3, 4, 5):
+        x = layers.Conv2D(512, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = caffe_max_pool(x, "pool5")
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(4096, activation="relu", name="full6")(x)
+    x = layers.Dropout(dropout, name="drop6")(x)
+    x = layers.Dense(2048, activation="relu", name="full7")(x)
+    x = layers.Dropout(dropout, name="drop7")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def conv_norm_relu(x, filters, size, stride, name):
+    x = layers.Conv2D(filters, size, strides=stride, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_norm")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def caffe_max_pool(x, name):
+    """3x3 stride 2 max pooling with Caffe's output size ceil((n - 3) / 2) + 1. The extra
+    bottom/right padding is zeros, which cannot win a max after a ReLU."""
+    n = x.shape[1]
+    if n < 3:
+        raise ValueError(f"{name}: feature map {n}x{n} is too small; use an image size of 64 or more for cnn_m_2048")
+    pad = 2 * math.ceil((n - 3) / 2) + 3 - n
+    if pad:
+        x = layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name=name)(x)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def load_model(path):
+    """A model saved by the training scripts (.keras), with this module's layers registered."""
+    if not os.path.isfile(path):
+        raise ucf101.DataError(f"{path}: no such model file. Train it with spatial_train.py or temporal_train.py.")
+    return keras.saving.load_model(path)

@@ -1,0 +1,234 @@
+"""training.py and the two training scripts on a tiny fake dataset: learning, resuming a killed
+run, the spatial phases, checkpoints, presets, errors, and a mirrored run on 2 logical CPUs.
+Runs with the TensorFlow or JAX backend (the mirrored test needs TensorFlow)."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import fakedata
+import generators
+import media
+import models
+import spatial_train
+import temporal_train
+import training
+import ucf101
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("Alpha", "Beta", "Gamma")
+
+
+def write_class_flow(root, size=(80, 64)):
+    """Overwrite the fake flow so that it tells the classes apart after mean subtraction and
+    survives a horizontal flip: Alpha u left/right, Beta u top/bottom, Gamma v top/bottom."""
+    width, height = size
+    for name, label in fakedata.video_names(CLASSES, groups=(1, 8), clips=4):
+        for j in range(11):
+            u = np.full((height, width), 128, np.uint8)
+            v = np.full((height, width), 128, np.uint8)
+            if label == 0:
+                u[:, :width // 2], u[:, width // 2:] = 170, 86
+            elif label == 1:
+                u[:height // 2], u[height // 2:] = 170, 86
+            else:
+                v[:height // 2], v[height // 2:] = 170, 86
+            media.write_image(ucf101.frame_path(ucf101.flow_dir(root, "u", name), j), u)
+            media.write_image(ucf101.frame_path(ucf101.flow_dir(root, "v", name), j), v)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """3 classes x 4 clips: 12 training and 12 test videos of 12 frames at 80x64."""
+    root = str(tmp_path_factory.mktemp("data"))
+    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8), clips=4, frames=12, size=(80, 64))
+    write_class_flow(root)
+    return root, splits
+
+
+def temporal_args(dataset, folder, *extra):
+    root, splits = dataset
+    return ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
+            "--image-size", "64", "--stack-length", "2", "--batch-size", "4", "--workers", "1", *extra]
+
+
+def logged_epochs(folder):
+    with open(os.path.join(folder, "log.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+# ---------------------------------------------------------------------------- learning
+
+def test_a_few_steps_lower_the_loss_and_the_model_reloads(dataset, tmp_path):
+    root, splits = dataset
+    keras.utils.set_random_seed(0)
+    videos = ucf101.load_index(root, splits, 1, "train")
+    x, y = generators.validation_data(videos, root, "temporal", image_size=64, stack_length=2)
+    train = generators.TrainSequence(videos, root, "temporal", batch_size=4, image_size=64, stack_length=2)
+    model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
+    model.compile(keras.optimizers.SGD(1e-2, momentum=0.9), loss="sparse_categorical_crossentropy")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(train, epochs=5, verbose=0)  # 15 steps
+    after = model.evaluate(x, y, verbose=0)
+    assert after < 0.5 * before, (before, after)
+
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    np.testing.assert_allclose(models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- resuming
+
+class Killed(Exception):
+    pass
+
+
+class KillAfterFirstEpoch(keras.callbacks.Callback):
+    """Stands in for a killed process: stops fit() with an error after epoch 0's callbacks ran."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise Killed
+
+
+class RecordingSequence(generators.TrainSequence):
+    """Records the epoch whose batches each pass draws (the last pass is the training epoch's;
+    Keras may take a batch before training starts)."""
+    started = []
+
+    def on_epoch_begin(self):
+        RecordingSequence.started.append(self.epoch)
+        super().on_epoch_begin()
+
+
+def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkeypatch):
+    folder = tmp_path / "temporal"
+    argv = temporal_args(dataset, folder, "--epochs", "2", "--lr-drops", "4")
+    original = training.callbacks
+    monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [KillAfterFirstEpoch()])
+    monkeypatch.setattr(temporal_train, "TrainSequence", RecordingSequence)
+    RecordingSequence.started.clear()
+    with pytest.raises(Killed):
+        temporal_train.main(argv)
+    assert logged_epochs(folder) == [0]
+    assert RecordingSequence.started[-1] == 0
+    with open(folder / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 1
+
+    monkeypatch.setattr(training, "callbacks", original)
+    RecordingSequence.started.clear()
+    temporal_train.main(argv)
+    assert logged_epochs(folder) == [0, 1]  # from scratch it would read 0, 0, 1
+    assert RecordingSequence.started[-1] == 1  # the data continue with epoch 1's shuffles and draws
+    with open(folder / "log.csv", newline="") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([1e-2, 1e-3])  # 3 steps per epoch: the drop after step 4 came in epoch 1
+
+    # A finished run started again trains nothing and replaces nothing.
+    stamp = os.path.getmtime(folder / "last.keras")
+    temporal_train.main(argv)
+    assert logged_epochs(folder) == [0, 1]
+    assert os.path.getmtime(folder / "last.keras") == stamp
+
+    # What fuse_test.py and demo.py read.
+    with open(folder / "config.json") as f:
+        config = json.load(f)
+    assert config["stream"] == "temporal" and config["image_size"] == 64 and config["stack_length"] == 2
+    assert config["frame_size"] == [80, 64] and config["split"] == 1 and config["dataset"] == "synthetic"
+    assert (folder / "classInd.txt").read_text().split("\n")[:3] == ["1 Alpha", "2 Beta", "3 Gamma"]
+    best = models.load_model(str(folder / "best.keras"))
+    probabilities = best.predict(np.full((2, 64, 64, 4), 128, np.uint8), verbose=0)
+    assert probabilities.shape == (2, 3)
+
+    # Another setting in the same folder is refused; --overwrite starts again.
+    with pytest.raises(ucf101.DataError, match="different image_size"):
+        temporal_train.main(temporal_args(dataset, folder, "--epochs", "2", "--image-size", "60"))
+    temporal_train.main(temporal_args(dataset, folder, "--epochs", "1", "--image-size", "60", "--overwrite"))
+    assert logged_epochs(folder) == [0]
+
+
+def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monkeypatch, capsys):
+    root, splits = dataset
+    folder = tmp_path / "spatial"
+    argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
+            "--image-size", "75", "--batch-size", "4", "--max-videos", "4", "--val-videos", "3", "--workers", "1",
+            "--phase1-epochs", "1", "--phase2-epochs", "1", "--class-limit", "2"]
+    spatial_train.main(argv)
+    assert logged_epochs(folder) == [0, 1]  # phase 2 numbers its epochs on from phase 1
+    assert (folder / "phase1.keras").exists() and (folder / "best.keras").exists()
+    assert (folder / "classInd.txt").read_text() == "1 Alpha\n2 Beta\n"  # --class-limit 2
+
+    def no_phase_1(*args, **kwargs):
+        raise AssertionError("phase 1 ran again")
+
+    monkeypatch.setattr(models, "spatial_model", no_phase_1)
+    capsys.readouterr()
+    spatial_train.main(argv)
+    assert "phase 1: done" in capsys.readouterr().out
+    assert logged_epochs(folder) == [0, 1]
+
+
+# ---------------------------------------------------------------------------- flags and errors
+
+def test_explicit_flags_override_the_preset():
+    args = temporal_train.parse_args(["--dataset", "synthetic", "--batch-size", "3"])
+    assert args.batch_size == 3  # given
+    assert args.image_size == 80 and args.iterations == 300  # the synthetic preset
+    assert args.data_dir == "data/synthetic" and args.splits_dir == "data/synthetic/splits"
+    assert args.checkpoint_dir == os.path.join("checkpoints", "synthetic", "temporal")
+    paper = temporal_train.parse_args([])
+    assert (paper.batch_size, paper.lr, paper.lr_drops, paper.iterations) == (128, 1e-2, [50000, 70000], 80000)
+    assert (paper.image_size, paper.stack_length, paper.dropout, paper.data_dir) == (224, 10, 0.9, "data/ucf101")
+    spatial = spatial_train.parse_args([])
+    assert (spatial.weights, spatial.phase1_epochs, spatial.phase2_lr, spatial.momentum) == ("imagenet", 10, 1e-4, 0.9)
+
+
+def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
+    root, splits = dataset
+    empty = tmp_path / "no_flow"
+    fakedata.write_dataset(str(empty), CLASSES, frames=3, size=(80, 64))
+    for component in "uv":
+        for name, _ in fakedata.video_names(CLASSES):
+            for file in os.listdir(ucf101.flow_dir(str(empty), component, name)):
+                os.remove(os.path.join(ucf101.flow_dir(str(empty), component, name), file))
+    argv = ["--dataset", "synthetic", "--data-dir", str(empty), "--splits-dir", str(empty / "splits"),
+            "--checkpoint-dir", str(tmp_path / "ck")]
+    with pytest.raises(ucf101.DataError, match="prepare_data.py flow"):
+        temporal_train.main(argv)
+    with pytest.raises(SystemExit) as exit_info:
+        training.run(lambda: temporal_train.main(argv))
+    assert exit_info.value.code == 2
+
+
+def test_distribution_needs_tensorflow():
+    assert training.distribution_strategy("none") is None
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ucf101.DataError, match="needs the TensorFlow backend"):
+            training.distribution_strategy("mirrored")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend")
+def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
+    folder = tmp_path / "mirrored"
+    script = textwrap.dedent(f"""
+        import sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import temporal_train
+        temporal_train.main({temporal_args(dataset, folder, "--epochs", "1", "--distribute", "mirrored")!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mirrored: 2 replicas" in result.stdout
+    assert logged_epochs(folder) == [0]
+    with open(folder / "log.csv", newline="") as f:
+        assert np.isfinite(float(next(csv.DictReader(f))["loss"]))

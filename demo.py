@@ -112,37 +112,44 @@ def write_annotated(path, frames, label, fps):
     writer.release()
 
 
-def main(argv=None):
-    args = parser.parse_args(argv)
-    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
-    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
+def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1)):
+    """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds})."""
+    spatial, spatial_config, classes = load_stream(spatial_path)
+    temporal, temporal_config, temporal_classes = load_stream(temporal_path)
+    if classes != temporal_classes:
+        raise ucf101.DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
     timings = {}
-    try:
-        spatial, spatial_config, classes = load_stream(spatial_path)
-        temporal, temporal_config, temporal_classes = load_stream(temporal_path)
-        if classes != temporal_classes:
-            raise ucf101.DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
-        frame_size = tuple(spatial_config.get("frame_size", media.FRAME_SIZE))
-        start = time.perf_counter()
-        frames = read_frames(args.video, frame_size)
-        timings["decode"] = time.perf_counter() - start
-    except ucf101.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    start = time.perf_counter()
+    frames = read_frames(video_path, tuple(spatial_config.get("frame_size", media.FRAME_SIZE)))
+    timings["decode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    stacks = flow_stacks(frames, args.samples, temporal_config["stack_length"], args.flow, args.threads)
+    stacks = flow_stacks(frames, samples, temporal_config["stack_length"], flow, threads)
     timings["flow"] = time.perf_counter() - start
 
     start = time.perf_counter()
     scores = {
-        "spatial": predict_mean(spatial, spatial_batch(frames, args.samples, spatial_config["image_size"])),
+        "spatial": predict_mean(spatial, spatial_batch(frames, samples, spatial_config["image_size"])),
         "temporal": predict_mean(temporal, temporal_batch(stacks, temporal_config["image_size"])),
     }
-    scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], args.fusion_weights)
+    scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], fusion_weights)
     timings["inference"] = time.perf_counter() - start
+    return frames, classes, scores, timings
 
-    print(f"{args.video}: {len(frames)} frames at {frame_size[0]}x{frame_size[1]}")
+
+def main(argv=None):
+    args = parser.parse_args(argv)
+    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
+    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
+    try:
+        frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
+                                                    args.flow, args.threads, args.fusion_weights)
+    except ucf101.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    height, width = frames[0].shape[:2]
+    print(f"{args.video}: {len(frames)} frames at {width}x{height}")
     for name, stream_scores in scores.items():
         print_top(name, stream_scores, classes, args.top)
     print("time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))

@@ -29,8 +29,8 @@ PRESETS = {
                    phase2_epochs=30, phase2_lr=1e-4, val_videos=505),
     # No ImageNet weights offline: a random base (see models.calibrate_random_batchnorm), whose
     # frozen features the new top needs longer to use; 216 training videos, 14 steps per epoch.
-    "synthetic": dict(image_size=80, batch_size=16, weights="none", phase1_epochs=12, phase1_lr=1e-3,
-                      phase2_epochs=8, phase2_lr=1e-3, val_videos=0),
+    "synthetic": dict(image_size=80, batch_size=16, weights="none", phase1_epochs=30, phase1_lr=1e-3,
+                      phase2_epochs=4, phase2_lr=1e-3, val_videos=0),
 }
 
 
@@ -40,10 +40,10 @@ def parse_args(argv=None):
     parser.add_argument("--weights", help="imagenet (the Keras download), none, or a local InceptionV3 "
                                           "no-top .h5 file (ucf101: imagenet; synthetic: none)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the softmax (default: 0.5)")
-    parser.add_argument("--phase1-epochs", type=int, help="epochs training the new top only (ucf101: 10; synthetic: 12)")
+    parser.add_argument("--phase1-epochs", type=int, help="epochs training the new top only (ucf101: 10; synthetic: 30)")
     parser.add_argument("--phase1-lr", type=float, help="RMSprop learning rate in phase 1 (ucf101 and synthetic: 1e-3)")
     parser.add_argument("--phase2-epochs", type=int,
-                        help="epochs training the top two inception blocks too (ucf101: 30; synthetic: 8)")
+                        help="epochs training the top two inception blocks too (ucf101: 30; synthetic: 4)")
     parser.add_argument("--phase2-lr", type=float, help="SGD learning rate in phase 2 (ucf101: 1e-4; synthetic: 1e-3)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum in phase 2 (default: 0.9)")
     return training.parse_args(parser, PRESETS, "spatial", argv)

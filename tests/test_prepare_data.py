@@ -293,15 +293,23 @@ def test_every_flag_has_help_and_sizes_are_validated():
 
 
 def test_synthetic_passes_its_flags_to_generate(monkeypatch, tmp_path):
-    synthetic = pytest.importorskip("synthetic")
-    if not hasattr(synthetic, "generate"):
-        pytest.skip("synthetic.generate does not exist yet")
+    import synthetic
     calls = []
 
-    def generate(out, seed=0, overwrite=False):
-        calls.append((out, seed, overwrite))
+    def generate(out, seed=0, overwrite=False, workers=1):
+        calls.append((out, seed, overwrite, workers))
 
     monkeypatch.setattr(synthetic, "generate", generate)
-    assert run("synthetic") == 0
-    assert run("synthetic", "--out", tmp_path, "--seed", 3, "--overwrite") == 0
-    assert calls == [("data/synthetic", 0, False), (str(tmp_path), 3, True)]
+    assert run("synthetic", "--out", tmp_path / "a", "--workers", 1) == 0
+    assert run("synthetic", "--out", tmp_path / "b", "--seed", 3, "--overwrite", "--workers", 2) == 0
+    assert calls == [(str(tmp_path / "a"), 0, False, 1), (str(tmp_path / "b"), 3, True, 2)]
+
+
+def test_synthetic_rerun_with_the_same_seed_keeps_the_dataset(monkeypatch, tmp_path, capsys):
+    import synthetic
+    out = tmp_path / "mini"
+    out.mkdir()
+    (out / synthetic.MARKER).write_text('{"seed": 0}')
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("regenerated an existing dataset"))
+    assert run("synthetic", "--out", out) == 0
+    assert "already there" in capsys.readouterr().out

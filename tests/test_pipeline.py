@@ -1,0 +1,119 @@
+"""End to end on the generated mini dataset at tiny sizes: prepare_data, both training scripts,
+fuse_test and the demo, run once for the module (about two minutes on 2 CPU cores).
+
+Four classes, two colours x the two motions a wrong flow flip swaps (Expand, Saddle): the
+spatial stream alone can only tell the colour and the temporal stream only the motion (each
+capped at 50%), so fusion must beat both.
+"""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import demo
+import fuse_test
+import media
+import prepare_data
+import spatial_train
+import synthetic
+import temporal_train
+import ucf101
+
+CLASSES = ["BlueExpand", "BlueSaddle", "RedExpand", "RedSaddle"]
+SIZE = "96x72"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini")
+    data, checkpoints, results = str(root / "data"), str(root / "checkpoints"), str(root / "results")
+    synthetic.generate(data, classes=CLASSES, progress=False)
+    videos = os.path.join(data, "UCF-101")
+    assert prepare_data.main(["frames", "--videos", videos, "--out", os.path.join(data, "jpegs_256"),
+                              "--size", SIZE, "--workers", "2"]) == 0
+    assert prepare_data.main(["flow", "--videos", videos, "--out", os.path.join(data, "tvl1_flow"),
+                              "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+    common = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
+    spatial_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "spatial"), "--image-size", "75",
+                                 "--phase1-epochs", "30", "--phase2-epochs", "2"])
+    temporal_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "temporal"), "--image-size", "64",
+                                  "--iterations", "150", "--lr-drops", "120"])
+    assert fuse_test.main(["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits"),
+                           "--checkpoints", checkpoints, "--results-dir", results, "--run-name", "mini"]) == 0
+    return dict(data=data, checkpoints=checkpoints, results=os.path.join(results, "mini"))
+
+
+def top1(run, name):
+    with open(os.path.join(run["results"], "metrics.json")) as f:
+        return json.load(f)["results"][name]["top1"]
+
+
+def test_fusion_beats_each_stream(run):
+    spatial, temporal, fusion = (top1(run, name) for name in ("spatial", "temporal", "fusion"))
+    print(f"mini run top-1: spatial {spatial:.3f}, temporal {temporal:.3f}, fusion {fusion:.3f}")
+    assert spatial <= 0.6 and temporal <= 0.6  # each stream sees one factor of two
+    assert fusion > max(spatial, temporal) + 0.2
+
+
+def test_table_confusion_matrix_and_lists_are_written(run):
+    with open(os.path.join(run["results"], "results.md")) as f:
+        table = f.read()
+    assert "| Spatial" in table and "| Temporal" in table and "| Fusion" in table
+    image = cv2.imread(os.path.join(run["results"], "confusion.png"))
+    assert image is not None and image.shape[0] > 100
+    for name in ("per_class.csv", "misclassified.csv", "scores_spatial.npz", "scores_temporal.npz"):
+        assert os.path.getsize(os.path.join(run["results"], name)) > 0
+
+
+def test_resumed_training_command_trains_nothing_and_keeps_checkpoints(run):
+    best = os.path.join(run["checkpoints"], "temporal", "best.keras")
+    before = os.path.getmtime(best)
+    temporal_train.main(["--dataset", "synthetic", "--data-dir", run["data"],
+                         "--splits-dir", os.path.join(run["data"], "splits"),
+                         "--checkpoint-dir", os.path.dirname(best), "--image-size", "64",
+                         "--iterations", "150", "--lr-drops", "120"])
+    assert os.path.getmtime(best) == before
+
+
+def test_demo_predicts_the_class_of_a_test_video(run):
+    splits = os.path.join(run["data"], "splits")
+    test_videos = ucf101.read_split(os.path.join(splits, "testlist01.txt"), CLASSES)
+    paths = [os.path.join(run["data"], "UCF-101", CLASSES[label], name + ".avi") for name, label in test_videos]
+    right = 0
+    for path, (_, label) in zip(paths[::7], test_videos[::7]):  # one per group of 7: every class
+        _, classes, scores, _ = demo.classify(path, *model_paths(run), samples=5, flow="dis")
+        right += classes[int(np.argmax(scores["fusion"]))] == CLASSES[label]
+    assert right >= 3 and len(paths[::7]) == 4
+
+
+def model_paths(run):
+    return [os.path.join(run["checkpoints"], stream, "best.keras") for stream in ("spatial", "temporal")]
+
+
+def demo_args(run):
+    spatial, temporal = model_paths(run)
+    return ["--spatial", spatial, "--temporal", temporal, "--flow", "dis", "--samples", "5"]
+
+
+def test_demo_writes_annotated_video_and_plot_for_a_10_frame_clip(run, tmp_path, capsys):
+    source = os.path.join(run["data"], "UCF-101", "RedSaddle", "v_RedSaddle_g01_c01.avi")
+    clip = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"XVID"), 25, (160, 120))
+    for frame in media.read_video(source, size=None)[:10]:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out, plot = str(tmp_path / "out.mp4"), str(tmp_path / "scores.png")
+    assert demo.main([clip, *demo_args(run), "--output", out, "--plot", plot, "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "fusion:" in printed and "time: decode" in printed
+    assert len(media.read_video(out, size=None)) == 10
+    assert cv2.imread(plot) is not None
+
+
+def test_demo_fails_cleanly_on_a_file_that_is_not_a_video(run, tmp_path, capsys):
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    assert demo.main([str(junk), *demo_args(run)]) == 2
+    assert "notes.mp4" in capsys.readouterr().err

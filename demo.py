@@ -9,7 +9,6 @@ on), flow is computed only for the frames the sampled stacks need, both streams 
 uniformly spaced samples (centre crop), and their mean softmax scores are averaged.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,17 +40,11 @@ parser.add_argument("--output", help="write the video with the fused top predict
 parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png)")
 
 
-def load_stream(path):
+def load_stream(path, stream):
     """(model, config, classes) from a .keras file and the config.json/classInd.txt beside it."""
-    import models  # imports Keras: after argument parsing, so --help is instant
-    folder = os.path.dirname(path)
-    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
-        if not os.path.isfile(needed):
-            raise ucf101.DataError(f"{needed}: not found. Train the stream with spatial_train.py / "
-                                   "temporal_train.py, or point --checkpoints at a folder holding spatial/ and temporal/")
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    classes = ucf101.read_classes(os.path.join(folder, "classInd.txt"))
+    import models  # Keras: imported after argument parsing, so --help is instant
+    import training
+    config, classes = training.read_checkpoint(path, stream)
     return models.load_model(path), config, classes
 
 
@@ -114,8 +107,8 @@ def write_annotated(path, frames, label, fps):
 
 def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1)):
     """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds})."""
-    spatial, spatial_config, classes = load_stream(spatial_path)
-    temporal, temporal_config, temporal_classes = load_stream(temporal_path)
+    spatial, spatial_config, classes = load_stream(spatial_path, "spatial")
+    temporal, temporal_config, temporal_classes = load_stream(temporal_path, "temporal")
     if classes != temporal_classes:
         raise ucf101.DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
     timings = {}
@@ -139,15 +132,20 @@ def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", t
 
 def main(argv=None):
     args = parser.parse_args(argv)
-    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
-    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
     try:
-        frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
-                                                    args.flow, args.threads, args.fusion_weights)
+        report(args)
     except ucf101.DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return 0
 
+
+def report(args):
+    """Classify args.video, print the top classes and timings, write the annotated video and plot."""
+    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
+    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
+    frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
+                                                args.flow, args.threads, args.fusion_weights)
     height, width = frames[0].shape[:2]
     print(f"{args.video}: {len(frames)} frames at {width}x{height}")
     for name, stream_scores in scores.items():
@@ -162,7 +160,6 @@ def main(argv=None):
     if args.plot:
         evaluation.plot_top_scores(args.plot, scores, classes, args.top)
         print(f"wrote {args.plot}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -89,21 +89,6 @@ def model_path(args, stream):
     return explicit or os.path.join(args.checkpoints, stream, "best.keras")
 
 
-def read_checkpoint(path, stream):
-    """config.json and classInd.txt beside a .keras file -> (config, classes)."""
-    folder = os.path.dirname(path)
-    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
-        if not os.path.isfile(needed):
-            raise ucf101.DataError(f"{needed}: not found. Train the stream with `python {stream}_train.py`, or "
-                                   f"point --checkpoints (or --{stream}) at the folder holding it")
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    for key in ("image_size", "stack_length"):
-        if key not in config:
-            raise ucf101.DataError(f"{os.path.join(folder, 'config.json')}: has no {key!r}")
-    return config, ucf101.read_classes(os.path.join(folder, "classInd.txt"))
-
-
 def same_classes(checkpoints):
     """The classes all streams were trained on; a clear error if they differ."""
     (first, (_, classes)), *others = checkpoints.items()
@@ -262,7 +247,7 @@ def compute_all(args, run_dir):
     import training  # tf.distribute lives there only
     strategy = training.distribution_strategy(args.distribute)
     paths = {stream: model_path(args, stream) for stream in streams}
-    checkpoints = {paths[s]: read_checkpoint(paths[s], s) for s in streams}
+    checkpoints = {paths[s]: training.read_checkpoint(paths[s], s) for s in streams}
     classes = same_classes(checkpoints)
     videos, skipped = drop_missing(load_test_videos(args, classes), args, streams)
     data = {}

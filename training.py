@@ -157,6 +157,22 @@ def prepare_checkpoint_dir(args, config, classes):
     return folder
 
 
+def read_checkpoint(path, stream):
+    """config.json and classInd.txt beside a .keras file -> (config, classes), as fuse_test.py and
+    demo.py read a checkpoint folder."""
+    folder = os.path.dirname(path)
+    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
+        if not os.path.isfile(needed):
+            raise ucf101.DataError(f"{needed}: not found. Train the stream with `python {stream}_train.py`, or "
+                                   f"point --checkpoints (or --{stream}) at the folder holding it")
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    for key in ("image_size", "stack_length"):
+        if key not in config:
+            raise ucf101.DataError(f"{os.path.join(folder, 'config.json')}: has no {key!r}")
+    return config, ucf101.read_classes(os.path.join(folder, "classInd.txt"))
+
+
 def best_logged(log_path, monitor="val_accuracy"):
     """The best `monitor` value in an existing log.csv (None if none), so that a resumed run's
     best.keras is only replaced by a better epoch than any before the interruption."""

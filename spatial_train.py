@@ -57,15 +57,7 @@ def compile_phase(model, phase, optimizer, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    training.setup(args)
-    strategy = training.distribution_strategy(args.distribute)
-    args.checkpoint_dir = training.worker_checkpoint_dir(args.checkpoint_dir, args.distribute)
-
-    train_videos, val_videos, classes = training.load_videos(args, "spatial")
-    config = dict(stream="spatial", arch="inception_v3", image_size=args.image_size, stack_length=1,
-                  dataset=args.dataset, split=args.split, data_dir=args.data_dir, splits_dir=args.splits_dir,
-                  frame_size=training.frame_size(args.data_dir, train_videos[0]))
-    folder = training.prepare_checkpoint_dir(args, config, classes)
+    strategy, train_videos, val_videos, classes, folder = training.start(args, "spatial", "inception_v3", 1)
 
     train = TrainSequence(train_videos, args.data_dir, "spatial", batch_size=args.batch_size,
                           image_size=args.image_size, multiscale=args.multiscale, seed=args.seed,

@@ -59,15 +59,7 @@ def learning_rate(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    training.setup(args)
-    strategy = training.distribution_strategy(args.distribute)
-    args.checkpoint_dir = training.worker_checkpoint_dir(args.checkpoint_dir, args.distribute)
-
-    train_videos, val_videos, classes = training.load_videos(args, "temporal")
-    config = dict(stream="temporal", arch=args.arch, image_size=args.image_size, stack_length=args.stack_length,
-                  dataset=args.dataset, split=args.split, data_dir=args.data_dir, splits_dir=args.splits_dir,
-                  frame_size=training.frame_size(args.data_dir, train_videos[0]))
-    folder = training.prepare_checkpoint_dir(args, config, classes)
+    strategy, train_videos, val_videos, classes, folder = training.start(args, "temporal", args.arch, args.stack_length)
 
     train = TrainSequence(train_videos, args.data_dir, "temporal", batch_size=args.batch_size,
                           image_size=args.image_size, stack_length=args.stack_length,

@@ -93,6 +93,21 @@ def setup(args):
         keras.mixed_precision.set_global_policy("mixed_float16")
 
 
+def start(args, stream, arch, stack_length):
+    """What every training run does first: seed, precision, distribution strategy, the videos, and
+    the checkpoint folder with its config.json -> (strategy, train videos, validation videos,
+    classes, checkpoint folder)."""
+    setup(args)
+    strategy = distribution_strategy(args.distribute)
+    args.checkpoint_dir = worker_checkpoint_dir(args.checkpoint_dir, args.distribute)
+    train_videos, val_videos, classes = load_videos(args, stream)
+    config = dict(stream=stream, arch=arch, image_size=args.image_size, stack_length=stack_length,
+                  dataset=args.dataset, split=args.split, data_dir=args.data_dir, splits_dir=args.splits_dir,
+                  frame_size=frame_size(args.data_dir, train_videos[0]))
+    folder = prepare_checkpoint_dir(args, config, classes)
+    return strategy, train_videos, val_videos, classes, folder
+
+
 # ---------------------------------------------------------------------------- data
 
 def load_videos(args, stream):

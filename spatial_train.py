@@ -28,9 +28,10 @@ PRESETS = {
     "ucf101": dict(image_size=224, batch_size=32, weights="imagenet", phase1_epochs=10, phase1_lr=1e-3,
                    phase2_epochs=30, phase2_lr=1e-4, val_videos=505),
     # No ImageNet weights offline: a random base (see models.calibrate_random_batchnorm), whose
-    # frozen features the new top needs longer to use; 216 training videos, 14 steps per epoch.
-    "synthetic": dict(image_size=80, batch_size=16, weights="none", phase1_epochs=30, phase1_lr=1e-3,
-                      phase2_epochs=4, phase2_lr=1e-3, val_videos=0),
+    # frozen features the new top needs longer and faster to learn from (measured on the mini run:
+    # fusion 78.6% with 1e-3 in phase 1 and 1e-3 in phase 2, 90.5% with 3e-3 and 1e-4).
+    "synthetic": dict(image_size=80, batch_size=16, weights="none", phase1_epochs=30, phase1_lr=3e-3,
+                      phase2_epochs=4, phase2_lr=1e-4, val_videos=0),
 }
 
 
@@ -41,10 +42,10 @@ def parse_args(argv=None):
                                           "no-top .h5 file (ucf101: imagenet; synthetic: none)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the softmax (default: 0.5)")
     parser.add_argument("--phase1-epochs", type=int, help="epochs training the new top only (ucf101: 10; synthetic: 30)")
-    parser.add_argument("--phase1-lr", type=float, help="RMSprop learning rate in phase 1 (ucf101 and synthetic: 1e-3)")
+    parser.add_argument("--phase1-lr", type=float, help="RMSprop learning rate in phase 1 (ucf101: 1e-3; synthetic: 3e-3)")
     parser.add_argument("--phase2-epochs", type=int,
                         help="epochs training the top two inception blocks too (ucf101: 30; synthetic: 4)")
-    parser.add_argument("--phase2-lr", type=float, help="SGD learning rate in phase 2 (ucf101: 1e-4; synthetic: 1e-3)")
+    parser.add_argument("--phase2-lr", type=float, help="SGD learning rate in phase 2 (ucf101 and synthetic: 1e-4)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum in phase 2 (default: 0.9)")
     return training.parse_args(parser, PRESETS, "spatial", argv)
 

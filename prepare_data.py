@@ -86,14 +86,10 @@ def read_official_zip(path):
             if missing:
                 raise ucf101.DataError(f"{path}: {', '.join(missing)} not in the zip; expected the official "
                                        "UCF101TrainTestSplits-RecognitionTask.zip")
-            return {file: text_lines(archive.read(members[file])) for file in OFFICIAL_LISTS}
+            return {file: ucf101.parse_lines(archive.read(members[file]).decode("utf-8-sig"))
+                    for file in OFFICIAL_LISTS}
     except (OSError, zipfile.BadZipFile) as error:
         raise ucf101.DataError(f"{path}: cannot read the zip ({error})") from error
-
-
-def text_lines(data):
-    """Bytes of a list file -> non-empty stripped lines (CRLF and a byte-order mark tolerated)."""
-    return [line.strip() for line in data.decode("utf-8-sig").splitlines() if line.strip()]
 
 
 def write_lists(lists, out, overwrite):
@@ -107,8 +103,7 @@ def write_lists(lists, out, overwrite):
     os.makedirs(out, exist_ok=True)
     for file, lines in lists.items():
         if file not in existing or file in differing:
-            with open(paths[file], "w", newline="\n") as f:
-                f.write("\n".join(lines) + "\n")
+            ucf101.write_lines(paths[file], lines)
     print(f"splits: {out}: {len(lists['classInd.txt'])} classes; split 1: {len(lists['trainlist01.txt'])} train, "
           f"{len(lists['testlist01.txt'])} test videos ({len(differing)} replaced, "
           f"{len(existing) - len(differing)} already up to date)")

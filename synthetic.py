@@ -272,8 +272,7 @@ def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAM
             write_clip(job)
     os.makedirs(os.path.join(partial, "splits"))
     for file, lines in ucf101.make_splits(videos, classes).items():
-        with open(os.path.join(partial, "splits", file), "w") as f:
-            f.write("\n".join(lines) + "\n")
+        ucf101.write_lines(os.path.join(partial, "splits", file), lines)
     with open(os.path.join(partial, MARKER), "w") as f:
         json.dump({"seed": seed, "groups": groups, "clips": clips, "size": list(size), "fps": FPS,
                    "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES if n in classes]}, f, indent=1)

@@ -150,7 +150,7 @@ def prepare_checkpoint_dir(args, config, classes):
     folder = args.checkpoint_dir
     os.makedirs(folder, exist_ok=True)
     config_path, classes_path = os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")
-    class_lines = [f"{i + 1} {name}" for i, name in enumerate(classes)]
+    class_lines = ucf101.class_index_lines(classes)
     if args.overwrite:
         for name in RUN_FILES:
             path = os.path.join(folder, name)
@@ -165,8 +165,7 @@ def prepare_checkpoint_dir(args, config, classes):
             raise ucf101.DataError(
                 f"{folder} holds a run with different {', '.join(changed)} ({config_path}). Pass --overwrite to "
                 f"replace it, or another --checkpoint-dir.")
-    with open(classes_path, "w") as f:
-        f.write("\n".join(class_lines) + "\n")
+    ucf101.write_lines(classes_path, class_lines)
     with open(config_path, "w") as f:
         json.dump(config, f, indent=2)
     return folder

@@ -51,7 +51,22 @@ def read_lines(path):
     if not os.path.isfile(path):
         raise DataError(f"{path}: not found. Run `python prepare_data.py splits` to write the split lists.")
     with open(path, encoding="utf-8-sig") as f:
-        return [line.strip() for line in f if line.strip()]
+        return parse_lines(f.read())
+
+
+def parse_lines(text):
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def write_lines(path, lines):
+    """A list file as the official ones are: one entry a line, LF endings."""
+    with open(path, "w", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def class_index_lines(classes):
+    """Class names -> the lines of classInd.txt ("1 ApplyEyeMakeup")."""
+    return [f"{i + 1} {name}" for i, name in enumerate(classes)]
 
 
 def read_classes(path):
@@ -129,7 +144,7 @@ def make_splits(videos, classes=None):
     if classes is None:
         classes = sorted({cls for cls, _ in videos}, key=str.lower)
     label_of = {name: i for i, name in enumerate(classes)}
-    lists = {"classInd.txt": [f"{i + 1} {name}" for i, name in enumerate(classes)]}
+    lists = {"classInd.txt": class_index_lines(classes)}
     ordered = sorted(videos, key=lambda v: (label_of[v[0]], video_name(v[1]).lower()))
     for split in (1, 2, 3):
         train, test = [], []

@@ -61,6 +61,5 @@ def write_dataset(root, classes=("Alpha", "Beta", "Gamma"), groups=(1, 8), clips
     os.makedirs(splits, exist_ok=True)
     videos = [(classes[label], f"{name}.avi") for name, label in entries]
     for file, lines in ucf101.make_splits(videos, list(classes)).items():
-        with open(os.path.join(splits, file), "w") as f:
-            f.write("\n".join(lines) + "\n")
+        ucf101.write_lines(os.path.join(splits, file), lines)
     return splits

@@ -128,6 +128,11 @@ def frame_count(video, stream):
     return video.frames if stream == "spatial" else video.flows
 
 
+def frames_per_sample(stream, stack_length):
+    """Frames one sample covers: 1 RGB frame, or a stack of L flow frames."""
+    return 1 if stream == "spatial" else stack_length
+
+
 def channels(stream, stack_length):
     return 3 if stream == "spatial" else 2 * stack_length
 
@@ -296,8 +301,8 @@ class TrainSequence(keras.utils.PyDataset):
     def draw_sample(self, video, rng, out):
         """Draw start, crop and flip, and write the sample into `out`; None, or the bad path."""
         count = frame_count(video, self.stream)
-        span = 1 if self.stream == "spatial" else self.stack_length
-        start = int(rng.integers(max(count - span + 1, 1)))
+        length = frames_per_sample(self.stream, self.stack_length)
+        start = int(rng.integers(max(count - length + 1, 1)))
         position = int(rng.integers(5))
         flip = bool(rng.random() < 0.5)
         scales = self.draw_scales(rng) if self.multiscale else None
@@ -310,7 +315,7 @@ class TrainSequence(keras.utils.PyDataset):
             crop = self.cut(image, self.crop_window(image.shape, position, scales))
             cv2.cvtColor(cv2.flip(crop, 1) if flip else crop, cv2.COLOR_BGR2RGB, dst=out)
             return None
-        planes, bad_path = read_flow_planes(self.data_dir, video.name, stack_indices(start, span, count))
+        planes, bad_path = read_flow_planes(self.data_dir, video.name, stack_indices(start, length, count))
         if planes is None:
             return bad_path
         planes = [fit_short_side(plane, self.image_size) for plane in planes]
@@ -408,8 +413,8 @@ class TestSequence(keras.utils.PyDataset):
         return x, np.repeat(np.asarray(chosen, np.int32), per_video)
 
     def video_samples(self, video):
-        span = 1 if self.stream == "spatial" else self.stack_length
-        starts = sample_starts(frame_count(video, self.stream), self.samples, span)
+        starts = sample_starts(frame_count(video, self.stream), self.samples,
+                               frames_per_sample(self.stream, self.stack_length))
         crops = []
         for start in starts:
             crops.append(test_crops(load_or_fail(self.data_dir, video, self.stream, start, self.stack_length),
@@ -432,13 +437,12 @@ def validation_data(videos, data_dir, stream, image_size=224, stack_length=10):
     missing = missing_data(videos, data_dir, stream)
     if missing:
         raise missing_data_error(missing, data_dir, stream)
-    span = 1 if stream == "spatial" else stack_length
     x = np.empty((len(videos), image_size, image_size, channels(stream, stack_length)), np.uint8)
     y = np.array([v.label for v in videos], np.int32)
 
     def load(k):  # threads: the JPEG decoder releases the GIL
         video = videos[k]
-        start = sample_starts(frame_count(video, stream), 1, span)[0]
+        start = sample_starts(frame_count(video, stream), 1, frames_per_sample(stream, stack_length))[0]
         x[k] = test_crops(load_or_fail(data_dir, video, stream, start, stack_length), image_size, "center",
                           stream == "temporal")[0]
 

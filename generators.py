@@ -1,32 +1,39 @@
-"""Batches of frames and flow stacks for both streams: training, validation and test-time sampling.
+"""Batches of frames and flow stacks for both streams, for training, validation and testing.
 
-    train = TrainSequence(videos, "data/ucf101", "temporal", batch_size=32, workers=2)
-    model.fit(train, ...)                       # fit calls on_epoch_end: next epoch, new shuffle
-    x, y = validation_data(val_videos, "data/ucf101", "temporal")
-    for x, video_index in TestSequence(test_videos, "data/ucf101", "spatial", crops="10"): ...
+    stream = Stream("temporal", stack_length=10)
+    train = TrainSequence(videos, "data/ucf101", stream, batch_size=256, steps=1000, workers=2)
+    model.fit(train, ...)                    # fit calls on_epoch_end: next epoch, new draws
+    x, y = validation_data(held_out, "data/ucf101", stream)
+    for x, video_index in EvalSequence(test_videos, "data/ucf101", stream, crops="10"): ...
 
-A spatial sample is one RGB frame (S x S x 3). A temporal sample is a stack of L consecutive
-flow frames with the channels interleaved u1,v1,...,uL,vL (S x S x 2L). Samples stay uint8 from
+Every sample, training and test alike, goes through one path:
+
+    read (the frame, or the stack's u/v planes) -> fit the short side -> crop -> flip -> jitter -> assemble
+
+each step a function below; training draws the start, the crop window and the flip at random,
+testing takes them from the paper's protocol (25 uniform starts, 10 crops). The streams differ
+in what they read (Stream) and in one detail of the flip: mirrored flow's u changes sign.
+
+A spatial sample is one RGB frame (S x S x 3), a temporal one a stack of L consecutive flow
+frames with the channels interleaved u1, v1, ..., uL, vL (S x S x 2L). Samples stay uint8 from
 the JPEG decoder to the model, which normalises them itself: a quarter of the float32 transfer,
-and one preprocessing for training, testing and the demo.
+and one preprocessing for training, testing and the demo. Steps work on the planes one at a
+time with OpenCV (crop views, cv2.flip, cv2.merge into the batch), which keeps a 224x224x20
+stack at JPEG-decoder speed (benchmarks/bench_generators.py).
 
-Images whose short side is below the crop size S are first resized up (short side = S, aspect
-kept); the public 340x256 frames never are. Flow values are not rescaled by any resize (as TSN).
-
-Randomness comes only from np.random.default_rng seeded with (seed, epoch, batch index): Keras
-forks worker processes with numpy's global random state copied into each of them, so draws from
-np.random would repeat across workers. Batches are therefore the same with any number of
-threads or processes, and differ between epochs.
-
-Worker model: threads (use_multiprocessing=False). OpenCV's JPEG decoder releases the GIL, while
-a process pool must pickle every 224x224x20 sample (1 MB) back to the trainer;
-benchmarks/bench_generators.py measures both.
+Training follows the paper: each sample picks a class uniformly, then one of its videos, then a
+start, a 224 x 224 window at a uniformly random position and a flip; spatial samples get
+Krizhevsky's PCA lighting noise. Randomness comes only from np.random.default_rng seeded with
+(seed, epoch, batch index): Keras forks worker processes with numpy's global random state copied
+into each, so draws from np.random would repeat across workers. Batches are therefore the same
+with any number of threads or processes, and differ between epochs.
 """
 import math
 import multiprocessing
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import keras
@@ -35,18 +42,81 @@ from tqdm import tqdm
 
 import media
 import ucf101
+from presets import CROPS, EVAL_CROPS, SAMPLINGS
 
 STREAMS = ("spatial", "temporal")
-TEST_CROPS = ("center", "10")
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
 # 192, 168 on 340x256 frames), height and width at most one scale apart, resized to S x S.
 MULTISCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
 MAX_SCALE_DISTORTION = 1
+# Krizhevsky et al. 2012's PCA lighting noise: ImageNet's RGB eigenvalues and eigenvectors (pixel
+# values in 0..1; columns are the eigenvectors), and the standard deviation of the random weights.
+IMAGENET_EIGENVALUES = np.array([0.2175, 0.0188, 0.0045])
+IMAGENET_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
+                                  [-0.5808, -0.0045, -0.8140],
+                                  [-0.5836, -0.6948, 0.4203]])
+LIGHTING_STD = 0.1
 TRIES_PER_VIDEO = 5  # unreadable draws before a training sample comes from another video
 MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (DataError)
 
 
-# ---------------------------------------------------------------------------- pure helpers
+# ---------------------------------------------------------------------------- what a stream reads
+
+@dataclass(frozen=True)
+class Stream:
+    """What a sample of a stream is: one RGB frame, or a stack of `stack_length` flow frames."""
+    name: str
+    stack_length: int = 10
+
+    def __post_init__(self):
+        if self.name not in STREAMS:
+            raise ValueError(f"unknown stream {self.name!r}; choose from {', '.join(STREAMS)}")
+
+    @property
+    def is_flow(self):
+        return self.name == "temporal"
+
+    @property
+    def span(self):
+        """Consecutive frames one sample covers."""
+        return self.stack_length if self.is_flow else 1
+
+    @property
+    def channels(self):
+        return 2 * self.stack_length if self.is_flow else 3
+
+    def count(self, video):
+        """Frames (spatial) or flow frames (temporal) the video has on disk."""
+        return video.flows if self.is_flow else video.frames
+
+    def folders(self, data_dir, video):
+        if self.is_flow:
+            return [ucf101.flow_dir(data_dir, c, video.flow_folder) for c in "uv"]
+        return [ucf101.rgb_dir(data_dir, video.name)]
+
+    def paths(self, data_dir, video, start):
+        """The JPEGs of the sample at `start`: [frame], or [u1, v1, ..., uL, vL] (a short video loops)."""
+        if not self.is_flow:
+            return [rgb_path(data_dir, video.name, start)]
+        return flow_paths(data_dir, video.flow_folder, stack_indices(start, self.span, video.flows))
+
+
+def as_stream(stream, stack_length=10):
+    """A Stream, from a Stream or a stream name."""
+    return stream if isinstance(stream, Stream) else Stream(stream, stack_length)
+
+
+def rgb_path(data_dir, name, index):
+    return ucf101.frame_path(ucf101.rgb_dir(data_dir, name), index)
+
+
+def flow_paths(data_dir, name, indices):
+    """Paths of u1, v1, ..., uL, vL for the flow frames `indices`."""
+    u_dir, v_dir = ucf101.flow_dir(data_dir, "u", name), ucf101.flow_dir(data_dir, "v", name)
+    return [ucf101.frame_path(folder, i) for i in indices for folder in (u_dir, v_dir)]
+
+
+# ---------------------------------------------------------------------------- where samples start
 
 def sample_starts(num_frames, samples, span=1):
     """`samples` uniformly spaced start indices for frames (span=1) or stacks of `span` frames.
@@ -60,10 +130,18 @@ def sample_starts(num_frames, samples, span=1):
     return [(2 * i + 1) * room // (2 * samples) for i in range(samples)]
 
 
+def random_start(rng, num_frames, span=1):
+    """A start drawn uniformly among those leaving room for `span` frames (0 for a short video)."""
+    return int(rng.integers(max(num_frames - span + 1, 1)))
+
+
 def stack_indices(start, span, num_frames):
     """Frame indices of the stack of `span` frames from `start`, looping a short video."""
     return [(start + k) % num_frames for k in range(span)]
 
+
+# ---------------------------------------------------------------------------- crop windows
+# A window is (top, left, height, width) in the image after fit_short_side.
 
 def corner_offsets(height, width, crop_height, crop_width):
     """(top, left) of the top-left, top-right, bottom-left, bottom-right and centre crops."""
@@ -73,19 +151,54 @@ def corner_offsets(height, width, crop_height, crop_width):
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
 
 
-def crop_boxes(height, width, size, mode):
-    """(top, left) of the size x size crops: mode "center" -> [centre]; "corners" or "10" -> the
-    four corners and the centre, in that order (10-crop adds their mirror images)."""
-    boxes = corner_offsets(height, width, size, size)
+def random_window(rng, shape, size, mode="random"):
+    """A training window: size x size anywhere (random, the paper's), at a corner or the centre
+    (corners), or TSN's multi-scale crop at a corner or the centre (multiscale; resized later)."""
+    height, width = shape[:2]
+    if mode == "random":
+        return int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1)), size, size
+    if mode == "corners":
+        crop_height = crop_width = size
+    elif mode == "multiscale":
+        pairs = [(h, w) for h in range(len(MULTISCALE_RATIOS)) for w in range(len(MULTISCALE_RATIOS))
+                 if abs(h - w) <= MAX_SCALE_DISTORTION]
+        h, w = pairs[rng.integers(len(pairs))]
+        crop_height, crop_width = (int(min(height, width) * MULTISCALE_RATIOS[s]) for s in (h, w))
+    else:
+        raise ValueError(f"unknown crop mode {mode!r}; choose from {', '.join(CROPS)}")
+    top, left = corner_offsets(height, width, crop_height, crop_width)[rng.integers(5)]
+    return top, left, crop_height, crop_width
+
+
+def eval_windows(shape, size, mode):
+    """The paper's test crops as [(window, flip)]: the centre (center), or the four corners and
+    the centre followed by the same five flipped (10)."""
+    if mode not in EVAL_CROPS:
+        raise ValueError(f"unknown test crop mode {mode!r}; choose from {', '.join(EVAL_CROPS)}")
+    boxes = corner_offsets(*shape[:2], size, size)
+    windows = [(top, left, size, size) for top, left in boxes]
     if mode == "center":
-        return boxes[4:]
-    if mode in ("corners", "10"):
-        return boxes
-    raise ValueError(f"unknown crop mode {mode!r}; choose center, corners or 10")
+        return [(windows[4], False)]
+    return [(w, False) for w in windows] + [(w, True) for w in windows]
+
+
+# ---------------------------------------------------------------------------- the sample path
+
+def read_planes(paths, is_flow):
+    """The decoded JPEGs (BGR frame, or grayscale u/v planes of one size), and None; or None and
+    the path of the first file that is missing, unreadable or of another size than the first."""
+    planes = []
+    for path in paths:
+        plane = media.decode_image(path, grayscale=is_flow)
+        if plane is None or (planes and plane.shape != planes[0].shape):
+            return None, path
+        planes.append(plane)
+    return planes, None
 
 
 def fit_short_side(image, size):
-    """Resize up so the short side is at least `size` (aspect kept); larger images pass as is."""
+    """Resize up so the short side is at least `size` (aspect kept); larger images pass as is.
+    Flow values are not rescaled (as TSN)."""
     height, width = image.shape[:2]
     if min(height, width) >= size:
         return image
@@ -95,95 +208,73 @@ def fit_short_side(image, size):
     return resized.reshape(resized.shape[:2] + image.shape[2:])  # cv2 drops a 1-channel axis
 
 
-def flip_flow(stack):
-    """Mirror a flow stack (..., H, W, 2L) left-right: u (even channels) -> 255 - u, since the
-    horizontal motion changes sign; v is only mirrored."""
-    flipped = stack[..., ::-1, :].copy()
-    flipped[..., 0::2] = 255 - flipped[..., 0::2]
+def crop(plane, window, size):
+    """The window of `plane` (a view), resized to size x size if it is not that size already."""
+    top, left, height, width = window
+    cut = plane[top:top + height, left:left + width]
+    if (height, width) == (size, size):
+        return cut
+    return cv2.resize(cut, (size, size), interpolation=cv2.INTER_LINEAR).reshape((size, size) + plane.shape[2:])
+
+
+def flip(planes, is_flow):
+    """Mirror the planes left-right. Mirrored flow's horizontal motion changes sign: u -> 255 - u
+    (the u planes are the even ones)."""
+    flipped = [cv2.flip(plane, 1) for plane in planes]
+    if is_flow:
+        for u in flipped[0::2]:
+            cv2.bitwise_not(u, dst=u)  # 255 - u on uint8
     return flipped
 
 
-def test_crops(image, size, mode, is_flow):
-    """An H x W x C frame or flow stack -> [1 or 10, size, size, C]: the centre crop, or the four
-    corners and the centre followed by their mirror images (flow mirrored with flip_flow)."""
-    if mode not in TEST_CROPS:
-        raise ValueError(f"unknown test crop mode {mode!r}; choose from {', '.join(TEST_CROPS)}")
-    image = fit_short_side(image, size)
-    crops = np.stack([image[t:t + size, l:l + size] for t, l in crop_boxes(*image.shape[:2], size, mode)])
-    if mode == "10":
-        mirrored = flip_flow(crops) if is_flow else crops[:, :, ::-1]
-        crops = np.concatenate([crops, mirrored])
-    return crops
+def lighting_noise(rng, std=LIGHTING_STD):
+    """Krizhevsky's PCA lighting noise for one image: an RGB offset (0..255 scale) along ImageNet's
+    colour eigenvectors, weighted by eigenvalue x N(0, std)."""
+    return 255.0 * IMAGENET_EIGENVECTORS @ (IMAGENET_EIGENVALUES * rng.normal(0.0, std, 3))
 
 
-test_crops.__test__ = False  # a helper, not a test, in any test module that imports it
+def assemble(planes, is_flow, out, lighting=None):
+    """Write the sample into `out` (S x S x C uint8): BGR -> RGB plus the lighting offset, or the
+    u/v planes interleaved."""
+    if is_flow:
+        cv2.merge(planes, dst=out)
+        return
+    cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB, dst=out)
+    if lighting is not None:
+        np.copyto(out, np.clip(out + lighting, 0, 255).astype(np.uint8))
 
 
-def check_stream(stream):
-    if stream not in STREAMS:
-        raise ValueError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+def load_sample(data_dir, video, stream, start, size, windows_for, out):
+    """The whole path for one start: read and fit the planes, then crop, flip and assemble one
+    output per (window, flip, lighting) of windows_for(fitted shape). Returns None, or the path
+    of a bad JPEG."""
+    planes, bad_path = read_planes(stream.paths(data_dir, video, start), stream.is_flow)
+    if planes is None:
+        return bad_path
+    planes = [fit_short_side(plane, size) for plane in planes]
+    for k, (window, flipped, lighting) in enumerate(windows_for(planes[0].shape)):
+        crops = [crop(plane, window, size) for plane in planes]
+        assemble(flip(crops, stream.is_flow) if flipped else crops, stream.is_flow, out[k], lighting)
+    return None
 
 
-def frame_count(video, stream):
-    return video.frames if stream == "spatial" else video.flows
+def eval_windows_for(size, mode):
+    """windows_for of the test protocol (see eval_windows): no lighting noise."""
+    return lambda shape: [(window, flipped, None) for window, flipped in eval_windows(shape, size, mode)]
 
 
-def frames_per_sample(stream, stack_length):
-    """Frames one sample covers: 1 RGB frame, or a stack of L flow frames."""
-    return 1 if stream == "spatial" else stack_length
-
-
-def channels(stream, stack_length):
-    return 3 if stream == "spatial" else 2 * stack_length
-
-
-# ---------------------------------------------------------------------------- reading JPEGs
-
-def rgb_path(data_dir, name, index):
-    return ucf101.frame_path(ucf101.rgb_dir(data_dir, name), index)
-
-
-def flow_paths(data_dir, name, indices):
-    """Paths of u1, v1, ..., uL, vL for the flow frames `indices`."""
-    u_dir, v_dir = ucf101.flow_dir(data_dir, "u", name), ucf101.flow_dir(data_dir, "v", name)
-    return [ucf101.frame_path(folder, i) for i in indices for folder in (u_dir, v_dir)]
-
-
-def read_sample(data_dir, video, stream, start, stack_length):
-    """The whole RGB frame or interleaved flow stack (H x W x 2L) at `start`, and None; or None
-    and the path of the first file that is missing or unreadable."""
-    if stream == "spatial":
-        path = rgb_path(data_dir, video.name, start)
-        image = media.decode_image(path)
-        return (None, path) if image is None else (cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None)
-    planes, bad_path = read_flow_planes(data_dir, video.name, stack_indices(start, stack_length, video.flows))
-    return (None, bad_path) if planes is None else (cv2.merge(planes), None)
-
-
-def read_flow_planes(data_dir, name, indices):
-    """[u1, v1, ..., uL, vL] grayscale planes of the flow frames `indices`, and None; or None and
-    the path of the first file that is missing, unreadable or of another size than the first."""
-    planes = []
-    for path in flow_paths(data_dir, name, indices):
-        plane = media.decode_image(path, grayscale=True)
-        if plane is None or (planes and plane.shape != planes[0].shape):
-            return None, path
-        planes.append(plane)
-    return planes, None
-
+# ---------------------------------------------------------------------------- missing data
 
 def missing_data(videos, data_dir, stream):
     """Names of the videos without a complete set of frames (spatial) or of u and v flow
     (temporal): a count of 0 in the index, or a file of 0 .. count-1 gone since indexing.
-    One directory scan per folder; fuse_test decides whether to skip them."""
-    check_stream(stream)
+    One directory scan per folder."""
+    stream = as_stream(stream)
     missing = []
     for video in videos:
-        count = frame_count(video, stream)
-        folders = ([ucf101.rgb_dir(data_dir, video.name)] if stream == "spatial" else
-                   [ucf101.flow_dir(data_dir, c, video.name) for c in "uv"])
+        count = stream.count(video)
         expected = {ucf101.FRAME_NAME.format(i + 1) for i in range(count)}
-        if count == 0 or any(not expected <= file_names(folder) for folder in folders):
+        if count == 0 or any(not expected <= file_names(f) for f in stream.folders(data_dir, video)):
             missing.append(video.name)
     return missing
 
@@ -197,52 +288,63 @@ def file_names(folder):
 
 
 def missing_data_error(names, data_dir, stream):
-    what = "frames (jpegs_256)" if stream == "spatial" else "optical flow (tvl1_flow/u and v)"
+    what = "optical flow (tvl1_flow/u and v)" if as_stream(stream).is_flow else "frames (jpegs_256)"
     listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     return ucf101.DataError(
         f"{len(names)} video(s) have missing {what} under {data_dir}: {listed}. "
         f"Extract them with prepare_data.py, or leave them out (generators.missing_data lists them).")
 
 
+def check_complete(videos, data_dir, stream):
+    missing = missing_data(videos, data_dir, stream)
+    if missing:
+        raise missing_data_error(missing, data_dir, stream)
+
+
 # ---------------------------------------------------------------------------- training
 
 class TrainSequence(keras.utils.PyDataset):
-    """Training batches (x uint8 [B, S, S, 3 or 2L], y int32 [B]); an epoch is one pass over
-    `videos` in a fresh shuffled order, the last batch holding the remainder.
+    """Training batches (x uint8 [B, S, S, C], y int32 [B]); `steps` batches an epoch.
 
-    Per video: one frame (spatial) or one stack of L consecutive flow frames (temporal), the
-    start uniform over those leaving room for L (short videos loop); one of the four corner or
-    the centre S x S crops, or with multiscale=True a TSN multi-scale crop resized to S x S; a
-    horizontal flip half of the time (flipped flow inverted, see flip_flow).
+    Each sample draws a class uniformly and then one of its videos (sampling="classes", the
+    paper's), or an epoch is one shuffled pass over `videos` (sampling="videos"; steps then
+    follows from the number of videos). Then a start, a crop window (see random_window), a flip
+    half of the time and, for RGB, lighting noise of standard deviation `lighting` (0: none).
 
     A missing or unreadable JPEG is warned about once (naming the file), counted in
     `missing_files`, reported at the end of the epoch, and replaced by another draw from the same
     video (after TRIES_PER_VIDEO failures, from another video).
 
-    on_epoch_end moves `epoch` on, which seeds the shuffle and the draws. fit() calls it after
-    every epoch and once before the first (its epoch_iterator.reset()), so fit's epoch k draws
-    with epoch k + 1. A run resumed with fit(initial_epoch=E) continues the same sequence when
-    `epoch` is set to E first.
+    on_epoch_end moves `epoch` on, which seeds the draws. fit() calls it after every epoch and
+    once before the first, so set `epoch` at each epoch's start (training.SyncEpoch does) to
+    make a resumed run continue the same sequence.
     """
 
-    def __init__(self, videos, data_dir, stream, batch_size=32, image_size=224, stack_length=10,
-                 multiscale=False, seed=0, workers=1, use_multiprocessing=False, max_queue_size=10):
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
-                         max_queue_size=max_queue_size)
-        check_stream(stream)
+    def __init__(self, videos, data_dir, stream, batch_size=256, image_size=224, stack_length=10, steps=None,
+                 sampling="classes", crop="random", lighting=None, seed=0, workers=1, use_multiprocessing=False,
+                 max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.stream = as_stream(stream, stack_length)
         if not videos:
             raise ucf101.DataError("no training videos: check --data-dir, the split lists and --class-limit")
-        empty = [v.name for v in videos if frame_count(v, stream) == 0]
+        empty = [v.name for v in videos if self.stream.count(v) == 0]
         if empty:
-            raise missing_data_error(empty, data_dir, stream)
+            raise missing_data_error(empty, data_dir, self.stream)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}; choose from {', '.join(SAMPLINGS)}")
         self.videos = list(videos)
         self.data_dir = data_dir
-        self.stream = stream
         self.batch_size = batch_size
         self.image_size = image_size
-        self.stack_length = stack_length
-        self.multiscale = multiscale
+        self.sampling = sampling
+        self.steps = steps or math.ceil(len(self.videos) / batch_size)
+        self.crop = crop
+        self.lighting = LIGHTING_STD if lighting is None and not self.stream.is_flow else (lighting or 0.0)
         self.seed = seed
+        self.by_class = {}
+        for index, video in enumerate(self.videos):
+            self.by_class.setdefault(video.label, []).append(index)
+        self.classes = sorted(self.by_class)
         self.epoch = 0
         # Shared with worker threads, and with worker processes (which inherit it when forked).
         self._missing = multiprocessing.Value("q", 0)
@@ -264,19 +366,26 @@ class TrainSequence(keras.utils.PyDataset):
         return self._missing.value
 
     def __len__(self):
-        return math.ceil(len(self.videos) / self.batch_size)
+        return self.steps
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
-        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        chosen = self.choose_videos(rng, index)
         size = self.image_size
-        x = np.empty((len(chosen), size, size, channels(self.stream, self.stack_length)), np.uint8)
+        x = np.empty((len(chosen), size, size, self.stream.channels), np.uint8)
         y = np.empty(len(chosen), np.int32)
         for k, v in enumerate(chosen):
-            y[k] = self.load(self.videos[v], rng, x[k])
+            y[k] = self.load(self.videos[v], rng, x[k:k + 1])
         return x, y
+
+    def choose_videos(self, rng, index):
+        """Indices into `videos` of batch `index`'s samples."""
+        if self.sampling == "videos":
+            return self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        classes = rng.choice(self.classes, self.batch_size)
+        return [self.by_class[c][rng.integers(len(self.by_class[c]))] for c in classes]
 
     def on_epoch_end(self):
         missing = self.missing_files - self._reported
@@ -287,114 +396,59 @@ class TrainSequence(keras.utils.PyDataset):
         self.epoch += 1
 
     def load(self, video, rng, out):
-        """Fill `out` with a sample of `video` (or of a substitute) and return its label."""
+        """Fill `out` [1, S, S, C] with a sample of `video` (or of a substitute) and return its label."""
         for attempt in range(MAX_TRIES):
             if attempt and attempt % TRIES_PER_VIDEO == 0:
                 video = self.videos[rng.integers(len(self.videos))]
-            bad_path = self.draw_sample(video, rng, out)
+            bad_path = self.draw(video, rng, out)
             if bad_path is None:
                 return video.label
             self.note_missing(bad_path)
         raise ucf101.DataError(f"{MAX_TRIES} draws in a row met missing or unreadable JPEGs under "
                                f"{self.data_dir}: re-extract the frames and flow (prepare_data.py)")
 
-    def draw_sample(self, video, rng, out):
-        """Draw start, crop and flip, and write the sample into `out`; None, or the bad path."""
-        count = frame_count(video, self.stream)
-        length = frames_per_sample(self.stream, self.stack_length)
-        start = int(rng.integers(max(count - length + 1, 1)))
-        position = int(rng.integers(5))
-        flip = bool(rng.random() < 0.5)
-        scales = self.draw_scales(rng) if self.multiscale else None
-        if self.stream == "spatial":
-            path = rgb_path(self.data_dir, video.name, start)
-            image = media.decode_image(path)
-            if image is None:
-                return path
-            image = fit_short_side(image, self.image_size)
-            crop = self.cut(image, self.crop_window(image.shape, position, scales))
-            cv2.cvtColor(cv2.flip(crop, 1) if flip else crop, cv2.COLOR_BGR2RGB, dst=out)
-            return None
-        planes, bad_path = read_flow_planes(self.data_dir, video.name, stack_indices(start, length, count))
-        if planes is None:
-            return bad_path
-        planes = [fit_short_side(plane, self.image_size) for plane in planes]
-        window = self.crop_window(planes[0].shape, position, scales)  # one window for the stack
-        crops = [self.cut(plane, window) for plane in planes]
-        if flip:
-            crops = [cv2.flip(crop, 1) for crop in crops]
-            for u in crops[0::2]:  # horizontal motion changes sign
-                cv2.bitwise_not(u, dst=u)
-        cv2.merge(crops, dst=out)
-        return None
-
-    def draw_scales(self, rng):
-        """TSN scale indices (height, width) for the crop sides, at most one scale apart."""
-        pairs = [(h, w) for h in range(len(MULTISCALE_RATIOS)) for w in range(len(MULTISCALE_RATIOS))
-                 if abs(h - w) <= MAX_SCALE_DISTORTION]
-        return pairs[rng.integers(len(pairs))]
-
-    def crop_window(self, shape, position, scales):
-        """(top, left, height, width) of the image_size crop at corner/centre `position`, or of the
-        multi-scale crop there (scale indices `scales`) in an image of `shape`."""
-        height, width = shape[:2]
-        if scales is None:
-            crop_height = crop_width = self.image_size
-        else:
-            crop_height, crop_width = (int(min(height, width) * MULTISCALE_RATIOS[s]) for s in scales)
-        top, left = corner_offsets(height, width, crop_height, crop_width)[position]
-        return top, left, crop_height, crop_width
-
-    def cut(self, image, window):
-        """The window of `image` (a view), resized to image_size if it is not that size already."""
-        top, left, height, width = window
-        crop = image[top:top + height, left:left + width]
-        if (height, width) == (self.image_size, self.image_size):
-            return crop
-        return cv2.resize(crop, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+    def draw(self, video, rng, out):
+        """Draw start, window, flip and lighting, and run the sample path into `out`."""
+        start = random_start(rng, self.stream.count(video), self.stream.span)
+        flipped = bool(rng.random() < 0.5)
+        lighting = lighting_noise(rng, self.lighting) if self.lighting else None
+        window_for = lambda shape: [(random_window(rng, shape, self.image_size, self.crop), flipped, lighting)]
+        return load_sample(self.data_dir, video, self.stream, start, self.image_size, window_for, out)
 
     def note_missing(self, path):
         with self._missing.get_lock():
             self._missing.value += 1
         if path not in self._warned:
             self._warned.add(path)
-            warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead",
-                          stacklevel=2)
+            warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead", stacklevel=2)
 
 
 # ---------------------------------------------------------------------------- testing
 
-class TestSequence(keras.utils.PyDataset):
+class EvalSequence(keras.utils.PyDataset):
     """Test batches (x uint8 [n, S, S, C], video_index int32 [n]) with n = videos_per_batch *
     samples * crops (fewer videos in the last batch). Per video, `samples` frames or stacks at
-    uniform spacing (sample_starts), each cropped by test_crops; one video's samples are
+    uniform spacing (sample_starts), each cut into eval_windows' crops; one video's samples are
     contiguous, ordered (sample, crop). video_index indexes `videos`.
 
     Raises ucf101.DataError naming the videos with missing frames or flow (missing_data), here
     and in __getitem__ for a file found unreadable.
     """
-    __test__ = False  # not a pytest test class
 
-    def __init__(self, videos, data_dir, stream, samples=25, crops="center", image_size=224,
-                 stack_length=10, videos_per_batch=1, workers=1, use_multiprocessing=False,
-                 max_queue_size=10):
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
-                         max_queue_size=max_queue_size)
-        check_stream(stream)
-        if crops not in TEST_CROPS:
-            raise ValueError(f"unknown test crop mode {crops!r}; choose from {', '.join(TEST_CROPS)}")
-        missing = missing_data(videos, data_dir, stream)
-        if missing:
-            raise missing_data_error(missing, data_dir, stream)
+    def __init__(self, videos, data_dir, stream, samples=25, crops="center", image_size=224, stack_length=10,
+                 videos_per_batch=1, workers=1, use_multiprocessing=False, max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.stream = as_stream(stream, stack_length)
+        if crops not in EVAL_CROPS:
+            raise ValueError(f"unknown test crop mode {crops!r}; choose from {', '.join(EVAL_CROPS)}")
+        check_complete(videos, data_dir, self.stream)
         self.videos = list(videos)
         self.data_dir = data_dir
-        self.stream = stream
         self.samples = samples
         self.crops = crops
         self.crops_per_sample = 1 if crops == "center" else 10
         self.samples_per_video = samples * self.crops_per_sample
         self.image_size = image_size
-        self.stack_length = stack_length
         self.videos_per_batch = videos_per_batch
 
     def __len__(self):
@@ -406,47 +460,56 @@ class TestSequence(keras.utils.PyDataset):
         first = index * self.videos_per_batch
         chosen = range(first, min(first + self.videos_per_batch, len(self.videos)))
         per_video = self.samples_per_video
-        size = self.image_size
-        x = np.empty((len(chosen) * per_video, size, size, channels(self.stream, self.stack_length)), np.uint8)
+        x = np.empty((len(chosen) * per_video, self.image_size, self.image_size, self.stream.channels), np.uint8)
         for k, v in enumerate(chosen):
-            x[k * per_video:(k + 1) * per_video] = self.video_samples(self.videos[v])
+            self.video_samples(self.videos[v], x[k * per_video:(k + 1) * per_video])
         return x, np.repeat(np.asarray(chosen, np.int32), per_video)
 
-    def video_samples(self, video):
-        starts = sample_starts(frame_count(video, self.stream), self.samples,
-                               frames_per_sample(self.stream, self.stack_length))
-        crops = []
-        for start in starts:
-            crops.append(test_crops(load_or_fail(self.data_dir, video, self.stream, start, self.stack_length),
-                                    self.image_size, self.crops, self.stream == "temporal"))
-        return np.concatenate(crops)
+    def video_samples(self, video, out):
+        """Fill `out` [samples * crops, S, S, C] with the video's test crops."""
+        windows_for = eval_windows_for(self.image_size, self.crops)
+        per_sample = self.crops_per_sample
+        starts = sample_starts(self.stream.count(video), self.samples, self.stream.span)
+        for k, start in enumerate(starts):
+            load_or_fail(self.data_dir, video, self.stream, start, self.image_size, windows_for,
+                         out[k * per_sample:(k + 1) * per_sample])
 
 
-def load_or_fail(data_dir, video, stream, start, stack_length):
-    sample, bad_path = read_sample(data_dir, video, stream, start, stack_length)
-    if sample is None:
+def load_or_fail(data_dir, video, stream, start, size, windows_for, out):
+    bad_path = load_sample(data_dir, video, stream, start, size, windows_for, out)
+    if bad_path is not None:
         raise ucf101.DataError(f"{video.name}: {bad_path} is missing or unreadable. Re-extract this "
                                f"video's frames/flow, or leave it out (generators.missing_data).")
-    return sample
+
+
+def eval_crops(image, size, mode, is_flow):
+    """An in-memory H x W x C frame or flow stack -> [1 or 10, size, size, C], the same crops as
+    EvalSequence (demo.py's videos are in memory, not JPEGs)."""
+    planes = [image] if not is_flow else [np.ascontiguousarray(image[..., c]) for c in range(image.shape[-1])]
+    planes = [fit_short_side(plane, size) for plane in planes]
+    windows = eval_windows(planes[0].shape, size, mode)
+    out = np.empty((len(windows), size, size, image.shape[-1]), np.uint8)
+    for k, (window, flipped) in enumerate(windows):
+        crops = [crop(plane, window, size) for plane in planes]
+        crops = flip(crops, is_flow) if flipped else crops
+        out[k] = crops[0] if not is_flow else cv2.merge(crops)
+    return out
 
 
 def validation_data(videos, data_dir, stream, image_size=224, stack_length=10):
     """In-memory validation set (x uint8 [N, S, S, C], y int32 [N]): per video the centre frame
     or the centre stack, centre crop. Raises ucf101.DataError naming a video with missing data."""
-    check_stream(stream)
-    missing = missing_data(videos, data_dir, stream)
-    if missing:
-        raise missing_data_error(missing, data_dir, stream)
-    x = np.empty((len(videos), image_size, image_size, channels(stream, stack_length)), np.uint8)
+    stream = as_stream(stream, stack_length)
+    check_complete(videos, data_dir, stream)
+    x = np.empty((len(videos), image_size, image_size, stream.channels), np.uint8)
     y = np.array([v.label for v in videos], np.int32)
 
     def load(k):  # threads: the JPEG decoder releases the GIL
         video = videos[k]
-        start = sample_starts(frame_count(video, stream), 1, frames_per_sample(stream, stack_length))[0]
-        x[k] = test_crops(load_or_fail(data_dir, video, stream, start, stack_length), image_size, "center",
-                          stream == "temporal")[0]
+        start = sample_starts(stream.count(video), 1, stream.span)[0]
+        load_or_fail(data_dir, video, stream, start, image_size, eval_windows_for(image_size, "center"), x[k:k + 1])
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(load, range(len(videos))), total=len(videos), desc=f"{stream} validation data",
+        list(tqdm(pool.map(load, range(len(videos))), total=len(videos), desc=f"{stream.name} validation data",
                   disable=len(videos) < 100, leave=False))
     return x, y

@@ -11,6 +11,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from errors import DataError  # noqa: F401  (ucf101.DataError: the name the data code raises)
+
 RGB_DIR = "jpegs_256"
 FLOW_DIR = "tvl1_flow"
 FRAME_NAME = "frame{:06d}.jpg"  # 1-based
@@ -19,16 +21,17 @@ GROUPS_PER_SPLIT = 7  # split K tests on groups 7K-6 .. 7K
 NAME_PATTERN = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 
 
-class DataError(Exception):
-    """Bad or missing input data; scripts print the message and exit with code 2."""
-
-
 @dataclass(frozen=True)
 class Video:
     name: str  # file stem: the folder name under jpegs_256/ and tvl1_flow/{u,v}/
     label: int  # 0-based class index
     frames: int = 0  # RGB frames on disk
     flows: int = 0  # flow frames on disk (the smaller of the u and v counts)
+    flow_name: str = ""  # the folder name under tvl1_flow/{u,v}/ where it is spelt otherwise than `name`
+
+    @property
+    def flow_folder(self):
+        return self.flow_name or self.name
 
 
 def rgb_dir(data_dir, name):
@@ -175,9 +178,11 @@ def count_frames(folder):
         return 0
 
 
-def count_video(data_dir, name, label):
-    flows = min(count_frames(flow_dir(data_dir, "u", name)), count_frames(flow_dir(data_dir, "v", name)))
-    return Video(name, label, count_frames(rgb_dir(data_dir, name)), flows)
+def count_video(data_dir, name, label, flow_name=""):
+    flow_name = flow_name if flow_name not in ("", name) else ""
+    folder = flow_name or name
+    flows = min(count_frames(flow_dir(data_dir, "u", folder)), count_frames(flow_dir(data_dir, "v", folder)))
+    return Video(name, label, count_frames(rgb_dir(data_dir, name)), flows, flow_name)
 
 
 def load_index(data_dir, splits_dir, split=1, subset="train", class_limit=None, max_videos=None):
@@ -194,8 +199,27 @@ def load_index(data_dir, splits_dir, split=1, subset="train", class_limit=None, 
     if max_videos and len(entries) > max_videos:
         step = len(entries) / max_videos
         entries = [entries[int(i * step)] for i in range(max_videos)]
-    on_disk = folder_names(os.path.join(data_dir, RGB_DIR))
-    return [count_video(data_dir, on_disk.get(name.lower(), name), label) for name, label in entries]
+    rgb_names = folder_names(os.path.join(data_dir, RGB_DIR))
+    flow_names = folder_names(os.path.join(data_dir, FLOW_DIR, "u"))
+    videos = []
+    for name, label in entries:
+        spelt = rgb_names.get(name.lower()) or flow_names.get(name.lower(), name)
+        videos.append(count_video(data_dir, spelt, label, flow_names.get(name.lower(), "")))
+    return videos
+
+
+def hold_out_groups(videos, groups):
+    """Split training videos into (train, validation): validation takes the videos of the last
+    `groups` groups present (the clips of a group come from one long video, so a group never
+    straddles the two). Needs UCF-101's v_<Class>_gXX_cYY names."""
+    if not groups:
+        return list(videos), []
+    group_of = {v.name: parse_name(v.name)[1] for v in videos}
+    held = set(sorted(set(group_of.values()))[-groups:])
+    if len(held) == len(set(group_of.values())):
+        raise DataError(f"--val-groups {groups} would hold out every training group; use fewer")
+    return ([v for v in videos if group_of[v.name] not in held],
+            [v for v in videos if group_of[v.name] in held])
 
 
 def folder_names(parent):

@@ -1,0 +1,84 @@
+"""A training run's folder: its layout, writing it, and reading a trained stream back for
+fuse_test.py and demo.py.
+
+checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
+    last.keras    the model after the latest epoch; when training ends, the fixed schedule's final
+                  model, which fuse_test.py and demo.py use by default (MODEL_FILE)
+    best.keras    only with --val-groups: the best epoch on the groups held out of the training list
+    phase1.keras  spatial only: the model after phase 1 (a restart then goes straight to phase 2)
+    log.csv       one row per epoch (CSVLogger)       tensorboard/  TensorBoard logs
+    backup/       BackupAndRestore state (spatial: backup/phase1, backup/phase2); the same command,
+                  started again, continues from the last finished epoch
+    classInd.txt  the classes trained on              config.json   what testing and the demo need
+"""
+import json
+import os
+import shutil
+
+import media
+import ucf101
+from errors import DataError
+
+MODEL_FILE = "last.keras"
+RUN_FILES = ("best.keras", "last.keras", "phase1.keras", "log.csv", "backup", "tensorboard")
+# A resumed run must train the same thing: these config.json entries may not change.
+MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes")
+
+
+def model_path(checkpoints_dir, stream, explicit=None):
+    """The model file of a stream: `explicit` if given, else <checkpoints_dir>/<stream>/last.keras."""
+    return explicit or os.path.join(checkpoints_dir, stream, MODEL_FILE)
+
+
+def prepare(folder, config, classes, overwrite=False):
+    """Create the run folder, refuse to mix two different runs in it, write classInd.txt and
+    config.json. With overwrite, the previous run's checkpoints, logs and backup go first."""
+    os.makedirs(folder, exist_ok=True)
+    config_path, classes_path = os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")
+    class_lines = ucf101.class_index_lines(classes)
+    if overwrite:
+        for name in RUN_FILES:
+            path = os.path.join(folder, name)
+            shutil.rmtree(path) if os.path.isdir(path) else media.remove_if_exists(path)
+    elif os.path.isfile(config_path):
+        with open(config_path) as f:
+            old = json.load(f)
+        changed = [key for key in MUST_MATCH if old.get(key) != config.get(key)]
+        if os.path.isfile(classes_path) and ucf101.read_lines(classes_path) != class_lines:
+            changed.append("classes")
+        if changed:
+            raise DataError(f"{folder} holds a run with different {', '.join(changed)} ({config_path}). "
+                            "Pass --overwrite to replace it, or another --checkpoint-dir.")
+    ucf101.write_lines(classes_path, class_lines)
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    return folder
+
+
+def read(path, stream):
+    """config.json and classInd.txt beside a .keras file -> (config, classes)."""
+    folder = os.path.dirname(path)
+    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
+        if not os.path.isfile(needed):
+            raise DataError(f"{needed}: not found. Train the stream with `python {stream}_train.py`, or point "
+                            f"--checkpoints (or --{stream}) at the folder holding it")
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    for key in ("image_size", "stack_length"):
+        if key not in config:
+            raise DataError(f"{os.path.join(folder, 'config.json')}: has no {key!r}")
+    return config, ucf101.read_classes(os.path.join(folder, "classInd.txt"))
+
+
+def load(path, stream):
+    """(model, config, classes) of a trained stream, for testing and the demo."""
+    import keras
+    import models  # noqa: F401  (registers the custom layers the file refers to)
+    config, classes = read(path, stream)
+    return keras.saving.load_model(path), config, classes
+
+
+def fingerprint(path):
+    """Size and modification time of a model file: cached scores computed with another file are stale."""
+    stat = os.stat(path)
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -1,4 +1,4 @@
-"""A generated mini UCF-101 whose labels need both streams: colour (in a frame) x motion (in the flow).
+"""Generated mini datasets whose labels need both streams: colour (in a frame) x motion (in the flow).
 
     python prepare_data.py synthetic --out data/synthetic      # calls generate() below
 
@@ -23,6 +23,19 @@ lists them colour by colour, so --class-limit 8 keeps two colours with all four 
   the same texture statistics.
 - About a quarter of the videos are shorter than 35 frames (stacks of 10 must loop), and about a
   third have a camera pan (a constant drift, smaller than the class motion) on top.
+
+generate_hmdb51() writes a second, HMDB-51-style mini dataset with other classes, so that a
+multi-task model sees two different label sets (6 classes here, 12 above):
+    <out>/hmdb51_org/<class>/<clip>.avi                     XviD, 30 fps, 160x120, 24 clips a class
+    <out>/testTrainMulti_7030_splits/<class>_test_split<K>.txt   the official per-class format
+    <out>/splits/                                           those converted by hmdb51.official_lists
+    <out>/synthetic.json
+Its classes are the three hues halfway between red, green and blue (yellow, cyan, magenta) with
+Expand or Saddle, named in HMDB's lower_case style (cyan_expand): a spatial stream alone is capped
+at 1/2, a temporal one at 1/3. Clip names are HMDB's "<source>_<class>_<tags>_<n>" with sources as
+awkward as the real ones ('#', '(', ')', '!', '&', ',', ';', '.', a double '_', 100+ characters).
+In each split a class has 14 training and 6 test clips (HMDB-51's 70/30 at a fifth) and 4 unused;
+the two clips of a source are always on the same side, and the three test sets are disjoint.
 """
 import json
 import multiprocessing
@@ -34,6 +47,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import hmdb51
 import ucf101
 
 # Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
@@ -42,10 +56,40 @@ MOTIONS = ("Expand", "Rotate", "Saddle", "Translate")
 CLASSES = sorted(((c + m, c, m) for c in COLOURS for m in MOTIONS), key=lambda cls: cls[0].lower())
 CLASS_NAMES = [name for name, _, _ in CLASSES]  # the order of classInd.txt
 
+# The HMDB-style dataset: hues halfway between the UCF-style ones, 60 degrees from each (jitter is +-15).
+HMDB_COLOURS = {"Yellow": 170.8, "Cyan": 288.7, "Magenta": 51.7}
+HMDB_MOTIONS = ("Expand", "Saddle")  # the pair that a wrong flip of flow swaps
+HMDB_CLASSES = sorted((f"{c}_{m}".lower(), c, m) for c in HMDB_COLOURS for m in HMDB_MOTIONS)
+HMDB_CLASS_NAMES = [name for name, _, _ in HMDB_CLASSES]
+HUES = {**COLOURS, **HMDB_COLOURS}
+
 FRAME_SIZE = (160, 120)  # (width, height) of the raw videos; prepare_data resizes later
 FPS = 25
 GROUPS = 25  # as UCF-101: split K tests on groups 7K-6..7K
 MARKER = "synthetic.json"
+HMDB_FPS = 30  # HMDB-51's clips are 30 fps
+
+# Source videos of the HMDB-style clips, with the characters that break naive code (shell, glob,
+# splitext, CSV): each gives two clips to every class.
+HMDB_SOURCES = (
+    "#20_Rhythm",
+    "(Rad)Schlag_die_Bank!",
+    "Pirates_of_the_Caribbean_&",
+    "Faster,_Higher;_Stronger",
+    "#122_Am_Strand__Teil_2",
+    "Vol._2_(Live)",
+    "A_Very_Long_Title_of_a_Home_Video_by_Somebody_Who_Never_Stops_Typing_Part_(3_of_12)_Final_Cut",
+    "Tag&Nacht!!",
+    "Cheers,_Mate",
+    "(1)_Intro",
+    "HMDB_STYLE_HOME_VIDEO",
+    "plain_home_video",
+)
+CLIPS_PER_SOURCE = 2
+HMDB_COUNTS = (14, 6)  # training and test clips a class in every split: HMDB-51's 70/30 at a fifth
+HMDB_ROTATION = 4  # split K's sources are those of split 1 moved on by 4(K - 1): disjoint test sets
+HMDB_TAGS = (("a", "f", "h", "l", "u"), ("cm", "nm"), ("np1", "np2", "np3"), ("fr", "ba", "le", "ri"),
+             ("bad", "med", "goo"))  # body visible, camera motion, people, view, quality
 
 # Motion and texture sizes are fractions of the frame width, so any FRAME_SIZE looks alike.
 RATE = (0.03, 0.045)  # k of Expand/Saddle, and rad/frame of Rotate: mean 1.3-2 px/frame at 128x96
@@ -78,12 +122,19 @@ class Clip:
 
 
 def make_clip(seed, label, group, clip, size=FRAME_SIZE):
-    name, colour, motion = CLASSES[label]
+    """Clip clip of group `group` of UCF-style class `label`: v_<Class>_gXX_cYY."""
+    name = CLASSES[label][0]
     rng = np.random.default_rng((seed, label, group, clip))
+    return draw_clip(f"v_{name}_g{group:02d}_c{clip:02d}", label, CLASSES[label], rng, size)
+
+
+def draw_clip(name, label, cls, rng, size=FRAME_SIZE):
+    """A clip of class cls = (name, colour, motion): its length, tint, motion and texture seed."""
+    _, colour, motion = cls
     width = size[0]
     frames = int(rng.integers(*SHORT_FRAMES, endpoint=True) if rng.random() < SHORT_SHARE
                  else rng.integers(*LONG_FRAMES, endpoint=True))
-    hue = np.radians(COLOURS[colour] + rng.uniform(-TINT_JITTER, TINT_JITTER))
+    hue = np.radians(HUES[colour] + rng.uniform(-TINT_JITTER, TINT_JITTER))
     radius = rng.uniform(*TINT)
     k = rng.uniform(*RATE)
     direction = rng.choice([-1.0, 1.0])
@@ -101,7 +152,7 @@ def make_clip(seed, label, group, clip, size=FRAME_SIZE):
     if rng.random() < PAN_SHARE:
         angle = rng.uniform(0, 2 * np.pi)
         shift += rng.uniform(*PAN) * width * np.array([np.cos(angle), np.sin(angle)])
-    return Clip(f"v_{name}_g{group:02d}_c{clip:02d}", label, colour, motion, frames,
+    return Clip(name, label, colour, motion, frames,
                 (radius * np.cos(hue), radius * np.sin(hue)), tuple(step.ravel()), tuple(shift),
                 tuple(size), int(rng.integers(2**31)))
 
@@ -234,9 +285,41 @@ def check_target(out_dir, overwrite):
                                "replace it (its frames and flow go too, as they would no longer match)")
 
 
+def start(out_dir, overwrite):
+    """-> (out_dir, the <out_dir>.partial folder to write the dataset into) once check_target allows it."""
+    out_dir = os.path.normpath(out_dir)
+    check_target(out_dir, overwrite)
+    partial = out_dir + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+    os.makedirs(partial)
+    return out_dir, partial
+
+
 def write_clip(job):
-    clip, folder = job
-    write_video(os.path.join(folder, clip.name + ".avi"), render(clip))
+    clip, folder, fps = job
+    os.makedirs(folder, exist_ok=True)
+    write_video(os.path.join(folder, clip.name + ".avi"), render(clip), fps)
+
+
+def write_clips(jobs, workers, progress):
+    """Render and write [(clip, folder, fps)], in `workers` processes if more than 1."""
+    bar = dict(total=len(jobs), desc="synthetic videos", disable=not progress)
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            for _ in tqdm(pool.imap_unordered(write_clip, jobs), **bar):
+                pass
+    else:
+        for job in tqdm(jobs, **bar):
+            write_clip(job)
+
+
+def finish(partial, out_dir, settings):
+    """Write the marker, then move the complete dataset into place."""
+    with open(os.path.join(partial, MARKER), "w") as f:
+        json.dump(settings, f, indent=1)
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)  # empty, or a generated dataset that check_target let us replace
+    os.rename(partial, out_dir)
 
 
 def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAME_SIZE, classes=CLASS_NAMES,
@@ -247,36 +330,89 @@ def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAM
     leaves half a dataset. With overwrite, an earlier generated dataset at out_dir (with the frames
     and flow extracted from it) is replaced; a folder holding anything else is never touched.
     """
-    out_dir = os.path.normpath(out_dir)
-    check_target(out_dir, overwrite)
-    partial = out_dir + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
-    jobs, videos = [], []
     unknown = set(classes) - set(CLASS_NAMES)
     if unknown:
         raise ucf101.DataError(f"unknown synthetic classes {sorted(unknown)}; choose from {CLASS_NAMES}")
     classes = [name for name in CLASS_NAMES if name in classes]  # classInd.txt order
+    out_dir, partial = start(out_dir, overwrite)
+    jobs, videos = [], []
     for clip in make_clips(seed, groups, clips, size, classes):
         cls = CLASS_NAMES[clip.label]
-        folder = os.path.join(partial, "UCF-101", cls)
-        os.makedirs(folder, exist_ok=True)
-        jobs.append((clip, folder))
+        jobs.append((clip, os.path.join(partial, "UCF-101", cls), FPS))
         videos.append((cls, os.path.join(out_dir, "UCF-101", cls, clip.name + ".avi")))
-    bar = dict(total=len(jobs), desc="synthetic videos", disable=not progress)
-    if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(write_clip, jobs), **bar):
-                pass
-    else:
-        for job in tqdm(jobs, **bar):
-            write_clip(job)
+    write_clips(jobs, workers, progress)
     os.makedirs(os.path.join(partial, "splits"))
     for file, lines in ucf101.make_splits(videos, classes).items():
         ucf101.write_lines(os.path.join(partial, "splits", file), lines)
-    with open(os.path.join(partial, MARKER), "w") as f:
-        json.dump({"seed": seed, "groups": groups, "clips": clips, "size": list(size), "fps": FPS,
-                   "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES if n in classes]}, f, indent=1)
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)  # empty, or a generated dataset that check_target let us replace
-    os.rename(partial, out_dir)
+    finish(partial, out_dir, {"dataset": "ucf101", "seed": seed, "groups": groups, "clips": clips,
+                              "size": list(size), "fps": FPS,
+                              "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES
+                                          if n in classes]})
     return videos
+
+
+# ---------------------------------------------------------------------------- the HMDB-style dataset
+
+def hmdb51_split_id(source, split):
+    """The official id of a clip from source `source` in split `split`: "1" training, "2" test, "0" unused."""
+    place = (source - HMDB_ROTATION * (split - 1)) % len(HMDB_SOURCES)
+    test_sources = HMDB_COUNTS[1] // CLIPS_PER_SOURCE
+    train_sources = HMDB_COUNTS[0] // CLIPS_PER_SOURCE
+    if place < test_sources:
+        return hmdb51.TEST
+    return hmdb51.UNUSED if place < len(HMDB_SOURCES) - train_sources else hmdb51.TRAIN
+
+
+def make_hmdb51_clips(seed=0, size=FRAME_SIZE, classes=HMDB_CLASS_NAMES):
+    """[(clip, source index)] of the named classes, CLIPS_PER_SOURCE from each source, HMDB-named:
+    "<source>_<class>_<body>_<camera>_<people>_<view>_<quality>_<n>", tags drawn with the clip."""
+    clips = []
+    for label, cls in enumerate(HMDB_CLASSES):
+        if cls[0] not in classes:
+            continue
+        for source, title in enumerate(HMDB_SOURCES):
+            for n in range(CLIPS_PER_SOURCE):
+                rng = np.random.default_rng((seed, hmdb51.NUM_CLASSES, label, source, n))  # 5 numbers: not a UCF key
+                tags = "_".join(str(rng.choice(choices)) for choices in HMDB_TAGS)
+                clips.append((draw_clip(f"{title}_{cls[0]}_{tags}_{n}", label, cls, rng, size), source))
+    return clips
+
+
+def write_official_split(path, clips, split, crlf=False):
+    """One <class>_test_split<K>.txt as the official ones are: sorted by name, a space after the id."""
+    lines = sorted(f"{clip.name}.avi {hmdb51_split_id(source, split)} " for clip, source in clips)
+    with open(path, "w", newline="\r\n" if crlf else "\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def generate_hmdb51(out_dir, seed=0, overwrite=False, size=FRAME_SIZE, classes=HMDB_CLASS_NAMES, workers=1,
+                    progress=True):
+    """Write the HMDB-style mini dataset under out_dir -> [(class, video path)] of every clip, the
+    unused ones too, as ucf101.find_videos lists them. Like generate(): written to .partial first,
+    and replacing only an earlier generated dataset, with overwrite. Every other class's split
+    files have CRLF line ends, as some of HMDB-51's have."""
+    unknown = set(classes) - set(HMDB_CLASS_NAMES)
+    if unknown:
+        raise ucf101.DataError(f"unknown HMDB-style classes {sorted(unknown)}; choose from {HMDB_CLASS_NAMES}")
+    out_dir, partial = start(out_dir, overwrite)
+    clips = make_hmdb51_clips(seed, size, classes)
+    official = os.path.join(partial, hmdb51.SPLITS_DIR)
+    os.makedirs(official)
+    for label, cls in enumerate(HMDB_CLASS_NAMES):
+        own = [(clip, source) for clip, source in clips if clip.label == label]
+        for split in hmdb51.SPLITS:
+            if own:
+                write_official_split(hmdb51.split_file(official, cls, split), own, split, crlf=label % 2 == 1)
+    os.makedirs(os.path.join(partial, "splits"))
+    for file, lines in hmdb51.official_lists(official, HMDB_COUNTS, len(classes)).items():
+        ucf101.write_lines(os.path.join(partial, "splits", file), lines)
+    folders = [os.path.join(hmdb51.VIDEOS_DIR, HMDB_CLASS_NAMES[clip.label]) for clip, _ in clips]
+    write_clips([(clip, os.path.join(partial, folder), HMDB_FPS) for (clip, _), folder in zip(clips, folders)],
+                workers, progress)
+    finish(partial, out_dir, {"dataset": "hmdb51", "seed": seed, "size": list(size), "fps": HMDB_FPS,
+                              "counts": list(HMDB_COUNTS),
+                              "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in HMDB_CLASSES
+                                          if n in classes]})
+    videos = [(HMDB_CLASS_NAMES[clip.label], os.path.join(out_dir, folder, clip.name + ".avi"))
+              for (clip, _), folder in zip(clips, folders)]
+    return sorted(videos, key=lambda v: (v[0].lower(), ucf101.video_name(v[1]).lower()))

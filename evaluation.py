@@ -1,4 +1,5 @@
-"""Score arithmetic and reports for the two-stream test protocol, shared by fuse_test.py and demo.py.
+"""Score arithmetic, SVM fusion, metrics and reports for the two-stream test protocol, shared by
+fuse_test.py and demo.py.
 
 Pure numpy, scikit-learn and matplotlib (Agg): no model, no data loading. Shapes:
     sample scores  [V videos, N samples, C classes]  softmax of each sample, crops averaged
@@ -18,30 +19,62 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,  # noqa: E402
                              top_k_accuracy_score)
+from sklearn.preprocessing import normalize  # noqa: E402
+from sklearn.svm import LinearSVC  # noqa: E402
 
 import ucf101  # noqa: E402
 
 AGGREGATIONS = ("mean", "vote")
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
 
-# Top-1 accuracy (%) on UCF-101 split 1, with the source of each figure.
+# Our result rows, in table order. temporal_multitask: a temporal net trained on UCF-101 and HMDB-51 at once.
+ROW_NAMES = {"spatial": "Spatial", "temporal": "Temporal", "temporal_multitask": "Temporal (multi-task)",
+             "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
+
+# Published top-1 accuracy (%), one plain table per (dataset, scope); scope "split1" or "mean" (over splits 1-3).
+# Each row: (what the figure is, our rows it compares with, Simonyan et al. 2014, seed repository); None = no figure.
 PAPER = "Simonyan et al. 2014"
 SEED = "Seed repository"
+FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}  # the references are for all of a dataset's classes
 REFERENCES = {
-    "spatial": {PAPER: 72.7, SEED: 73.1},
-    "temporal": {PAPER: 81.0, SEED: 78.8},
-    "fusion": {PAPER: 85.6, SEED: 82.0},
-    "svm": {PAPER: 87.0},
+    ("ucf101", "split1"): [  # the paper's Tables 1-3; the seed's README
+        ("Spatial (pre-trained + last layer)", ("spatial",), 72.7, 73.1),
+        ("Temporal (L = 10, mean subtraction, uni-directional flow)", ("temporal",), 81.0, 78.8),
+        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal_multitask",), 81.5, None),
+        ("Fusion by averaging (uni-directional flow)", ("fusion",), 85.9, 82.0),
+        ("Fusion by averaging (bi-directional flow)", (), 85.6, None),
+        ("Fusion by averaging (multi-task temporal)", (), 86.2, None),
+        ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0, None),
+    ],
+    ("ucf101", "mean"): [  # Table 4: its temporal net is the multi-task one, as are both fusions'
+        ("Spatial (pre-trained + last layer)", ("spatial",), 73.0, None),
+        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal", "temporal_multitask"), 83.7, None),
+        ("Fusion by averaging (multi-task temporal)", ("fusion",), 86.9, None),
+        ("Fusion by SVM (multi-task temporal)", ("svm",), 88.0, None),
+    ],
+    ("hmdb51", "split1"): [  # Table 2: the temporal net only
+        ("Temporal (trained on HMDB-51 alone)", ("temporal",), 46.6, None),
+        ("Temporal (fine-tuned from UCF-101)", (), 49.0, None),
+        ("Temporal (78 UCF-101 classes added to the training set)", (), 52.8, None),
+        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal_multitask",), 55.4, None),
+    ],
+    ("hmdb51", "mean"): [  # Table 4
+        ("Spatial (pre-trained + last layer)", ("spatial",), 40.5, None),
+        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal", "temporal_multitask"), 54.6, None),
+        ("Fusion by averaging (multi-task temporal)", ("fusion",), 58.0, None),
+        ("Fusion by SVM (multi-task temporal)", ("svm",), 59.4, None),
+    ],
 }
 REFERENCE_NOTES = [
     f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
-    "in Videos (NIPS 2014), "
-    "UCF-101 split 1: spatial 72.7, temporal 81.0, fusion by averaging 85.6, fusion by a linear SVM 87.0.",
-    f"{SEED}: its README's own results (it voted over frames where the paper averages softmax scores). "
-    "It quoted 85.9 as the paper's fusion figure: that is Feichtenhofer et al. 2016's re-run of averaging "
-    "fusion (Convolutional Two-Stream Network Fusion, CVPR 2016), not the paper's 85.6.",
+    "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7, temporal 81.0 (L = 10, mean subtraction, "
+    "uni-directional flow), fusion by averaging 85.9 with uni-directional flow (what this repository builds; "
+    "85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear SVM 87.0 "
+    "(multi-task temporal net). HMDB-51 split 1 (Table 2): temporal nets only. Means over the three splits "
+    "(Table 4): with the multi-task temporal net.",
+    f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
+    "softmax scores).",
 ]
-ROW_NAMES = {"spatial": "Spatial", "temporal": "Temporal", "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
 
 
 # ---------------------------------------------------------------------------- score arithmetic
@@ -85,6 +118,55 @@ def fuse(scores, weights=None):
     return sum(w * s for w, s in zip(weights, scores)) / weights.sum()
 
 
+# ---------------------------------------------------------------------------- SVM fusion (the paper's last row)
+
+def svm_features(scores):
+    """{stream: video scores [V, C]} -> [V, streams * C]: each stream's scores L2-normalised, then concatenated.
+
+    Normalising each stream first gives both the same scale, whatever their confidence.
+    """
+    arrays = [np.asarray(s, np.float64) for s in scores.values()]
+    if not arrays or any(a.ndim != 2 or a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"SVM fusion needs video scores [videos, classes] of one shape per stream, got "
+                         f"{ {name: np.shape(s) for name, s in scores.items()} }")
+    return np.concatenate([normalize(a) for a in arrays], axis=1)
+
+
+def svm_fit(train_scores, train_labels, C=1.0):
+    """A linear multi-class SVM on the training videos' scores -> a fitted sklearn LinearSVC.
+
+    train_scores: {stream: softmax video scores [V, C]}; train_labels: [V] class indices. The paper
+    fuses with a linear multi-class SVM in Crammer and Singer's formulation, which scikit-learn's
+    LinearSVC (liblinear) still offers as multi_class="crammer_singer" (checked in scikit-learn 1.9).
+    The stream names are kept on the SVM (`streams_`) so that svm_scores can check it gets the same.
+    """
+    features = svm_features(train_scores)
+    labels = np.asarray(train_labels)
+    if len(labels) != len(features):
+        raise ValueError(f"{len(features)} training videos' scores but {len(labels)} labels")
+    svm = LinearSVC(multi_class="crammer_singer", C=C, random_state=0, max_iter=10_000)  # 1000 stops short
+    svm.fit(features, labels)
+    svm.streams_ = tuple(train_scores)
+    return svm
+
+
+def svm_scores(svm, test_scores):
+    """The SVM's decision values [V, C] on the test videos' scores: metrics() ranks them like softmax scores.
+
+    test_scores: {stream: video scores [V, C]}, the streams svm_fit was given, in the same order.
+    A class absent from the training labels gets a score below every other class.
+    """
+    if tuple(test_scores) != svm.streams_:
+        raise ValueError(f"the SVM was trained on the streams {list(svm.streams_)}, got {list(test_scores)}")
+    decision = svm.decision_function(svm_features(test_scores))
+    if decision.ndim == 1:  # two classes: scikit-learn returns the margin of the second class only
+        decision = np.stack([-decision, decision], axis=1)
+    num_classes = next(iter(test_scores.values())).shape[1]
+    scores = np.full((len(decision), num_classes), decision.min() - 1.0)
+    scores[:, svm.classes_] = decision
+    return scores
+
+
 # ---------------------------------------------------------------------------- metrics
 
 def top_k(labels, scores, k):
@@ -96,9 +178,10 @@ def top_k(labels, scores, k):
 
 
 def metrics(labels, scores):
-    """Video scores [V, C] and true labels [V] -> {"top1", "top5", "mean_class", "videos"}.
+    """Video scores [V, C] and true labels [V] -> {"top1", "top5", "mean_class", "videos", "classes"}.
 
-    mean_class is the mean over the classes present of each class's accuracy (balanced accuracy).
+    mean_class is the mean over the classes present of each class's accuracy (balanced accuracy);
+    classes is C, the number of classes the scores rank.
     """
     labels = np.asarray(labels)
     predictions = np.asarray(scores).argmax(axis=1)
@@ -106,7 +189,7 @@ def metrics(labels, scores):
         warnings.simplefilter("ignore")
         mean_class = balanced_accuracy_score(labels, predictions)
     return {"top1": float(accuracy_score(labels, predictions)), "top5": top_k(labels, np.asarray(scores), 5),
-            "mean_class": float(mean_class), "videos": int(len(labels))}
+            "mean_class": float(mean_class), "videos": int(len(labels)), "classes": int(np.shape(scores)[1])}
 
 
 def confusion(labels, scores, num_classes):
@@ -166,33 +249,164 @@ def load_scores(path):
     return loaded
 
 
+# ---------------------------------------------------------------------------- references
+
+def reference_rows(dataset, scope):
+    """The published figures for (dataset, scope), [] where there are none (another dataset, scope None)."""
+    return REFERENCES.get((dataset, scope), []) if scope else []
+
+
+def reference_for(references, row):
+    """The reference row our `row` compares with, or None."""
+    return next((ref for ref in references if row in ref[1]), None)
+
+
+def references_missing(settings):
+    """Why the published split-1 figures do not fit this run: [] when they do.
+
+    They are for one whole dataset's split 1: UCF-101 or HMDB-51, all of its classes (the scores'
+    class count, settings["num_classes"], and no class limit below it) and all of its test videos.
+    """
+    dataset, split = settings.get("dataset"), settings.get("split")
+    if dataset not in FULL_CLASSES:
+        return [f"the published figures are for UCF-101 and HMDB-51, this is {dataset}"]
+    full = FULL_CLASSES[dataset]
+    reasons = []
+    if split != 1:
+        reasons.append(f"split {split}: the paper gives split 1 and the mean over the three splits only")
+    if settings.get("num_classes") != full:
+        reasons.append(f"{settings.get('num_classes', 'an unknown number of')} classes where {dataset} has {full}")
+    elif (settings.get("class_limit") or full) < full:
+        reasons.append(f"tested on the first {settings['class_limit']} of the {full} classes")
+    if settings.get("max_videos"):
+        reasons.append(f"{settings['max_videos']} test videos only")
+    return reasons
+
+
+def references_apply(settings):
+    """True when the run is one whole dataset's split 1, the only single split the paper reports."""
+    return not references_missing(settings)
+
+
+def reference_notes(dataset, scope, rows):
+    """Markdown bullets: what each reference figure in the table is, and the sources."""
+    references = reference_rows(dataset, scope)
+    lines = []
+    for row in rows:
+        ref = reference_for(references, row)
+        if ref:
+            lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{ref[0]}\""
+                         + (f" and the seed's {ref[3]:.1f}" if ref[3] is not None else "") + ".")
+    return lines + [f"- {note}" for note in REFERENCE_NOTES]
+
+
 # ---------------------------------------------------------------------------- tables
 
 def percent(value):
     return "—" if value is None or np.isnan(value) else f"{100 * value:.1f}"
 
 
-def results_table(results, references=True):
-    """Markdown table in the seed's form (Network | Simonyan et al. 2014 | ... | Ours).
+def figure(value):
+    return "—" if value is None else f"{value:.1f}"
 
-    results: {"spatial" | "temporal" | "fusion": metrics dict}, in row order. references=False
-    shows "—" for the reference figures (they are for UCF-101 split 1 only). The SVM fusion
-    row is the paper's; it is listed when fusion was evaluated, and not run here.
+
+def row_order(results):
+    """Our rows in table order; the SVM row is listed as not run when averaging fusion was run without it."""
+    unknown = set(results) - set(ROW_NAMES)
+    if unknown:
+        raise ValueError(f"unknown result rows {sorted(unknown)}; expected some of {list(ROW_NAMES)}")
+    return [row for row in ROW_NAMES if row in results or (row == "svm" and "fusion" in results)]
+
+
+def results_table(results, dataset="ucf101", scope="split1"):
+    """Markdown table in the seed's form (Network | Simonyan et al. 2014 | Seed | Ours top-1 | top-5 | mean class).
+
+    results: {row: metrics dict}, rows from ROW_NAMES. scope: "split1", "mean" (over splits 1-3) or
+    None when the published figures do not apply to the run (its figures are then "—"). Our rows come
+    first, each beside the figure it compares with ("—" where the paper has none); then the paper's
+    rows we have no counterpart for (e.g. bi-directional flow), with "not run" in our columns.
     """
+    references = reference_rows(dataset, scope)
+    rows = row_order(results)
     lines = [f"| Network | {PAPER} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
              "|---|:-:|:-:|:-:|:-:|:-:|"]
-    rows = list(results) + (["svm"] if "fusion" in results else [])
-    for key in rows:
-        refs = REFERENCES[key]
-        paper, seed = (f"{refs[source]:.1f}" if references and source in refs else "—" for source in (PAPER, SEED))
-        if key in results:
-            m = results[key]
-            ours = f"{percent(m['top1'])} | {percent(m['top5'])} | {percent(m['mean_class'])}"
-        else:
-            ours = "not run | — | —"
-        lines.append(f"| {ROW_NAMES[key]} | {paper} | {seed} | {ours} |")
+    for row in rows:
+        ref = reference_for(references, row) or (None, (), None, None)
+        m = results.get(row)
+        ours = (f"{percent(m['top1'])} | {percent(m['top5'])} | {percent(m['mean_class'])}" if m
+                else "not run | — | —")
+        lines.append(f"| {ROW_NAMES[row]} | {figure(ref[2])} | {figure(ref[3])} | {ours} |")
+    for name, ours, paper, seed in references:
+        if not set(ours) & set(rows):
+            lines.append(f"| {name} | {figure(paper)} | {figure(seed)} | not run | — | — |")
     return "\n".join(lines) + "\n"
 
+
+# ---------------------------------------------------------------------------- the mean over splits
+
+SPLITS = (1, 2, 3)
+
+
+def mean_over_splits(results_by_split):
+    """{split: {row: metrics}} -> {row: metrics averaged over the splits 1, 2, 3 present}.
+
+    top1, top5 and mean_class are the means over splits (Table 4's "mean accuracy over three splits");
+    videos is the total; classes is the common class count; splits lists the splits averaged.
+    Splits must have the same rows and the same class count: a mean over different things is no mean.
+    """
+    if not results_by_split:
+        raise ucf101.DataError("no split's results to average: test at least one of splits 1, 2, 3")
+    by_split = {int(split): results for split, results in results_by_split.items()}
+    if set(by_split) - set(SPLITS):
+        raise ucf101.DataError(f"splits {sorted(set(by_split) - set(SPLITS))} are not among 1, 2, 3")
+    splits = sorted(by_split)
+    first = by_split[splits[0]]
+    for split in splits[1:]:
+        if set(by_split[split]) != set(first):
+            raise ucf101.DataError(f"split {split} has the rows {sorted(by_split[split])} but split {splits[0]} has "
+                                   f"{sorted(first)}: test the same streams on every split")
+        if class_counts(by_split[split]) != class_counts(first):
+            raise ucf101.DataError(f"split {split}'s scores rank {class_counts(by_split[split])} classes but split "
+                                   f"{splits[0]}'s {class_counts(first)}: "
+                                   "test models of the same classes on every split")
+    return {row: {"top1": float(np.mean([by_split[s][row]["top1"] for s in splits])),
+                  "top5": float(np.mean([by_split[s][row]["top5"] for s in splits])),
+                  "mean_class": float(np.mean([by_split[s][row]["mean_class"] for s in splits])),
+                  "videos": int(sum(by_split[s][row]["videos"] for s in splits)),
+                  "classes": first[row].get("classes"), "splits": splits}
+            for row in first}
+
+
+def class_counts(results):
+    """The class counts of one split's rows, sorted (one count when all its rows agree)."""
+    return sorted({m.get("classes") for m in results.values()}, key=str)
+
+
+def mean_table(results_by_split, dataset="ucf101", full_runs=True):
+    """Markdown: the table of the mean over splits and a note on what it averages.
+
+    It is compared with Table 4 only when all three splits are there, with all of the dataset's
+    classes, and full_runs (every split's run tested all its test videos: references_apply).
+    """
+    mean = mean_over_splits(results_by_split)
+    splits = next(iter(mean.values()))["splits"]
+    classes = next(iter(mean.values()))["classes"]
+    missing = [s for s in SPLITS if s not in splits]
+    reasons = ([f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else [])
+    if classes != FULL_CLASSES.get(dataset):
+        reasons.append(f"{classes} classes, not all of {dataset}'s")
+    if not full_runs:
+        reasons.append("some split was tested on part of its test videos")
+    table = results_table(mean, dataset, None if reasons else "mean")
+    note = (f"Mean over split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))} "
+            f"({next(iter(mean.values()))['videos']} test videos in all).")
+    if reasons:
+        note += (f" {PAPER}'s Table 4 is the mean over all three splits of the whole dataset; it does not apply "
+                 f"here ({'; '.join(reasons)}), hence \"—\".")
+    return table + "\n" + note + "\n"
+
+
+# ---------------------------------------------------------------------------- per-class files
 
 def fusion_gains(per_class, classes, count=5):
     """Classes gaining and losing most from fusion -> (gains, losses), each [(class, gain)].
@@ -287,3 +501,91 @@ def plot_top_scores(path, scores, classes, k=5):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- the report
+
+def aggregation_text(method):
+    return ("samples aggregated by mean softmax (the paper)" if method == "mean" else
+            "samples aggregated by voting (the seed; ties go to the higher mean softmax)")
+
+
+def final_row(video_scores):
+    """The row the confusion matrix and the misclassified list are about: SVM, else averaging, else the stream."""
+    return next((row for row in ("svm", "fusion") if row in video_scores), list(video_scores)[-1])
+
+
+def write_report(out_dir, videos, labels, classes, video_scores, settings, aggregate, fusion_weights, skipped):
+    """Measure each row of video scores; write results.md, per_class.csv, confusion.png, misclassified.csv
+    and metrics.json to out_dir; return the results table (markdown).
+
+    video_scores: {"spatial", "temporal", "fusion", "svm" (each optional): [V, C]}, rows of `videos`.
+    settings: how the scores were computed (dataset, split, samples, crops, class_limit, max_videos...);
+    the class count is taken from the scores. aggregate: "mean" or "vote"; fusion_weights: the averaging
+    weights (spatial, temporal), None for equal; skipped: names of test videos left out for missing
+    frames or flow. The published figures are shown only when references_apply(settings).
+    """
+    labels = np.asarray(labels)
+    row_order(video_scores)  # refuses unknown rows
+    video_scores = {row: np.asarray(video_scores[row]) for row in ROW_NAMES if row in video_scores}
+    fusion_weights = (1.0, 1.0) if fusion_weights is None else tuple(fusion_weights)  # fuse()'s default
+    for row, scores in video_scores.items():
+        if scores.shape != (len(videos), len(classes)) or len(labels) != len(videos):
+            raise ValueError(f"{row}: scores of shape {scores.shape} for {len(videos)} videos, {len(labels)} labels "
+                             f"and {len(classes)} classes")
+    settings = {**settings, "num_classes": len(classes)}
+    scope = "split1" if references_apply(settings) else None
+    final = final_row(video_scores)
+    results = {row: metrics(labels, s) for row, s in video_scores.items()}
+    per_class = {row: per_class_accuracy(labels, s, len(classes)) for row, s in video_scores.items()}
+    table = results_table(results, settings.get("dataset"), scope)
+
+    os.makedirs(out_dir, exist_ok=True)
+    write_per_class_csv(os.path.join(out_dir, "per_class.csv"), classes, labels, per_class)
+    plot_confusion(os.path.join(out_dir, "confusion.png"), confusion(labels, video_scores[final], len(classes)),
+                   classes, f"{final}: {settings.get('dataset', '')} split {settings.get('split', '')}, "
+                            f"top-1 {percent(results[final]['top1'])}%")
+    write_misclassified_csv(os.path.join(out_dir, "misclassified.csv"), videos, labels, video_scores, classes, final)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump({"results": results, "final": final, "num_classes": len(classes), "references": scope,
+                   "aggregate": aggregate, "fusion_weights": list(fusion_weights),
+                   "skipped": list(skipped), "settings": settings}, f, indent=1)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights))
+    return table
+
+
+def results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights):
+    """results.md: the table, how the scores were made, where the reference figures come from, and
+    the classes fusion helps and hurts most."""
+    dataset = settings.get("dataset", "?")
+    crops = "10 crops (4 corners + centre, and their flips)" if settings.get("crops") == "10" else "centre crop"
+    lines = [f"# Two-stream results: {dataset}, split {settings.get('split', '?')}", "", table,
+             f"Test videos: {next(iter(results.values()))['videos']}"
+             + (f" ({len(skipped)} skipped for missing frames or flow, listed below)" if skipped else "") + ". "
+             f"{settings.get('samples', '?')} samples per video, {crops}; {aggregation_text(aggregate)}.",
+             ""]
+    if "fusion" in results:
+        lines += [f"Fusion (averaging): weighted average of the two streams' video scores, spatial : temporal = "
+                  f"{fusion_weights[0]:g} : {fusion_weights[1]:g}.", ""]
+    if "svm" in results:
+        lines += ["Fusion (SVM): a linear multi-class SVM (Crammer and Singer, C = 1) trained on the training "
+                  "videos' scores, each stream's softmax L2-normalised and the streams concatenated.", ""]
+    if references_apply(settings):
+        lines += ["Reference figures (top-1, %) and their sources:", ""]
+        lines += reference_notes(dataset, "split1", row_order(results))
+    else:
+        lines += [f"The reference figures are for all of UCF-101 or HMDB-51, split 1 (or the mean over its three "
+                  f"splits); they do not apply to this run ({'; '.join(references_missing(settings))}), "
+                  "hence \"—\"."]
+    if len(classes) <= 5:
+        lines += ["", f"Top-5 is \"—\": with {len(classes)} classes it would be 100% by construction."]
+    if {"spatial", "temporal", "fusion"} <= set(per_class):
+        gains, losses = fusion_gains(per_class, classes)
+        for title, rows in (("Classes gaining most from fusion", gains), ("Classes losing most from fusion", losses)):
+            lines += ["", f"## {title}", "", "(averaging fusion's accuracy minus that of the better stream on the "
+                                             "class)", ""]
+            lines += [f"- {name}: {100 * gain:+.1f}" for name, gain in rows] or ["- none"]
+    if skipped:
+        lines += ["", "## Skipped videos (missing frames or flow)", ""] + [f"- {name}" for name in skipped]
+    return "\n".join(lines) + "\n"

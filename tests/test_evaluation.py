@@ -196,22 +196,74 @@ def table_rows(table):
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
 
 
-def test_results_table_quotes_the_references_with_their_sources():
-    rows = table_rows(evaluation.results_table(table_results(), references=True))
+def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
+    split1 = evaluation.REFERENCES[("ucf101", "split1")]
+    ours = evaluation.reference_for(split1, "fusion")
+    assert ours[2] == 85.9 and ours[0] == "Fusion by averaging (uni-directional flow)"
+    assert [ref[0] for ref in split1 if ref[2] == 85.6] == ["Fusion by averaging (bi-directional flow)"]
+    assert evaluation.reference_for(split1, "svm")[:3] == ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0)
+    notes = " ".join(evaluation.REFERENCE_NOTES)
+    assert "averaging 85.9 with uni-directional flow" in notes and "85.6 with bi-directional flow" in notes
+    assert "Feichtenhofer" not in notes and "re-run" not in notes
+
+
+def test_every_reference_figure_is_the_papers():
+    figures = {key: {ref[0]: ref[2] for ref in rows} for key, rows in evaluation.REFERENCES.items()}
+    assert figures[("ucf101", "split1")] == {
+        "Spatial (pre-trained + last layer)": 72.7,
+        "Temporal (L = 10, mean subtraction, uni-directional flow)": 81.0,
+        "Temporal (multi-task, UCF-101 + HMDB-51)": 81.5, "Fusion by averaging (uni-directional flow)": 85.9,
+        "Fusion by averaging (bi-directional flow)": 85.6, "Fusion by averaging (multi-task temporal)": 86.2,
+        "Fusion by SVM (multi-task temporal)": 87.0}
+    assert list(figures[("ucf101", "mean")].values()) == [73.0, 83.7, 86.9, 88.0]
+    assert list(figures[("hmdb51", "mean")].values()) == [40.5, 54.6, 58.0, 59.4]
+    assert list(figures[("hmdb51", "split1")].values()) == [46.6, 49.0, 52.8, 55.4]
+    seed = {ref[0]: ref[3] for ref in evaluation.REFERENCES[("ucf101", "split1")] if ref[3] is not None}
+    assert list(seed.values()) == [73.1, 78.8, 82.0]
+    assert all(ref[3] is None for key, rows in evaluation.REFERENCES.items() if key != ("ucf101", "split1")
+               for ref in rows)  # the seed reported UCF-101 split 1 only
+
+
+def test_results_table_compares_each_row_with_its_reference():
+    rows = table_rows(evaluation.results_table(table_results(), "ucf101", "split1"))
     assert rows[0][:3] == ["Network", "Simonyan et al. 2014 (top-1)", "Seed repository (top-1)"]
-    assert rows[2] == ["Spatial", "72.7", "73.1", "50.0", "90.0", "45.0"]
-    assert rows[3] == ["Temporal", "81.0", "78.8", "60.0", "—", "55.0"]
-    assert rows[4] == ["Fusion (averaging)", "85.6", "82.0", "80.0", "100.0", "78.9"]
-    assert rows[5] == ["Fusion (SVM)", "87.0", "—", "not run", "—", "—"]
-    assert "85.9" not in evaluation.results_table(table_results())
-    assert any("85.9" in note and "Feichtenhofer" in note for note in evaluation.REFERENCE_NOTES)
+    assert rows[2:] == [["Spatial", "72.7", "73.1", "50.0", "90.0", "45.0"],
+                        ["Temporal", "81.0", "78.8", "60.0", "—", "55.0"],
+                        ["Fusion (averaging)", "85.9", "82.0", "80.0", "100.0", "78.9"],
+                        ["Fusion (SVM)", "87.0", "—", "not run", "—", "—"],
+                        # the paper's rows we have no counterpart for
+                        ["Temporal (multi-task, UCF-101 + HMDB-51)", "81.5", "—", "not run", "—", "—"],
+                        ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run", "—", "—"],
+                        ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run", "—", "—"]]
+
+
+def test_results_table_places_svm_and_multitask_rows_beside_their_figures():
+    m = table_results()["fusion"]
+    results = {"temporal_multitask": m, "svm": m, "temporal": m}
+    rows = table_rows(evaluation.results_table(results, "ucf101", "split1"))
+    assert [row[:3] for row in rows[2:5]] == [["Temporal", "81.0", "78.8"], ["Temporal (multi-task)", "81.5", "—"],
+                                             ["Fusion (SVM)", "87.0", "—"]]  # table order, whatever the dict's
+    assert [row[:4] for row in rows[5:]] == [["Spatial (pre-trained + last layer)", "72.7", "73.1", "not run"],
+                                             ["Fusion by averaging (uni-directional flow)", "85.9", "82.0", "not run"],
+                                             ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run"],
+                                             ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run"]]
+    hmdb = table_rows(evaluation.results_table({"temporal": m, "spatial": m}, "hmdb51", "split1"))
+    assert [row[:4] for row in hmdb[2:]] == [["Spatial", "—", "—", "80.0"], ["Temporal", "46.6", "—", "80.0"],
+                                             ["Temporal (fine-tuned from UCF-101)", "49.0", "—", "not run"],
+                                             ["Temporal (78 UCF-101 classes added to the training set)", "52.8", "—",
+                                              "not run"],
+                                             ["Temporal (multi-task, UCF-101 + HMDB-51)", "55.4", "—", "not run"]]
 
 
 def test_results_table_without_references_shows_dashes():
-    rows = table_rows(evaluation.results_table(table_results(), references=False))
-    assert [row[1:3] for row in rows[2:]] == [["—", "—"]] * 4
-    single = table_rows(evaluation.results_table({"temporal": table_results()["temporal"]}))
+    for dataset, scope in (("ucf101", None), ("synthetic", "split1"), ("ucf101", "split2")):
+        rows = table_rows(evaluation.results_table(table_results(), dataset, scope))
+        assert [row[0] for row in rows[2:]] == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
+        assert [row[1:3] for row in rows[2:]] == [["—", "—"]] * 4
+    single = table_rows(evaluation.results_table({"temporal": table_results()["temporal"]}, "ucf101", None))
     assert [row[0] for row in single[2:]] == ["Temporal"]
+    with pytest.raises(ValueError, match="unknown result rows"):
+        evaluation.results_table({"fused": table_results()["fusion"]})
 
 
 def test_fusion_gains_rank_classes_against_the_better_stream():

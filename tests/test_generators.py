@@ -2,7 +2,7 @@
 
 Where a test must know exactly which frame, crop and flip a sample came from, the frames are
 overwritten with random noise (every crop then differs) and each sample is looked up among all
-the crops the test itself computes from the same JPEGs.
+the crops the test itself computes from the same JPEGs, with its own crop and flip.
 """
 import os
 
@@ -17,12 +17,15 @@ import generators
 import media
 import ucf101
 
-SIZE = 32  # crop side; frames are 64x48
+SIZE = 32  # crop side
+HEIGHT, WIDTH = 48, 64  # frame size
 L = 4  # stack length
+CORNERS = [(0, 0), (0, 32), (16, 0), (16, 32), (8, 16)]  # TL, TR, BL, BR, centre of a 32x32 crop
+ANYWHERE = [(top, left) for top in range(HEIGHT - SIZE + 1) for left in range(WIDTH - SIZE + 1)]
 
 
-def make_dataset(root, classes=("Alpha", "Beta", "Gamma"), groups=(1, 8), frames=12, noise=False):
-    splits = fakedata.write_dataset(str(root), classes=classes, groups=groups, frames=frames)
+def make_dataset(root, classes=("Alpha", "Beta", "Gamma"), groups=(1, 8), clips=1, frames=12, noise=False):
+    splits = fakedata.write_dataset(str(root), classes=classes, groups=groups, clips=clips, frames=frames)
     train = ucf101.load_index(str(root), splits, 1, "train")
     test = ucf101.load_index(str(root), splits, 1, "test")
     if noise:
@@ -31,21 +34,35 @@ def make_dataset(root, classes=("Alpha", "Beta", "Gamma"), groups=(1, 8), frames
 
 
 def write_noise(root, videos):
-    """Replace every frame and flow image with random noise (same files, same counts)."""
+    """Replace every frame and flow image with random noise (same files, same counts). Values
+    stay within 64..192 so that the lighting offsets never clip."""
     rng = np.random.default_rng(123)
+    noise = lambda *shape: rng.integers(64, 193, shape, np.uint8)
     for video in videos:
         for j in range(video.frames):
-            media.write_image(generators.rgb_path(root, video.name, j), rng.integers(0, 256, (48, 64, 3), np.uint8))
-        for path in generators.flow_paths(root, video.name, range(video.flows)):
-            media.write_image(path, rng.integers(0, 256, (48, 64), np.uint8))
+            media.write_image(frame_path(root, video, j), noise(HEIGHT, WIDTH, 3))
+        for j in range(video.flows):
+            for c in "uv":
+                media.write_image(flow_path(root, video, c, j), noise(HEIGHT, WIDTH))
 
 
-def read_stack(root, video, indices):
-    planes = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in generators.flow_paths(root, video.name, indices)]
-    return np.stack(planes, axis=-1)
+def frame_path(root, video, j):
+    return ucf101.frame_path(ucf101.rgb_dir(root, video.name), j)
 
 
-BOXES = [(0, 0), (0, 32), (16, 0), (16, 32), (8, 16)]  # 48x64 frame, 32x32 crops: TL, TR, BL, BR, centre
+def flow_path(root, video, component, j):
+    return ucf101.frame_path(ucf101.flow_dir(root, component, video.flow_folder), j)
+
+
+def read_frame(root, video, j):
+    return media.read_image(frame_path(root, video, j))
+
+
+def read_stack(root, video, start, length=L):
+    """The H x W x 2L stack u1, v1, ..., uL, vL from flow image `start`, looping a short video."""
+    indices = [(start + k) % video.flows for k in range(length)]
+    return np.stack([cv2.imread(flow_path(root, video, c, j), cv2.IMREAD_GRAYSCALE) for j in indices for c in "uv"],
+                    axis=-1)
 
 
 def mirrored(crop, is_flow):
@@ -56,44 +73,72 @@ def mirrored(crop, is_flow):
     return crop
 
 
-def candidates(root, videos, stream, multiscale=False):
-    """bytes of every possible training sample -> (video name, start, box, flip)."""
+def exact(sample):
+    return np.ascontiguousarray(sample).tobytes()
+
+
+def relative(sample):
+    """The sample less its first pixel, channel by channel: the same for a crop and for that crop
+    plus any one colour offset."""
+    return (sample.astype(np.int16) - sample[0, 0]).tobytes()
+
+
+def candidates(root, videos, stream, offsets=CORNERS, key=exact, multiscale=False):
+    """key(every possible training sample) -> (video name, start, box, flip, the sample)."""
+    is_flow = stream == "temporal"
     table = {}
     for video in videos:
-        is_flow = stream == "temporal"
         starts = range(video.frames) if not is_flow else range(max(video.flows - L + 1, 1))
         for start in starts:
-            image = (media.read_image(generators.rgb_path(root, video.name, start)) if not is_flow else
-                     read_stack(root, video, generators.stack_indices(start, L, video.flows)))
-            for crop, box in crops_of(image, multiscale):
+            image = read_frame(root, video, start) if not is_flow else read_stack(root, video, start)
+            for crop, box in (multiscale_crops(image) if multiscale else crops_at(image, offsets)):
                 for flip in (False, True):
-                    sample = mirrored(crop, is_flow) if flip else crop
-                    table[np.ascontiguousarray(sample).tobytes()] = (video.name, start, box, flip)
+                    sample = mirrored(crop, is_flow) if flip else np.ascontiguousarray(crop)
+                    table[key(sample)] = (video.name, start, box, flip, sample)
     return table
 
 
-def crops_of(image, multiscale):
-    if not multiscale:
-        return [(image[t:t + SIZE, l:l + SIZE], (t, l)) for t, l in BOXES]
-    sides = [int(48 * r) for r in (1.0, 0.875, 0.75, 0.66)]  # TSN ratios of the short side
+def crops_at(image, offsets):
+    return [(image[top:top + SIZE, left:left + SIZE], (top, left)) for top, left in offsets]
+
+
+def multiscale_crops(image):
+    sides = [int(HEIGHT * r) for r in (1.0, 0.875, 0.75, 0.66)]  # TSN ratios of the short side
     crops = []
     for i, h in enumerate(sides):
         for j, w in enumerate(sides):
             if abs(i - j) <= 1:
-                for t, l in [(0, 0), (0, 64 - w), (48 - h, 0), (48 - h, 64 - w), ((48 - h) // 2, (64 - w) // 2)]:
+                corners = [(0, 0), (0, WIDTH - w), (HEIGHT - h, 0), (HEIGHT - h, WIDTH - w),
+                           ((HEIGHT - h) // 2, (WIDTH - w) // 2)]
+                for t, l in corners:
                     resized = cv2.resize(image[t:t + h, l:l + w], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
                     crops.append((resized.reshape(SIZE, SIZE, -1), (t, l, h, w)))
     return crops
 
 
-def identify(batch_x, table):
-    found = [table.get(np.ascontiguousarray(sample).tobytes()) for sample in batch_x]
+def identify(batch_x, table, key=exact):
+    """(video name, start, box, flip, candidate) of every sample of the batch."""
+    found = [table.get(key(sample)) for sample in batch_x]
     assert None not in found, "a sample is not any crop (inside the image) of any frame/stack"
     return found
 
 
 def epoch_batches(dataset):
     return [dataset[i] for i in range(len(dataset))]
+
+
+def draws(dataset, epochs):
+    """All batches of `epochs` epochs, moving the epoch on as fit() does."""
+    batches = []
+    for _ in range(epochs):
+        batches += epoch_batches(dataset)
+        dataset.on_epoch_end()
+    return batches
+
+
+def v_values(sample, length=L):
+    """The flow images a fakedata stack came from: v = 100 + j, uniform."""
+    return [int(np.median(sample[..., 2 * k + 1])) - 100 for k in range(length)]
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -109,29 +154,50 @@ def test_sample_positions_for_a_29_frame_video():
     assert generators.stack_indices(18, 10, 28) == list(range(18, 28))
 
 
-def test_crop_boxes_inside_the_image():
+def test_stream_states_what_a_sample_reads():
+    spatial, temporal = generators.Stream("spatial"), generators.Stream("temporal", stack_length=3)
+    assert (spatial.is_flow, spatial.span, spatial.channels) == (False, 1, 3)
+    assert (temporal.is_flow, temporal.span, temporal.channels) == (True, 3, 6)
+    video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flows=2, flow_name="v_HandStandPushups_g08_c01")
+    assert (spatial.count(video), temporal.count(video)) == (9, 2)
+    assert spatial.paths("d", video, 4) == [os.path.join("d", "jpegs_256", video.name, "frame000005.jpg")]
+    flow = lambda c, j: os.path.join("d", "tvl1_flow", c, "v_HandStandPushups_g08_c01", f"frame00000{j}.jpg")
+    assert temporal.paths("d", video, 1) == [flow("u", 2), flow("v", 2), flow("u", 1), flow("v", 1),
+                                             flow("u", 2), flow("v", 2)]  # u1 v1 u2 v2 ..., looping 2 images
+    assert temporal.folders("d", video) == [os.path.dirname(flow(c, 1)) for c in "uv"]
+    assert generators.as_stream("temporal", 3) == temporal and generators.as_stream(spatial) is spatial
+    with pytest.raises(ValueError, match="rgb"):
+        generators.Stream("rgb")
+
+
+def test_eval_windows_are_inside_the_image_and_in_the_papers_order():
     for height, width, size in [(256, 340, 224), (48, 64, 32), (224, 224, 224), (255, 341, 224), (33, 32, 32)]:
-        boxes = generators.crop_boxes(height, width, size, "10")
-        assert len(set(boxes)) == len(boxes) or height == size or width == size
-        for top, left in boxes:
-            assert 0 <= top <= height - size and 0 <= left <= width - size
-    assert generators.crop_boxes(256, 340, 224, "center") == [(16, 58)]
-    assert generators.crop_boxes(256, 340, 224, "10") == [(0, 0), (0, 116), (32, 0), (32, 116), (16, 58)]
+        windows = generators.eval_windows((height, width), size, "10")
+        assert len(windows) == 10 and [f for _, f in windows] == [False] * 5 + [True] * 5
+        assert [w for w, _ in windows[:5]] == [w for w, _ in windows[5:]]
+        for top, left, h, w in (w for w, _ in windows):
+            assert (h, w) == (size, size) and 0 <= top <= height - size and 0 <= left <= width - size
+    assert generators.eval_windows((256, 340, 3), 224, "center") == [((16, 58, 224, 224), False)]
+    boxes = [(t, l) for (t, l, _, _), _ in generators.eval_windows((256, 340), 224, "10")[:5]]
+    assert boxes == [(0, 0), (0, 116), (32, 0), (32, 116), (16, 58)]
+    with pytest.raises(ValueError, match="corners"):
+        generators.eval_windows((256, 340), 224, "corners")  # a training mode, not a test one
 
 
 def test_ten_crop_geometry_frames_and_flow():
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (48, 64, 3), np.uint8)
-    crops = generators.test_crops(image, SIZE, "10", is_flow=False)
+    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
+    crops = generators.eval_crops(image, SIZE, "10", is_flow=False)
     assert crops.shape == (10, SIZE, SIZE, 3) and crops.dtype == np.uint8
-    for i, (t, l) in enumerate(BOXES):
+    for i, (t, l) in enumerate(CORNERS):
         np.testing.assert_array_equal(crops[i], image[t:t + SIZE, l:l + SIZE])
         np.testing.assert_array_equal(crops[5 + i], image[t:t + SIZE, l:l + SIZE][:, ::-1])
-    np.testing.assert_array_equal(generators.test_crops(image, SIZE, "center", False), crops[4:5])
+    np.testing.assert_array_equal(generators.eval_crops(image, SIZE, "center", False), crops[4:5])
 
-    stack = rng.integers(0, 256, (48, 64, 2 * L), np.uint8)
-    flow_crops = generators.test_crops(stack, SIZE, "10", is_flow=True)
-    for i, (t, l) in enumerate(BOXES):
+    stack = rng.integers(0, 256, (HEIGHT, WIDTH, 2 * L), np.uint8)
+    flow_crops = generators.eval_crops(stack, SIZE, "10", is_flow=True)
+    assert flow_crops.shape == (10, SIZE, SIZE, 2 * L)
+    for i, (t, l) in enumerate(CORNERS):
         crop = stack[t:t + SIZE, l:l + SIZE]
         np.testing.assert_array_equal(flow_crops[i], crop)
         np.testing.assert_array_equal(flow_crops[5 + i][..., 0::2], 255 - crop[:, ::-1, 0::2])
@@ -140,51 +206,55 @@ def test_ten_crop_geometry_frames_and_flow():
 
 def test_short_images_are_resized_up_before_cropping():
     image = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)
-    crop = generators.test_crops(image, 24, "center", is_flow=False)
+    crop = generators.eval_crops(image, 24, "center", is_flow=False)
     expected = cv2.resize(image, (36, 24), interpolation=cv2.INTER_LINEAR)[:, 6:30]
     np.testing.assert_array_equal(crop[0], expected)
+    stack = image[..., :2].copy()  # one flow image: each plane is resized alone, values unscaled
+    flow = generators.eval_crops(stack, 24, "center", is_flow=True)
+    for c in range(2):
+        np.testing.assert_array_equal(flow[0, ..., c], expected[..., c])
 
 
-def test_training_crops_larger_than_the_frames_resize_them_up(tmp_path):
-    root, train, _ = make_dataset(tmp_path)  # 64x48 frames, 56-pixel crops
-    for stream, channels in (("spatial", 3), ("temporal", 2 * L)):
-        sequence = generators.TrainSequence(train, root, stream, batch_size=3, image_size=56, stack_length=L)
-        x, _ = sequence[0]
-        assert x.shape == (3, 56, 56, channels)
-        assert sequence.missing_files == 0
-
-
-def test_flip_flow_inverts_u_and_mirrors_both():
-    stack = np.random.default_rng(2).integers(0, 256, (3, 5, 6), np.uint8)
-    flipped = generators.flip_flow(stack)
-    for y in range(3):
-        for x in range(5):
-            for k in range(3):
-                assert flipped[y, x, 2 * k] == 255 - stack[y, 4 - x, 2 * k]
-                assert flipped[y, x, 2 * k + 1] == stack[y, 4 - x, 2 * k + 1]
+def test_flip_mirrors_the_planes_and_inverts_u_only():
+    planes = list(np.random.default_rng(2).integers(0, 256, (6, 3, 5), np.uint8))  # u1 v1 u2 v2 u3 v3
+    flipped = generators.flip(planes, is_flow=True)
+    for k in range(6):
+        mirror = planes[k][:, ::-1]
+        np.testing.assert_array_equal(flipped[k], 255 - mirror if k % 2 == 0 else mirror)
+    frame = np.random.default_rng(3).integers(0, 256, (3, 5, 3), np.uint8)
+    np.testing.assert_array_equal(generators.flip([frame], is_flow=False)[0], frame[:, ::-1])
 
 
 # ---------------------------------------------------------------------------- training
 
-def test_shapes_dtypes_and_last_partial_batch(tmp_path):
+def test_shapes_dtypes_and_batches_per_epoch(tmp_path):
     root, train, _ = make_dataset(tmp_path, groups=(8, 9))  # 6 training videos
     for stream, channels in [("spatial", 3), ("temporal", 2 * L)]:
-        dataset = generators.TrainSequence(train, root, stream, batch_size=4, image_size=SIZE, stack_length=L)
-        assert len(dataset) == 2
-        (x0, y0), (x1, y1) = epoch_batches(dataset)
-        assert x0.shape == (4, SIZE, SIZE, channels) and x1.shape == (2, SIZE, SIZE, channels)
-        assert x0.dtype == np.uint8 and y0.dtype == np.int32 and y1.shape == (2,)
+        uniform = generators.TrainSequence(train, root, stream, batch_size=4, image_size=SIZE, stack_length=L, steps=3)
+        assert len(uniform) == 3  # class-uniform: `steps` full batches
+        for x, y in epoch_batches(uniform):
+            assert x.shape == (4, SIZE, SIZE, channels) and x.dtype == np.uint8
+            assert y.shape == (4,) and y.dtype == np.int32
         with pytest.raises(IndexError):
-            dataset[2]
+            uniform[3]
+        passes = generators.TrainSequence(train, root, stream, batch_size=4, image_size=SIZE, stack_length=L,
+                                          sampling="videos")
+        assert len(passes) == 2  # a pass over 6 videos: 4 + 2
+        assert [x.shape[0] for x, _ in epoch_batches(passes)] == [4, 2]
         multiscale = generators.TrainSequence(train, root, stream, batch_size=4, image_size=SIZE,
-                                              stack_length=L, multiscale=True)
+                                              stack_length=L, crop="multiscale")
         assert multiscale[0][0].shape == (4, SIZE, SIZE, channels)
+    by_stream = generators.TrainSequence(train, root, generators.Stream("temporal", L), batch_size=4, image_size=SIZE)
+    by_name = generators.TrainSequence(train, root, "temporal", batch_size=4, image_size=SIZE, stack_length=L)
+    np.testing.assert_array_equal(by_stream[1][0], by_name[1][0])
+    with pytest.raises(ValueError, match="classes"):
+        generators.TrainSequence(train, root, "spatial", sampling="frames")
 
 
-def test_an_epoch_visits_every_training_video_once(tmp_path):
+def test_a_videos_epoch_visits_every_training_video_once(tmp_path):
     classes = tuple(f"Class{c}" for c in "ABCDEFG")  # one training video per class: y names it
     root, train, _ = make_dataset(tmp_path, classes=classes, frames=3)
-    dataset = generators.TrainSequence(train, root, "spatial", batch_size=3, image_size=SIZE)
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=3, image_size=SIZE, sampling="videos")
     assert len(dataset) == 3
     orders = []
     for _ in range(3):
@@ -193,6 +263,30 @@ def test_an_epoch_visits_every_training_video_once(tmp_path):
         orders.append(tuple(labels))
         dataset.on_epoch_end()
     assert len(set(orders)) > 1, "every epoch must be shuffled afresh"
+
+
+def test_class_uniform_sampling_evens_out_classes_of_1_and_5_videos(tmp_path):
+    root, train, _ = make_dataset(tmp_path, classes=("Alpha", "Beta"), groups=(8,), clips=5, frames=2, noise=True)
+    train = [v for v in train if v.label == 1 or v.name.endswith("_c01")]  # Alpha's list keeps 1 video of 5
+    assert [v.label for v in train] == [0, 1, 1, 1, 1, 1]
+    table = candidates(root, train, "spatial")
+
+    def video_counts(sampling, batches, **kwargs):
+        dataset = generators.TrainSequence(train, root, "spatial", image_size=SIZE, crop="corners", lighting=0,
+                                           sampling=sampling, **kwargs)
+        counts = dict.fromkeys((v.name for v in train), 0)
+        for x, y in draws(dataset, batches // len(dataset)):
+            for (name, *_), label in zip(identify(x, table), y):
+                assert ucf101.parse_name(name)[0] == ("Alpha", "Beta")[label]
+                counts[name] += 1
+        return [counts[v.name] for v in train]
+
+    uniform = video_counts("classes", 20, batch_size=30, steps=20)  # 600 samples
+    assert sum(uniform) == 600
+    assert abs(uniform[0] - 300) < 45, f"class counts {uniform[0]} : {sum(uniform[1:])}, expected about 300 : 300"
+    assert all(abs(n - 60) < 25 for n in uniform[1:]), f"Beta's videos drawn {uniform[1:]} times, expected about 60"
+    passes = video_counts("videos", 20, batch_size=4)  # 10 epochs of 2 batches: each video once an epoch
+    assert passes == [10] * 6  # classes 10 : 50, as their sizes
 
 
 def test_same_seed_same_batches_and_resume(tmp_path):
@@ -214,43 +308,66 @@ def test_same_seed_same_batches_and_resume(tmp_path):
         np.testing.assert_array_equal(xa, xb)
 
 
-def test_every_crop_position_and_flip_is_reachable_and_exact(tmp_path):
-    root, train, _ = make_dataset(tmp_path, groups=(8, 9, 10), noise=True)
-    table = candidates(root, train, "spatial")
-    dataset = generators.TrainSequence(train, root, "spatial", batch_size=3, image_size=SIZE)
-    seen = set()
-    for _ in range(8):
-        for x, y in epoch_batches(dataset):
-            for name, start, box, flip in identify(x, table):
-                seen.add((box, flip))
-        dataset.on_epoch_end()
-    assert seen == {(box, flip) for box in BOXES for flip in (False, True)}
+def test_random_crops_reach_every_offset_and_only_those(tmp_path):
+    root, train, _ = make_dataset(tmp_path, classes=("Alpha",), groups=(8,), frames=2, noise=True)
+    table = candidates(root, train, "spatial", offsets=ANYWHERE)
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=100, image_size=SIZE, steps=60, lighting=0)
+    seen = [found[1:4] for x, _ in epoch_batches(dataset) for found in identify(x, table)]  # lighting 0: exact crops
+    assert {box for _, box, _ in seen} == set(ANYWHERE), "some top-left offsets are never drawn"
+    assert {(start, flip) for start, _, flip in seen} == {(s, f) for s in (0, 1) for f in (False, True)}
 
 
-def test_flow_training_samples_are_exact_crops_with_inverted_flips(tmp_path):
-    root, train, _ = make_dataset(tmp_path, groups=(8, 9), noise=True)
-    table = candidates(root, train, "temporal")
-    dataset = generators.TrainSequence(train, root, "temporal", batch_size=3, image_size=SIZE, stack_length=L)
-    draws = []
-    for _ in range(4):
+def test_corner_crops_reach_exactly_the_five_boxes_and_flips(tmp_path):
+    root, train, _ = make_dataset(tmp_path, classes=("Alpha",), groups=(8,), frames=2, noise=True)
+    table = candidates(root, train, "spatial", offsets=ANYWHERE)
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=10, image_size=SIZE, steps=10,
+                                       crop="corners", lighting=0)
+    seen = {(box, flip) for x, _ in draws(dataset, 2) for _, _, box, flip, _ in identify(x, table)}
+    assert seen == {(box, flip) for box in CORNERS for flip in (False, True)}
+
+
+def test_lighting_adds_one_pca_colour_offset_per_spatial_sample(tmp_path):
+    root, train, _ = make_dataset(tmp_path, classes=("Alpha",), groups=(8,), frames=2, noise=True)
+    table = candidates(root, train, "spatial", offsets=ANYWHERE, key=relative)
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=50, image_size=SIZE, steps=4)  # default
+    offsets = []
+    for x, _ in epoch_batches(dataset):
+        for sample, (*_, crop) in zip(x, identify(x, table, key=relative)):
+            offset = sample[0, 0].astype(int) - crop[0, 0]
+            np.testing.assert_array_equal(sample.astype(int) - crop, np.broadcast_to(offset, sample.shape))
+            offsets.append(offset)
+    # The offset is 255 * eigenvectors @ (eigenvalues * N(0, 0.1)), truncated to integers: along each
+    # eigenvector (RGB) its component is 255 * eigenvalue * N(0, 0.1), +-0.87 for the truncation.
+    components = (np.array(offsets) + 0.5) @ generators.IMAGENET_EIGENVECTORS
+    std = 255 * generators.IMAGENET_EIGENVALUES * 0.1  # 5.5, 0.48, 0.11 levels
+    assert len({tuple(o) for o in offsets}) > 20, "one offset per sample, not one for all"
+    assert 0.75 * std[0] < components[:, 0].std() < 1.25 * std[0]
+    assert abs(components[:, 0].mean()) < 3 * std[0] / np.sqrt(len(offsets))
+    assert np.all(np.abs(components[:, 1:]) < 0.87 + 4 * std[1:]), "offsets off the eigenvalue weighting"
+
+
+def test_flow_training_samples_are_exact_crops_with_inverted_flips_and_no_lighting(tmp_path):
+    root, train, _ = make_dataset(tmp_path, classes=("Alpha", "Beta"), groups=(8,), frames=L + 2, noise=True)
+    table = candidates(root, train, "temporal", offsets=ANYWHERE)
+    found = []
+    for lighting in (None, 0.5):  # flow never gets lighting noise, even when asked for it
+        dataset = generators.TrainSequence(train, root, "temporal", batch_size=20, image_size=SIZE, stack_length=L,
+                                           steps=5, lighting=lighting)
         for x, y in epoch_batches(dataset):
-            found = identify(x, table)
-            assert [ucf101.parse_name(name)[0] for name, *_ in found] == [("Alpha", "Beta", "Gamma")[c] for c in y]
-            draws += found
-        dataset.on_epoch_end()
-    assert {flip for *_, flip in draws} == {False, True}
-    assert len({start for _, start, _, _ in draws}) > 3
+            draws_ = identify(x, table)
+            assert [ucf101.parse_name(name)[0] for name, *_ in draws_] == [("Alpha", "Beta")[c] for c in y]
+            found += draws_
+    assert {flip for *_, flip, _ in found} == {False, True}
+    assert {start for _, start, *_ in found} == {0, 1}
+    assert len({box for _, _, box, _, _ in found}) > 50
 
 
 def test_multiscale_crops_are_tsn_crops_resized(tmp_path):
     root, train, _ = make_dataset(tmp_path, groups=(8,), noise=True)
     table = candidates(root, train, "spatial", multiscale=True)
-    dataset = generators.TrainSequence(train, root, "spatial", batch_size=3, image_size=SIZE, multiscale=True)
-    sides = set()
-    for _ in range(10):
-        for x, _ in epoch_batches(dataset):
-            sides |= {box[2:] for _, _, box, _ in identify(x, table)}
-        dataset.on_epoch_end()
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=10, image_size=SIZE, steps=3,
+                                       crop="multiscale", lighting=0)
+    sides = {box[2:] for x, _ in epoch_batches(dataset) for _, _, box, _, _ in identify(x, table)}
     assert len(sides) > 3 and any(h != w for h, w in sides)
 
 
@@ -259,28 +376,37 @@ def test_stack_channel_order_and_stacks_inside_or_looping(tmp_path):
     root, train, _ = make_dataset(tmp_path, frames={short: 3}, groups=(1, 8))  # 3 frames: 2 flow images
     dataset = generators.TrainSequence(train, root, "temporal", batch_size=3, image_size=SIZE, stack_length=L)
     starts = set()
-    for _ in range(40):
-        x, y = dataset[0]
+    for x, y in draws(dataset, 40):
         for sample, label in zip(x, y):
-            v = [int(np.median(sample[..., 2 * k + 1])) for k in range(L)]  # fakedata: v = 100 + j
-            du = [int(np.median(sample[..., 2 * k].astype(int) - sample[..., 0])) for k in range(L)]
+            v = v_values(sample)
             if label == 1:  # the short video loops over its 2 flow images
-                assert v in ([100, 101, 100, 101],)
+                assert v == [0, 1, 0, 1]
             else:  # u1,v1,u2,v2,...: consecutive flow images, inside the 11 of the video
-                assert v == [v[0] + k for k in range(L)] and 100 <= v[0] and v[-1] <= 110
-                starts.add(v[0] - 100)
+                assert v == [v[0] + k for k in range(L)] and 0 <= v[0] and v[-1] <= 10
+                starts.add(v[0])
             # u of flow image j is a ramp + j, so u channels step as v does (negated if flipped: 255 - u)
+            du = [int(np.median(sample[..., 2 * k].astype(int) - sample[..., 0])) for k in range(L)]
             steps = [vk - v[0] for vk in v]
             assert du in (steps, [-d for d in steps])
-        dataset.on_epoch_end()
     assert starts == set(range(11 - L + 1)), "every start that leaves room for L flow images is reachable"
 
 
+def test_training_crops_larger_than_the_frames_resize_them_up(tmp_path):
+    root, train, _ = make_dataset(tmp_path)  # 64x48 frames, 56-pixel crops
+    for stream, channels in (("spatial", 3), ("temporal", 2 * L)):
+        sequence = generators.TrainSequence(train, root, stream, batch_size=3, image_size=56, stack_length=L)
+        x, _ = sequence[0]
+        assert x.shape == (3, 56, 56, channels)
+        assert sequence.missing_files == 0
+        if stream == "temporal":  # flow values are not rescaled: v = 100 + j stays
+            for sample in x:
+                assert v_values(sample) == [v_values(sample)[0] + k for k in range(L)]
+
+
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
-def test_two_workers_draw_different_crops_and_flips(tmp_path, processes):
+def test_two_workers_give_the_same_batches_with_different_draws(tmp_path, processes):
     root, train, _ = make_dataset(tmp_path, groups=(8, 9, 10), noise=True)
-    table = candidates(root, train, "spatial")
-    dataset = generators.TrainSequence(train, root, "spatial", batch_size=2, image_size=SIZE, seed=7,
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=2, image_size=SIZE, steps=5, seed=7,
                                        workers=2, use_multiprocessing=processes)
     adapter = PyDatasetAdapter(dataset, shuffle=False)
     epochs = []
@@ -293,9 +419,9 @@ def test_two_workers_draw_different_crops_and_flips(tmp_path, processes):
         for (x, y), (ex, ey) in zip(batches, expected):
             np.testing.assert_array_equal(x, ex)
             np.testing.assert_array_equal(y, ey)
-        draws = [tuple((start, box, flip) for _, start, box, flip in identify(x, table)) for x, _ in batches]
-        assert len(set(draws[:4])) == 4, f"full batches repeat the same draws: {draws}"
-        epochs.append(draws)
+        samples = [exact(sample) for x, _ in batches for sample in x]
+        assert len(set(samples)) == len(samples), "workers repeat the same draws"
+        epochs.append(samples)
     assert dataset.epoch == 2 and epochs[0] != epochs[1]
 
 
@@ -307,8 +433,8 @@ class RecordingSequence(generators.TrainSequence):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_fit_moves_the_draws_on_every_epoch(tmp_path, workers):
-    root, train, _ = make_dataset(tmp_path, groups=(8, 9))  # 6 videos, batches of 4: 2 batches
-    dataset = RecordingSequence(train, root, "spatial", batch_size=4, image_size=SIZE, workers=workers)
+    root, train, _ = make_dataset(tmp_path, groups=(8, 9))
+    dataset = RecordingSequence(train, root, "spatial", batch_size=4, image_size=SIZE, steps=2, workers=workers)
     dataset.calls = []
     model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
@@ -324,17 +450,16 @@ def test_missing_and_unreadable_jpegs_are_survived_and_counted(tmp_path, capsys)
     root, train, _ = make_dataset(tmp_path, frames=4, noise=True)
     video = train[0]
     table = candidates(root, train, "spatial")
-    os.remove(generators.rgb_path(root, video.name, 1))
-    with open(generators.rgb_path(root, video.name, 2), "wb") as f:
+    os.remove(frame_path(root, video, 1))
+    with open(frame_path(root, video, 2), "wb") as f:
         f.write(b"not a jpeg")
-    open(generators.rgb_path(root, video.name, 3), "wb").close()  # empty file
-    dataset = generators.TrainSequence(train, root, "spatial", batch_size=2, image_size=SIZE)
+    open(frame_path(root, video, 3), "wb").close()  # empty file
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=3, image_size=SIZE, steps=2,
+                                       crop="corners", lighting=0)
     with pytest.warns(UserWarning, match=video.name) as warned:
-        for _ in range(10):
-            for x, _ in epoch_batches(dataset):
-                for name, start, _, _ in identify(x, table):
-                    assert name != video.name or start == 0  # the only readable frame
-            dataset.on_epoch_end()
+        for x, _ in draws(dataset, 10):
+            for name, start, *_ in identify(x, table):
+                assert name != video.name or start == 0  # the only readable frame
     assert dataset.missing_files >= 3
     named = [str(w.message).split(":")[0] for w in warned if video.name in str(w.message)]
     assert len(named) == len(set(named)) == 3  # each bad file warned about once
@@ -342,45 +467,41 @@ def test_missing_and_unreadable_jpegs_are_survived_and_counted(tmp_path, capsys)
 
     # all frames of a video gone: its samples come from other videos, the epoch completes
     for j in (0, 2, 3):
-        os.remove(generators.rgb_path(root, video.name, j))
+        os.remove(frame_path(root, video, j))
     with pytest.warns(UserWarning):
         labels = np.concatenate([y for _, y in epoch_batches(dataset)])
-    assert len(labels) == len(train) and video.label not in labels
+    assert len(labels) == 6 and video.label not in labels
 
 
 def test_missing_flow_frame_is_survived(tmp_path):
     root, train, _ = make_dataset(tmp_path, groups=(8,))
-    os.remove(ucf101.frame_path(ucf101.flow_dir(root, "u", train[0].name), 5))
+    os.remove(flow_path(root, train[0], "u", 5))
     dataset = generators.TrainSequence(train, root, "temporal", batch_size=3, image_size=SIZE, stack_length=L)
     with pytest.warns(UserWarning, match="frame000006.jpg"):
-        for _ in range(6):
-            x, y = dataset[0]
+        for x, y in draws(dataset, 6):
             for sample, label in zip(x, y):
-                flow_images = [int(np.median(sample[..., 2 * k + 1])) - 100 for k in range(L)]  # v = 100 + j
-                assert label != train[0].label or 5 not in flow_images
-            dataset.on_epoch_end()
+                assert label != train[0].label or 5 not in v_values(sample)
     assert dataset.missing_files > 0
 
 
 # ---------------------------------------------------------------------------- test time
 
-def test_test_sequence_positions_for_a_29_frame_video(tmp_path):
+def test_eval_sequence_positions_for_a_29_frame_video(tmp_path):
     root, _, test = make_dataset(tmp_path, classes=("Alpha",), frames=29)
     video = test[0]
-    starts = generators.sample_starts(29, 25, 1)
-    x, index = generators.TestSequence(test, root, "spatial", image_size=SIZE)[0]
+    x, index = generators.EvalSequence(test, root, "spatial", image_size=SIZE)[0]
     assert x.shape == (25, SIZE, SIZE, 3) and list(index) == [0] * 25
-    for sample, start in zip(x, starts):
-        np.testing.assert_array_equal(sample, media.read_image(generators.rgb_path(root, video.name, start))[8:40, 16:48])
-    x, _ = generators.TestSequence(test, root, "temporal", image_size=SIZE, stack_length=10)[0]
+    for sample, start in zip(x, generators.sample_starts(29, 25, 1)):
+        np.testing.assert_array_equal(sample, read_frame(root, video, start)[8:40, 16:48])
+    x, _ = generators.EvalSequence(test, root, "temporal", image_size=SIZE, stack_length=10)[0]
     assert x.shape == (25, SIZE, SIZE, 20)
     for sample, start in zip(x, generators.sample_starts(28, 25, 10)):
-        assert [int(np.median(sample[..., 2 * k + 1])) for k in range(10)] == [100 + start + k for k in range(10)]
+        assert v_values(sample, 10) == [start + k for k in range(10)]
 
 
-def test_test_sequence_batches_ten_crops_and_video_index(tmp_path):
+def test_eval_sequence_batches_ten_crops_and_video_index(tmp_path):
     root, _, test = make_dataset(tmp_path, noise=True)  # 3 test videos
-    sequence = generators.TestSequence(test, root, "temporal", samples=5, crops="10", image_size=SIZE,
+    sequence = generators.EvalSequence(test, root, "temporal", samples=5, crops="10", image_size=SIZE,
                                        stack_length=L, videos_per_batch=2)
     assert len(sequence) == 2
     x, index = sequence[0]
@@ -388,8 +509,8 @@ def test_test_sequence_batches_ten_crops_and_video_index(tmp_path):
     assert list(index) == [0] * 50 + [1] * 50
     video = test[1]
     for s, start in enumerate(generators.sample_starts(video.flows, 5, L)):
-        stack = read_stack(root, video, generators.stack_indices(start, L, video.flows))
-        for c, (t, l) in enumerate(BOXES):
+        stack = read_stack(root, video, start)
+        for c, (t, l) in enumerate(CORNERS):
             crop = stack[t:t + SIZE, l:l + SIZE]
             np.testing.assert_array_equal(x[50 + s * 10 + c], crop)
             np.testing.assert_array_equal(x[50 + s * 10 + 5 + c], mirrored(crop, is_flow=True))
@@ -397,41 +518,83 @@ def test_test_sequence_batches_ten_crops_and_video_index(tmp_path):
     assert x.shape[0] == 50 and set(index) == {2}
 
 
+@pytest.mark.parametrize("stream", ["spatial", "temporal"])
+def test_eval_sequence_crops_equal_eval_crops_of_the_same_images(tmp_path, stream):
+    root, _, test = make_dataset(tmp_path, classes=("Alpha",), noise=True)
+    video, is_flow = test[0], stream == "temporal"
+    span, count = (L, video.flows) if is_flow else (1, video.frames)
+    for size in (SIZE, 56):  # 56: the frames are resized up first
+        x, _ = generators.EvalSequence(test, root, stream, samples=3, crops="10", image_size=size, stack_length=L)[0]
+        for s, start in enumerate(generators.sample_starts(count, 3, span)):
+            image = read_stack(root, video, start) if is_flow else read_frame(root, video, start)
+            np.testing.assert_array_equal(x[10 * s:10 * s + 10], generators.eval_crops(image, size, "10", is_flow))
+
+
 def test_short_test_video_loops(tmp_path):
     root, _, test = make_dataset(tmp_path, classes=("Alpha",), frames=6)  # 5 flow images
-    x, _ = generators.TestSequence(test, root, "temporal", samples=3, image_size=SIZE, stack_length=10)[0]
+    x, _ = generators.EvalSequence(test, root, "temporal", samples=3, image_size=SIZE, stack_length=10)[0]
     for sample in x:
-        assert [int(np.median(sample[..., 2 * k + 1])) for k in range(10)] == [100 + k % 5 for k in range(10)]
+        assert v_values(sample, 10) == [k % 5 for k in range(10)]
 
 
 def test_missing_test_data_raises_data_error_naming_the_video(tmp_path):
     root, _, test = make_dataset(tmp_path)
     gone, damaged = test[0].name, test[1].name
     os.rename(ucf101.flow_dir(root, "u", gone), str(tmp_path / "moved"))
-    os.remove(ucf101.frame_path(ucf101.flow_dir(root, "v", damaged), 7))
+    os.remove(flow_path(root, test[1], "v", 7))
     splits = os.path.join(root, "splits")
     reindexed = ucf101.load_index(root, splits, 1, "test")
     assert generators.missing_data(reindexed, root, "temporal") == [gone, damaged]
     assert generators.missing_data(reindexed, root, "spatial") == []
     with pytest.raises(ucf101.DataError, match=gone):
-        generators.TestSequence(reindexed, root, "temporal")
+        generators.EvalSequence(reindexed, root, "temporal")
     with pytest.raises(ucf101.DataError, match=damaged):
-        generators.TestSequence(test[1:], root, "temporal")  # counts from before the deletion
+        generators.EvalSequence(test[1:], root, "temporal")  # counts from before the deletion
     with pytest.raises(ucf101.DataError, match=gone):
         generators.validation_data(reindexed, root, "temporal", image_size=SIZE, stack_length=L)
-    generators.TestSequence(reindexed, root, "spatial", image_size=SIZE)  # the frames are all there
-    with open(generators.rgb_path(root, test[2].name, 6), "wb") as f:
+    generators.EvalSequence(reindexed, root, "spatial", image_size=SIZE)  # the frames are all there
+    with open(frame_path(root, test[2], 6), "wb") as f:
         f.write(b"not a jpeg")
     with pytest.raises(ucf101.DataError, match=test[2].name):
-        generators.TestSequence(test[2:], root, "spatial", samples=1, image_size=SIZE)[0]
+        generators.EvalSequence(test[2:], root, "spatial", samples=1, image_size=SIZE)[0]
 
 
 def test_validation_data_is_the_centre_sample_centre_crop(tmp_path):
     root, _, test = make_dataset(tmp_path, noise=True)
     x, y = generators.validation_data(test, root, "spatial", image_size=SIZE)
     assert x.shape == (3, SIZE, SIZE, 3) and x.dtype == np.uint8 and list(y) == [0, 1, 2] and y.dtype == np.int32
-    np.testing.assert_array_equal(x[1], media.read_image(generators.rgb_path(root, test[1].name, 6))[8:40, 16:48])
+    np.testing.assert_array_equal(x[1], read_frame(root, test[1], 6)[8:40, 16:48])
     x, _ = generators.validation_data(test, root, "temporal", image_size=SIZE, stack_length=L)
     assert x.shape == (3, SIZE, SIZE, 2 * L)
-    start = (11 - L + 1) // 2
-    np.testing.assert_array_equal(x[2], read_stack(root, test[2], range(start, start + L))[8:40, 16:48])
+    np.testing.assert_array_equal(x[2], read_stack(root, test[2], (11 - L + 1) // 2)[8:40, 16:48])
+
+
+def test_flow_folders_spelt_otherwise_than_the_frame_folders_are_read(tmp_path):
+    """UCF-101's lists and flow say v_HandStandPushups_*, its jpegs_256 v_HandstandPushups_*."""
+    root, _, _ = make_dataset(tmp_path, classes=("Alpha", "HandstandPushups"))
+    splits = os.path.join(root, "splits")
+    for group in (1, 8):
+        name = f"v_HandstandPushups_g{group:02d}_c01"
+        for c in "uv":
+            os.rename(ucf101.flow_dir(root, c, name), ucf101.flow_dir(root, c, name.replace("Handstand", "HandStand")))
+    for file in ("trainlist01.txt", "testlist01.txt"):
+        path = os.path.join(splits, file)
+        with open(path) as f:
+            text = f.read()
+        ucf101.write_lines(path, ucf101.parse_lines(text.replace("/v_Handstand", "/v_HandStand")))
+    train = ucf101.load_index(root, splits, 1, "train")
+    test = ucf101.load_index(root, splits, 1, "test")
+    video = train[1]
+    assert (video.name, video.flow_folder) == ("v_HandstandPushups_g08_c01", "v_HandStandPushups_g08_c01")
+    assert (video.frames, video.flows, test[1].flows) == (12, 11, 11)
+    assert generators.missing_data(train + test, root, "temporal") == []
+
+    x, y = generators.TrainSequence(train, root, "temporal", batch_size=8, image_size=SIZE, stack_length=L)[0]
+    assert 1 in y
+    for sample in x:
+        assert v_values(sample) == [v_values(sample)[0] + k for k in range(L)]
+    x, index = generators.EvalSequence(test, root, "temporal", samples=2, image_size=SIZE, stack_length=L)[1]
+    assert list(index) == [1, 1]
+    assert [v_values(sample) for sample in x] == [[start + k for k in range(L)] for start in (2, 6)]
+    x, _ = generators.validation_data(test, root, "temporal", image_size=SIZE, stack_length=L)
+    assert v_values(x[1]) == [4, 5, 6, 7]

@@ -2,11 +2,12 @@
 
     python demo.py my_video.mp4
     python demo.py my_video.mp4 --top 3 --output annotated.mp4 --plot scores.png
-    python demo.py clip.avi --checkpoints checkpoints/synthetic --flow dis
+    python demo.py clip.avi --dataset synthetic --flow dis
 
-Frames are prepared exactly as for training (resized to the frame size the model was trained
+Frames are prepared exactly as for training (resized to the frame size each stream was trained
 on), flow is computed only for the frames the sampled stacks need, both streams score N
-uniformly spaced samples (centre crop), and their mean softmax scores are averaged.
+uniformly spaced samples (centre crop), and their mean softmax scores are averaged. The models
+are each stream's last.keras, the fixed schedule's final model, as fuse_test.py tests.
 """
 import argparse
 import os
@@ -17,17 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-import evaluation
-import generators
+import checkpoints
 import media
-import ucf101
+import presets
+from errors import DataError, run
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
-parser.add_argument("--checkpoints", default="checkpoints/ucf101",
-                    help="folder with spatial/ and temporal/ checkpoint folders (best.keras, config.json, classInd.txt)")
-parser.add_argument("--spatial", help="spatial model .keras (default: <checkpoints>/spatial/best.keras)")
-parser.add_argument("--temporal", help="temporal model .keras (default: <checkpoints>/temporal/best.keras)")
+presets.add_flag(parser, "demo", "--dataset", "which preset's checkpoints to use", choices=presets.DATASETS,
+                 default="ucf101")
+presets.add_flag(parser, "demo", "--checkpoints",
+                 "folder with spatial/ and temporal/ checkpoint folders (last.keras, config.json, classInd.txt)")
+parser.add_argument("--spatial", help="spatial model .keras (default: <checkpoints>/spatial/last.keras)")
+parser.add_argument("--temporal", help="temporal model .keras (default: <checkpoints>/temporal/last.keras)")
 parser.add_argument("--top", type=int, default=5, help="how many classes to print per stream")
 parser.add_argument("--samples", type=int, default=25, help="frames and flow stacks sampled per video (paper: 25)")
 parser.add_argument("--flow", default="tvl1", choices=media.FLOW_METHODS,
@@ -40,31 +43,25 @@ parser.add_argument("--output", help="write the video with the fused top predict
 parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png)")
 
 
-def load_stream(path, stream):
-    """(model, config, classes) from a .keras file and the config.json/classInd.txt beside it."""
-    import models  # Keras: imported after argument parsing, so --help is instant
-    import training
-    config, classes = training.read_checkpoint(path, stream)
-    return models.load_model(path), config, classes
-
-
 def read_frames(path, frame_size):
     if not os.path.isfile(path):
-        raise ucf101.DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     frames = media.read_video(path, size=frame_size)
     if not frames:
-        raise ucf101.DataError(f"{path}: OpenCV could not decode any frame; is it a video file? "
-                               "Convert it with e.g. `ffmpeg -i {path} out.mp4`")
+        raise DataError(f"{path}: OpenCV could not decode any frame; is it a video file? "
+                        f"Convert it with e.g. `ffmpeg -i {path} out.mp4`")
     return frames
 
 
 def spatial_batch(frames, samples, image_size):
+    import generators
     starts = generators.sample_starts(len(frames), samples, 1)
-    return np.concatenate([generators.test_crops(frames[s], image_size, "center", False) for s in starts])
+    return np.concatenate([generators.eval_crops(frames[s], image_size, "center", False) for s in starts])
 
 
 def flow_stacks(frames, samples, stack_length, method, threads):
     """Sampled flow stacks [N, H, W, 2L], computing flow only for the pairs they use."""
+    import generators
     num_flows = max(len(frames) - 1, 1)
     if len(frames) == 1:
         frames = frames * 2  # a single still frame: zero motion
@@ -78,7 +75,8 @@ def flow_stacks(frames, samples, stack_length, method, threads):
 
 
 def temporal_batch(stacks, image_size):
-    return np.concatenate([generators.test_crops(stack, image_size, "center", True) for stack in stacks])
+    import generators
+    return np.concatenate([generators.eval_crops(stack, image_size, "center", True) for stack in stacks])
 
 
 def predict_mean(model, batch):
@@ -96,7 +94,7 @@ def write_annotated(path, frames, label, fps):
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
-        raise ucf101.DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")
+        raise DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")
     for frame in frames:
         frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         cv2.rectangle(frame, (0, 0), (width, 22), (0, 0, 0), -1)
@@ -107,17 +105,20 @@ def write_annotated(path, frames, label, fps):
 
 def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1)):
     """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds})."""
-    spatial, spatial_config, classes = load_stream(spatial_path, "spatial")
-    temporal, temporal_config, temporal_classes = load_stream(temporal_path, "temporal")
+    spatial, spatial_config, classes = checkpoints.load(spatial_path, "spatial")
+    temporal, temporal_config, temporal_classes = checkpoints.load(temporal_path, "temporal")
     if classes != temporal_classes:
-        raise ucf101.DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
+        raise DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
     timings = {}
     start = time.perf_counter()
-    frames = read_frames(video_path, tuple(spatial_config.get("frame_size", media.FRAME_SIZE)))
+    frames = read_frames(video_path, frame_size(spatial_config))
+    # Each stream sees the video at the frame size it was trained on (flow depends on it).
+    flow_frames = (frames if frame_size(temporal_config) == frame_size(spatial_config) else
+                   read_frames(video_path, frame_size(temporal_config)))
     timings["decode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    stacks = flow_stacks(frames, samples, temporal_config["stack_length"], flow, threads)
+    stacks = flow_stacks(flow_frames, samples, temporal_config["stack_length"], flow, threads)
     timings["flow"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -125,25 +126,25 @@ def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", t
         "spatial": predict_mean(spatial, spatial_batch(frames, samples, spatial_config["image_size"])),
         "temporal": predict_mean(temporal, temporal_batch(stacks, temporal_config["image_size"])),
     }
+    import evaluation
     scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], fusion_weights)
     timings["inference"] = time.perf_counter() - start
     return frames, classes, scores, timings
 
 
+def frame_size(config):
+    return tuple(config.get("frame_size", media.FRAME_SIZE))
+
+
 def main(argv=None):
-    args = parser.parse_args(argv)
-    try:
-        report(args)
-    except ucf101.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    args = presets.parse(parser, "demo", argv)
+    report(args)
 
 
 def report(args):
     """Classify args.video, print the top classes and timings, write the annotated video and plot."""
-    spatial_path = args.spatial or os.path.join(args.checkpoints, "spatial", "best.keras")
-    temporal_path = args.temporal or os.path.join(args.checkpoints, "temporal", "best.keras")
+    spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
+    temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
                                                 args.flow, args.threads, args.fusion_weights)
     height, width = frames[0].shape[:2]
@@ -158,9 +159,10 @@ def report(args):
         write_annotated(args.output, frames, label, media.video_fps(args.video))
         print(f"wrote {args.output}")
     if args.plot:
+        import evaluation
         evaluation.plot_top_scores(args.plot, scores, classes, args.top)
         print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -17,7 +17,8 @@ ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
 NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
-EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
+EVAL_CROPS = ("center", "10")
+AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
 
 PRESETS = {
     "ucf101": {

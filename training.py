@@ -163,12 +163,13 @@ def callbacks(folder, sequence, validated, backup_name="backup"):
     """
     log = os.path.join(folder, "log.csv")
     best = [keras.callbacks.ModelCheckpoint(os.path.join(folder, "best.keras"), monitor="val_accuracy", mode="max",
-                                            save_best_only=True, initial_value_threshold=best_logged(log))]
+                                            save_best_only=True, initial_value_threshold=best_logged(log))
+            ] if validated else []
     return [
         keras.callbacks.BackupAndRestore(os.path.join(folder, backup_name), delete_checkpoint=False),
         SyncEpoch(sequence),
         LogLearningRate(),
-        *(best if validated else []),
+        *best,
         keras.callbacks.ModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
         keras.callbacks.CSVLogger(log, append=True),
     ] + tensorboard(os.path.join(folder, "tensorboard"))
@@ -181,7 +182,7 @@ def best_logged(log_path, monitor="val_accuracy"):
     if not os.path.isfile(log_path):
         return None
     with open(log_path, newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "", "nan")]
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "", "nan", "NA")]
     return max(values, default=None)
 
 

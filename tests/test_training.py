@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+import errors
 import fakedata
 import generators
 import media
@@ -74,7 +75,7 @@ def test_a_few_steps_lower_the_loss_and_the_model_reloads(dataset, tmp_path):
     model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
     model.compile(keras.optimizers.SGD(1e-2, momentum=0.9), loss="sparse_categorical_crossentropy")
     before = model.evaluate(x, y, verbose=0)
-    model.fit(train, epochs=5, verbose=0)  # 15 steps
+    model.fit(train, epochs=10, verbose=0)  # 30 steps
     after = model.evaluate(x, y, verbose=0)
     assert after < 0.5 * before, (before, after)
 
@@ -110,10 +111,10 @@ class RecordingSequence(generators.TrainSequence):
 
 def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkeypatch):
     folder = tmp_path / "temporal"
-    argv = temporal_args(dataset, folder, "--epochs", "2", "--lr-drops", "4")
+    argv = temporal_args(dataset, folder, "--iterations", "6", "--epoch-steps", "3", "--lr-drops", "4")
     original = training.callbacks
     monkeypatch.setattr(training, "callbacks", lambda *a, **k: original(*a, **k) + [KillAfterFirstEpoch()])
-    monkeypatch.setattr(temporal_train, "TrainSequence", RecordingSequence)
+    monkeypatch.setattr(generators, "TrainSequence", RecordingSequence)
     RecordingSequence.started.clear()
     with pytest.raises(Killed):
         temporal_train.main(argv)
@@ -142,15 +143,18 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
         config = json.load(f)
     assert config["stream"] == "temporal" and config["image_size"] == 64 and config["stack_length"] == 2
     assert config["frame_size"] == [80, 64] and config["split"] == 1 and config["dataset"] == "synthetic"
+    assert config["norm"] == "lrn" and config["num_classes"] == 3
     assert (folder / "classInd.txt").read_text().split("\n")[:3] == ["1 Alpha", "2 Beta", "3 Gamma"]
-    best = models.load_model(str(folder / "best.keras"))
-    probabilities = best.predict(np.full((2, 64, 64, 4), 128, np.uint8), verbose=0)
+    assert not (folder / "best.keras").exists()  # no validation set, no model selection: the final model only
+    final = models.load_model(str(folder / "last.keras"))
+    probabilities = final.predict(np.full((2, 64, 64, 4), 128, np.uint8), verbose=0)
     assert probabilities.shape == (2, 3)
 
     # Another setting in the same folder is refused; --overwrite starts again.
     with pytest.raises(ucf101.DataError, match="different image_size"):
-        temporal_train.main(temporal_args(dataset, folder, "--epochs", "2", "--image-size", "60"))
-    temporal_train.main(temporal_args(dataset, folder, "--epochs", "1", "--image-size", "60", "--overwrite"))
+        temporal_train.main(temporal_args(dataset, folder, "--iterations", "6", "--image-size", "60"))
+    temporal_train.main(temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3", "--image-size", "60",
+                                      "--overwrite"))
     assert logged_epochs(folder) == [0]
 
 
@@ -158,11 +162,11 @@ def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monke
     root, splits = dataset
     folder = tmp_path / "spatial"
     argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
-            "--image-size", "75", "--batch-size", "4", "--max-videos", "4", "--val-videos", "3", "--workers", "1",
-            "--phase1-epochs", "1", "--phase2-epochs", "1", "--class-limit", "2"]
+            "--image-size", "75", "--batch-size", "4", "--max-videos", "4", "--workers", "1", "--epoch-steps", "1",
+            "--phase1-iterations", "1", "--phase2-iterations", "1", "--class-limit", "2"]
     spatial_train.main(argv)
     assert logged_epochs(folder) == [0, 1]  # phase 2 numbers its epochs on from phase 1
-    assert (folder / "phase1.keras").exists() and (folder / "best.keras").exists()
+    assert (folder / "phase1.keras").exists() and (folder / "last.keras").exists()
     assert (folder / "classInd.txt").read_text() == "1 Alpha\n2 Beta\n"  # --class-limit 2
 
     def no_phase_1(*args, **kwargs):
@@ -183,11 +187,58 @@ def test_explicit_flags_override_the_preset():
     assert args.image_size == 80 and args.iterations == 300  # the synthetic preset
     assert args.data_dir == "data/synthetic" and args.splits_dir == "data/synthetic/splits"
     assert args.checkpoint_dir == os.path.join("checkpoints", "synthetic", "temporal")
+
+
+def test_the_defaults_are_the_papers():
     paper = temporal_train.parse_args([])
-    assert (paper.batch_size, paper.lr, paper.lr_drops, paper.iterations) == (128, 1e-2, [50000, 70000], 80000)
-    assert (paper.image_size, paper.stack_length, paper.dropout, paper.data_dir) == (224, 10, 0.9, "data/ucf101")
+    assert (paper.batch_size, paper.lr, paper.lr_drops, paper.iterations) == (256, 1e-2, [50000, 70000], 80000)
+    assert (paper.momentum, paper.weight_decay, paper.sampling, paper.crop) == (0.9, 5e-4, "classes", "random")
+    assert (paper.image_size, paper.stack_length, paper.dropout, paper.norm) == (224, 10, 0.9, "lrn")
+    assert (paper.arch, paper.val_groups, paper.data_dir) == ("cnn_m_2048", 0, "data/ucf101")
     spatial = spatial_train.parse_args([])
-    assert (spatial.weights, spatial.phase1_epochs, spatial.phase2_lr, spatial.momentum) == ("imagenet", 10, 1e-4, 0.9)
+    assert (spatial.weights, spatial.batch_size, spatial.dropout, spatial.lighting) == ("imagenet", 256, 0.5, 0.1)
+    assert (spatial.phase1_optimizer, spatial.phase1_lr, spatial.phase1_lr_drops, spatial.phase1_iterations) == (
+        "sgd", 1e-2, [14000], 20000)  # the paper's fine-tuning schedule
+    assert (spatial.momentum, spatial.weight_decay, spatial.val_groups) == (0.9, 5e-4, 0)
+
+
+def test_sgd_has_weight_decay_but_not_on_biases_and_drops_count_optimizer_steps():
+    args = temporal_train.parse_args(["--accumulate", "4"])
+    optimizer = training.sgd(args, 1e-2, [10])
+    assert optimizer.weight_decay == 5e-4 and optimizer.gradient_accumulation_steps == 4
+    kernel, bias = keras.Variable(np.ones((2, 2)), name="kernel"), keras.Variable(np.ones(2), name="bias")
+    optimizer.build([kernel, bias])
+    assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(bias)
+    # Keras evaluates a schedule on micro-steps: with 4 of them per update, "after 10 updates" is after 40.
+    schedule = optimizer._learning_rate
+    assert float(schedule(40)) == pytest.approx(1e-2, rel=1e-6) and float(schedule(41)) == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_accumulation_needs_a_divisor_of_the_batch():
+    with pytest.raises(SystemExit):
+        temporal_train.parse_args(["--batch-size", "10", "--accumulate", "4"])
+
+
+@pytest.mark.parametrize("script", ["spatial_train.py", "temporal_train.py", "fuse_test.py", "demo.py",
+                                    "prepare_data.py flow"])
+def test_help_explains_every_flag_without_loading_keras(script):
+    script, *command = script.split()
+    code = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = [{script!r}, *{command!r}, "--help"]
+        try:
+            runpy.run_path({script!r}, run_name="__main__")
+        except SystemExit:
+            pass
+        print("LOADED" if {{"keras", "tensorflow", "jax", "sklearn", "matplotlib"}} & set(sys.modules) else "LIGHT")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.rstrip().endswith("LIGHT"), "--help imported Keras, scikit-learn or matplotlib: seconds instead of a blink"
+    flags = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith("--")]
+    assert flags
+    for line in result.stdout.split("\n  --")[1:]:
+        assert len(line.split()) > 1, f"a flag without help: --{line}"
 
 
 def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
@@ -202,9 +253,7 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
             "--checkpoint-dir", str(tmp_path / "ck")]
     with pytest.raises(ucf101.DataError, match="prepare_data.py flow"):
         temporal_train.main(argv)
-    with pytest.raises(SystemExit) as exit_info:
-        training.run(lambda: temporal_train.main(argv))
-    assert exit_info.value.code == 2
+    assert errors.run(temporal_train.main, argv) == 2
 
 
 def test_distribution_needs_tensorflow():
@@ -223,7 +272,8 @@ def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import temporal_train
-        temporal_train.main({temporal_args(dataset, folder, "--epochs", "1", "--distribute", "mirrored")!r})
+        temporal_train.main({temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3",
+                                           "--distribute", "mirrored")!r})
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -232,3 +282,39 @@ def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
     assert logged_epochs(folder) == [0]
     with open(folder / "log.csv", newline="") as f:
         assert np.isfinite(float(next(csv.DictReader(f))["loss"]))
+
+
+# ---------------------------------------------------------------------------- the test list is for testing only
+
+def test_both_scripts_train_to_the_end_without_any_test_list_data(tmp_path):
+    """The test-list videos have no frames and no flow on disk: training never needs them."""
+    root = str(tmp_path / "data")
+    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9), clips=2, frames=12, size=(80, 64))
+    test_videos = ucf101.load_index(root, splits, 1, "test")
+    assert test_videos
+    for video in test_videos:
+        for folder in [ucf101.rgb_dir(root, video.name)] + [ucf101.flow_dir(root, c, video.name) for c in "uv"]:
+            for file in os.listdir(folder):
+                os.remove(os.path.join(folder, file))
+            os.rmdir(folder)
+    common = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--batch-size", "4",
+              "--workers", "1", "--epoch-steps", "1"]
+    temporal_train.main(common + ["--checkpoint-dir", str(tmp_path / "temporal"), "--image-size", "64",
+                                  "--stack-length", "2", "--iterations", "2", "--val-groups", "1"])
+    spatial_train.main(common + ["--checkpoint-dir", str(tmp_path / "spatial"), "--image-size", "75",
+                                 "--phase1-iterations", "1", "--phase2-iterations", "1"])
+    assert (tmp_path / "temporal" / "last.keras").exists() and (tmp_path / "spatial" / "last.keras").exists()
+    assert (tmp_path / "temporal" / "best.keras").exists()  # chosen on held-out training group 9
+
+
+def test_validation_holds_out_whole_groups_of_the_training_list(tmp_path):
+    root = str(tmp_path)
+    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9, 10), clips=2, frames=3, size=(80, 64))
+    videos = ucf101.load_index(root, splits, 1, "train")
+    train, held_out = ucf101.hold_out_groups(videos, 1)
+    assert {ucf101.parse_name(v.name)[1] for v in held_out} == {10}
+    assert {ucf101.parse_name(v.name)[1] for v in train} == {8, 9}
+    assert len(train) + len(held_out) == len(videos) and len(held_out) == 2 * len(CLASSES)
+    assert ucf101.hold_out_groups(videos, 0) == (videos, [])
+    with pytest.raises(ucf101.DataError, match="every training group"):
+        ucf101.hold_out_groups(videos, 3)

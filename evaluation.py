@@ -65,16 +65,16 @@ REFERENCES = {
         ("Fusion by SVM (multi-task temporal)", ("svm",), 59.4, None),
     ],
 }
-REFERENCE_NOTES = [
-    f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
+REFERENCE_NOTES = {  # each source, as results.md cites it
+    PAPER: f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
     "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7, temporal 81.0 (L = 10, mean subtraction, "
     "uni-directional flow), fusion by averaging 85.9 with uni-directional flow (what this repository builds; "
     "85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear SVM 87.0 "
     "(multi-task temporal net). HMDB-51 split 1 (Table 2): temporal nets only. Means over the three splits "
     "(Table 4): with the multi-task temporal net.",
-    f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
+    SEED: f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
     "softmax scores).",
-]
+}
 
 
 # ---------------------------------------------------------------------------- score arithmetic
@@ -269,7 +269,7 @@ def references_missing(settings):
     """
     dataset, split = settings.get("dataset"), settings.get("split")
     if dataset not in FULL_CLASSES:
-        return [f"the published figures are for UCF-101 and HMDB-51, this is {dataset}"]
+        return [f"this is {dataset}"]
     full = FULL_CLASSES[dataset]
     reasons = []
     if split != 1:
@@ -297,7 +297,8 @@ def reference_notes(dataset, scope, rows):
         if ref:
             lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{ref[0]}\""
                          + (f" and the seed's {ref[3]:.1f}" if ref[3] is not None else "") + ".")
-    return lines + [f"- {note}" for note in REFERENCE_NOTES]
+    cited = [PAPER] + ([SEED] if any(ref[3] is not None for ref in references) else [])
+    return lines + [f"- {REFERENCE_NOTES[source]}" for source in cited]
 
 
 # ---------------------------------------------------------------------------- tables
@@ -382,28 +383,85 @@ def class_counts(results):
     return sorted({m.get("classes") for m in results.values()}, key=str)
 
 
+def mean_missing(mean, dataset, full_runs=True):
+    """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does."""
+    splits, classes = next(iter(mean.values()))["splits"], next(iter(mean.values()))["classes"]
+    missing = [s for s in SPLITS if s not in splits]
+    reasons = [f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else []
+    if dataset not in FULL_CLASSES:
+        reasons.append(f"this is {dataset}")
+    elif classes != FULL_CLASSES[dataset]:
+        reasons.append(f"{classes} classes where {dataset} has {FULL_CLASSES[dataset]}")
+    if not full_runs:
+        reasons.append("some split was tested on part of its classes or test videos")
+    return reasons
+
+
 def mean_table(results_by_split, dataset="ucf101", full_runs=True):
     """Markdown: the table of the mean over splits and a note on what it averages.
 
     It is compared with Table 4 only when all three splits are there, with all of the dataset's
-    classes, and full_runs (every split's run tested all its test videos: references_apply).
+    classes, and full_runs (no split's run was limited to part of its classes or test videos).
     """
     mean = mean_over_splits(results_by_split)
+    reasons = mean_missing(mean, dataset, full_runs)
     splits = next(iter(mean.values()))["splits"]
-    classes = next(iter(mean.values()))["classes"]
-    missing = [s for s in SPLITS if s not in splits]
-    reasons = ([f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else [])
-    if classes != FULL_CLASSES.get(dataset):
-        reasons.append(f"{classes} classes, not all of {dataset}'s")
-    if not full_runs:
-        reasons.append("some split was tested on part of its test videos")
-    table = results_table(mean, dataset, None if reasons else "mean")
     note = (f"Mean over split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))} "
             f"({next(iter(mean.values()))['videos']} test videos in all).")
     if reasons:
         note += (f" {PAPER}'s Table 4 is the mean over all three splits of the whole dataset; it does not apply "
                  f"here ({'; '.join(reasons)}), hence \"—\".")
-    return table + "\n" + note + "\n"
+    return results_table(mean, dataset, None if reasons else "mean") + "\n" + note + "\n"
+
+
+def read_metrics(path):
+    """A metrics.json written by write_report -> its dict."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as error:
+        saved = error
+    if not isinstance(saved, dict) or not {"results", "settings"} <= set(saved):
+        raise ucf101.DataError(f"{path}: not a metrics.json written by fuse_test.py; "
+                               "run that split's fuse_test.py again, or move its folder away")
+    return saved
+
+
+def write_splits_mean(results_dir, dataset):
+    """The mean over the splits tested so far, written to <results_dir>/<dataset>_mean/ (results.md,
+    metrics.json); returns the markdown, or None (nothing written) with fewer than two splits.
+
+    Reads the default run folders <results_dir>/<dataset>_split{1,2,3}/metrics.json. Rows that not
+    every split has (e.g. an SVM run on one split only) are left out of the mean, and said so.
+    """
+    paths = {split: os.path.join(results_dir, f"{dataset}_split{split}", "metrics.json") for split in SPLITS}
+    saved = {split: read_metrics(path) for split, path in paths.items() if os.path.isfile(path)}
+    common = [row for row in ROW_NAMES if all(row in s["results"] for s in saved.values())]
+    if len(saved) < 2 or not common:
+        return None
+    # A full run is one the split-1 figures would fit, whatever its split.
+    full_runs = all(not references_missing({**s["settings"], "split": 1}) for s in saved.values())
+    results_by_split = {split: {row: s["results"][row] for row in common} for split, s in saved.items()}
+    try:
+        mean = mean_over_splits(results_by_split)
+        table = mean_table(results_by_split, dataset, full_runs)
+    except ucf101.DataError as error:
+        raise ucf101.DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
+    left_out = sorted(set().union(*(s["results"] for s in saved.values())) - set(common))
+    lines = [f"# Two-stream results: {dataset}, mean over splits", "", table]
+    if left_out:
+        lines += [f"Left out, as not every split has them: {', '.join(ROW_NAMES.get(r, r) for r in left_out)}.", ""]
+    scope = None if mean_missing(mean, dataset, full_runs) else "mean"
+    if scope:
+        lines += ["Reference figures (top-1, %) and their sources:", ""] + reference_notes(dataset, scope, common)
+    out_dir = os.path.join(results_dir, f"{dataset}_mean")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump({"results": mean, "references": scope, "runs": [paths[s] for s in saved]}, f, indent=1)
+    markdown = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(markdown)
+    return markdown
 
 
 # ---------------------------------------------------------------------------- per-class files

@@ -1,5 +1,6 @@
 """Score arithmetic, metrics, score files, tables and plots of evaluation.py, on hand-made scores."""
 import csv
+import json
 import os
 
 import numpy as np
@@ -108,6 +109,54 @@ def test_fusion_beats_each_stream_when_they_see_different_cues():
     assert fusion_top1 == 1.0
 
 
+def top1(labels, scores):
+    return evaluation.metrics(labels, scores)["top1"]
+
+
+def test_svm_fusion_learns_from_training_scores_and_beats_each_stream():
+    train_labels, train_spatial, train_temporal = appearance_and_motion_scores(seed=0)
+    labels, spatial, temporal = appearance_and_motion_scores(seed=1)  # other videos: new noise
+    svm = evaluation.svm_fit({"spatial": train_spatial, "temporal": train_temporal}, train_labels)
+    scores = evaluation.svm_scores(svm, {"spatial": spatial, "temporal": temporal})
+    assert scores.shape == (80, 4)
+    assert top1(labels, spatial) < 0.75 and top1(labels, temporal) < 0.75
+    assert top1(labels, scores) == 1.0
+    assert svm.multi_class == "crammer_singer" and svm.C == 1.0
+
+
+def test_svm_fusion_wins_where_averaging_cannot():
+    """The temporal stream's classes come in another order (0<->1, 2<->3): averaging adds the scores
+    of different classes and gets every video wrong; the SVM learns which column goes with which class."""
+    swap = [1, 0, 3, 2]
+    train_labels, train_spatial, train_temporal = appearance_and_motion_scores(seed=2)
+    labels, spatial, temporal = appearance_and_motion_scores(seed=3)
+    svm = evaluation.svm_fit({"spatial": train_spatial, "temporal": train_temporal[:, swap]}, train_labels)
+    test = {"spatial": spatial, "temporal": temporal[:, swap]}
+    assert top1(labels, evaluation.fuse(list(test.values()))) == 0.0
+    assert top1(labels, evaluation.svm_scores(svm, test)) == 1.0
+
+
+def test_svm_features_are_each_stream_l2_normalised_then_concatenated():
+    features = evaluation.svm_features({"spatial": np.array([[3.0, 4.0]]), "temporal": np.array([[0.5, 0.5]])})
+    np.testing.assert_allclose(features, [[0.6, 0.8, np.sqrt(0.5), np.sqrt(0.5)]])
+
+
+def test_svm_scores_cover_every_class_and_check_the_streams():
+    labels = np.array([0, 0, 2, 2, 3, 3])  # class 1 has no training video
+    train = {"spatial": np.eye(5)[labels] * 0.8 + 0.04}
+    svm = evaluation.svm_fit(train, labels)
+    scores = evaluation.svm_scores(svm, {"spatial": np.eye(5)[[3, 2, 0]] * 0.8 + 0.04})
+    assert scores.shape == (3, 5) and list(scores.argmax(axis=1)) == [3, 2, 0]
+    assert (scores[:, [1, 4]] < np.delete(scores, [1, 4], axis=1).min(axis=1, keepdims=True)).all()
+    two = evaluation.svm_fit({"spatial": np.eye(2)[[0, 1, 0, 1]] * 0.9 + 0.05}, [0, 1, 0, 1])
+    binary = evaluation.svm_scores(two, {"spatial": np.eye(2)[[1, 0]] * 0.9 + 0.05})
+    assert binary.shape == (2, 2) and list(binary.argmax(axis=1)) == [1, 0]
+    with pytest.raises(ValueError, match="streams"):
+        evaluation.svm_scores(svm, {"temporal": np.eye(5)})
+    with pytest.raises(ValueError, match="one shape"):
+        evaluation.svm_fit({"spatial": np.eye(5), "temporal": np.eye(4)}, range(5))
+
+
 # ---------------------------------------------------------------------------- metrics
 
 def hand_made_predictions():
@@ -202,7 +251,7 @@ def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
     assert ours[2] == 85.9 and ours[0] == "Fusion by averaging (uni-directional flow)"
     assert [ref[0] for ref in split1 if ref[2] == 85.6] == ["Fusion by averaging (bi-directional flow)"]
     assert evaluation.reference_for(split1, "svm")[:3] == ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0)
-    notes = " ".join(evaluation.REFERENCE_NOTES)
+    notes = " ".join(evaluation.REFERENCE_NOTES.values())
     assert "averaging 85.9 with uni-directional flow" in notes and "85.6 with bi-directional flow" in notes
     assert "Feichtenhofer" not in notes and "re-run" not in notes
 
@@ -313,3 +362,220 @@ def test_plots_are_written(tmp_path):
     for name in ("confusion.png", "top.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+# ---------------------------------------------------------------------------- the mean over splits
+
+def split_results(top1, classes=101, rows=("spatial", "temporal", "fusion")):
+    return {row: {"top1": top1 + i / 10, "top5": 0.9, "mean_class": top1, "videos": 100, "classes": classes}
+            for i, row in enumerate(rows)}
+
+
+def test_mean_over_splits_averages_each_row_and_records_the_splits():
+    mean = evaluation.mean_over_splits({1: split_results(0.5), 2: split_results(0.6), 3: split_results(0.7)})
+    assert list(mean) == ["spatial", "temporal", "fusion"]
+    assert mean["spatial"]["top1"] == pytest.approx(0.6) and mean["fusion"]["top1"] == pytest.approx(0.8)
+    assert mean["temporal"]["mean_class"] == pytest.approx(0.6) and mean["temporal"]["top5"] == pytest.approx(0.9)
+    assert mean["fusion"]["videos"] == 300 and mean["fusion"]["classes"] == 101
+    assert mean["fusion"]["splits"] == [1, 2, 3]
+    # Split keys read back from metrics.json are strings; splits present only are averaged.
+    two = evaluation.mean_over_splits({"3": split_results(0.7), "1": split_results(0.4)})
+    assert two["spatial"]["top1"] == pytest.approx(0.55) and two["spatial"]["splits"] == [1, 3]
+
+
+def test_mean_over_splits_refuses_to_average_different_things():
+    with pytest.raises(ucf101.DataError, match="same streams"):
+        evaluation.mean_over_splits({1: split_results(0.5), 2: split_results(0.5, rows=("spatial", "temporal"))})
+    with pytest.raises(ucf101.DataError, match="same classes"):
+        evaluation.mean_over_splits({1: split_results(0.5), 2: split_results(0.5, classes=10)})
+    with pytest.raises(ucf101.DataError, match="not among 1, 2, 3"):
+        evaluation.mean_over_splits({1: split_results(0.5), 4: split_results(0.5)})
+    with pytest.raises(ucf101.DataError, match="at least one"):
+        evaluation.mean_over_splits({})
+
+
+def test_mean_table_compares_with_table_4_only_over_all_three_splits():
+    all_three = {1: split_results(0.5), 2: split_results(0.6), 3: split_results(0.7)}
+    text = evaluation.mean_table(all_three, "ucf101")
+    rows = table_rows(text.split("\n\n")[0])
+    assert rows[2:] == [["Spatial", "73.0", "—", "60.0", "90.0", "60.0"],
+                        ["Temporal", "83.7", "—", "70.0", "90.0", "60.0"],
+                        ["Fusion (averaging)", "86.9", "—", "80.0", "90.0", "60.0"],
+                        ["Fusion (SVM)", "88.0", "—", "not run", "—", "—"]]
+    assert "Mean over splits 1, 2, 3 (300 test videos in all)." in text and "does not apply" not in text
+    hmdb = table_rows(evaluation.mean_table({s: split_results(0.5, classes=51) for s in (1, 2, 3)}, "hmdb51"))
+    assert [row[1] for row in hmdb[2:6]] == ["40.5", "54.6", "58.0", "59.4"]
+
+    missing = evaluation.mean_table({1: split_results(0.5), 3: split_results(0.7)}, "ucf101")
+    assert [row[1] for row in table_rows(missing.split("\n\n")[0])[2:]] == ["—"] * 4
+    assert "split 2 missing" in missing and "Mean over splits 1, 3" in missing
+    assert "splits 2, 3 missing" in evaluation.mean_table({1: split_results(0.5)}, "ucf101")
+    ten_classes = evaluation.mean_table({s: split_results(0.5, classes=10) for s in (1, 2, 3)}, "ucf101")
+    assert "73.0" not in ten_classes and "10 classes" in ten_classes
+    partial = evaluation.mean_table(all_three, "ucf101", full_runs=False)
+    assert "73.0" not in partial and "part of its classes or test videos" in partial
+
+
+# ---------------------------------------------------------------------------- the report
+
+FULL_RUN = {"dataset": "ucf101", "split": 1, "samples": 25, "crops": "10", "class_limit": None, "max_videos": None}
+
+
+def test_references_apply_to_whole_split_1_runs_only():
+    assert evaluation.references_apply({**FULL_RUN, "num_classes": 101})
+    assert evaluation.references_apply({**FULL_RUN, "dataset": "hmdb51", "num_classes": 51})
+    assert evaluation.references_apply({**FULL_RUN, "num_classes": 101, "class_limit": 101})
+    for changed, reason in (({"num_classes": 10}, "10 classes where ucf101 has 101"),
+                            ({}, "unknown number of classes"),
+                            ({"num_classes": 101, "class_limit": 20}, "first 20 of the 101 classes"),
+                            ({"num_classes": 101, "max_videos": 200}, "200 test videos only"),
+                            ({"num_classes": 101, "split": 2}, "split 2"),
+                            ({"num_classes": 51, "dataset": "synthetic"}, "this is synthetic"),
+                            ({"num_classes": 101, "dataset": "hmdb51"}, "101 classes where hmdb51 has 51")):
+        settings = {**FULL_RUN, **changed}
+        assert not evaluation.references_apply(settings), changed
+        assert any(reason in text for text in evaluation.references_missing(settings)), changed
+
+
+def report_inputs(num_classes, seed=0):
+    """12 videos: spatial right on videos 0-8, temporal on 3-11, averaging on all but video 0,
+    the SVM on all but videos 0 and 1."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(12) % num_classes
+    classes = [f"Class{i:03d}" for i in range(num_classes)]
+    videos = [f"v_{classes[y]}_g01_c{i:02d}" for i, y in enumerate(labels)]
+
+    def scores(right):
+        """0.9 for the true class of the videos in `right`, 0.5 for the next class on the others."""
+        s = rng.uniform(0, 0.01, (12, num_classes))
+        wrong = np.setdiff1d(np.arange(12), right)
+        s[wrong, (labels[wrong] + 1) % num_classes] = 0.5
+        s[right, labels[right]] = 0.9
+        return s / s.sum(1, keepdims=True)
+
+    spatial, temporal = scores(np.arange(9)), scores(np.arange(3, 12))
+    fusion = evaluation.fuse([spatial, temporal])
+    fusion[0] = scores([])[0]
+    svm = scores(np.arange(2, 12)) * 10 - 3  # decision values, not probabilities
+    return videos, labels, classes, {"spatial": spatial, "temporal": temporal, "fusion": fusion, "svm": svm}
+
+
+def read_report(out_dir):
+    with open(out_dir / "results.md") as f:
+        markdown = f.read()
+    with open(out_dir / "metrics.json") as f:
+        saved = json.load(f)
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return markdown, {row[0]: row[1:] for row in table_rows("\n".join(lines))[2:]}, saved
+
+
+def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
+    videos, labels, classes, scores = report_inputs(101)
+    table = evaluation.write_report(tmp_path, videos, labels, classes, scores, {**FULL_RUN, "skipped": []},
+                                    "mean", (1.0, 1.0), ["v_Gone_g01_c01"])
+    for name in ("results.md", "per_class.csv", "confusion.png", "misclassified.csv", "metrics.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    markdown, rows, saved = read_report(tmp_path)
+    assert table in markdown
+    assert rows["Spatial"] == ["72.7", "73.1", "75.0", "75.0", "75.0"]  # 9 of 12 right, one video per class
+    assert rows["Temporal"] == ["81.0", "78.8", "75.0", "75.0", "75.0"]
+    assert rows["Fusion (averaging)"][:3] == ["85.9", "82.0", "91.7"]
+    assert rows["Fusion (SVM)"][:3] == ["87.0", "—", "83.3"]
+    assert rows["Fusion by averaging (bi-directional flow)"][:3] == ["85.6", "—", "not run"]
+    assert 'Fusion (averaging): compared with the paper\'s "Fusion by averaging (uni-directional flow)"' in markdown
+    assert "do not apply" not in markdown and "mean softmax" in markdown and "Crammer and Singer" in markdown
+    assert "Simonyan et al. 2014: " in markdown and "Seed repository: " in markdown
+    assert "1 skipped" in markdown and "- v_Gone_g01_c01" in markdown
+    # The final row is the SVM's: the confusion matrix and the misclassified list are about it.
+    assert saved["final"] == "svm" and saved["num_classes"] == 101 and saved["settings"]["num_classes"] == 101
+    assert saved["references"] == "split1" and saved["skipped"] == ["v_Gone_g01_c01"]
+    assert saved["results"]["fusion"]["top1"] == pytest.approx(11 / 12) and saved["results"]["svm"]["classes"] == 101
+    wrong = read_csv(tmp_path / "misclassified.csv")
+    assert wrong[0] == ["video", "true_class", "svm_prediction", "svm_score", "spatial_prediction",
+                        "temporal_prediction", "fusion_prediction"]
+    assert [row[0] for row in wrong[1:]] == videos[:2] and wrong[1][2] == classes[1]
+    per_class = read_csv(tmp_path / "per_class.csv")
+    assert per_class[0][2:] == ["spatial_accuracy", "temporal_accuracy", "fusion_accuracy", "svm_accuracy",
+                                "fusion_gain_over_better_stream"]
+    assert per_class[1] == ["Class000", "1", "100.0", "0.0", "0.0", "0.0", "-100.0"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+def test_write_report_never_compares_a_limited_run_with_the_papers_figures(tmp_path):
+    videos, labels, classes, scores = report_inputs(10)
+    for name, settings in (("ten_classes", FULL_RUN),  # ucf101 split 1 in name, 10 classes in truth
+                           ("synthetic", {**FULL_RUN, "dataset": "synthetic"})):
+        table = evaluation.write_report(tmp_path / name, videos, labels, classes, scores, settings, "vote",
+                                        (1.0, 1.5), [])
+        markdown, rows, saved = read_report(tmp_path / name)
+        assert list(rows) == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
+        assert all(row[:2] == ["—", "—"] for row in rows.values())
+        assert not any(str(figure) in table for figure in (72.7, 81.0, 85.9, 85.6, 87.0))
+        assert "do not apply" in markdown and "voting" in markdown and "1 : 1.5" in markdown
+        assert saved["references"] is None and saved["num_classes"] == 10
+    assert "10 classes where ucf101 has 101" in read_report(tmp_path / "ten_classes")[0]
+
+
+def test_write_report_on_one_stream(tmp_path):
+    videos, labels, classes, scores = report_inputs(10)
+    table = evaluation.write_report(tmp_path, videos, labels, classes, {"temporal": scores["temporal"]},
+                                    {**FULL_RUN, "max_videos": 12, "num_classes": 101}, "mean", None, [])
+    markdown, rows, saved = read_report(tmp_path)
+    assert list(rows) == ["Temporal"] and rows["Temporal"][:3] == ["—", "—", "75.0"]
+    assert saved["final"] == "temporal" and "12 test videos only" in markdown and "Classes gaining" not in markdown
+    assert "Fusion" not in table
+    with pytest.raises(ValueError, match="unknown result rows"):
+        evaluation.write_report(tmp_path, videos, labels, classes, {"late": scores["fusion"]}, FULL_RUN, "mean",
+                                None, [])
+    with pytest.raises(ValueError, match="shape"):
+        evaluation.write_report(tmp_path, videos[:5], labels[:5], classes, scores, FULL_RUN, "mean", None, [])
+
+
+def write_split_metrics(results_dir, split, results, **settings):
+    folder = results_dir / f"ucf101_split{split}"
+    folder.mkdir(parents=True)
+    with open(folder / "metrics.json", "w") as f:
+        json.dump({"results": results, "settings": {**FULL_RUN, "num_classes": 101, "split": split, **settings}}, f)
+
+
+def test_write_splits_mean_averages_the_split_runs_found(tmp_path):
+    write_split_metrics(tmp_path, 1, split_results(0.5, rows=("spatial", "temporal", "fusion", "svm")))
+    assert evaluation.write_splits_mean(str(tmp_path), "ucf101") is None  # one split: nothing to average
+    assert not (tmp_path / "ucf101_mean").exists()
+    write_split_metrics(tmp_path, 3, split_results(0.7))
+    markdown = evaluation.write_splits_mean(str(tmp_path), "ucf101")
+    rows = table_rows("\n".join(line for line in markdown.splitlines() if line.startswith("|")))
+    assert [row[:4] for row in rows[2:]] == [["Spatial", "—", "—", "60.0"], ["Temporal", "—", "—", "70.0"],
+                                             ["Fusion (averaging)", "—", "—", "80.0"],
+                                             ["Fusion (SVM)", "—", "—", "not run"]]
+    assert "split 2 missing" in markdown and "Left out, as not every split has them: Fusion (SVM)." in markdown
+    with open(tmp_path / "ucf101_mean" / "results.md") as f:
+        assert f.read() == markdown
+
+    write_split_metrics(tmp_path, 2, split_results(0.6))
+    markdown = evaluation.write_splits_mean(str(tmp_path), "ucf101")
+    assert "| Fusion (averaging) | 86.9 | — | 80.0 |" in markdown and "Simonyan et al. 2014: " in markdown
+    assert "Seed repository: " not in markdown  # the seed reported split 1 only
+    with open(tmp_path / "ucf101_mean" / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved["references"] == "mean" and saved["results"]["spatial"]["splits"] == [1, 2, 3]
+    assert saved["results"]["spatial"]["top1"] == pytest.approx(0.6)
+
+
+def test_write_splits_mean_compares_limited_runs_with_nothing_and_names_bad_files(tmp_path):
+    for split in (1, 2):
+        write_split_metrics(tmp_path, split, split_results(0.5))
+    write_split_metrics(tmp_path, 3, split_results(0.5), max_videos=50)
+    markdown = evaluation.write_splits_mean(str(tmp_path), "ucf101")
+    assert "73.0" not in markdown and "part of its classes or test videos" in markdown
+    write_split_metrics(tmp_path / "other", 1, split_results(0.5))
+    write_split_metrics(tmp_path / "other", 2, split_results(0.5, classes=10), num_classes=10)
+    with pytest.raises(ucf101.DataError, match=r"ucf101_split2/metrics.json.*same classes"):
+        evaluation.write_splits_mean(str(tmp_path / "other"), "ucf101")
+    (tmp_path / "ucf101_split2" / "metrics.json").write_text("{")
+    with pytest.raises(ucf101.DataError, match=r"ucf101_split2/metrics.json: not a metrics.json"):
+        evaluation.write_splits_mean(str(tmp_path), "ucf101")

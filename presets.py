@@ -1,47 +1,55 @@
-"""Every dataset's settings in one plain table, and the command-line flags that set them: the paper's for UCF-101, small and fast ones for
-the generated mini dataset. Each script takes its flag defaults from its part of the table
+"""Every dataset's settings in one plain table, and the command-line flags that set them: the
+paper's for UCF-101 and HMDB-51, small and fast ones for the generated mini datasets. Each script takes its flag defaults from its part of the table
 (data, spatial, temporal, test, demo), and the same values write its --help, so the two never
 disagree. A flag given on the command line always wins. Nothing here imports Keras, so every
 script's --help is instant.
 
-The UCF-101 values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD with momentum
+The PAPER values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD with momentum
 0.9 and weight decay 5e-4 at batch 256; from scratch (temporal) learning rate 1e-2, 1e-3 after
 50k iterations, 1e-4 after 70k, stop at 80k; fine-tuning (spatial) 1e-2, 1e-3 after 14k, stop at
 20k; 25 samples x 10 crops per test video. README "Where this differs from the paper" lists the
-synthetic preset's departures and why.
+mini presets' departures and why.
 """
 import os
 
-DATASETS = ("ucf101", "synthetic")
+DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
 NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
-EVAL_CROPS = ("center", "10")
-AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
+EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
+AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)
 
+# The paper's settings, for UCF-101 and HMDB-51 alike.
+PAPER = {
+    "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5,
+                    phase1_optimizer="sgd", phase1_lr=1e-2, phase1_lr_drops=[14000], phase1_iterations=20000,
+                    phase2_lr=1e-3, phase2_lr_drops=[14000], phase2_iterations=20000),
+    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, norm="lrn", dropout=0.9,
+                     lr=1e-2, lr_drops=[50000, 70000], iterations=80000),
+    "test": dict(crops="10"),
+}
+# The generated mini datasets: ~200 training videos of 6-12 classes at 128x96, trained in minutes on
+# 2 CPU cores. No ImageNet weights offline: a random InceptionV3 base
+# (models.calibrate_random_batchnorm) whose frozen features the new top learns from faster with
+# RMSprop; centre crops only at test time, to keep the run short (README: where this differs).
+MINI = {
+    "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5,
+                    phase1_optimizer="rmsprop", phase1_lr=3e-3, phase1_lr_drops=[], phase1_iterations=420,
+                    phase2_lr=1e-4, phase2_lr_drops=[], phase2_iterations=56),
+    "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, norm="lrn", dropout=0.5,
+                     lr=1e-2, lr_drops=[200, 260], iterations=300),
+    "test": dict(crops="center"),
+}
 PRESETS = {
-    "ucf101": {
-        "data": dict(data_dir="data/ucf101", splits_dir="splits", checkpoints="checkpoints/ucf101"),
-        "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5,
-                        phase1_optimizer="sgd", phase1_lr=1e-2, phase1_lr_drops=[14000], phase1_iterations=20000,
-                        phase2_lr=1e-3, phase2_lr_drops=[14000], phase2_iterations=20000),
-        "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, norm="lrn", dropout=0.9,
-                         lr=1e-2, lr_drops=[50000, 70000], iterations=80000),
-        "test": dict(crops="10"),
-    },
-    # 216 training videos of 12 classes at 128x96, trained in minutes on 2 CPU cores. No ImageNet
-    # weights offline: a random InceptionV3 base (models.calibrate_random_batchnorm) whose frozen
-    # features the new top learns from faster with RMSprop (measured: see README).
-    "synthetic": {
-        "data": dict(data_dir="data/synthetic", splits_dir="data/synthetic/splits", checkpoints="checkpoints/synthetic"),
-        "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5,
-                        phase1_optimizer="rmsprop", phase1_lr=3e-3, phase1_lr_drops=[], phase1_iterations=420,
-                        phase2_lr=1e-4, phase2_lr_drops=[], phase2_iterations=56),
-        "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, norm="lrn", dropout=0.5,
-                         lr=1e-2, lr_drops=[200, 260], iterations=300),
-        "test": dict(crops="center"),
-    },
+    "ucf101": {"data": dict(data_dir="data/ucf101", splits_dir="splits", checkpoints="checkpoints/ucf101"), **PAPER},
+    "hmdb51": {"data": dict(data_dir="data/hmdb51", splits_dir="data/hmdb51/splits",
+                            checkpoints="checkpoints/hmdb51"), **PAPER},
+    "synthetic": {"data": dict(data_dir="data/synthetic", splits_dir="data/synthetic/splits",
+                               checkpoints="checkpoints/synthetic"), **MINI},
+    # HMDB-51's layout, clip names and official split files, with other classes (synthetic.generate_hmdb51).
+    "synthetic_hmdb": {"data": dict(data_dir="data/synthetic_hmdb", splits_dir="data/synthetic_hmdb/splits",
+                                    checkpoints="checkpoints/synthetic_hmdb"), **MINI},
 }
 
 
@@ -51,9 +59,12 @@ def values(dataset, script):
 
 
 def describe(script, key):
-    """'ucf101: 224; synthetic: 80', the preset values of one flag, or None if no preset sets it."""
-    shown = [f"{name}: {show(values(name, script)[key])}" for name in DATASETS if key in values(name, script)]
-    return "; ".join(shown) or None
+    """'ucf101, hmdb51: 224; synthetic, synthetic_hmdb: 80', the preset values of one flag, or None."""
+    by_value = {}
+    for name in DATASETS:
+        if key in values(name, script):
+            by_value.setdefault(show(values(name, script)[key]), []).append(name)
+    return "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items()) or None
 
 
 def show(value):
@@ -73,8 +84,9 @@ def add_flag(parser, script, flag, help, **kwargs):
 
 def add_dataset_flags(parser, script):
     """--dataset, --split and the folders, which every script shares."""
-    add_flag(parser, script, "--dataset", "ucf101, or the generated mini dataset (synthetic) with small, fast "
-             "settings; sets the defaults shown as 'ucf101: ...; synthetic: ...'", choices=DATASETS, default="ucf101")
+    add_flag(parser, script, "--dataset", "ucf101 or hmdb51 with the paper's settings, or a generated mini dataset "
+             "(synthetic: UCF-101's layout; synthetic_hmdb: HMDB-51's) with small, fast ones; it sets the "
+             "defaults listed per dataset below", choices=DATASETS, default="ucf101")
     add_flag(parser, script, "--split", "which of the three official splits", type=int, choices=(1, 2, 3), default=1)
     add_flag(parser, script, "--data-dir", "folder holding jpegs_256/ and tvl1_flow/")
     add_flag(parser, script, "--splits-dir", "folder holding classInd.txt and the split lists")

@@ -1,5 +1,9 @@
-"""models.py: layer shapes and parameter counts, training phases, cross-modality initialisation,
-the normalisation inside the models, saving and loading. Runs with the TensorFlow or JAX backend."""
+"""models.py: layer shapes and parameter counts, local response normalisation, training phases,
+BatchNorm calibration, cross-modality initialisation, the normalisation inside the models, saving
+and loading. Runs with the TensorFlow or JAX backend."""
+import inspect
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -17,7 +21,7 @@ def test_cnn_m_2048_shapes_at_224_match_the_paper():
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert model.input_shape == (None, 224, 224, 20)
     assert model.input.dtype == "uint8"
-    assert shapes["conv1"] == (109, 109, 96)
+    assert shapes["conv1"] == shapes["norm1"] == (109, 109, 96)
     assert shapes["pool1"] == (54, 54, 96)
     assert shapes["conv2"] == (26, 26, 256)
     assert shapes["pool2"] == (13, 13, 256)
@@ -26,6 +30,24 @@ def test_cnn_m_2048_shapes_at_224_match_the_paper():
     assert shapes["full6"] == (4096,)
     assert shapes["full7"] == (2048,)
     assert shapes["predictions"] == (101,)
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.9, 0.9]
+
+    # The paper's temporal net: LRN after conv1 only, every convolution with a bias.
+    assert model.count_params() == 90_707_781
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    names = [layer.name for layer in model.layers]
+    assert names.index("conv1") < names.index("norm1") < names.index("pool1")
+    assert [type(layer) for layer in model.layers].count(models.LocalResponseNormalization) == 1
+    assert model.get_layer("conv1").activation is keras.activations.relu
+    assert model.get_layer("conv2").activation is keras.activations.relu
+
+
+def test_cnn_m_2048_batchnorm_variant():
+    model = models.temporal_model(101, image_size=224, stack_length=10, norm="batchnorm")
+    assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 512)
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)] == [
+        "conv1_norm", "conv2_norm"]
+    assert not any(isinstance(layer, models.LocalResponseNormalization) for layer in model.layers)
 
     conv1 = 7 * 7 * 20 * 96 + 4 * 96  # no bias (BatchNorm follows): gamma, beta, moving mean and variance
     conv2 = 5 * 5 * 96 * 256 + 4 * 256
@@ -35,17 +57,72 @@ def test_cnn_m_2048_shapes_at_224_match_the_paper():
     full7 = 4096 * 2048 + 2048
     softmax = 2048 * 101 + 101
     assert model.count_params() == conv1 + conv2 + conv3 + conv4 + conv5 + full6 + full7 + softmax
-    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.9, 0.9]
+    with pytest.raises(ValueError, match="unknown norm 'layernorm'; choose from lrn, batchnorm"):
+        models.temporal_model(3, image_size=64, norm="layernorm")
 
 
-def test_cnn_m_2048_works_at_the_mini_datasets_size():
-    model = models.temporal_model(12, image_size=80, stack_length=10, dropout=0.5)
+@pytest.mark.parametrize("norm", models.NORMS)
+def test_cnn_m_2048_works_at_the_mini_datasets_size(norm):
+    model = models.temporal_model(12, image_size=80, stack_length=10, dropout=0.5, norm=norm)
     assert tuple(model.get_layer("pool5").output.shape[1:]) == (2, 2, 512)
-    out = model.predict(np.full((2, 80, 80, 20), 128, np.uint8), verbose=0)
+    x = np.random.default_rng(3).integers(0, 256, (2, 80, 80, 20)).astype(np.uint8)
+    out = model.predict(x, verbose=0)
     assert out.shape == (2, 12)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(np.isfinite(out)) and not np.allclose(out[0], out[1])
     with pytest.raises(ValueError, match="too small"):
         models.temporal_model(3, image_size=40, stack_length=1)
+
+
+# ---------------------------------------------------------------------------- local response normalisation
+
+def local_response_normalization(x, **kwargs):
+    return keras.ops.convert_to_numpy(models.LocalResponseNormalization(**kwargs)(np.asarray(x, np.float32)))
+
+
+def test_lrn_by_hand_on_every_backend():
+    # Channel c is divided by (2 + 1e-4 * sum of squares of channels c-2..c+2) ** 0.75, zeros past the edges.
+    a = np.array([100.0, 0.0, 200.0, -300.0, 50.0, 10.0, 0.0], np.float32)
+    squares = a ** 2
+    sums = [squares[0] + squares[1] + squares[2],  # channel 0: channels 0..2
+            squares[:4].sum(),  # channel 1: 0..3
+            squares[:5].sum(),  # channel 2: 0..4
+            squares[1:6].sum(),  # channel 3: 1..5
+            squares[2:7].sum(),  # channel 4: 2..6
+            squares[3:7].sum(),  # channel 5: 3..6
+            squares[4:7].sum()]  # channel 6: 4..6
+    expected = a / (2 + 1e-4 * np.array(sums)) ** 0.75
+    assert expected[3] == pytest.approx(-300 / (2 + 1e-4 * 132_600) ** 0.75)  # 0 + 4e4 + 9e4 + 2500 + 100
+    x = np.zeros((2, 3, 2, 7), np.float32)
+    x[1, 2, 1] = a  # one pixel of the second sample; the other pixels stay 0 and do not mix in
+    out = local_response_normalization(x)
+    np.testing.assert_allclose(out[1, 2, 1], expected, rtol=1e-5)
+    out[1, 2, 1] = 0
+    np.testing.assert_array_equal(out, 0)
+    np.testing.assert_allclose(local_response_normalization(a[None], depth_radius=0, bias=1, alpha=1, beta=0.5),
+                               [a / np.sqrt(1 + a ** 2)], rtol=1e-5)
+
+
+def test_lrn_matches_tensorflows():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.nn.local_response_normalization needs the TensorFlow backend")
+    import tensorflow as tf
+
+    x = np.random.default_rng(4).normal(0, 100, (2, 5, 6, 96)).astype(np.float32)
+    expected = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75).numpy()
+    assert not np.allclose(expected, x / 2 ** 0.75, rtol=1e-2)  # the neighbours' squares matter here
+    np.testing.assert_allclose(local_response_normalization(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_config_round_trips_and_runs_in_float32_under_mixed_precision():
+    layer = models.LocalResponseNormalization(depth_radius=1, bias=1.0, alpha=0.5, beta=0.5, name="lrn")
+    clone = models.LocalResponseNormalization.from_config(layer.get_config())
+    assert (clone.depth_radius, clone.bias, clone.alpha, clone.beta, clone.name) == (1, 1.0, 0.5, 0.5, "lrn")
+    x = np.full((1, 1, 1, 5), 1000.0, np.float16)  # its squares (1e6) overflow float16
+    out = keras.ops.convert_to_numpy(models.LocalResponseNormalization(dtype="mixed_float16")(x))
+    assert out.dtype == np.float16
+    square_sums = np.array([3e6, 4e6, 5e6, 4e6, 3e6])  # 3, 4, 5, 4, 3 channels in each window
+    np.testing.assert_allclose(out[0, 0, 0], 1000 / (2 + 1e-4 * square_sums) ** 0.75, rtol=2e-3)
 
 
 # ---------------------------------------------------------------------------- normalisation
@@ -145,17 +222,52 @@ def test_frozen_batchnorm_runs_in_inference_mode(spatial):
     models.set_spatial_phase(spatial, 1)
 
 
-def test_random_base_batchnorm_calibration_restores_the_feature_scale():
+@pytest.fixture(scope="module")
+def calibrated():
+    """A random-weight spatial model, its batch and its features before calibration."""
     model = models.spatial_model(3, image_size=SMALL, weights="none")
-    x = np.random.default_rng(1).integers(0, 256, (8, SMALL, SMALL, 3)).astype(np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (4, SMALL, SMALL, 3)).astype(np.uint8)
     features = keras.Model(model.input, model.get_layer("avg_pool").output)
-    before = np.std(features.predict(x, verbose=0))
+    before = features.predict(x, verbose=0)
     models.calibrate_random_batchnorm(model, x)
-    after = np.std(features.predict(x, verbose=0))
-    assert before < 1e-2 < 0.1 < after < 10
+    return model, x, before
+
+
+def test_random_base_batchnorm_calibration_restores_the_feature_scale(calibrated):
+    model, x, before = calibrated
+    features = keras.Model(model.input, model.get_layer("avg_pool").output)
+    after = features.predict(x, verbose=0)
+    assert np.std(before) < 1e-2 < 0.1 < np.std(after) < 10
     norms = [layer for layer in models.all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    assert all("_moments" not in vars(layer) and layer.momentum == 0.99 for layer in norms)
+    assert len(norms) == 94
+    assert all(type(layer) is keras.layers.BatchNormalization and layer.momentum == 0.99 for layer in norms)
     assert all(np.all(keras.ops.convert_to_numpy(layer.moving_mean) == 0) for layer in norms)
+
+
+def test_batchnorm_calibration_sets_each_variance_to_its_inputs_mean_square_layer_after_layer(calibrated):
+    model, x, _ = calibrated
+    base = model.get_layer("inception_v3")
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    pre = models.inception_preprocessing()(x)
+    for norm in (norms[0], norms[1], norms[-1]):
+        # Its input, computed by the calibrated layers before it in inference mode.
+        inputs = keras.ops.convert_to_numpy(keras.Model(base.input, norm.input)(pre, training=False))
+        mean_square = np.mean(np.square(inputs), axis=(0, 1, 2))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_variance), mean_square, rtol=1e-4)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(norm.moving_mean), 0)
+    # Layer after layer: the second layer's input depends on the first layer's calibration.
+    first_variance = keras.ops.convert_to_numpy(norms[0].moving_variance)
+    assert np.all(first_variance < 0.5)  # far from its initial 1
+    norms[0].moving_variance.assign(np.ones_like(first_variance))
+    uncalibrated = keras.ops.convert_to_numpy(keras.Model(base.input, norms[1].input)(pre, training=False))
+    norms[0].moving_variance.assign(first_variance)  # the fixture is shared
+    assert not np.allclose(np.mean(np.square(uncalibrated), axis=(0, 1, 2)),
+                           keras.ops.convert_to_numpy(norms[1].moving_variance), rtol=0.1)
+
+
+def test_models_py_uses_no_private_keras_attribute():
+    source = inspect.getsource(models)
+    assert not re.findall(r"\._[a-z]", source)
 
 
 # ---------------------------------------------------------------------------- cross-modality
@@ -205,15 +317,18 @@ def test_missing_weights_file_and_offline_imagenet_give_clear_errors(monkeypatch
         models.load_model(str(tmp_path / "missing.keras"))
 
 
-def test_saved_model_reloads_and_predicts_the_same(tmp_path):
-    model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
+@pytest.mark.parametrize("norm", models.NORMS)
+def test_saved_model_reloads_and_predicts_the_same(tmp_path, norm):
+    model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5, norm=norm)
     x = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 4)).astype(np.uint8)
     model.compile("sgd", loss="sparse_categorical_crossentropy")
-    model.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)  # moves the BatchNorm statistics off their start
+    model.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)  # moves the weights (and BatchNorm statistics)
     path = str(tmp_path / "temporal.keras")
     model.save(path)
     loaded = models.load_model(path)
     assert isinstance(loaded.get_layer("flow_normalization"), models.FlowNormalization)
+    if norm == "lrn":
+        assert isinstance(loaded.get_layer("norm1"), models.LocalResponseNormalization)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
@@ -222,6 +337,7 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
     try:
         model = models.temporal_model(3, image_size=64, stack_length=1)
         assert model.get_layer("conv1").compute_dtype == "float16"
+        assert model.get_layer("norm1").compute_dtype == "float16"  # computed in float32 inside
         assert model.get_layer("flow_normalization").compute_dtype == "float32"
         assert model.output.dtype == "float32"
     finally:

@@ -15,7 +15,7 @@ they are computed in results/<run>/scores_<stream>[_train].npz: an interrupted r
 resumes where it stopped, scores of another model file are computed again, and --from-scores
 redoes aggregation and fusion without any model. Also written there: results.md (the table),
 per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more than one split has
-results, results/<dataset>_splits.md, the mean over the splits.
+results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the splits.
 """
 import argparse
 import os
@@ -135,7 +135,9 @@ def saved_scores(path, settings, classes):
     loaded = evaluation.load_scores(path)
     saved = loaded["settings"]
     differ = [f"{key}: saved {saved.get(key)!r}, now {settings[key]!r}" for key in REUSE_SETTINGS
-              if saved.get(key) != settings[key]]
+              if key != "fingerprint" and saved.get(key) != settings[key]]
+    if saved.get("model") == settings["model"] and saved.get("fingerprint") != settings["fingerprint"]:
+        differ.append(f"the model file {settings['model']} changed after they were computed: other size or mtime")
     if differ or loaded["classes"] != classes:
         raise DataError(f"{path}: holds scores computed differently ({', '.join(differ) or 'other classes'}). "
                         "Pass --overwrite to compute them again, or --run-name to keep both")
@@ -173,7 +175,8 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
                 finally:
                     save(partial)  # what is done survives Ctrl-C and crashes
                 progress.update(len(chunk))
-    save(final)
+    if todo or not os.path.exists(final):  # scores reused whole are left as they are
+        save(final)
     if os.path.exists(partial):
         os.remove(partial)
     return np.stack([done[v.name][1] for v in videos])

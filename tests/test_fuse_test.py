@@ -1,5 +1,6 @@
 """fuse_test.py end to end on a tiny fake dataset with tiny untrained models: outputs, scores,
---from-scores, resume after an interruption, missing data, class checks."""
+SVM fusion on training-list scores, --from-scores, resume after an interruption, cached scores
+tied to the model file, class limits and the published figures, the mean over splits, missing data."""
 import csv
 import json
 import os
@@ -8,32 +9,47 @@ import shutil
 import numpy as np
 import pytest
 
+import checkpoints
+import errors
 import evaluation
 import fakedata
 import fuse_test
 import generators
 import models
+import presets
 import ucf101
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
 SAMPLES = 3
+TEST_VIDEOS = [f"v_{c}_g01_c01" for c in CLASSES]  # fakedata: group 1 is split 1's test list, group 8 its training list
+TRAIN_VIDEOS = [f"v_{c}_g08_c01" for c in CLASSES]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Whatever a run writes to a relative path (results/ by default) lands in the test's own folder."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A fake dataset (3 classes, 1 test video each) and tiny checkpoints in the training layout."""
+    """A fake dataset (3 classes, 1 test and 1 training video each) and tiny checkpoints in the training layout."""
     root = tmp_path_factory.mktemp("fuse")
     data = str(root / "data")
     splits = fakedata.write_dataset(data, CLASSES)
-    checkpoints = root / "checkpoints"
-    built = {"spatial": (models.spatial_model(len(CLASSES), image_size=SPATIAL_SIZE, weights="none"), SPATIAL_SIZE),
-             "temporal": (models.temporal_model(len(CLASSES), image_size=TEMPORAL_SIZE, stack_length=STACK),
-                          TEMPORAL_SIZE)}
-    for stream, (model, size) in built.items():
-        sharpen(model)
-        write_checkpoint(checkpoints / stream, model, stream, size, data, splits)
-    return {"root": root, "data": data, "splits": splits, "checkpoints": str(checkpoints)}
+    folder = root / "checkpoints"
+    write_checkpoint(folder / "spatial", spatial_model(len(CLASSES)), "spatial", SPATIAL_SIZE, splits)
+    write_checkpoint(folder / "temporal", temporal_model(len(CLASSES)), "temporal", TEMPORAL_SIZE, splits)
+    return {"root": root, "data": data, "splits": splits, "checkpoints": str(folder)}
+
+
+def spatial_model(num_classes):
+    return sharpen(models.spatial_model(num_classes, image_size=SPATIAL_SIZE, weights="none"))
+
+
+def temporal_model(num_classes):
+    return sharpen(models.temporal_model(num_classes, image_size=TEMPORAL_SIZE, stack_length=STACK))
 
 
 def sharpen(model, factor=1000.0):
@@ -41,24 +57,34 @@ def sharpen(model, factor=1000.0):
     top = model.get_layer("predictions")
     kernel, bias = top.get_weights()
     top.set_weights([kernel * factor, bias])
+    return model
 
 
-def write_checkpoint(folder, model, stream, image_size, data, splits, classes_file=None):
+def write_checkpoint(folder, model, stream, image_size, splits, classes_file=None):
+    """last.keras (an empty file when model is None), config.json and classInd.txt, as training leaves them."""
     os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, checkpoints.MODEL_FILE)
     if model is None:
-        open(folder / "best.keras", "w").close()
+        open(path, "w").close()
     else:
-        model.save(folder / "best.keras")
-    with open(folder / "config.json", "w") as f:
+        model.save(path)
+    with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump({"stream": stream, "image_size": image_size, "stack_length": STACK, "dataset": "synthetic",
-                   "split": 1, "data_dir": data, "splits_dir": splits, "frame_size": [64, 48]}, f)
-    shutil.copy(classes_file or os.path.join(splits, "classInd.txt"), folder / "classInd.txt")
+                   "split": 1, "frame_size": [64, 48]}, f)
+    shutil.copy(classes_file or os.path.join(splits, "classInd.txt"), os.path.join(folder, "classInd.txt"))
+    return path
 
 
-def cli(setup, *extra, results="results"):
+def cli(setup, *extra, results=None, checkpoints_dir=None):
+    results = results or str(setup["root"] / "results")
     return ["--dataset", "synthetic", "--data-dir", setup["data"], "--splits-dir", setup["splits"],
-            "--checkpoints", setup["checkpoints"], "--results-dir", str(setup["root"] / results),
+            "--checkpoints", checkpoints_dir or setup["checkpoints"], "--results-dir", str(results),
             "--samples", str(SAMPLES), "--workers", "1", *extra]
+
+
+def run(argv):
+    """The exit code the script gives: 0, 2 for a DataError, 130 for Ctrl-C."""
+    return errors.run(fuse_test.main, argv)
 
 
 def table_rows(markdown):
@@ -68,181 +94,343 @@ def table_rows(markdown):
     return {row[0]: row[1:] for row in rows[1:]}
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_csv(path):
     with open(path) as f:
         return list(csv.reader(f))
 
 
+def aggregated(folder, subset="test"):
+    """{stream: mean softmax video scores [V, C]} of the score files in `folder`."""
+    return {s: evaluation.aggregate(evaluation.load_scores(fuse_test.scores_path(folder, s, subset))["scores"])
+            for s in fuse_test.STREAMS}
+
+
 @pytest.fixture(scope="module")
 def full_run(setup):
-    """Both streams, 10 crops: the run the other tests compare with."""
-    code = fuse_test.main(cli(setup, "--crops", "10", "--batch-size", "16"))
-    assert code == 0
+    """Both streams, 10 crops, the 3 videos in one batch, SVM fusion: the run the other tests compare with."""
+    assert run(cli(setup, "--crops", "10", "--batch-size", str(3 * SAMPLES * 10))) == 0
     return str(setup["root"] / "results" / "synthetic_split1")
 
 
-def test_every_flag_has_help():
-    for action in fuse_test.parser._actions:
+# ---------------------------------------------------------------------------- flags
+
+def test_every_flag_has_help(monkeypatch):
+    parsers = []
+    real_parse = presets.parse
+    monkeypatch.setattr(presets, "parse", lambda parser, *a: parsers.append(parser) or real_parse(parser, *a))
+    fuse_test.parse_args([])
+    for action in parsers[0]._actions:
         assert action.help, f"{action.option_strings} has no help text"
 
 
 def test_dataset_presets_and_default_run_names():
-    args = fuse_test.parser.parse_args(["--dataset", "synthetic", "--class-limit", "5"])
-    assert fuse_test.resolve_paths(args) == os.path.join("results", "synthetic_split1_classes5")
+    args = fuse_test.parse_args(["--dataset", "synthetic", "--class-limit", "5", "--max-videos", "20"])
+    assert fuse_test.run_dir_of(args) == os.path.join("results", "synthetic_split1_classes5_videos20")
     assert (args.data_dir, args.splits_dir, args.checkpoints, args.crops) == (
         "data/synthetic", "data/synthetic/splits", "checkpoints/synthetic", "center")
-    args = fuse_test.parser.parse_args(["--split", "2", "--crops", "center", "--data-dir", "elsewhere"])
-    assert fuse_test.resolve_paths(args) == os.path.join("results", "ucf101_split2")
-    assert (args.data_dir, args.splits_dir, args.crops, args.samples) == ("elsewhere", "splits", "center", 25)
-    args = fuse_test.parser.parse_args(["--from-scores", "results/old"])
-    assert fuse_test.resolve_paths(args) == "results/old" and args.crops == "10"
+    args = fuse_test.parse_args(["--split", "2", "--crops", "center", "--data-dir", "elsewhere"])
+    assert fuse_test.run_dir_of(args) == os.path.join("results", "ucf101_split2")
+    assert (args.data_dir, args.splits_dir, args.crops, args.samples, args.no_svm) == (
+        "elsewhere", "splits", "center", 25, False)
+    args = fuse_test.parse_args(["--from-scores", "results/old"])
+    assert fuse_test.run_dir_of(args) == "results/old" and args.crops == "10"
+    args = fuse_test.parse_args(["--from-scores", "results/old", "--run-name", "voted", "--results-dir", "out"])
+    assert fuse_test.run_dir_of(args) == os.path.join("out", "voted")
+    with pytest.raises(SystemExit):
+        fuse_test.parse_args(["--save-every", "0"])
 
 
-def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run, capsys):
+# ---------------------------------------------------------------------------- a whole run
+
+def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     for name in ("results.md", "per_class.csv", "confusion.png", "misclassified.csv", "metrics.json",
-                 "scores_spatial.npz", "scores_temporal.npz"):
+                 "scores_spatial.npz", "scores_temporal.npz", "scores_spatial_train.npz", "scores_temporal_train.npz"):
         assert os.path.isfile(os.path.join(full_run, name)), name
-    assert not os.path.exists(os.path.join(full_run, "scores_spatial.partial.npz"))
-    with open(os.path.join(full_run, "results.md")) as f:
-        markdown = f.read()
+    assert not [name for name in os.listdir(full_run) if "partial" in name or name.endswith(".tmp")]
+    markdown = read_text(os.path.join(full_run, "results.md"))
     rows = table_rows(markdown)
     assert list(rows) == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
     assert rows["Spatial"][:2] == ["—", "—"]  # references do not apply to the synthetic dataset
-    assert "do not apply" in markdown and "mean softmax" in markdown
+    assert "do not apply" in markdown and "mean softmax" in markdown and "10 crops" in markdown
 
     # The table's numbers are those of the saved scores.
-    spatial, temporal = (evaluation.load_scores(os.path.join(full_run, f"scores_{s}.npz"))
-                         for s in ("spatial", "temporal"))
-    assert spatial["videos"] == [f"v_{c}_g01_c01" for c in CLASSES] and list(spatial["labels"]) == [0, 1, 2]
+    spatial, temporal = (evaluation.load_scores(fuse_test.scores_path(full_run, s)) for s in fuse_test.STREAMS)
+    assert spatial["videos"] == TEST_VIDEOS and list(spatial["labels"]) == [0, 1, 2]
     assert spatial["scores"].shape == (3, SAMPLES, 3) and temporal["scores"].shape == (3, SAMPLES, 3)
     np.testing.assert_allclose(spatial["scores"].sum(axis=2), 1.0, rtol=1e-5)
-    fused = evaluation.fuse([evaluation.aggregate(spatial["scores"]), evaluation.aggregate(temporal["scores"])])
+    assert spatial["settings"]["num_classes"] == 3 and spatial["settings"]["samples"] == SAMPLES
+    assert spatial["settings"]["fingerprint"] == checkpoints.fingerprint(
+        os.path.join(setup["checkpoints"], "spatial", "last.keras"))
+    video = aggregated(full_run)
+    fused = evaluation.fuse([video["spatial"], video["temporal"]])
     expected = evaluation.metrics(spatial["labels"], fused)
     assert rows["Fusion (averaging)"][2] == evaluation.percent(expected["top1"])
     assert rows["Fusion (averaging)"][4] == evaluation.percent(expected["mean_class"])
+    assert read_json(os.path.join(full_run, "metrics.json"))["results"]["fusion"] == pytest.approx(expected, nan_ok=True)
 
     per_class = read_csv(os.path.join(full_run, "per_class.csv"))
     assert [row[:2] for row in per_class[1:]] == [[c, "1"] for c in CLASSES]
-    wrong = [row[0] for row in read_csv(os.path.join(full_run, "misclassified.csv"))[1:]]
-    assert wrong == [v for v, y, s in zip(spatial["videos"], spatial["labels"], fused) if s.argmax() != y]
     with open(os.path.join(full_run, "confusion.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
+    """The training list is scored like the test list, and the SVM trained on it fills the table's last row."""
+    for stream in fuse_test.STREAMS:
+        train = evaluation.load_scores(fuse_test.scores_path(full_run, stream, "train"))
+        assert train["videos"] == TRAIN_VIDEOS and list(train["labels"]) == [0, 1, 2]
+        assert train["scores"].shape == (3, SAMPLES, 3) and train["settings"]["crops"] == "10"
+    labels = evaluation.load_scores(fuse_test.scores_path(full_run, "spatial", "train"))["labels"]
+    svm = evaluation.svm_fit(aggregated(full_run, "train"), labels)
+    expected = evaluation.metrics([0, 1, 2], evaluation.svm_scores(svm, aggregated(full_run)))
+    saved = read_json(os.path.join(full_run, "metrics.json"))
+    assert saved["final"] == "svm" and saved["results"]["svm"] == pytest.approx(expected, nan_ok=True)
+    svm_row = table_rows(read_text(os.path.join(full_run, "results.md")))["Fusion (SVM)"]
+    assert svm_row[2] == evaluation.percent(expected["top1"]) and svm_row[2] != "not run"
+
+
+def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
+    """--no-svm: the SVM row says "not run" and not one training video is scored (models faked: only the flow matters)."""
+    scored = []
+
+    def fake_predict(model, videos, args, stream, config):
+        scored.extend(v.name for v in videos)
+        return np.full((len(videos), args.samples, len(CLASSES)), 1 / len(CLASSES), np.float32)
+
+    monkeypatch.setattr(checkpoints, "load", lambda path, stream: (None, None, None))
+    monkeypatch.setattr(fuse_test, "predict_videos", fake_predict)
+    assert run(cli(setup, "--no-svm", results=tmp_path)) == 0
+    folder = tmp_path / "synthetic_split1"
+    assert sorted(scored) == sorted(TEST_VIDEOS * 2)
+    assert not list(folder.glob("*_train*"))
+    assert table_rows(read_text(folder / "results.md"))["Fusion (SVM)"][2] == "not run"
+
+    scored.clear()  # the same faked run without --no-svm scores the training list, for both streams
+    assert run(cli(setup, "--run-name", "with_svm", results=tmp_path)) == 0
+    assert sorted(scored) == sorted((TEST_VIDEOS + TRAIN_VIDEOS) * 2)
+
+
 def test_saved_scores_are_the_models_softmax_with_crops_averaged(setup, full_run):
-    """Video 2's spatial scores equal the model's softmax of its 3 samples x 10 crops, averaged over crops."""
-    videos = ucf101.load_index(setup["data"], setup["splits"], 1, "test")
-    sequence = generators.TestSequence(videos, setup["data"], "spatial", samples=SAMPLES, crops="10",
-                                       image_size=SPATIAL_SIZE)
-    x, index = sequence[2]
-    assert x.shape == (SAMPLES * 10, SPATIAL_SIZE, SPATIAL_SIZE, 3) and set(index) == {2}
-    model = models.load_model(os.path.join(setup["checkpoints"], "spatial", "best.keras"))
-    expected = np.asarray(model.predict_on_batch(x)).reshape(SAMPLES, 10, -1).mean(axis=1)
-    saved = evaluation.load_scores(os.path.join(full_run, "scores_spatial.npz"))["scores"][2]
-    np.testing.assert_allclose(saved, expected, atol=1e-5)
+    """Video 2's spatial scores (test and training list) equal the model's softmax of its 3 frames x 10 crops,
+    averaged over crops. The fake videos differ by class colour, their frames slightly: the check would see
+    another video's scores, or the samples of each crop averaged instead of the crops of each sample."""
+    model = checkpoints.load(os.path.join(setup["checkpoints"], "spatial", "last.keras"), "spatial")[0]
+    for subset in ("test", "train"):
+        videos = ucf101.load_index(setup["data"], setup["splits"], 1, subset)
+        sequence = generators.EvalSequence(videos, setup["data"], generators.Stream("spatial", STACK),
+                                           samples=SAMPLES, crops="10", image_size=SPATIAL_SIZE)
+        x, index = sequence[2]
+        assert x.shape == (SAMPLES * 10, SPATIAL_SIZE, SPATIAL_SIZE, 3) and set(index) == {2}
+        expected = np.asarray(model.predict_on_batch(x)).reshape(SAMPLES, 10, -1).mean(axis=1)
+        saved = evaluation.load_scores(fuse_test.scores_path(full_run, "spatial", subset))
+        assert saved["videos"][2] == videos[2].name
+        np.testing.assert_allclose(saved["scores"][2], expected, atol=1e-5)
+        assert np.ptp(expected, axis=0).max() > 1e-4 and np.abs(saved["scores"][1] - expected).max() > 1e-3
 
 
 def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkeypatch):
-    def no_model(path):
+    def no_model(*args, **kwargs):
         raise AssertionError("--from-scores must not load a model")
 
+    monkeypatch.setattr(checkpoints, "load", no_model)
     monkeypatch.setattr(models, "load_model", no_model)
-    with open(os.path.join(full_run, "results.md")) as f:
-        original = f.read()
-    assert fuse_test.main(cli(setup, "--from-scores", full_run, "--run-name", "again")) == 0
-    with open(setup["root"] / "results" / "again" / "results.md") as f:
-        assert f.read() == original
-    assert fuse_test.main(cli(setup, "--from-scores", full_run, "--run-name", "voted", "--aggregate", "vote",
-                              "--fusion-weights", "1", "1.5")) == 0
-    with open(setup["root"] / "results" / "voted" / "results.md") as f:
-        voted = f.read()
+    results = setup["root"] / "results"
+    assert run(cli(setup, "--from-scores", full_run, "--run-name", "again")) == 0
+    assert read_text(results / "again" / "results.md") == read_text(os.path.join(full_run, "results.md"))
+    assert "svm" in read_json(results / "again" / "metrics.json")["results"]  # from the _train files
+    assert run(cli(setup, "--from-scores", full_run, "--run-name", "voted", "--aggregate", "vote",
+                   "--fusion-weights", "1", "1.5")) == 0
+    voted = read_text(results / "voted" / "results.md")
     assert "voting" in voted and "1 : 1.5" in voted
 
 
-def test_fusion_beats_each_stream_on_appearance_and_motion_scores(setup, tmp_path):
-    """Hand-made scores: spatial sees only the colour, temporal only the motion (2 x 2 classes)."""
+def write_cue_scores(folder, subset, seed):
+    """Hand-made scores of 20 videos of 2 x 2 classes: spatial sees only the colour, temporal only the motion."""
     classes = ["RedLeft", "RedRight", "BlueLeft", "BlueRight"]
     colour, motion = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
     labels = np.repeat(np.arange(4), 5)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for stream, cue in (("spatial", colour), ("temporal", motion)):
         scores = (cue[None, None, :] == cue[labels][:, None, None]) * 0.45 + rng.uniform(0, 0.1, (20, 5, 4))
-        evaluation.save_scores(str(tmp_path / f"scores_{stream}.npz"), [f"v{i}" for i in range(20)], labels,
+        evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset),
+                               [f"v{subset}{i}" for i in range(20)], labels,
                                scores / scores.sum(axis=2, keepdims=True), classes,
                                {"dataset": "synthetic", "split": 1, "samples": 5, "crops": "center"})
-    assert fuse_test.main(["--from-scores", str(tmp_path)]) == 0
-    with open(tmp_path / "results.md") as f:
-        rows = table_rows(f.read())
-    top1 = {name: float(cells[2]) for name, cells in rows.items() if name != "Fusion (SVM)"}
-    assert top1["Fusion (averaging)"] == 100.0
+
+
+def test_fusion_beats_each_stream_on_appearance_and_motion_scores(tmp_path):
+    write_cue_scores(tmp_path, "test", seed=0)
+    write_cue_scores(tmp_path, "train", seed=1)
+    assert run(["--from-scores", str(tmp_path), "--results-dir", str(tmp_path)]) == 0
+    rows = table_rows(read_text(tmp_path / "results.md"))
+    top1 = {name: float(cells[2]) for name, cells in rows.items()}
+    assert top1["Fusion (averaging)"] == 100.0 and top1["Fusion (SVM)"] == 100.0
     assert top1["Spatial"] < 75 and top1["Temporal"] < 75
 
+
+# ---------------------------------------------------------------------------- cached, resumed and stale scores
 
 class Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, monkeypatch):
-    real_predict = fuse_test.predict
-    calls = []
+def counting_predict(monkeypatch, fail_at=None, error=Interrupted):
+    """Patch fuse_test.predict_videos to record the videos of each call and raise `error` at call `fail_at`."""
+    real_predict, calls = fuse_test.predict_videos, []
 
-    def predict(model, images, batch_size, fail_at=None):
-        calls.append(len(images))
+    def predict(model, videos, *args):
+        calls.append([v.name for v in videos])
         if len(calls) == fail_at:
-            raise Interrupted
-        return real_predict(model, images, batch_size)
+            raise error
+        return real_predict(model, videos, *args)
 
-    # One video per predict call (samples x crops = batch size); saved after every video.
-    args = cli(setup, "--streams", "temporal", "--crops", "10", "--batch-size", str(SAMPLES * 10),
-               "--save-every", "1", "--run-name", "resumed")
-    monkeypatch.setattr(fuse_test, "predict", lambda *a: predict(*a, fail_at=3))
+    monkeypatch.setattr(fuse_test, "predict_videos", predict)
+    return calls
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, monkeypatch):
+    args = cli(setup, "--streams", "temporal", "--crops", "10", "--save-every", "1", "--run-name", "resumed")
+    folder = setup["root"] / "results" / "resumed"
+    counting_predict(monkeypatch, fail_at=3)
     with pytest.raises(Interrupted):
         fuse_test.main(args)
-    run = setup["root"] / "results" / "resumed"
-    partial = evaluation.load_scores(str(run / "scores_temporal.partial.npz"))
-    assert partial["videos"] == ["v_Alpha_g01_c01", "v_Beta_g01_c01"]
-    assert not (run / "scores_temporal.npz").exists()
+    assert evaluation.load_scores(str(folder / "scores_temporal.partial.npz"))["videos"] == TEST_VIDEOS[:2]
+    assert not (folder / "scores_temporal.npz").exists()
 
-    calls.clear()
-    monkeypatch.setattr(fuse_test, "predict", lambda *a: predict(*a))
-    assert fuse_test.main(args) == 0
-    assert calls == [SAMPLES * 10]  # only the third video was computed
-    assert not (run / "scores_temporal.partial.npz").exists()
-    resumed = evaluation.load_scores(str(run / "scores_temporal.npz"))
-    complete = evaluation.load_scores(os.path.join(full_run, "scores_temporal.npz"))
+    calls = counting_predict(monkeypatch)
+    assert run(args) == 0
+    assert calls == [TEST_VIDEOS[2:]]  # only the third video was computed
+    assert not (folder / "scores_temporal.partial.npz").exists()
+    resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
+    complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
     assert resumed["videos"] == complete["videos"]
     np.testing.assert_allclose(resumed["scores"], complete["scores"], atol=1e-5)
 
     calls.clear()
-    mtime = os.path.getmtime(run / "scores_temporal.npz")
-    assert fuse_test.main(args) == 0  # final scores exist: reused, not recomputed nor rewritten
-    assert calls == [] and os.path.getmtime(run / "scores_temporal.npz") == mtime
+    mtime = os.path.getmtime(folder / "scores_temporal.npz")
+    assert run(args) == 0  # final scores exist: reused, not recomputed nor rewritten
+    assert calls == [] and os.path.getmtime(folder / "scores_temporal.npz") == mtime
 
 
 def test_ctrl_c_saves_the_videos_done_so_far(setup, monkeypatch, capsys):
-    real_predict = fuse_test.predict
-    calls = []
-
-    def predict(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_predict(*args)
-
-    monkeypatch.setattr(fuse_test, "predict", predict)
-    args = cli(setup, "--streams", "temporal", "--crops", "center", "--batch-size", str(SAMPLES),
-               "--run-name", "ctrl_c")  # one video per call, --save-every 50: only Ctrl-C saves
-    assert fuse_test.main(args) == 130
-    assert "the same command resumes" in capsys.readouterr().err
-    partial = setup["root"] / "results" / "ctrl_c" / "scores_temporal.partial.npz"
-    assert evaluation.load_scores(str(partial))["videos"] == ["v_Alpha_g01_c01"]
+    counting_predict(monkeypatch, fail_at=2, error=KeyboardInterrupt)
+    args = cli(setup, "--streams", "temporal", "--crops", "center", "--save-every", "2", "--run-name", "ctrl_c")
+    assert run(args) == 130
+    assert "resumes where this one stopped" in capsys.readouterr().err
+    folder = setup["root"] / "results" / "ctrl_c"
+    assert evaluation.load_scores(str(folder / "scores_temporal.partial.npz"))["videos"] == TEST_VIDEOS[:2]
+    assert not (folder / "scores_temporal.npz").exists()
 
 
 def test_saved_scores_computed_differently_are_not_reused(setup, full_run, capsys):
-    assert fuse_test.main(cli(setup, "--crops", "center")) == 2
+    assert run(cli(setup, "--crops", "center")) == 2
     error = capsys.readouterr().err
     assert "scores_spatial.npz" in error and "crops" in error and "--overwrite" in error
 
+
+def test_scores_of_a_changed_model_file_are_computed_again_only_with_overwrite(setup, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "checkpoints" / "temporal"
+    shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
+    args = cli(setup, "--streams", "temporal", "--crops", "center", results=tmp_path / "results",
+               checkpoints_dir=str(tmp_path / "checkpoints"))
+    scores_file = str(tmp_path / "results" / "synthetic_split1" / "scores_temporal.npz")
+    assert run(args) == 0
+    before = evaluation.load_scores(scores_file)
+
+    model = checkpoints.load(str(folder / "last.keras"), "temporal")[0]
+    top = model.get_layer("predictions")
+    top.set_weights([-w for w in top.get_weights()])  # another model: other scores
+    model.save(folder / "last.keras")
+    capsys.readouterr()
+    assert run(args) == 2
+    error = capsys.readouterr().err
+    assert scores_file in error and str(folder / "last.keras") in error and "changed" in error
+    assert "--overwrite" in error
+    assert evaluation.load_scores(scores_file)["settings"] == before["settings"]  # left as it was
+
+    calls = counting_predict(monkeypatch)
+    assert run(args + ["--overwrite"]) == 0
+    assert calls == [TEST_VIDEOS]
+    after = evaluation.load_scores(scores_file)
+    assert after["settings"]["fingerprint"] == checkpoints.fingerprint(str(folder / "last.keras"))
+    assert np.abs(after["scores"] - before["scores"]).max() > 1e-3
+
+
+# ---------------------------------------------------------------------------- classes and the published figures
+
+def test_a_model_of_the_first_classes_is_tested_on_those_and_not_compared_with_the_paper(setup, tmp_path, capsys):
+    """A class-limited model (classInd.txt: Alpha, Beta) tested without --class-limit, under the name ucf101."""
+    two = tmp_path / "classInd.txt"
+    two.write_text("1 Alpha\n2 Beta\n")
+    write_checkpoint(tmp_path / "checkpoints" / "temporal", temporal_model(2), "temporal", TEMPORAL_SIZE,
+                     setup["splits"], classes_file=two)
+    argv = cli(setup, "--dataset", "ucf101", "--streams", "temporal", "--crops", "center", "--samples", "2",
+               results=tmp_path / "results", checkpoints_dir=str(tmp_path / "checkpoints"))
+    assert run(argv) == 0
+    assert "the models know the first 2 of 3 classes" in capsys.readouterr().out
+    folder = tmp_path / "results" / "ucf101_split1"
+    scores = evaluation.load_scores(str(folder / "scores_temporal.npz"))
+    assert scores["classes"] == ["Alpha", "Beta"] and scores["videos"] == TEST_VIDEOS[:2]
+    assert scores["scores"].shape == (2, 2, 2) and scores["settings"]["num_classes"] == 2
+    saved = read_json(folder / "metrics.json")
+    assert saved["references"] is None and saved["num_classes"] == 2
+    markdown = read_text(folder / "results.md")
+    assert "2 classes where ucf101 has 101" in markdown
+    assert "72.7" not in markdown and "81.0" not in markdown and "Simonyan" not in markdown.split("|---")[1]
+    assert table_rows(markdown)["Temporal"][:2] == ["—", "—"]
+
+
+def write_ucf101_scores(folder, split, seed=0, num_classes=101):
+    """Fake scores of one video per class of the whole UCF-101, as a full run of both streams would save."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(num_classes)
+    for stream in fuse_test.STREAMS:
+        scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
+        settings = {"stream": stream, "dataset": "ucf101", "split": split, "samples": 2, "crops": "10",
+                    "num_classes": num_classes, "class_limit": None, "max_videos": None}
+        evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
+                               scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels], settings)
+
+
+def test_a_whole_ucf101_split_1_is_compared_with_the_paper(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "load", lambda *a: pytest.fail("--from-scores must not load a model"))
+    folder = tmp_path / "ucf101_split1"
+    write_ucf101_scores(folder, split=1)
+    assert run(["--from-scores", str(folder), "--results-dir", str(tmp_path)]) == 0
+    saved = read_json(folder / "metrics.json")
+    assert saved["references"] == "split1" and saved["num_classes"] == 101
+    rows = table_rows(read_text(folder / "results.md"))
+    assert rows["Spatial"][:2] == ["72.7", "73.1"] and rows["Temporal"][:2] == ["81.0", "78.8"]
+    assert rows["Fusion (averaging)"][0] == "85.9" and rows["Fusion (SVM)"][2] == "not run"
+
+
+def test_testing_a_second_split_writes_the_mean_over_both(tmp_path):
+    results = tmp_path / "results"
+    for split in (1, 2):
+        write_ucf101_scores(results / f"ucf101_split{split}", split, seed=split, num_classes=12)
+        assert run(["--from-scores", str(results / f"ucf101_split{split}"), "--results-dir", str(results)]) == 0
+        assert (results / "ucf101_mean").exists() == (split == 2)  # a mean needs two splits
+    mean = read_json(results / "ucf101_mean" / "metrics.json")
+    assert mean["runs"] == [str(results / f"ucf101_split{s}" / "metrics.json") for s in (1, 2)]
+    per_split = [read_json(results / f"ucf101_split{s}" / "metrics.json")["results"] for s in (1, 2)]
+    for row in ("spatial", "temporal", "fusion"):
+        assert mean["results"][row]["splits"] == [1, 2]
+        assert mean["results"][row]["top1"] == pytest.approx(np.mean([r[row]["top1"] for r in per_split]))
+    markdown = read_text(results / "ucf101_mean" / "results.md")
+    assert "Mean over splits 1, 2" in markdown and "12 classes where ucf101 has 101" in markdown
+
+
+# ---------------------------------------------------------------------------- bad input
 
 def test_a_missing_video_is_reported_and_can_be_skipped(setup, tmp_path, capsys):
     data = str(tmp_path / "data")
@@ -251,17 +439,15 @@ def test_a_missing_video_is_reported_and_can_be_skipped(setup, tmp_path, capsys)
     args = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", splits, "--checkpoints",
             setup["checkpoints"], "--results-dir", str(tmp_path / "results"), "--samples", "2",
             "--crops", "center", "--workers", "1"]
-    assert fuse_test.main(args) == 2
+    assert run(args) == 2
     error = capsys.readouterr().err
     assert "v_Beta_g01_c01" in error and "--skip-missing" in error
     assert "v_Alpha_g01_c01" not in error
 
-    assert fuse_test.main(args + ["--streams", "temporal", "--skip-missing"]) == 0
-    run = tmp_path / "results" / "synthetic_split1"
-    assert evaluation.load_scores(str(run / "scores_temporal.npz"))["videos"] == ["v_Alpha_g01_c01",
-                                                                                 "v_Gamma_g01_c01"]
-    with open(run / "results.md") as f:
-        markdown = f.read()
+    assert run(args + ["--streams", "temporal", "--skip-missing"]) == 0
+    folder = tmp_path / "results" / "synthetic_split1"
+    assert evaluation.load_scores(str(folder / "scores_temporal.npz"))["videos"] == [TEST_VIDEOS[0], TEST_VIDEOS[2]]
+    markdown = read_text(folder / "results.md")
     assert "1 skipped for missing frames or flow" in markdown and "- v_Beta_g01_c01" in markdown
     assert list(table_rows(markdown)) == ["Temporal"]
 
@@ -269,19 +455,16 @@ def test_a_missing_video_is_reported_and_can_be_skipped(setup, tmp_path, capsys)
 def test_streams_trained_on_different_classes_are_refused(setup, tmp_path, capsys):
     other = tmp_path / "classInd.txt"
     other.write_text("1 Alpha\n2 Beta\n3 Delta\n")
-    checkpoints = tmp_path / "checkpoints"
-    shutil.copytree(os.path.join(setup["checkpoints"], "spatial"), checkpoints / "spatial")
-    write_checkpoint(checkpoints / "temporal", None, "temporal", TEMPORAL_SIZE, setup["data"], setup["splits"],
-                     classes_file=other)
-    code = fuse_test.main(["--dataset", "synthetic", "--data-dir", setup["data"], "--splits-dir", setup["splits"],
-                           "--checkpoints", str(checkpoints), "--results-dir", str(tmp_path / "results")])
-    assert code == 2
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(os.path.join(setup["checkpoints"], "spatial"), folder / "spatial")
+    temporal = write_checkpoint(folder / "temporal", None, "temporal", TEMPORAL_SIZE, setup["splits"],
+                                classes_file=other)
+    assert run(cli(setup, results=tmp_path / "results", checkpoints_dir=str(folder))) == 2
     error = capsys.readouterr().err
-    assert "different classes" in error and "'Gamma' vs 'Delta'" in error
+    assert temporal in error and "other classes than the spatial stream" in error
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_missing_checkpoint_is_named(setup, tmp_path, capsys):
-    code = fuse_test.main(["--dataset", "synthetic", "--data-dir", setup["data"], "--splits-dir", setup["splits"],
-                           "--checkpoints", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path)])
-    assert code == 2
-    assert os.path.join("nowhere", "spatial", "best.keras") in capsys.readouterr().err
+    assert run(cli(setup, results=tmp_path, checkpoints_dir=str(tmp_path / "nowhere"))) == 2
+    assert os.path.join("nowhere", "spatial", "last.keras") in capsys.readouterr().err

@@ -193,7 +193,7 @@ def calibrate_random_batchnorm(model, x):
     colour (on the mini dataset a linear probe on the features tells its three colours apart in
     96% of test videos this way, in 65% after mean subtraction).
     The pass runs on a copy of the model whose BatchNorm layers are MeanSquareBatchNorm; the
-    statistics they record are then copied into the model's own layers.
+    statistics they record are then copied into the model's own layers, frozen or not.
     """
     twin = keras.models.clone_model(model, clone_function=mean_square_twin, recursive=True)
     pairs = [(layer, copy) for layer, copy in zip(all_layers(model), all_layers(twin), strict=True)

@@ -5,7 +5,7 @@ HMDB-51 (Kuehne et al., ICCV 2011) has 6,766 clips of 51 actions. Its downloads:
     test_train_splits.rar   testTrainMulti_7030_splits/<class>_test_split<K>.txt, K = 1, 2, 3
 
     mkdir -p data/hmdb51/hmdb51_org && cd data/hmdb51
-    unrar e hmdb51_org.rar hmdb51_org/ && cd hmdb51_org && for f in *.rar; do unrar x "$f" && rm "$f"; done && cd ..
+    unrar e hmdb51_org.rar hmdb51_org/ && (cd hmdb51_org && for f in *.rar; do unrar x "$f"; done)
     unrar x test_train_splits.rar        # -> testTrainMulti_7030_splits/
 
 Each split file lists every clip of its class for that split, "<clip>.avi <id>", id 1 = training
@@ -22,6 +22,7 @@ import ucf101
 # The paper's settings (Simonyan & Zisserman 2014): 51 classes, three splits of 3,570 training
 # and 1,530 test clips, results the mean accuracy over the three splits. Its temporal stream on
 # HMDB-51 learns from UCF-101 too (multi-task: one softmax head per dataset, the losses summed).
+# Its accuracies are evaluation.py's reference figures.
 NUM_CLASSES = 51
 SPLITS = (1, 2, 3)
 TRAIN_PER_CLASS, TEST_PER_CLASS = 70, 30
@@ -29,10 +30,6 @@ COUNTS = (TRAIN_PER_CLASS, TEST_PER_CLASS)
 NUM_CLIPS = 6766
 SPLITS_DIR = "testTrainMulti_7030_splits"
 VIDEOS_DIR = "hmdb51_org"
-# Top-1 accuracy (%), the paper's Table 4 (mean over the splits) and Table 2(b) (split 1).
-PAPER_ACCURACY = {"spatial": 40.5, "temporal": 54.6, "fusion by averaging": 58.0, "fusion by SVM": 59.4}
-PAPER_TEMPORAL_TRAINING = {"HMDB-51 alone": 46.6, "fine-tuned from UCF-101": 49.0,
-                           "with 78 classes of UCF-101 added": 52.8, "multi-task with UCF-101": 55.4}
 UNUSED, TRAIN, TEST = "0", "1", "2"  # the ids of the split files
 SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
 
@@ -44,7 +41,7 @@ def split_file(official_dir, cls, split):
 def find_classes(official_dir):
     """Class names, sorted, from the names of the split files in `official_dir`.
 
-    Sorted by class name, as every published HMDB-51 classInd.txt is: climb before climb_stairs,
+    Sorted by class name, as the usual HMDB-51 classInd.txt files are: climb before climb_stairs,
     although climb_stairs_test_split1.txt sorts before climb_test_split1.txt.
     """
     if not os.path.isdir(official_dir):
@@ -86,8 +83,8 @@ def check_counts(path, entries, counts):
     test = sum(1 for _, kind in entries if kind == TEST)
     if counts and (train, test) != tuple(counts):
         raise ucf101.DataError(f"{path}: {train} training (id 1) and {test} test (id 2) clips, expected "
-                               f"{counts[0]} and {counts[1]} as in HMDB-51. Extract test_train_splits.rar again, "
-                               "or accept other counts with --any-counts if this is deliberately not HMDB-51")
+                               f"{counts[0]} and {counts[1]}. Extract test_train_splits.rar again, or accept "
+                               "other counts with --any-counts if this is deliberately not all of HMDB-51")
 
 
 def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
@@ -99,9 +96,9 @@ def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
     """
     classes = find_classes(official_dir)
     if num_classes and len(classes) != num_classes:
-        raise ucf101.DataError(f"{official_dir}: split files for {len(classes)} classes, expected {num_classes} "
-                               "as in HMDB-51. Extract test_train_splits.rar again, or accept other numbers "
-                               "with --any-counts if this is deliberately not HMDB-51")
+        raise ucf101.DataError(f"{official_dir}: split files for {len(classes)} classes, expected {num_classes}. "
+                               "Extract test_train_splits.rar again, or accept other numbers with --any-counts "
+                               "if this is deliberately not all of HMDB-51")
     lists = {"classInd.txt": ucf101.class_index_lines(classes)}
     class_of = {}  # clip name -> class: frame folders are named by clip alone, so names must be unique
     for split in SPLITS:

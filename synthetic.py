@@ -56,7 +56,7 @@ MOTIONS = ("Expand", "Rotate", "Saddle", "Translate")
 CLASSES = sorted(((c + m, c, m) for c in COLOURS for m in MOTIONS), key=lambda cls: cls[0].lower())
 CLASS_NAMES = [name for name, _, _ in CLASSES]  # the order of classInd.txt
 
-# The HMDB-style dataset: hues halfway between the UCF-style ones, 60 degrees from each (jitter is +-15).
+# The HMDB-style dataset: hues halfway between the UCF-style ones, 57-62 degrees from each (jitter is +-15).
 HMDB_COLOURS = {"Yellow": 170.8, "Cyan": 288.7, "Magenta": 51.7}
 HMDB_MOTIONS = ("Expand", "Saddle")  # the pair that a wrong flip of flow swaps
 HMDB_CLASSES = sorted((f"{c}_{m}".lower(), c, m) for c in HMDB_COLOURS for m in HMDB_MOTIONS)

@@ -8,6 +8,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import hmdb51
 import media
 import synthetic
 import ucf101
@@ -115,6 +116,7 @@ def test_layout_and_split_lists(dataset):
     assert all(synthetic.CLASS_NAMES[label] == ucf101.parse_name(name)[0] for name, label in train + test)
     index = ucf101.load_index(root, splits, split=1, subset="test")
     assert [v.label for v in index] == [label for _, label in test]
+    assert synthetic.generated_settings(root)["dataset"] == "ucf101"
 
 
 def test_videos_decode_at_their_length(dataset):
@@ -200,3 +202,64 @@ def test_mirroring_keeps_every_class_and_a_wrong_flow_flip_swaps_expand_and_sadd
     assert np.all(swapped[motions == "Expand"] == "Saddle")
     assert np.all(swapped[motions == "Saddle"] == "Expand")
     assert np.all(swapped[motions == "Translate"] == "Translate")
+
+
+# ---------------------------------------------------------------------------- the HMDB-style dataset
+
+def hue(frames):
+    """Mean hue in degrees, in the (Cb, Cr) plane that COLOURS measures hues in (BT.601)."""
+    r, g, b = np.asarray(frames, np.float64).reshape(-1, 3).mean(0)
+    cb, cr = -0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b
+    return np.degrees(np.arctan2(cr, cb)) % 360
+
+
+def angle(a, b):
+    return abs((a - b + 180) % 360 - 180)
+
+
+def test_hmdb_style_classes_differ_from_the_ucf_style_ones():
+    assert synthetic.HMDB_CLASS_NAMES == sorted(synthetic.HMDB_CLASS_NAMES) and len(synthetic.HMDB_CLASSES) == 6
+    assert not set(synthetic.HMDB_CLASS_NAMES) & set(synthetic.CLASS_NAMES)
+    for name, colour, motion in synthetic.HMDB_CLASSES:
+        assert name == f"{colour}_{motion}".lower() and colour in synthetic.HMDB_COLOURS
+    for colour, hmdb_hue in synthetic.HMDB_COLOURS.items():  # +-15 degrees of jitter never reaches another colour
+        assert min(angle(hmdb_hue, h) for c, h in synthetic.HUES.items() if c != colour) >= 3 * synthetic.TINT_JITTER
+    clips = synthetic.make_hmdb51_clips()
+    assert len(clips) == 144  # about half the UCF-style 300, as HMDB-51 is about half of UCF-101
+    ids = [[synthetic.hmdb51_split_id(source, split) for _, source in clips] for split in hmdb51.SPLITS]
+    assert all((k.count("1"), k.count("2"), k.count("0")) == (84, 36, 24) for k in ids)
+
+
+def test_hmdb_style_clips_show_their_colour_and_motion():
+    clips = [clip for clip, source in synthetic.make_hmdb51_clips() if source == 6]  # one a class
+    assert [clip.label for clip in clips] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    for clip in clips[::2]:
+        name, colour, motion = synthetic.HMDB_CLASSES[clip.label]
+        assert clip.name.startswith(synthetic.HMDB_SOURCES[6]) and f"_{name}_" in clip.name and len(clip.name) > 100
+        frames = synthetic.render(clip)
+        assert angle(hue(frames), synthetic.HMDB_COLOURS[colour]) < synthetic.TINT_JITTER + 3, clip.name
+        assert min(angle(hue(frames), h) for h in synthetic.COLOURS.values()) > 40
+        a, b, c, d = clip.step
+        assert b == c == 0 and d > 1.02 and (a == d if motion == "Expand" else a * d == pytest.approx(1))
+
+
+def test_hmdb_style_generation_is_deterministic_and_guarded(tmp_path):
+    out = str(tmp_path / "hmdb")
+    videos = synthetic.generate_hmdb51(out, classes=["magenta_saddle"], progress=False)
+    settings = synthetic.generated_settings(out)
+    assert settings["dataset"] == "hmdb51" and settings["counts"] == [14, 6] and settings["fps"] == 30
+    assert [c["name"] for c in settings["classes"]] == ["magenta_saddle"]
+    again = {clip.name: clip for clip, _ in synthetic.make_hmdb51_clips(seed=0, classes=["magenta_saddle"])}
+    other = [clip for clip, _ in synthetic.make_hmdb51_clips(seed=1, classes=["magenta_saddle"])]
+    assert sorted(ucf101.video_name(path) for _, path in videos) == sorted(again)
+    assert sum(clip.name in again for clip in other) < len(other) / 2  # other seed, other tags
+    frames = read_frames(videos[0][1])
+    assert len(frames) == again[ucf101.video_name(videos[0][1])].frames
+    with pytest.raises(ucf101.DataError, match="--overwrite"):
+        synthetic.generate_hmdb51(out, classes=["magenta_saddle"], progress=False)
+    with pytest.raises(ucf101.DataError, match="unknown HMDB-style classes"):
+        synthetic.generate_hmdb51(str(tmp_path / "x"), classes=["MagentaSaddle"], progress=False)
+    foreign = tmp_path / "real"
+    (foreign / "hmdb51_org").mkdir(parents=True)
+    with pytest.raises(ucf101.DataError, match="did not generate"):
+        synthetic.generate_hmdb51(str(foreign), overwrite=True, progress=False)

@@ -10,6 +10,7 @@ checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     backup/       BackupAndRestore state (spatial: backup/phase1, backup/phase2); the same command,
                   started again, continues from the last finished epoch
     classInd.txt  the classes trained on              config.json   what testing and the demo need
+    classInd_<dataset>.txt   multi-task only: the classes of the second dataset's head
 """
 import json
 import os
@@ -55,8 +56,14 @@ def prepare(folder, config, classes, overwrite=False):
     return folder
 
 
-def read(path, stream):
-    """config.json and classInd.txt beside a .keras file -> (config, classes)."""
+def write_head_classes(folder, dataset, classes):
+    """A multi-task run's second head: its classes, beside classInd.txt."""
+    ucf101.write_lines(os.path.join(folder, f"classInd_{dataset}.txt"), ucf101.class_index_lines(classes))
+
+
+def read(path, stream, dataset=None):
+    """config.json and classInd.txt beside a .keras file -> (config, classes). For a multi-task
+    model tested on its second dataset (`dataset`), the classes of that head."""
     folder = os.path.dirname(path)
     for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
         if not os.path.isfile(needed):
@@ -67,15 +74,28 @@ def read(path, stream):
     for key in ("image_size", "stack_length"):
         if key not in config:
             raise DataError(f"{os.path.join(folder, 'config.json')}: has no {key!r}")
-    return config, ucf101.read_classes(os.path.join(folder, "classInd.txt"))
+    return config, ucf101.read_classes(os.path.join(folder, classes_file(config, dataset)))
 
 
-def load(path, stream):
-    """(model, config, classes) of a trained stream, for testing and the demo."""
+def head(config, dataset=None):
+    """The dataset whose softmax head answers: `dataset` if the model has a head for it, else its own."""
+    second = (config.get("multitask") or {}).get("dataset")
+    return dataset if dataset is not None and dataset == second else config.get("dataset")
+
+
+def classes_file(config, dataset=None):
+    own = head(config, dataset) == config.get("dataset")
+    return "classInd.txt" if own else f"classInd_{head(config, dataset)}.txt"
+
+
+def load(path, stream, dataset=None):
+    """(model, config, classes) of a trained stream, for testing and the demo: a multi-task model
+    comes with the head of `dataset` (default: the dataset it was trained for) as its one output."""
     import keras
     import models  # noqa: F401  (registers the custom layers the file refers to)
-    config, classes = read(path, stream)
-    return keras.saving.load_model(path), config, classes
+    import multitask
+    config, classes = read(path, stream, dataset)
+    return multitask.one_head(keras.saving.load_model(path), head(config, dataset)), config, classes
 
 
 def fingerprint(path):

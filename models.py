@@ -20,16 +20,15 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-import ucf101
+from errors import DataError
 from media import FLOW_BOUND
+from presets import ARCHS, NORMS  # noqa: F401  (the flags' choices, kept in one place)
 
 MIN_INCEPTION_SIZE = 75  # keras.applications.InceptionV3 without its top
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
 IMAGENET_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
 LAST_FROZEN_BLOCK = "mixed8"  # phase 2 trains what follows it: the top two blocks, mixed9 and mixed10
-ARCHS = ("cnn_m_2048", "inception_v3")
-NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation: the paper's, or BatchNorm after conv1 and conv2
 
 
 # ---------------------------------------------------------------------------- layers
@@ -107,7 +106,7 @@ def imagenet_weights_file():
     try:
         return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH)
     except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
-        raise ucf101.DataError(
+        raise DataError(
             f"Could not download the ImageNet InceptionV3 weights ({error}).\n"
             f"Without internet, fetch {IMAGENET_URL} on another machine and pass its path, e.g.\n"
             f"  --weights /path/to/{IMAGENET_FILE}\n"
@@ -121,7 +120,7 @@ def weights_file(weights):
     if weights == "imagenet":
         return imagenet_weights_file()
     if not os.path.isfile(weights):
-        raise ucf101.DataError(f"{weights}: weights file not found. Pass 'imagenet', 'none' or the path of a file.")
+        raise DataError(f"{weights}: weights file not found. Pass 'imagenet', 'none' or the path of a file.")
     return weights
 
 
@@ -150,6 +149,26 @@ def cross_modality_transfer(rgb_model, flow_model):
         if rgb_layer is first_conv:
             weights = [cross_modality_kernel(weights[0], channels)] + weights[1:]
         flow_layer.set_weights(weights)
+
+
+def copy_weights(source, target, skip=("predictions",)):
+    """Initialise `target` from `source` layer by layer, matched by name (fine-tuning a temporal net
+    trained on another dataset: the paper's Table 2). Layers named in `skip` (the softmax, whose
+    classes differ) and layers whose weights differ in shape keep their own -> names copied."""
+    copied = []
+    for layer in target.layers:
+        if layer.name in skip or not layer.weights:
+            continue
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:  # no such layer in source
+            continue
+        if [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+    if not copied:
+        raise DataError(f"no layer of {source.name} matches {target.name}: is it a model of the same architecture?")
+    return copied
 
 
 # ---------------------------------------------------------------------------- spatial stream
@@ -331,5 +350,5 @@ def caffe_max_pool(x, name):
 def load_model(path):
     """A model saved by the training scripts (.keras), with this module's layers registered."""
     if not os.path.isfile(path):
-        raise ucf101.DataError(f"{path}: no such model file. Train it with spatial_train.py or temporal_train.py.")
+        raise DataError(f"{path}: no such model file. Train it with spatial_train.py or temporal_train.py.")
     return keras.saving.load_model(path)

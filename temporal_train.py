@@ -3,6 +3,9 @@
     python temporal_train.py                         # the paper: CNN-M-2048 from scratch, UCF-101 split 1
     python temporal_train.py --accumulate 2          # batch 256 as two halves, where 256 does not fit
     python temporal_train.py --arch inception_v3 --weights imagenet   # cross-modality initialisation (TSN)
+    python temporal_train.py --multitask hmdb51      # multi-task: one trunk, a UCF-101 and an HMDB-51 head
+    python temporal_train.py --dataset hmdb51 --init checkpoints/ucf101/temporal/last.keras \
+        --lr-drops 14000 --iterations 20000         # fine-tuned from a UCF-101 net (the paper's Table 2)
     python temporal_train.py --dataset synthetic     # the generated mini dataset, a few minutes on a CPU
 
 As the paper: CNN-M-2048 with local response normalisation after conv1 only, dropout 0.9 on both
@@ -11,6 +14,11 @@ fully connected layers; batches of 256 stacks, each from a class drawn uniformly
 1e-2, divided by 10 after 50k and 70k iterations, stopping at 80k. The model after the last
 iteration (last.keras) is the one fuse_test.py tests. Started again, the same command continues
 from the last finished epoch.
+
+Multi-task (--multitask OTHER, the paper's section 4): a second softmax head for another dataset,
+whose videos (all of them, the paper's choice: its test list is not this run's) fill half of every
+batch; each head's loss counts its own samples only and the losses are summed (multitask.py).
+fuse_test.py and demo.py use the head of the dataset they test.
 """
 import argparse
 import sys
@@ -33,29 +41,78 @@ def parse_args(argv=None):
     flag("--lr", "initial learning rate", type=float)
     flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=int, nargs="*")
     flag("--iterations", "optimizer steps in all", type=int)
-    return presets.parse_training(parser, "temporal", argv)
+    flag("--init", "start from the weights of this temporal .keras file (all layers but the softmax); "
+         "the paper fine-tunes with --lr-drops 14000 --iterations 20000")
+    flag("--multitask", "train a second softmax head on this dataset too (multi-task; its folders from its preset "
+         "or the two flags below)", choices=presets.DATASETS)
+    flag("--multitask-data-dir", "the second dataset's jpegs_256/ and tvl1_flow/ folder")
+    flag("--multitask-splits-dir", "the second dataset's classInd.txt and split lists")
+    flag("--multitask-videos", "the second dataset's videos: all (the paper's) or train (its training list only, "
+         "so that its head can be tested too)", choices=("all", "train"), default="all")
+    args = presets.parse_training(parser, "temporal", argv)
+    if args.multitask == args.dataset:
+        parser.error("--multitask needs another dataset than --dataset")
+    if args.multitask and args.batch_size % (2 * args.accumulate):
+        parser.error("--multitask fills half of every batch (of every --accumulate part) from each dataset: "
+                     "--batch-size must divide by 2 x --accumulate")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    import checkpoints
     import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
     import models
     import training
 
     stream = generators.Stream("temporal", args.stack_length)
     norm = args.norm if args.arch == "cnn_m_2048" else None
-    run_ = training.start(args, stream, arch=args.arch, norm=norm)
+    second = multitask_data(args, stream) if args.multitask else None
+    run_ = training.start(args, stream, arch=args.arch, norm=norm, init=args.init,
+                          multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
     train = training.train_sequence(args, run_, stream)
     validation = training.validation(args, run_, stream)
     training.describe("temporal", args, run_, train, args.iterations)
+    monitor = "val_accuracy"
+    if second:
+        import multitask
+        videos, classes = second
+        checkpoints.write_head_classes(run_.folder, args.multitask, classes)
+        other = training.train_sequence(args, run_, stream, videos=videos, data_dir=args.multitask_data_dir)
+        train = multitask.MultiTaskSequence({args.dataset: train, args.multitask: other}, workers=args.workers)
+        datasets = [args.dataset, args.multitask]
+        validation = validation and multitask.validation_for(validation, args.dataset, datasets)
+        monitor = f"val_{multitask.head_name(args.dataset)}_accuracy"
+        print(f"multi-task: half of every batch from {len(videos)} {args.multitask} videos "
+              f"({len(classes)} classes, {args.multitask_videos})")
 
     with training.scope(run_.strategy):
         model = models.temporal_model(len(run_.classes), args.image_size, args.stack_length, args.arch,
                                       args.weights, args.dropout, norm=norm or "lrn")
-        training.compile_model(model, training.sgd(args, args.lr, args.lr_drops), args)
+        if args.init:
+            models.copy_weights(checkpoints.load(args.init, "temporal")[0], model, skip=("predictions",))
+        if second:
+            model = multitask.with_heads(model, {args.dataset: len(run_.classes), args.multitask: len(second[1])})
+        training.compile_model(model, training.sgd(args, args.lr, args.lr_drops), args,
+                               **(multitask.compile_args(datasets) if second else {}))
     epochs = training.epochs_for(args.iterations, args.epoch_steps)
-    training.fit(model, train, validation, epochs, training.callbacks(run_.folder, train, validation is not None))
+    training.fit(model, train, validation, epochs,
+                 training.callbacks(run_.folder, train, validation is not None, monitor=monitor))
     print(f"temporal: the final model, checkpoints, log.csv and TensorBoard logs are in {run_.folder}")
+
+
+def multitask_data(args, stream):
+    """The second dataset's videos and classes, with its folders from its preset unless given."""
+    import training
+    import ucf101
+    preset = presets.values(args.multitask, "temporal")
+    args.multitask_data_dir = args.multitask_data_dir or preset["data_dir"]
+    args.multitask_splits_dir = args.multitask_splits_dir or preset["splits_dir"]
+    subsets = ("train", "test") if args.multitask_videos == "all" else ("train",)
+    videos = [v for subset in subsets for v in
+              ucf101.load_index(args.multitask_data_dir, args.multitask_splits_dir, 1, subset)]
+    training.check_videos(videos, args.multitask_data_dir, stream, f"{args.multitask} (--multitask)")
+    return videos, ucf101.class_names(args.multitask_splits_dir)
 
 
 if __name__ == "__main__":

@@ -54,17 +54,22 @@ def load_videos(args, stream):
     """(training videos, validation videos, class names), from the split's training list only."""
     classes = ucf101.class_names(args.splits_dir, args.class_limit)
     videos = ucf101.load_index(args.data_dir, args.splits_dir, args.split, "train", args.class_limit, args.max_videos)
-    if not videos:
-        raise DataError(f"no training videos in split {args.split} under {args.splits_dir}")
-    missing = generators.missing_data(videos, args.data_dir, stream)
-    if missing:
-        what = "flow" if stream.is_flow else "frames"
-        raise DataError(
-            f"{len(missing)} of {len(videos)} training videos have no complete {what} under {args.data_dir} "
-            f"(e.g. {missing[0]}). Extract them first: python prepare_data.py {what} --out "
-            f"{os.path.join(args.data_dir, ucf101.FLOW_DIR if stream.is_flow else ucf101.RGB_DIR)} ...")
+    check_videos(videos, args.data_dir, stream, f"split {args.split}'s training")
     train, validation = ucf101.hold_out_groups(videos, args.val_groups)
     return train, validation, classes
+
+
+def check_videos(videos, data_dir, stream, what):
+    """A clear error for no videos, or for videos without their frames or flow on disk."""
+    if not videos:
+        raise DataError(f"no {what} videos: check the split lists and --class-limit")
+    missing = generators.missing_data(videos, data_dir, stream)
+    if missing:
+        kind = "flow" if stream.is_flow else "frames"
+        raise DataError(
+            f"{len(missing)} of {len(videos)} {what} videos have no complete {kind} under {data_dir} "
+            f"(e.g. {missing[0]}). Extract them first: python prepare_data.py {kind} --out "
+            f"{os.path.join(data_dir, ucf101.FLOW_DIR if stream.is_flow else ucf101.RGB_DIR)} ...")
 
 
 def frame_size(data_dir, video):
@@ -78,10 +83,12 @@ def frame_size(data_dir, video):
     return [image.shape[1], image.shape[0]]
 
 
-def train_sequence(args, run, stream, lighting=None):
-    """The training batches: batch_size / accumulate samples each, epoch_steps optimizer steps an epoch."""
+def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):
+    """The training batches: batch_size / accumulate samples each, epoch_steps optimizer steps an
+    epoch. Multi-task runs make one for each dataset (`videos`, `data_dir`), each filling half."""
+    parts = args.accumulate * (2 if videos is not None or getattr(args, "multitask", None) else 1)
     return generators.TrainSequence(
-        run.train, args.data_dir, stream, batch_size=args.batch_size // args.accumulate,
+        run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=args.batch_size // parts,
         image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
         crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers)
 
@@ -126,8 +133,8 @@ def sgd(args, lr, drops):
     return optimizer
 
 
-def compile_model(model, optimizer, args):
-    model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
+    model.compile(optimizer, loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
                   jit_compile=args.jit if keras.backend.backend() == "tensorflow" else "auto")
 
 
@@ -154,7 +161,7 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def callbacks(folder, sequence, validated, backup_name="backup"):
+def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_accuracy"):
     """Backup/restore first (it sets the starting epoch), then checkpoints and logs.
 
     The backup is kept when training ends (delete_checkpoint=False): running a finished command
@@ -162,8 +169,8 @@ def callbacks(folder, sequence, validated, backup_name="backup"):
     iterations it trains on from there. best.keras only when there is a validation set.
     """
     log = os.path.join(folder, "log.csv")
-    best = [keras.callbacks.ModelCheckpoint(os.path.join(folder, "best.keras"), monitor="val_accuracy", mode="max",
-                                            save_best_only=True, initial_value_threshold=best_logged(log))
+    best = [keras.callbacks.ModelCheckpoint(os.path.join(folder, "best.keras"), monitor=monitor, mode="max",
+                                            save_best_only=True, initial_value_threshold=best_logged(log, monitor))
             ] if validated else []
     return [
         keras.callbacks.BackupAndRestore(os.path.join(folder, backup_name), delete_checkpoint=False),
@@ -175,7 +182,7 @@ def callbacks(folder, sequence, validated, backup_name="backup"):
     ] + tensorboard(os.path.join(folder, "tensorboard"))
 
 
-def best_logged(log_path, monitor="val_accuracy"):
+def best_logged(log_path, monitor):
     """The best `monitor` value in an existing log.csv (None if none), so that a resumed run's
     best.keras is only replaced by a better epoch than any before the interruption."""
     import csv

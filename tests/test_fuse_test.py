@@ -254,8 +254,9 @@ def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkey
     assert "voting" in voted and "1 : 1.5" in voted
 
 
-def write_cue_scores(folder, subset, seed):
-    """Hand-made scores of 20 videos of 2 x 2 classes: spatial sees only the colour, temporal only the motion."""
+def write_cue_scores(folder, subset, seed, relabel=0):
+    """Hand-made scores of 20 videos of 2 x 2 classes: spatial sees only the colour, temporal only the motion.
+    relabel: saved labels are the true class + relabel (mod 4), scores stay those of the true class."""
     classes = ["RedLeft", "RedRight", "BlueLeft", "BlueRight"]
     colour, motion = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
     labels = np.repeat(np.arange(4), 5)
@@ -263,7 +264,7 @@ def write_cue_scores(folder, subset, seed):
     for stream, cue in (("spatial", colour), ("temporal", motion)):
         scores = (cue[None, None, :] == cue[labels][:, None, None]) * 0.45 + rng.uniform(0, 0.1, (20, 5, 4))
         evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset),
-                               [f"v{subset}{i}" for i in range(20)], labels,
+                               [f"v{subset}{i}" for i in range(20)], (labels + relabel) % 4,
                                scores / scores.sum(axis=2, keepdims=True), classes,
                                {"dataset": "synthetic", "split": 1, "samples": 5, "crops": "center"})
 
@@ -276,6 +277,16 @@ def test_fusion_beats_each_stream_on_appearance_and_motion_scores(tmp_path):
     top1 = {name: float(cells[2]) for name, cells in rows.items()}
     assert top1["Fusion (averaging)"] == 100.0 and top1["Fusion (SVM)"] == 100.0
     assert top1["Spatial"] < 75 and top1["Temporal"] < 75
+
+
+def test_the_svm_learns_from_the_training_list_not_the_test_list(tmp_path):
+    """Training videos labelled one class on: an SVM fitted on them is wrong on every test video
+    (one fitted on the test list would be right on all)."""
+    write_cue_scores(tmp_path, "test", seed=0)
+    write_cue_scores(tmp_path, "train", seed=1, relabel=1)
+    assert run(["--from-scores", str(tmp_path), "--results-dir", str(tmp_path)]) == 0
+    rows = table_rows(read_text(tmp_path / "results.md"))
+    assert rows["Fusion (averaging)"][2] == "100.0" and rows["Fusion (SVM)"][2] == "0.0"
 
 
 # ---------------------------------------------------------------------------- cached, resumed and stale scores

@@ -647,3 +647,14 @@ def results_markdown(table, results, per_class, classes, skipped, settings, aggr
     if skipped:
         lines += ["", "## Skipped videos (missing frames or flow)", ""] + [f"- {name}" for name in skipped]
     return "\n".join(lines) + "\n"
+
+
+def side_by_side(results_dir, pairs):
+    """Markdown: temporal top-1 of nets trained alone and multi-task, from the metrics.json of
+    fuse_test runs in results_dir. pairs: {row title: (run alone, run multi-task)}."""
+    lines = ["| Temporal net tested on | trained alone | multi-task | difference |", "|---|:-:|:-:|:-:|"]
+    for title, runs in pairs.items():
+        alone, together = (read_metrics(os.path.join(results_dir, run, "metrics.json"))["results"]["temporal"]["top1"]
+                           for run in runs)
+        lines.append(f"| {title} | {percent(alone)} | {percent(together)} | {100 * (together - alone):+.1f} |")
+    return "\n".join(lines) + "\n"

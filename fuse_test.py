@@ -22,6 +22,7 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 import checkpoints
 import presets
@@ -81,7 +82,7 @@ def read_models(args, streams):
     found, classes = {}, None
     for stream in streams:
         path = checkpoints.model_path(args.checkpoints, stream, getattr(args, stream))
-        config, stream_classes = checkpoints.read(path, stream)
+        config, stream_classes = checkpoints.read(path, stream, args.dataset)
         if classes is not None and stream_classes != classes:
             raise DataError(f"{path} was trained on other classes than the {streams[0]} stream "
                             f"({len(stream_classes)} vs {len(classes)}, or in another order); "
@@ -132,6 +133,7 @@ def scores_path(run_dir, stream, subset="test", partial=False):
 
 def saved_scores(path, settings, classes):
     """{video name: (label, sample scores [N, C])} from a scores file computed the same way."""
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     loaded = evaluation.load_scores(path)
     saved = loaded["settings"]
     differ = [f"{key}: saved {saved.get(key)!r}, now {settings[key]!r}" for key in REUSE_SETTINGS
@@ -147,6 +149,7 @@ def saved_scores(path, settings, classes):
 
 def stream_scores(args, stream, model_file, config, classes, videos, run_dir, settings, subset, strategy):
     """Per-sample scores [V, N, C] of every video: reused, resumed or computed, saved as they come."""
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     final, partial = scores_path(run_dir, stream, subset), scores_path(run_dir, stream, subset, partial=True)
     done = {}
     for path in (final, partial):
@@ -165,7 +168,7 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
     if todo:
         import training  # Keras loads here, once there is scoring to do
         with training.scope(strategy):
-            model = checkpoints.load(model_file, stream)[0]
+            model = checkpoints.load(model_file, stream, args.dataset)[0]
         with tqdm(total=len(videos), initial=len(done), desc=f"{stream} ({subset} list)", unit="video") as progress:
             for start in range(0, len(todo), args.save_every):
                 chunk = todo[start:start + args.save_every]
@@ -213,7 +216,8 @@ def compute_all(args, run_dir):
                         "stack_length": config["stack_length"], "dataset": args.dataset, "split": args.split,
                         "num_classes": len(classes), "class_limit": args.class_limit,
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
-                        "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")}}
+                        "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
+                        "multitask": config.get("multitask")}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}
@@ -222,6 +226,7 @@ def compute_all(args, run_dir):
 
 def load_saved(folder, streams=None):
     """The score files in a results folder -> the same structure as compute_all."""
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     data = {}
     for subset in ("test", "train"):
         present = streams or [s for s in STREAMS if os.path.exists(scores_path(folder, s, subset))]
@@ -257,24 +262,36 @@ def align(data, folder):
 
 def video_scores(data, args):
     """{row: video scores [V, C]}: each stream, their average, and the SVM on their scores."""
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     test = data["test"]
     scores = {stream: evaluation.aggregate(d["scores"], args.aggregate) for stream, d in test.items()}
     if len(scores) == 2:
         scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], args.fusion_weights)
-    if len(scores) == 3 and "train" in data:
-        train = data["train"]
+    train = data.get("train", {})
+    if len(scores) == 3 and len(set(next(iter(train.values()), {}).get("labels", []))) < 2:
+        print("no SVM fusion: the training list's scores hold fewer than two classes")
+    elif len(scores) == 3:
         svm = evaluation.svm_fit({s: evaluation.aggregate(d["scores"], args.aggregate) for s, d in train.items()},
                                  next(iter(train.values()))["labels"])
         scores["svm"] = evaluation.svm_scores(svm, {s: scores[s] for s in train})
+    if (test.get("temporal", {}).get("settings") or {}).get("multitask"):  # its own row and reference figures
+        scores = {("temporal_multitask" if row == "temporal" else row): s for row, s in scores.items()}
     return scores
 
 
 def report(data, args, out_dir):
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     first = next(iter(data["test"].values()))
     skipped = sorted(set().union(*(d["settings"].get("skipped", []) for d in data["test"].values())))
-    evaluation.write_report(out_dir, first["videos"], first["labels"], first["classes"], video_scores(data, args),
-                            first["settings"], args.aggregate, args.fusion_weights, skipped)
-    evaluation.write_splits_mean(args.results_dir, first["settings"].get("dataset"))
+    table = evaluation.write_report(out_dir, first["videos"], first["labels"], first["classes"],
+                                    video_scores(data, args), first["settings"], args.aggregate, args.fusion_weights,
+                                    skipped)
+    print(table)
+    print(f"{len(first['videos'])} test videos" + (f", {len(skipped)} skipped for missing frames or flow" if skipped
+                                                   else "")
+          + f"; {evaluation.aggregation_text(args.aggregate)}. Wrote {out_dir}/results.md, per_class.csv, "
+            "confusion.png, misclassified.csv, metrics.json")
+    evaluation.write_splits_mean(os.path.dirname(os.path.abspath(out_dir)), first["settings"].get("dataset"))
 
 
 def run_dir_of(args):
@@ -288,9 +305,6 @@ def run_dir_of(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    global evaluation, tqdm  # scikit-learn, matplotlib and tqdm load after the flags: --help stays instant
-    import evaluation
-    from tqdm import tqdm
     run_dir = run_dir_of(args)
     data = load_saved(args.from_scores, args.streams) if args.from_scores else compute_all(args, run_dir)
     report(data, args, run_dir)

@@ -1,17 +1,26 @@
 """Frames and flow on disk and in memory: JPEG I/O, video decoding, optical flow and its quantisation.
 
 Flow is stored as the public tvl1_flow download stores it: one grayscale JPEG per component,
-value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion.
+value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion. Beside
+u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
+import json
 import os
 
 import cv2
 import numpy as np
 
+import ucf101
+
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
 FRAME_SIZE = (340, 256)  # (width, height) of the public jpegs_256 frames
 JPEG_QUALITY = 95
-FLOW_METHODS = ("tvl1", "farneback", "dis")
+# tvl1: OpenCV's TV-L1 on the CPU, the paper's flow. tvl1_keras: the same algorithm in keras.ops
+# (tvl1.py), many pairs per call on the Keras backend's device (GPU if there is one).
+FLOW_METHODS = ("tvl1", "tvl1_keras", "farneback", "dis")
+BATCHED_FLOW_METHODS = ("tvl1_keras",)  # estimate_flows runs these FLOW_BATCH pairs per call
+FLOW_BATCH = 32
+FLOW_INFO_FILE = "flow_info.json"
 
 
 def decode_image(path, grayscale=False):
@@ -91,10 +100,13 @@ def video_fps(path):
 
 
 def flow_estimator(method="tvl1"):
-    """A callable (gray0, gray1) -> float32 HxWx2 flow, by OpenCV method name."""
+    """A callable (gray0, gray1) -> float32 HxWx2 flow, by method name (one pair per call)."""
     if method == "tvl1":
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
         return lambda a, b: tvl1.calc(a, b, None)
+    if method == "tvl1_keras":
+        import tvl1  # Keras and its backend load only for this method
+        return tvl1.estimate_flow
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return lambda a, b: dis.calc(a, b, None)
@@ -103,18 +115,104 @@ def flow_estimator(method="tvl1"):
     raise ValueError(f"unknown flow method {method!r}; choose from {', '.join(FLOW_METHODS)}")
 
 
+def estimate_flows(firsts, seconds, method="tvl1", batch_size=FLOW_BATCH):
+    """Flow from firsts[i] to seconds[i] (grey uint8 HxW frames) -> float32 [N, H, W, 2].
+
+    The batched methods compute batch_size pairs per call; a short last batch is padded with copies
+    of its last pair, so that every call has the same shape and the compiled function is reused
+    (a copy stops iterating when its original does, so padding costs no extra iterations).
+    Other methods compute one pair at a time.
+    """
+    if method not in BATCHED_FLOW_METHODS:
+        estimate = flow_estimator(method)
+        return np.array([estimate(a, b) for a, b in zip(firsts, seconds)], np.float32)
+    import tvl1
+    firsts, seconds = np.asarray(firsts), np.asarray(seconds)
+    flows = []
+    for start in range(0, len(firsts), batch_size):
+        batch = [frames[start:start + batch_size] for frames in (firsts, seconds)]
+        padding = batch_size - len(batch[0])
+        batch = [np.concatenate([frames, frames[-1:].repeat(padding, axis=0)]) for frames in batch]
+        flows.append(tvl1.estimate_flow(*batch)[:batch_size - padding])
+    return np.concatenate(flows) if flows else np.zeros((0,) + firsts.shape[1:] + (2,), np.float32)
+
+
+def iter_flow(frames, method="tvl1", batch_size=FLOW_BATCH):
+    """Flow between consecutive RGB frames of an iterable (e.g. iter_video), one HxWx2 array at a
+    time, in order, so a long video need not fit in memory; batch_size pairs per call if batched."""
+    if method in BATCHED_FLOW_METHODS:
+        for grays in gray_runs(frames, batch_size + 1):
+            yield from estimate_flows(grays[:-1], grays[1:], method, batch_size)
+    else:
+        estimate = flow_estimator(method)
+        for first, second in gray_runs(frames, 2):
+            yield estimate(first, second)
+
+
+def gray_runs(frames, length):
+    """Runs of up to `length` consecutive frames in grey, each starting with the last of the one before."""
+    run = []
+    for frame in frames:
+        run.append(to_gray(frame))
+        if len(run) == length:
+            yield run
+            run = run[-1:]
+    if len(run) > 1:
+        yield run
+
+
 def to_gray(frame):
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def compute_flow(frames, method="tvl1", pairs=None):
+def compute_flow(frames, method="tvl1", pairs=None, batch_size=FLOW_BATCH):
     """Quantised flow between consecutive RGB frames -> {i: (u, v)} for flow image i (frames i, i+1).
 
     `pairs` limits the work to those indices (the demo needs only the sampled stacks).
     """
-    estimate = flow_estimator(method)
     indices = range(len(frames) - 1) if pairs is None else sorted(pairs)
-    return {i: quantize_flow(estimate(to_gray(frames[i]), to_gray(frames[i + 1]))) for i in indices}
+    grays = {i: to_gray(frames[i]) for i in sorted({j for i in indices for j in (i, i + 1)})}
+    flows = estimate_flows([grays[i] for i in indices], [grays[i + 1] for i in indices], method, batch_size)
+    return {i: quantize_flow(flow) for i, flow in zip(indices, flows)}
+
+
+def flow_info(method, size, bound=FLOW_BOUND):
+    """What flow_info.json records: the method, the frame size (w, h) the flow was computed at, the
+    quantisation bound, and the versions of what computed it."""
+    info = {"method": method, "frame_size": list(size), "bound": bound, "opencv": cv2.__version__}
+    if method in BATCHED_FLOW_METHODS:
+        import keras
+        info.update(keras=keras.__version__, backend=keras.backend.backend())
+    return info
+
+
+def write_flow_info(flow_dir, info):
+    """Write flow_info.json into the flow folder (beside u/ and v/), atomically."""
+    os.makedirs(flow_dir, exist_ok=True)
+    path = os.path.join(flow_dir, FLOW_INFO_FILE)
+    temp = f"{path}.{os.getpid()}.tmp"  # shards on other machines may write the same folder
+    with open(temp, "w") as file:
+        json.dump(info, file, indent=2)
+        file.write("\n")
+    os.replace(temp, path)
+
+
+def read_flow_info(flow_dir):
+    """flow_info.json of a flow folder as a dict (keys of flow_info), or None if there is none
+    (e.g. the public tvl1_flow download, computed with OpenCV's TV-L1 at 340x256)."""
+    path = os.path.join(flow_dir, FLOW_INFO_FILE)
+    try:
+        with open(path) as file:
+            info = json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ucf101.DataError(f"{path}: unreadable ({error}); delete it, or run prepare_data.py flow again "
+                               "to rewrite it") from error
+    if not isinstance(info, dict) or not {"method", "frame_size", "bound"} <= set(info):
+        raise ucf101.DataError(f"{path}: not a flow record (method, frame_size, bound); delete it, or run "
+                               "prepare_data.py flow again to rewrite it")
+    return info
 
 
 def remove_if_exists(path):

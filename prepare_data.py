@@ -6,12 +6,20 @@ frames, optical flow, and a check that everything a split needs is on disk.
     python prepare_data.py splits --official-zip UCF101TrainTestSplits-RecognitionTask.zip --out splits
     python prepare_data.py frames --videos data/ucf101/UCF-101 --out data/ucf101/jpegs_256
     python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --method tvl1
+    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --method tvl1_keras
+    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --shard 3/8
     python prepare_data.py check --data-dir data/ucf101 --splits splits --split 1
 
 `frames` and `flow` are resumable: each video is written into a temporary folder (.<video>.tmp)
 and renamed into place when complete, so a rerun skips finished videos and redoes the rest.
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
-about 16 CPU-days, so consider the public ucf101_tvl1_flow download, or --method dis (~100x faster).
+about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, many pairs at a
+time), the public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
+
+--shard K/N splits the work between N machines or the N tasks of a cluster job array: task K does
+the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,
+every machine agrees on them whatever videos it sees, each part resumes on its own, and `check`
+verifies the whole once all N are done. `flow` records its method in <out>/flow_info.json.
 """
 import argparse
 import contextlib
@@ -21,6 +29,7 @@ import re
 import shutil
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -31,8 +40,9 @@ import media
 import ucf101
 
 OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]
-# Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core).
-PAIR_SECONDS = {"tvl1": 1.0, "farneback": 0.015, "dis": 0.008}
+# Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core);
+# tvl1_keras: per pair on a whole 2-core CPU, batches of 32 (benchmarks/bench_flow.py; a GPU is far faster).
+PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 1.0, "farneback": 0.015, "dis": 0.008}
 FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")
 
 
@@ -45,6 +55,7 @@ class Job:
     size: tuple
     overwrite: bool
     method: str = ""
+    batch: int = media.FLOW_BATCH
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ def write_lists(lists, out, overwrite):
 # ---------------------------------------------------------------------------- frames and flow
 
 def run_frames(args):
-    todo, complete = plan(args.videos, [args.out], args.overwrite)
+    todo, complete = plan(args.videos, [args.out], args.overwrite, args.shard)
     jobs = [Job(path, name, args.out, args.size, args.overwrite) for path, name in todo]
     results = run_parallel(attempt_frames, jobs, args.workers, "frames")
     return report("frames", results, complete)
@@ -120,20 +131,50 @@ def run_frames(args):
 
 def run_flow(args):
     out_dirs = [os.path.join(args.out, component) for component in "uv"]
-    todo, complete = plan(args.videos, out_dirs, args.overwrite)
-    jobs = [Job(path, name, args.out, args.size, args.overwrite, args.method) for path, name in todo]
-    print_flow_estimate(jobs, args.method, args.size, args.workers)
-    results = run_parallel(attempt_flow, jobs, args.workers, f"flow ({args.method})")
+    todo, complete = plan(args.videos, out_dirs, args.overwrite, args.shard)
+    record_flow_method(args.out, args.method, args.size, args.overwrite, complete)
+    jobs = [Job(path, name, args.out, args.size, args.overwrite, args.method, args.batch) for path, name in todo]
+    # A batched method keeps the device busy from this one process; more would each compile and
+    # compete for the same device (and its memory).
+    workers = 1 if args.method in media.BATCHED_FLOW_METHODS else args.workers
+    print_flow_estimate(jobs, args.method, args.size, workers)
+    results = run_parallel(attempt_flow, jobs, workers, f"flow ({args.method})")
     return report("flow", results, complete)
 
 
-def plan(videos_dir, out_dirs, overwrite):
-    """-> ([(video path, output name)] still to do, number already complete).
+def record_flow_method(out, method, size, overwrite, complete):
+    """Write <out>/flow_info.json; refuse to add flow of another method, size or bound to a folder
+    that records one, unless --overwrite (which redoes every video)."""
+    info, recorded = media.flow_info(method, size), media.read_flow_info(out)
+    if recorded and not overwrite and any(recorded[key] != info[key] for key in ("method", "frame_size", "bound")):
+        raise ucf101.DataError(
+            f"{os.path.join(out, media.FLOW_INFO_FILE)}: this flow was computed with {recorded['method']} at "
+            f"{'x'.join(map(str, recorded['frame_size']))} (bound {recorded['bound']}), not {method} at "
+            f"{size[0]}x{size[1]}; pass --overwrite to recompute every video, or choose another --out")
+    if complete and not recorded:
+        print(f"flow: {out} holds flow without a record of its method; recording {method} for all of it")
+    media.write_flow_info(out, info)
+
+
+def shard_of(name, count):
+    """The 1-based shard (of `count`) that video `name` belongs to: 1 + crc32(lower-case name) mod count.
+
+    It depends on the name alone, so machines that see different copies of the video list agree.
+    """
+    return zlib.crc32(name.lower().encode("utf-8")) % count + 1
+
+
+def plan(videos_dir, out_dirs, overwrite, shard=None):
+    """-> ([(video path, output name)] still to do, number already complete), of shard (K, N) if given.
 
     A video is complete when its folder exists in every out dir (folders are renamed into place
     only when complete). Names match regardless of case: downloads spell some videos differently.
     """
     paths = [path for _, path in ucf101.find_videos(videos_dir)]
+    if shard:
+        total = len(paths)
+        paths = [path for path in paths if shard_of(ucf101.video_name(path), shard[1]) == shard[0]]
+        print(f"shard {shard[0]}/{shard[1]}: {len(paths)} of {total} videos")
     for folder in out_dirs:
         remove_temp_dirs(folder)
     on_disk = [ucf101.folder_names(folder) for folder in out_dirs]
@@ -188,18 +229,13 @@ def extract_frames(job):
 
 def extract_flow(job):
     """Flow image i lies between frames i and i+1, computed on the resized frames."""
-    estimate = media.flow_estimator(job.method)
     finals = [os.path.join(job.out, component, job.name) for component in "uv"]
     with staging(finals, job.overwrite) as (temp_u, temp_v):
-        previous, pairs = None, 0
-        for frame in media.iter_video(job.path, job.size):
-            gray = media.to_gray(frame)
-            if previous is not None:
-                u, v = media.quantize_flow(estimate(previous, gray))
-                media.write_image(ucf101.frame_path(temp_u, pairs), u)
-                media.write_image(ucf101.frame_path(temp_v, pairs), v)
-                pairs += 1
-            previous = gray
+        pairs = 0
+        for pairs, flow in enumerate(media.iter_flow(media.iter_video(job.path, job.size), job.method, job.batch), 1):
+            u, v = media.quantize_flow(flow)
+            media.write_image(ucf101.frame_path(temp_u, pairs - 1), u)
+            media.write_image(ucf101.frame_path(temp_v, pairs - 1), v)
         if pairs == 0:
             raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
 
@@ -249,11 +285,13 @@ def print_flow_estimate(jobs, method, size, workers):
     pairs = len(jobs) * max(np.mean([frame_count(job.path) for job in sample]) - 1, 0)
     workers = max(1, min(workers, len(jobs)))
     seconds = pairs * PAIR_SECONDS[method] * size[0] * size[1] / (320 * 240) / workers
+    speed = (f"{PAIR_SECONDS[method]} s a pair at 320x240 on a 2-core CPU (far less on a GPU)"
+             if method in media.BATCHED_FLOW_METHODS else f"{PAIR_SECONDS[method]} s a pair per core at 320x240")
     print(f"flow: {len(jobs)} videos, about {pairs:,.0f} frame pairs at {size[0]}x{size[1]}; {method} takes about "
-          f"{PAIR_SECONDS[method]} s a pair per core at 320x240: roughly {duration(seconds)} with {workers} workers")
+          f"{speed}: roughly {duration(seconds)} with {workers} {'process' if workers == 1 else 'workers'}")
     if method == "tvl1":
-        print("flow: TV-L1 is slow (all of UCF-101: about 16 CPU-days); the public ucf101_tvl1_flow download "
-              "or --method dis is much faster")
+        print("flow: TV-L1 is slow (all of UCF-101: about 16 CPU-days); --method tvl1_keras on a GPU, the public "
+              "ucf101_tvl1_flow download or --method dis is much faster")
 
 
 def frame_count(path):
@@ -351,6 +389,20 @@ def frame_size(text):
     return int(match[1]), int(match[2])
 
 
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
+    return int(text)
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N with 1 <= K <= N, e.g. 3/8")
+    return int(match[1]), int(match[2])
+
+
 def add_extraction_flags(parser, out):
     parser.add_argument("--videos", default="data/ucf101/UCF-101",
                         help="folder of videos: UCF-101/<Class>/<video>.avi, or flat as `unrar e` leaves them")
@@ -362,6 +414,11 @@ def add_extraction_flags(parser, out):
                         help="processes working on videos in parallel (default: all %(default)s cores)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo videos whose output already exists (default: skip them, so a rerun resumes)")
+    parser.add_argument("--shard", type=parse_shard, metavar="K/N",
+                        help="do only part K of N (1-based): the videos with 1 + crc32(lower-case video name) "
+                             "mod N = K. The N parts never overlap and together are every video, whatever "
+                             "list each machine sees; run K = 1..N on N machines or as a job array (e.g. "
+                             "--shard $SLURM_ARRAY_TASK_ID/N), then `check` the whole (default: all videos)")
 
 
 def add_command(commands, name, summary):
@@ -391,8 +448,13 @@ def build_parser():
     flow = add_command(commands, "flow", "compute quantised optical flow (u/ and v/ JPEGs) between frames")
     add_extraction_flags(flow, "data/ucf101/tvl1_flow")
     flow.add_argument("--method", choices=media.FLOW_METHODS, default="tvl1",
-                      help="tvl1: the paper's flow, slow (about 1 frame pair/s per core at 320x240, 16 CPU-days "
-                           "for UCF-101); dis: ~100x faster; farneback: ~60x faster (default: %(default)s)")
+                      help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at "
+                           "320x240, 16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), "
+                           "--batch pairs at a time in this one process on the Keras backend's device, made for "
+                           "a GPU; dis: ~100x faster; farneback: ~60x faster (default: %(default)s)")
+    flow.add_argument("--batch", type=positive, default=media.FLOW_BATCH,
+                      help="frame pairs per call for tvl1_keras: larger keeps a GPU busier; each new size "
+                           "compiles once (default: %(default)s)")
     flow.set_defaults(run=run_flow)
 
     check = add_command(commands, "check", "report videos of a split with missing or inconsistent data")

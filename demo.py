@@ -103,10 +103,12 @@ def write_annotated(path, frames, label, fps):
     writer.release()
 
 
-def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1)):
-    """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds})."""
-    spatial, spatial_config, classes = checkpoints.load(spatial_path, "spatial")
-    temporal, temporal_config, temporal_classes = checkpoints.load(temporal_path, "temporal")
+def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1),
+             dataset=None):
+    """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds}).
+    A multi-task temporal model answers with the head of `dataset` (default: the one it was trained for)."""
+    spatial, spatial_config, classes = checkpoints.load(spatial_path, "spatial", dataset)
+    temporal, temporal_config, temporal_classes = checkpoints.load(temporal_path, "temporal", dataset)  # its head
     if classes != temporal_classes:
         raise DataError(f"{spatial_path} and {temporal_path} were trained on different classes")
     timings = {}
@@ -146,7 +148,7 @@ def report(args):
     spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
     temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
-                                                args.flow, args.threads, args.fusion_weights)
+                                                args.flow, args.threads, args.fusion_weights, args.dataset)
     height, width = frames[0].shape[:2]
     print(f"{args.video}: {len(frames)} frames at {width}x{height}")
     for name, stream_scores in scores.items():

@@ -1,9 +1,13 @@
-"""Flow quantisation, the flow methods on a known translation, and image/video I/O."""
+"""Flow quantisation, the flow methods on a known translation, batched flow, the flow record, and
+image/video I/O."""
+import os
+
 import cv2
 import numpy as np
 import pytest
 
 import media
+import ucf101
 
 SHIFT = (3, 2)  # right, down (pixels)
 
@@ -26,9 +30,9 @@ def test_quantisation_maps_the_clipped_range_onto_0_255():
     assert np.abs(restored - values).max() <= 20 / 255 + 1e-4  # half a step of 40/255 (float32)
 
 
-@pytest.mark.parametrize("method", ["dis", "tvl1"])
+@pytest.mark.parametrize("method", ["dis", "tvl1", "tvl1_keras"])
 def test_a_known_translation_survives_flow_quantisation_and_jpeg(method, tmp_path):
-    quantized = media.compute_flow(textured_pair(), method)
+    quantized = media.compute_flow(textured_pair(), method, batch_size=4)  # 4: test_tvl1's compiled shape
     assert list(quantized) == [0]
     for component, image, shift in zip("uv", quantized[0], SHIFT):
         path = str(tmp_path / f"{component}.jpg")
@@ -48,6 +52,68 @@ def test_farneback_sees_the_translation_too():
 def test_compute_flow_only_computes_the_requested_pairs():
     frames = textured_pair() * 2
     assert sorted(media.compute_flow(frames, "dis", pairs=[2, 0])) == [0, 2]
+
+
+def test_tvl1_keras_is_opencvs_tvl1():
+    frames = textured_pair()
+    ours = media.compute_flow(frames, "tvl1_keras", batch_size=4)[0]
+    theirs = media.compute_flow(frames, "tvl1")[0]
+    for a, b in zip(ours, theirs):
+        assert np.mean(np.abs(a.astype(int) - b) <= 2) > 0.99
+
+
+def fake_tvl1(monkeypatch):
+    """Replace tvl1.estimate_flow by a fast fake whose flow at every pixel is (first, second)'s values,
+    recording the batch sizes it is called with."""
+    import tvl1
+    calls = []
+
+    def estimate_flow(first, second):
+        calls.append(len(first))
+        return np.stack([first, second], axis=-1).astype(np.float32)
+
+    monkeypatch.setattr(tvl1, "estimate_flow", estimate_flow)
+    return calls
+
+
+def constant_frames(count, size=(8, 6)):
+    """RGB frames whose grey value is their index, so a fake flow shows which frames it got."""
+    return [np.full((size[1], size[0], 3), i, np.uint8) for i in range(count)]
+
+
+def test_batched_flow_pads_the_last_batch_and_keeps_pairs_in_order(monkeypatch):
+    calls = fake_tvl1(monkeypatch)
+    grays = [media.to_gray(f) for f in constant_frames(7)]
+    flows = media.estimate_flows(grays[:-1], grays[1:], "tvl1_keras", batch_size=4)
+    assert calls == [4, 4]  # 6 pairs: 4, then 2 padded to 4, so one compiled shape
+    assert flows[:, 0, 0].tolist() == [[i, i + 1] for i in range(6)]
+    quantized = media.compute_flow(constant_frames(7), "tvl1_keras", pairs=[5, 1], batch_size=4)
+    assert sorted(quantized) == [1, 5]
+    assert quantized[5][0][0, 0] == media.quantize_flow(np.float32([[[5, 6]]]))[0][0, 0]
+
+
+@pytest.mark.parametrize("count", [2, 5, 9, 10])
+def test_iter_flow_streams_every_consecutive_pair_once(monkeypatch, count):
+    calls = fake_tvl1(monkeypatch)
+    flows = list(media.iter_flow(iter(constant_frames(count)), "tvl1_keras", batch_size=4))
+    assert [f[0, 0].tolist() for f in flows] == [[i, i + 1] for i in range(count - 1)]
+    assert set(calls) == {4}
+    opencv = list(media.iter_flow(iter(textured_pair() * 2), "dis"))
+    assert len(opencv) == 3 and all(f.shape == (72, 96, 2) for f in opencv)
+
+
+def test_flow_info_round_trips_and_bad_records_name_the_file(tmp_path):
+    assert media.read_flow_info(str(tmp_path)) is None
+    media.write_flow_info(str(tmp_path / "flow"), media.flow_info("dis", (340, 256)))
+    info = media.read_flow_info(str(tmp_path / "flow"))
+    assert info["method"] == "dis" and info["frame_size"] == [340, 256] and info["bound"] == media.FLOW_BOUND
+    assert info["opencv"] == cv2.__version__
+    assert os.listdir(tmp_path / "flow") == [media.FLOW_INFO_FILE]  # no temporary file left
+    path = tmp_path / "flow" / media.FLOW_INFO_FILE
+    for text in ("{not json", '{"method": "dis"}', "[1, 2]"):
+        path.write_text(text)
+        with pytest.raises(ucf101.DataError, match=str(path)):
+            media.read_flow_info(str(tmp_path / "flow"))
 
 
 def test_an_unknown_flow_method_is_refused():

@@ -99,6 +99,88 @@ def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
         assert median_flow(out / component / "v_Alpha_g01_c01", 3) == pytest.approx(shift, abs=0.3)
 
 
+def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
+    write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
+    flags = ("--videos", tmp_path / "UCF-101", "--size", "96x72", "--workers", 1)
+    # 5 pairs in batches of 4 (test_tvl1's compiled shape): the second batch is padded
+    assert run("flow", *flags, "--out", tmp_path / "keras", "--method", "tvl1_keras", "--batch", 4) == 0
+    assert run("flow", *flags, "--out", tmp_path / "opencv", "--method", "tvl1") == 0
+    for component, shift in zip("uv", SHIFT):
+        ours, theirs = (tmp_path / kind / component / "v_Alpha_g01_c01" for kind in ("keras", "opencv"))
+        assert frame_files(ours) == expected_files(5)
+        assert median_flow(ours, 5) == pytest.approx(shift * 1.5, abs=0.3)  # 64x48 -> 96x72
+        for i in range(5):
+            a, b = (media.read_image(ucf101.frame_path(folder, i), grayscale=True).astype(int) for folder in (ours, theirs))
+            assert np.mean(np.abs(a - b) <= 2) > 0.95
+    info = media.read_flow_info(str(tmp_path / "keras"))
+    assert (info["method"], info["frame_size"], info["bound"]) == ("tvl1_keras", [96, 72], media.FLOW_BOUND)
+    assert info["keras"] and info["backend"]
+    assert media.read_flow_info(str(tmp_path / "opencv"))["method"] == "tvl1"
+
+
+def test_flow_refuses_to_mix_methods_in_one_folder(videos, tmp_path, capsys):
+    out = tmp_path / "tvl1_flow"
+    flags = ("flow", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1)
+    assert run(*flags, "--method", "dis") == 0
+    assert media.read_flow_info(str(out))["method"] == "dis"
+    before = mtimes(out / "u" / NAMES[0])
+    assert run(*flags, "--method", "farneback") == 2
+    error = capsys.readouterr().err
+    assert f"{out / media.FLOW_INFO_FILE}: this flow was computed with dis at 32x24" in error
+    assert run(*flags, "--method", "dis", "--size", "40x30") == 2  # another size is another dataset too
+    assert mtimes(out / "u" / NAMES[0]) == before
+    assert run(*flags, "--method", "farneback", "--overwrite") == 0
+    assert media.read_flow_info(str(out))["method"] == "farneback"
+    assert mtimes(out / "u" / NAMES[0]) != before
+
+
+def test_the_shard_rule_is_fixed_balanced_and_ignores_case():
+    # machines running different versions must agree: this value must never change
+    assert prepare_data.shard_of("v_ApplyEyeMakeup_g08_c01", 8) == 8
+    assert prepare_data.shard_of("V_APPLYEYEMAKEUP_G08_C01", 8) == 8
+    names = [f"v_Class{c}_g{g:02d}_c{k:02d}" for c in range(101) for g in range(1, 26) for k in range(1, 6)]
+    sizes = np.bincount([prepare_data.shard_of(name, 8) for name in names], minlength=9)
+    assert sizes[0] == 0 and sizes.sum() == len(names)
+    assert np.abs(sizes[1:] / (len(names) / 8) - 1).max() < 0.05
+    for bad in ("0/4", "5/4", "3", "a/b", "-1/4"):
+        with pytest.raises(SystemExit):
+            prepare_data.build_parser().parse_args(["frames", "--shard", bad])
+
+
+def test_two_shards_extract_disjoint_parts_whose_union_is_every_video(tmp_path, capsys):
+    names = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (1, 8, 9)]
+    for seed, name in enumerate(names):
+        write_video(tmp_path / "UCF-101" / ucf101.parse_name(name)[0] / f"{name}.avi", frames=4, seed=seed)
+    parts = {k: {name for name in names if prepare_data.shard_of(name, 2) == k} for k in (1, 2)}
+    assert parts[1] and parts[2]  # both parts have work, so the test shows the split
+    videos, data = tmp_path / "UCF-101", tmp_path / "data"
+    for k in (1, 2):  # each part on its own, as on two machines
+        out = tmp_path / f"part{k}"
+        assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1,
+                   "--shard", f"{k}/2") == 0
+        assert set(os.listdir(out)) == parts[k]
+    assert not parts[1] & parts[2] and parts[1] | parts[2] == set(names)
+    assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
+    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--split", 1)
+    for k in (1, 2):  # both parts into one dataset, as a job array on a shared disk
+        assert run("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1,
+                   "--shard", f"{k}/2") == 0
+        assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--size", "32x24", "--workers", 1,
+                   "--method", "dis", "--shard", f"{k}/2") == 0
+        done = set().union(*(parts[j] for j in range(1, k + 1)))
+        assert set(os.listdir(data / "jpegs_256")) == done
+        assert set(os.listdir(data / "tvl1_flow" / "u")) == set(os.listdir(data / "tvl1_flow" / "v")) == done
+        capsys.readouterr()
+        assert run(*check) == (0 if k == 2 else 1)
+        assert f"{len(done)} of 6 videos" in capsys.readouterr().out
+    for name in names:
+        assert frame_files(data / "tvl1_flow" / "u" / name) == expected_files(3)
+    # a rerun of a part resumes: nothing left to do
+    assert run("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1,
+               "--shard", "1/2") == 0
+    assert f"0 videos written, {len(parts[1])} already complete" in capsys.readouterr().out
+
+
 def test_a_killed_run_resumes_without_redoing_finished_videos(videos, tmp_path, capsys):
     out = tmp_path / "jpegs_256"
     assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0

@@ -1,0 +1,181 @@
+"""tvl1.py against OpenCV's DualTVL1: each building block, then the flow on natural photos and on
+the mini dataset's frames, at 96x72 (one compiled shape for the whole file: batches of 4)."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from keras import ops
+from sklearn.datasets import load_sample_image
+
+import media
+import synthetic
+import tvl1
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = (96, 72)  # (width, height): five pyramid levels, as at 340x256
+rng = np.random.default_rng(0)
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def photo(name, size=SIZE):
+    """A grey crop of one of scikit-learn's sample photos (a temple, a flower), textured all over."""
+    image = cv2.cvtColor(load_sample_image(name), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(image[60:444, 80:590], size, interpolation=cv2.INTER_AREA)
+
+
+def moved(image, angle=0.0, scale=1.0, shift=(0.0, 0.0)):
+    """The image rotated (degrees) and scaled about its centre, then shifted (x, y) pixels."""
+    height, width = image.shape
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    matrix[:, 2] += shift
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def mini_dataset_pair(label):
+    """Frames 1 and 2 of a mini dataset clip, grey at SIZE as prepare_data extracts them."""
+    frames = synthetic.render(synthetic.make_clip(0, label, 1, 1))[:2]
+    return [cv2.resize(media.to_gray(frame), SIZE, interpolation=cv2.INTER_AREA) for frame in frames]
+
+
+@pytest.fixture(scope="module")
+def photo_pairs():
+    china, flower = photo("china.jpg"), photo("flower.jpg")
+    return [(china, moved(china, shift=(1.6, -0.7))), (china, moved(china, 1.5, 1.03, (0.8, 0.5))),
+            (flower, moved(flower, shift=(-1.3, 0.9))), (flower, moved(flower, -2.0, 0.98, (0.4, 0.6)))]
+
+
+def opencv_flow(pairs, settings=tvl1.OPENCV_DEFAULTS):
+    # a fresh instance per pair: OpenCV's keeps a reduced level count after a small image
+    return np.array([settings.opencv().calc(a, b, None) for a, b in pairs])
+
+
+def keras_flow(pairs, settings=tvl1.OPENCV_DEFAULTS):
+    first, second = (np.array(images) for images in zip(*pairs))
+    return tvl1.estimate_flow(first, second, settings)
+
+
+def end_point_error(flow, reference):
+    return np.sqrt(np.sum(np.square(flow - reference), axis=-1))
+
+
+def share_within(flow, reference, levels=2):
+    """Share of pixels whose quantised flow JPEG values (both components) differ by at most `levels`."""
+    ours, theirs = (np.stack(media.quantize_flow(f)).astype(int) for f in (flow, reference))
+    return np.mean(np.abs(ours - theirs) <= levels)
+
+
+# ---------------------------------------------------------------------------- building blocks
+
+def test_pyramid_levels_are_sized_as_opencv_sizes_them():
+    assert tvl1.pyramid_sizes(256, 340) == [(256, 340), (205, 272), (164, 218), (131, 174), (105, 139)]
+    assert tvl1.pyramid_sizes(72, 96) == [(72, 96), (58, 77), (46, 62), (37, 50), (30, 40)]
+    assert tvl1.pyramid_sizes(30, 200) == [(30, 200), (24, 160), (19, 128)]  # next would be 15 rows
+
+
+@pytest.mark.parametrize("shape", [(72, 96), (37, 50), (17, 23)])
+def test_resize_matches_cv2_resize_down_and_up(shape):
+    image = rng.uniform(0, 255, shape).astype(np.float32)
+    smaller = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+    ours = numpy(tvl1.resize_bilinear(image[None], smaller.shape, 1 / 0.8))[0]
+    np.testing.assert_allclose(ours, smaller, atol=1e-3)
+    larger = cv2.resize(smaller, shape[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(numpy(tvl1.resize_bilinear(smaller[None], shape))[0], larger, atol=1e-2)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_blur_equals_cv2_median_blur_borders_included(size):
+    images = rng.normal(size=(2, 23, 31)).astype(np.float32)
+    images[1, :, :8] = 1.0  # ties
+    ours = numpy(tvl1.median_blur(images, size))
+    for image, result in zip(images, ours):
+        np.testing.assert_array_equal(result, cv2.medianBlur(image, size))
+
+
+def test_bicubic_warp_equals_cv2_remap_inside_and_outside_the_image():
+    images = rng.uniform(0, 255, (2, 30, 40, 3)).astype(np.float32)
+    u1, u2 = (rng.uniform(-6, 6, (2, 30, 40)).astype(np.float32) for _ in range(2))
+    u1[0, :4], u2[1, -4:] = 1e7, -3.5  # far outside; partly outside
+    ours = numpy(tvl1.warp_bicubic(images, u1, u2))
+    x, y = np.meshgrid(np.arange(40, dtype=np.float32), np.arange(30, dtype=np.float32))
+    for b in range(2):
+        for c in range(3):
+            reference = cv2.remap(images[b, ..., c], x + u1[b], y + u2[b], cv2.INTER_CUBIC)
+            np.testing.assert_allclose(ours[b, ..., c], reference, atol=1e-3)
+
+
+def test_finite_differences_use_opencvs_border_rules():
+    image = np.array([[0, 1, 4, 9], [1, 3, 7, 13], [5, 5, 5, 5]], np.float32)[None]
+    dx, dy = (numpy(d)[0] for d in tvl1.centred_gradient(image))
+    assert dx[0].tolist() == [0.5, 2.0, 4.0, 2.5]  # half the one-sided difference at the ends
+    assert dy[:, 0].tolist() == [0.5, 2.5, 2.0]
+    fx, fy = (numpy(d)[0] for d in tvl1.forward_gradient(image))
+    assert fx[:, -1].tolist() == [0, 0, 0] and fy[-1].tolist() == [0, 0, 0, 0]
+    # divergence is minus the adjoint of the forward gradient, <grad u, p> = -<u, div p>, for the p
+    # that the dual steps make (p1 zero in the last column, p2 in the last row, as grad u there)
+    u, p1, p2 = rng.normal(size=(3, 1, 6, 7)).astype(np.float32)
+    p1[..., -1], p2[:, -1] = 0, 0
+    ux, uy = (numpy(d) for d in tvl1.forward_gradient(u))
+    assert np.sum(ux * p1 + uy * p2) == pytest.approx(-np.sum(u * numpy(tvl1.divergence(p1, p2))), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------- the flow
+
+def test_flow_matches_opencv_on_natural_photos(photo_pairs):
+    ours, reference = keras_flow(photo_pairs), opencv_flow(photo_pairs)
+    assert ours.shape == (4, 72, 96, 2) and ours.dtype == np.float32
+    for flow, expected in zip(ours, reference):
+        assert end_point_error(flow, expected).mean() < 0.1  # measured 0.005-0.03
+        assert share_within(flow, expected) > 0.98  # measured 99.7-100%
+
+
+def test_flow_matches_opencv_on_the_mini_dataset():
+    pairs = [mini_dataset_pair(label) for label in (0, 1, 2, 3)]  # Blue: Expand, Rotate, Saddle, Translate
+    ours, reference = keras_flow(pairs), opencv_flow(pairs)
+    assert np.abs(reference).max() > 0.5  # there is motion to get right
+    for flow, expected in zip(ours, reference):
+        assert end_point_error(flow, expected).mean() < 0.1  # measured 0.001-0.016
+        assert share_within(flow, expected) > 0.98
+
+
+def test_a_known_translation_is_found(photo_pairs):
+    flow = keras_flow(photo_pairs)
+    for index, shift in ((0, (1.6, -0.7)), (2, (-1.3, 0.9))):
+        interior = flow[index, 8:-8, 8:-8]
+        np.testing.assert_allclose(np.median(interior, axis=(0, 1)), shift, atol=0.05)
+
+
+def test_each_pair_of_a_batch_stops_on_its_own(photo_pairs):
+    """A pair's flow must not depend on the pairs beside it (they stop iterating at other times)."""
+    alone = keras_flow([photo_pairs[1]] * 4)[0]
+    mixed = keras_flow(photo_pairs)[1]
+    np.testing.assert_allclose(mixed, alone, atol=1e-5)
+
+
+def test_images_of_different_shapes_are_refused(photo_pairs):
+    first, second = photo_pairs[2]
+    with pytest.raises(ValueError, match="one shape"):
+        tvl1.estimate_flow(first, second[:-1])
+
+
+def test_the_jax_backend_gives_opencvs_flow_too():
+    """Backend-agnostic: one level, one warp (a quick compile) on JAX matches OpenCV to float precision."""
+    script = """if True:
+        import numpy as np, keras, tvl1, cv2
+        assert keras.backend.backend() == "jax"
+        rng = np.random.default_rng(0)
+        first = cv2.GaussianBlur(rng.integers(0, 256, (24, 32)).astype(np.uint8), (0, 0), 1.5)
+        second = np.roll(first, 1, axis=1)
+        settings = tvl1.Settings(scales=1, warps=1, outer_iterations=2)
+        error = np.abs(tvl1.estimate_flow(first, second, settings) - settings.opencv().calc(first, second, None))
+        print("max error", error.max())
+        assert error.max() < 1e-3
+    """
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -6,7 +6,8 @@
 
 For each stream it trains the training script's model (InceptionV3 with its new top for the
 spatial stream, CNN-M-2048 for the temporal one) on TrainSequence batches decoded from the JPEGs
-by --workers threads, then on the same batches already in memory (model.fit on numpy arrays, the
+by --workers threads (the training default: class-uniform sampling, random crops, flips, PCA
+lighting on RGB), then on the same batches already in memory (model.fit on numpy arrays, the
 bound), and prints samples/s for both and their ratio. Rounds alternate the two so that other
 load on the machine hits both alike; the best epoch of each counts. The first epoch of each
 (compilation) is not timed. Goal: the pipeline >= 90% of the bound with 2 workers on the CPU.
@@ -49,7 +50,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def training_videos(stream):
-    """args.steps * batch_size training samples' videos (repeated if the split has fewer)."""
+    """The split's training videos, their data folder and the number of classes."""
     if os.path.isdir(os.path.join(args.data_dir, ucf101.RGB_DIR)):
         data_dir, splits_dir = args.data_dir, args.splits_dir
     else:
@@ -59,9 +60,9 @@ def training_videos(stream):
     videos = ucf101.load_index(data_dir, splits_dir, 1, "train")
     missing = generators.missing_data(videos, data_dir, stream)
     if missing:
-        raise SystemExit(f"{len(missing)} videos without {stream} data under {data_dir}: run prepare_data.py first")
-    needed = args.steps * args.batch_size  # whole batches only: a smaller last one would recompile
-    return (videos * (needed // len(videos) + 1))[:needed], data_dir, len({v.label for v in videos})
+        raise SystemExit(f"{len(missing)} videos without {stream.name} data under {data_dir}: "
+                         f"run prepare_data.py first")
+    return videos, data_dir, len({v.label for v in videos})
 
 
 def build(stream, classes):
@@ -77,14 +78,15 @@ def build(stream, classes):
     return model
 
 
-def measure(stream):
+def measure(name):
+    stream = generators.Stream(name, args.stack_length)
     videos, data_dir, classes = training_videos(stream)
+    # args.steps full batches an epoch (class-uniform sampling): a smaller last batch would recompile
     sequence = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,
-                                        image_size=args.image_size, stack_length=args.stack_length,
-                                        workers=args.workers)
+                                        image_size=args.image_size, steps=args.steps, workers=args.workers)
     batches = [sequence[i] for i in range(len(sequence))]
     x, y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    model = build(stream, classes)
+    model = build(name, classes)
     timer = EpochTimer()
     pipeline, memory = [], []
     model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)  # compile
@@ -95,13 +97,12 @@ def measure(stream):
         model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
         memory.append(len(x) / timer.seconds)
     figure, bound = max(pipeline), max(memory)
-    channels = x.shape[-1]
-    print(f"{stream:8s} {args.image_size}x{args.image_size}x{channels} batch {args.batch_size}: "
+    print(f"{name:8s} {args.image_size}x{args.image_size}x{stream.channels} batch {args.batch_size}: "
           f"pipeline ({args.workers} workers) {figure:6.1f} samples/s, in memory {bound:6.1f} samples/s, "
           f"ratio {figure / bound:.0%} (goal >= 90%)", flush=True)
     return figure / bound
 
 
 print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, {args.steps} steps of {args.batch_size} per timed epoch")
-for stream in args.streams.split(","):
-    measure(stream)
+for name in args.streams.split(","):
+    measure(name)

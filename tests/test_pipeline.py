@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import demo
+import errors
 import fuse_test
 import media
 import prepare_data
@@ -37,11 +38,13 @@ def run(tmp_path_factory):
                               "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
     common = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     spatial_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "spatial"), "--image-size", "75",
-                                 "--phase1-epochs", "30", "--phase2-epochs", "2"])
+                                 "--epoch-steps", "5", "--phase1-iterations", "150",
+                                 "--phase2-iterations", "10"])
     temporal_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "temporal"), "--image-size", "64",
                                   "--iterations", "150", "--lr-drops", "120"])
-    assert fuse_test.main(["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits"),
-                           "--checkpoints", checkpoints, "--results-dir", results, "--run-name", "mini"]) == 0
+    assert errors.run(fuse_test.main, ["--dataset", "synthetic", "--data-dir", data, "--splits-dir",
+                                       os.path.join(data, "splits"), "--checkpoints", checkpoints,
+                                       "--results-dir", results, "--run-name", "mini"]) == 0
     return dict(data=data, checkpoints=checkpoints, results=os.path.join(results, "mini"))
 
 
@@ -51,24 +54,26 @@ def top1(run, name):
 
 
 def test_fusion_beats_each_stream(run):
-    spatial, temporal, fusion = (top1(run, name) for name in ("spatial", "temporal", "fusion"))
-    print(f"mini run top-1: spatial {spatial:.3f}, temporal {temporal:.3f}, fusion {fusion:.3f}")
+    spatial, temporal, fusion, svm = (top1(run, name) for name in ("spatial", "temporal", "fusion", "svm"))
+    print(f"mini run top-1: spatial {spatial:.3f}, temporal {temporal:.3f}, fusion {fusion:.3f}, svm {svm:.3f}")
     assert spatial <= 0.6 and temporal <= 0.6  # each stream sees one factor of two
     assert fusion > max(spatial, temporal) + 0.2
+    assert svm > max(spatial, temporal) + 0.2  # trained on the training list's scores, tested on the test list
 
 
 def test_table_confusion_matrix_and_lists_are_written(run):
     with open(os.path.join(run["results"], "results.md")) as f:
         table = f.read()
-    assert "| Spatial" in table and "| Temporal" in table and "| Fusion" in table
+    assert "| Spatial" in table and "| Temporal" in table and "| Fusion" in table and "SVM" in table
     image = cv2.imread(os.path.join(run["results"], "confusion.png"))
     assert image is not None and image.shape[0] > 100
-    for name in ("per_class.csv", "misclassified.csv", "scores_spatial.npz", "scores_temporal.npz"):
+    for name in ("per_class.csv", "misclassified.csv", "scores_spatial.npz", "scores_temporal.npz",
+                 "scores_spatial_train.npz", "scores_temporal_train.npz"):
         assert os.path.getsize(os.path.join(run["results"], name)) > 0
 
 
 def test_resumed_training_command_trains_nothing_and_keeps_checkpoints(run):
-    best = os.path.join(run["checkpoints"], "temporal", "best.keras")
+    best = os.path.join(run["checkpoints"], "temporal", "last.keras")
     before = os.path.getmtime(best)
     temporal_train.main(["--dataset", "synthetic", "--data-dir", run["data"],
                          "--splits-dir", os.path.join(run["data"], "splits"),
@@ -89,7 +94,7 @@ def test_demo_predicts_the_class_of_a_test_video(run):
 
 
 def model_paths(run):
-    return [os.path.join(run["checkpoints"], stream, "best.keras") for stream in ("spatial", "temporal")]
+    return [os.path.join(run["checkpoints"], stream, "last.keras") for stream in ("spatial", "temporal")]
 
 
 def demo_args(run):
@@ -105,7 +110,7 @@ def test_demo_writes_annotated_video_and_plot_for_a_10_frame_clip(run, tmp_path,
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     out, plot = str(tmp_path / "out.mp4"), str(tmp_path / "scores.png")
-    assert demo.main([clip, *demo_args(run), "--output", out, "--plot", plot, "--top", "3"]) == 0
+    assert errors.run(demo.main, [clip, *demo_args(run), "--output", out, "--plot", plot, "--top", "3"]) == 0
     printed = capsys.readouterr().out
     assert "fusion:" in printed and "time: decode" in printed
     assert len(media.read_video(out, size=None)) == 10
@@ -115,5 +120,47 @@ def test_demo_writes_annotated_video_and_plot_for_a_10_frame_clip(run, tmp_path,
 def test_demo_fails_cleanly_on_a_file_that_is_not_a_video(run, tmp_path, capsys):
     junk = tmp_path / "notes.mp4"
     junk.write_bytes(b"this is not a video" * 100)
-    assert demo.main([str(junk), *demo_args(run)]) == 2
-    assert "notes.mp4" in capsys.readouterr().err
+    assert errors.run(demo.main, [str(junk), *demo_args(run)]) == 2
+    error = capsys.readouterr().err
+    assert "notes.mp4" in error and "{path}" not in error
+
+
+# ---------------------------------------------------------------------------- multi-task on the two mini datasets
+
+@pytest.fixture(scope="module")
+def multitask_run(run, tmp_path_factory):
+    """The HMDB-style mini dataset (odd clip names, official split files) as the target, the
+    UCF-style one's training list as the second task: one temporal net, two heads, each tested."""
+    root = tmp_path_factory.mktemp("hmdb")
+    data, checkpoint, results = str(root / "data"), str(root / "temporal"), str(root / "results")
+    synthetic.generate_hmdb51(data, progress=False)
+    assert prepare_data.main(["flow", "--videos", os.path.join(data, "hmdb51_org"), "--out",
+                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+    hmdb = ["--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
+    temporal_train.main(["--dataset", "synthetic_hmdb", *hmdb, "--multitask", "synthetic",
+                         "--multitask-data-dir", run["data"], "--multitask-splits-dir",
+                         os.path.join(run["data"], "splits"), "--multitask-videos", "train",
+                         "--checkpoint-dir", checkpoint, "--image-size", "64", "--iterations", "60",
+                         "--lr-drops", "50"])
+    model = os.path.join(checkpoint, "last.keras")
+    for dataset, folders in (("synthetic_hmdb", hmdb),
+                             ("synthetic", ["--data-dir", run["data"], "--splits-dir", os.path.join(run["data"], "splits")])):
+        assert errors.run(fuse_test.main, ["--dataset", dataset, *folders, "--streams", "temporal", "--temporal", model,
+                                           "--results-dir", results, "--run-name", dataset]) == 0
+    return dict(data=data, results=results)
+
+
+def test_multitask_heads_are_tested_on_their_own_datasets_with_odd_names_intact(multitask_run):
+    import evaluation
+    rows = {}
+    for dataset in ("synthetic_hmdb", "synthetic"):
+        with open(os.path.join(multitask_run["results"], dataset, "metrics.json")) as f:
+            metrics = json.load(f)
+        rows[dataset] = metrics["results"]
+        assert metrics["settings"]["multitask"]["dataset"] == "synthetic"
+    assert set(rows["synthetic_hmdb"]) == {"temporal_multitask"} and rows["synthetic_hmdb"]["temporal_multitask"]["classes"] == 6
+    assert rows["synthetic"]["temporal_multitask"]["classes"] == len(CLASSES)
+    scores = evaluation.load_scores(os.path.join(multitask_run["results"], "synthetic_hmdb", "scores_temporal.npz"))
+    listed = [ucf101.video_name(line) for line in
+              ucf101.read_lines(os.path.join(multitask_run["data"], "splits", "testlist01.txt"))]
+    assert scores["videos"] == listed and any(set("#()!&") & set(name) for name in listed)

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import hmdb51
 import media
 import ucf101
 
@@ -44,6 +45,7 @@ OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3)
 # tvl1_keras: per pair on a whole 2-core CPU, batches of 32 (benchmarks/bench_flow.py; a GPU is far faster).
 PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 1.0, "farneback": 0.015, "dis": 0.008}
 FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")
+SYNTHETIC_DIRS = {"ucf101": "data/synthetic", "hmdb51": "data/synthetic_hmdb"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,13 @@ class CheckJob:
 # ---------------------------------------------------------------------------- splits
 
 def run_splits(args):
-    if args.official_zip:
+    if args.dataset == "hmdb51":
+        if not args.official_dir:
+            raise ucf101.DataError(f"--dataset hmdb51 needs --official-dir: the {hmdb51.SPLITS_DIR} folder of "
+                                   "test_train_splits.rar")
+        lists = hmdb51.official_lists(args.official_dir, counts=None if args.any_counts else hmdb51.COUNTS,
+                                      num_classes=None if args.any_counts else hmdb51.NUM_CLASSES)
+    elif args.official_zip:
         lists = read_official_zip(args.official_zip)
     else:
         classes = ucf101.read_classes(args.classes) if args.classes else None
@@ -372,11 +380,14 @@ def unreadable(kind, folder, count):
 def run_synthetic(args):
     import synthetic  # only this command needs it
 
-    settings = synthetic.generated_settings(args.out)
-    if settings and settings["seed"] == args.seed and not args.overwrite:
-        print(f"{args.out}: the dataset for seed {args.seed} is already there; nothing to do")
+    out = args.out or SYNTHETIC_DIRS[args.dataset]
+    settings = synthetic.generated_settings(out)
+    if (settings and settings.get("dataset", "ucf101") == args.dataset and settings["seed"] == args.seed
+            and not args.overwrite):
+        print(f"{out}: the {args.dataset}-style dataset for seed {args.seed} is already there; nothing to do")
         return 0
-    synthetic.generate(args.out, seed=args.seed, overwrite=args.overwrite, workers=args.workers)
+    generate = synthetic.generate_hmdb51 if args.dataset == "hmdb51" else synthetic.generate
+    generate(out, seed=args.seed, overwrite=args.overwrite, workers=args.workers)
     return 0
 
 
@@ -438,6 +449,14 @@ def build_parser():
     splits.add_argument("--classes", metavar="classInd.txt",
                         help="class list to use (recommended for the flat layout, whose file names spell "
                              "HandstandPushups as HandStandPushups); default: the class folders found")
+    splits.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
+                        help="ucf101: lists from --videos or --official-zip; hmdb51: converted from --official-dir "
+                             "(default: %(default)s)")
+    splits.add_argument("--official-dir", metavar="DIR",
+                        help=f"hmdb51: the {hmdb51.SPLITS_DIR} folder of test_train_splits.rar")
+    splits.add_argument("--any-counts", action="store_true",
+                        help="hmdb51: accept other numbers of classes and of clips per class than HMDB-51's 51 "
+                             "and 70/30 (a subset of it, or the generated mini dataset)")
     splits.add_argument("--overwrite", action="store_true", help="replace existing lists that differ")
     splits.set_defaults(run=run_splits)
 
@@ -468,7 +487,11 @@ def build_parser():
     check.set_defaults(run=run_check)
 
     synthetic = add_command(commands, "synthetic", "generate the mini dataset (XviD videos and split lists)")
-    synthetic.add_argument("--out", default="data/synthetic", help="output folder (default: %(default)s)")
+    synthetic.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
+                           help="ucf101: UCF-101's layout, 12 classes; hmdb51: HMDB-51's layout and official "
+                                "split files, 6 other classes (default: %(default)s)")
+    synthetic.add_argument("--out", help="output folder (default: data/synthetic, or data/synthetic_hmdb "
+                                         "with --dataset hmdb51)")
     synthetic.add_argument("--seed", type=int, default=0, help="random seed; same seed, same dataset")
     synthetic.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synthetic.add_argument("--workers", type=int, default=os.cpu_count(), help="processes writing videos")

@@ -244,3 +244,13 @@ def test_odd_clip_names_decode_and_survive_a_frame_folder(mini, tmp_path):
     assert {v.name: v.frames for v in index if v.frames} == {n: 2 for n in names if n in {v.name for v in index}}
     assert len([v for v in index if v.frames]) >= 8  # at most two sources are unused in split 1
     assert media.video_fps(chosen[0][1]) == pytest.approx(synthetic.HMDB_FPS)
+
+
+def test_prepare_data_splits_converts_hmdb51_and_says_what_is_missing(official, tmp_path, capsys):
+    import prepare_data
+    out = str(tmp_path / "splits")
+    assert prepare_data.main(["splits", "--dataset", "hmdb51", "--official-dir", official, "--out", out]) == 0
+    for file, lines in expected_lists(CLASSES).items():
+        assert ucf101.read_lines(os.path.join(out, file)) == lines, file
+    assert prepare_data.main(["splits", "--dataset", "hmdb51", "--out", str(tmp_path / "other")]) == 2
+    assert "--official-dir" in capsys.readouterr().err

@@ -24,9 +24,12 @@ stack at JPEG-decoder speed (benchmarks/bench_generators.py).
 Training follows the paper: each sample picks a class uniformly, then one of its videos, then a
 start, a 224 x 224 window at a uniformly random position and a flip; spatial samples get
 Krizhevsky's PCA lighting noise. Randomness comes only from np.random.default_rng seeded with
-(seed, epoch, batch index): Keras forks worker processes with numpy's global random state copied
-into each, so draws from np.random would repeat across workers. Batches are therefore the same
-with any number of threads or processes, and differ between epochs.
+(seed, epoch, batch index) for the batch's videos and with (seed, epoch, batch index, position in
+the batch) for each sample's start, window, flip and lighting: Keras forks worker processes with
+numpy's global random state copied into each, so draws from np.random would repeat across
+workers. Batches are therefore the same with any number of threads or processes, and differ
+between epochs; and a worker of a multi-worker cluster can draw its own part of a global batch
+(TrainSequence's shard) without drawing the rest.
 """
 import math
 import multiprocessing
@@ -318,15 +321,23 @@ class TrainSequence(keras.utils.PyDataset):
     on_epoch_end moves `epoch` on, which seeds the draws. fit() calls it after every epoch and
     once before the first, so set `epoch` at each epoch's start (training.SyncEpoch does) to
     make a resumed run continue the same sequence.
+
+    shard=(k, n): the k-th of n equal parts of every global batch of `batch_size` samples, for
+    worker k of a cluster of n. Every worker draws the same global batch and loads only its own
+    samples, so the n shards of a batch are together exactly the batch of shard=(0, 1).
     """
 
     def __init__(self, videos, data_dir, stream, batch_size=256, image_size=224, stack_length=10, steps=None,
                  sampling="classes", crop="random", lighting=None, seed=0, workers=1, use_multiprocessing=False,
-                 max_queue_size=10):
+                 max_queue_size=10, shard=(0, 1)):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         self.stream = as_stream(stream, stack_length)
         if not videos:
             raise ucf101.DataError("no training videos: check --data-dir, the split lists and --class-limit")
+        part, parts = shard
+        if not 0 <= part < parts or batch_size % parts:
+            raise ValueError(f"shard {part} of {parts}: needs an index from 0 to {parts - 1} and a batch size "
+                             f"that divides by {parts}, not {batch_size}")
         empty = [v.name for v in videos if self.stream.count(v) == 0]
         if empty:
             raise missing_data_error(empty, data_dir, self.stream)
@@ -341,6 +352,7 @@ class TrainSequence(keras.utils.PyDataset):
         self.crop = crop
         self.lighting = LIGHTING_STD if lighting is None and not self.stream.is_flow else (lighting or 0.0)
         self.seed = seed
+        self.shard = tuple(shard)
         self.by_class = {}
         for index, video in enumerate(self.videos):
             self.by_class.setdefault(video.label, []).append(index)
@@ -371,14 +383,21 @@ class TrainSequence(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
-        rng = np.random.default_rng([self.seed, self.epoch, 1, index])
-        chosen = self.choose_videos(rng, index)
+        positions, chosen = self.shard_samples(index)
         size = self.image_size
         x = np.empty((len(chosen), size, size, self.stream.channels), np.uint8)
         y = np.empty(len(chosen), np.int32)
-        for k, v in enumerate(chosen):
+        for k, (position, v) in enumerate(zip(positions, chosen)):
+            rng = np.random.default_rng([self.seed, self.epoch, 2, index, position])
             y[k] = self.load(self.videos[v], rng, x[k:k + 1])
         return x, y
+
+    def shard_samples(self, index):
+        """(positions in global batch `index`, indices into `videos`) of the samples this shard loads."""
+        chosen = self.choose_videos(np.random.default_rng([self.seed, self.epoch, 1, index]), index)
+        k, n = self.shard
+        positions = range(k * len(chosen) // n, (k + 1) * len(chosen) // n)
+        return positions, [chosen[p] for p in positions]
 
     def choose_videos(self, rng, index):
         """Indices into `videos` of batch `index`'s samples."""

@@ -6,11 +6,12 @@ The schedule counts iterations, as the paper's: a run of --iterations steps is c
 of --epoch-steps steps, each ending with a checkpoint, a log line and, with --val-groups, a
 validation on groups held out of the training list. The test list is never read here.
 """
+import atexit
 import contextlib
 import importlib.util
-import json
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import checkpoints
 import generators
 import media
 import ucf101
+import errors
 from errors import DataError
 
 
@@ -41,11 +43,19 @@ def start(args, stream, **config):
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution_strategy(args.distribute)
-    folder = worker_checkpoint_dir(args.checkpoint_dir, args.distribute)
+    folder = worker_checkpoint_dir(args.checkpoint_dir, strategy)
+    if folder != args.checkpoint_dir:
+        start_worker_folder(args.checkpoint_dir, folder, args.overwrite)
+    describe_worker(strategy, folder)
     train, validation, classes = load_videos(args, stream)
+    record = checkpoints.data_record(args.data_dir, train[0])
+    if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
+        errors.warn(f"{args.data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
+                    f"{record['frame_size']}: the two streams' data were extracted at different sizes")
     config = dict(stream=stream.name, image_size=args.image_size, stack_length=stream.stack_length,
                   dataset=args.dataset, split=args.split, num_classes=len(classes), data_dir=args.data_dir,
-                  splits_dir=args.splits_dir, frame_size=frame_size(args.data_dir, train[0]), **config)
+                  splits_dir=args.splits_dir, frame_size=frame_size(args.data_dir, train[0]), flow=record["flow"],
+                  **config)
     checkpoints.prepare(folder, config, classes, args.overwrite)
     return Run(strategy, train, validation, classes, folder)
 
@@ -85,12 +95,18 @@ def frame_size(data_dir, video):
 
 def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):
     """The training batches: batch_size / accumulate samples each, epoch_steps optimizer steps an
-    epoch. Multi-task runs make one for each dataset (`videos`, `data_dir`), each filling half."""
+    epoch. Multi-task runs make one for each dataset (`videos`, `data_dir`), each filling half.
+    On a multi-worker cluster, each worker's sequence loads its own part of every batch."""
     parts = args.accumulate * (2 if videos is not None or getattr(args, "multitask", None) else 1)
+    batch, shard = args.batch_size // parts, worker_shard(run.strategy)
+    replicas = run.strategy.num_replicas_in_sync if shard[1] > 1 else 1
+    if batch % replicas:
+        raise DataError(f"--batch-size {args.batch_size} does not split evenly over the cluster's {replicas} "
+                        f"replicas ({batch} samples a step): choose a multiple of {replicas * parts}")
     return generators.TrainSequence(
-        run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=args.batch_size // parts,
+        run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=batch,
         image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
-        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers)
+        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, shard=shard)
 
 
 def validation(args, run, stream):
@@ -205,9 +221,16 @@ def tensorboard(log_dir):
 def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0):
     """model.fit on the training sequence, validating on the held-out sample if there is one.
     A progress bar on a terminal, one line per epoch in a log file."""
-    return model.fit(sequence, validation_data=validation_set, validation_batch_size=sequence.batch_size,
-                     epochs=epochs, initial_epoch=initial_epoch, callbacks=callback_list,
-                     verbose=1 if sys.stdout.isatty() else 2)
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
+    data = sequence
+    if is_multiworker(strategy):
+        data = cluster_dataset(sequence, strategy)
+        work_around_keras_multiworker_bugs(model, sequence[0])
+    with hint_on_cluster_failure(strategy):
+        return model.fit(data, shuffle=data is sequence,  # fit cannot shuffle a tf.data dataset (and warns)
+                         validation_data=validation_set, validation_batch_size=sequence.batch_size,
+                         epochs=epochs, initial_epoch=initial_epoch, callbacks=callback_list,
+                         verbose=1 if sys.stdout.isatty() else 2)
 
 
 # ---------------------------------------------------------------------------- distribution
@@ -235,13 +258,145 @@ def scope(strategy):
     return strategy.scope() if strategy else contextlib.nullcontext()
 
 
-def worker_checkpoint_dir(folder, name):
-    """With --distribute multiworker every worker runs the callbacks; all but the chief write
-    into their own subfolder, so that they never overwrite the chief's files."""
-    if name != "multiworker":
+def is_multiworker(strategy):
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_shard(strategy):
+    """(this worker's index, number of workers) in a multi-worker cluster, numbered as tf.distribute
+    numbers its input pipelines (a "chief" task first, then the "worker" tasks); (0, 1) otherwise."""
+    resolver = strategy.cluster_resolver if is_multiworker(strategy) else None
+    jobs = resolver.cluster_spec().as_dict() if resolver else {}
+    chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+    if chiefs + workers <= 1:
+        return 0, 1
+    return (0 if resolver.task_type == "chief" else chiefs + resolver.task_id), chiefs + workers
+
+
+def worker_checkpoint_dir(folder, strategy):
+    """The folder this process writes its checkpoints and logs into: `folder`, except on a worker of
+    a multi-worker cluster that is not the chief: folder/workertemp_<task id>.
+
+    This is Keras's rule for multi-worker training (the multi-worker guide, and tf.keras's
+    distributed_file_utils, whose folder name this is): every worker saves the same files at the
+    same moments, since saving may read variables that need all the workers, but only the chief's
+    copies are kept; the others go to a temporary folder, deleted when the process ends.
+    """
+    if strategy is None or strategy.extended.should_checkpoint:
         return folder
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
-    task_type, index = task.get("type", "chief"), task.get("index", 0)
-    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
-    return folder if chief else os.path.join(folder, "workers", f"{task_type}_{index}")
+    return os.path.join(folder, f"workertemp_{strategy.cluster_resolver.task_id}")
+
+
+# What a resumed run reads in its folder: BackupAndRestore's state, log.csv (the best epoch so
+# far, for best.keras) and the spatial stream's phase 1 model.
+RESUME_FILES = ("backup", "log.csv", "phase1.keras")
+
+
+def start_worker_folder(chief_folder, folder, overwrite):
+    """A fresh temporary folder for a worker that is not the chief, starting with copies of the
+    chief's RESUME_FILES (none with --overwrite): every worker then resumes from the chief's
+    backup and makes the same saving decisions. The chief's folder must be one that every worker
+    sees (a shared file system), as Keras asks of BackupAndRestore's folder."""
+    shutil.rmtree(folder, ignore_errors=True)  # left by a killed worker
+    os.makedirs(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in () if overwrite else RESUME_FILES:
+        source, copy = os.path.join(chief_folder, name), os.path.join(folder, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, copy)
+        elif os.path.isfile(source):
+            shutil.copy2(source, copy)
+
+
+def describe_worker(strategy, folder):
+    index, count = worker_shard(strategy)
+    if count > 1:
+        role = ("the chief" if strategy.extended.should_checkpoint
+                else f"not the chief: its copies of the chief's files go to {folder}, deleted at exit")
+        print(f"--distribute multiworker: worker {index} of {count}, {role}", flush=True)
+
+
+@contextlib.contextmanager
+def hint_on_cluster_failure(strategy):
+    """Say what to do when another worker stops (TensorFlow stops the others about 10 s later)."""
+    if not is_multiworker(strategy):
+        yield
+        return
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.UnavailableError:
+        print("\nA worker of the cluster stopped, so this one stops too. Start every worker again with its same "
+              "command: training resumes from the chief's backup of the last finished epoch.", file=sys.stderr)
+        raise
+
+
+def work_around_keras_multiworker_bugs(model, batch):
+    """Keras 3.15's fit fails twice on a multi-worker cluster (keras-team/keras#20585,
+    tensorflow/tensorflow#72388); both workarounds change only what it does there.
+
+    1. Before training, it builds the model's metrics and loss from the first batch of the
+       distributed dataset, which it first tries to reduce across the workers as if the per-replica
+       (x, y) were one tensor. Only shapes and dtypes matter: build from this worker's `batch`.
+    2. After each step, it averages the replicas' logs with strategy.reduce(MEAN, value, axis=0),
+       which also reduces over axis 0 of each value, and the logs are scalars. Average over the
+       replicas only (axis=None).
+    """
+    from keras.src.backend.tensorflow import trainer  # where fit's step function finds reduce_per_replica
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=data_batch or batch)
+    reduce = trainer.reduce_per_replica
+    if getattr(reduce, "over_replicas_only", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction == "auto" and is_multiworker(strategy):
+            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return reduce(values, strategy, reduction)
+
+    reduce_per_replica.over_replicas_only = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def cluster_dataset(sequence, strategy):
+    """The training sequence as each worker's own tf.data pipeline (tf.distribute's
+    distribute_datasets_from_function): worker k's batches are its sequence's shard of every
+    global batch, split further between its replicas if it has several (GPUs).
+
+    Handed the sequence itself, Keras would let tf.distribute treat every worker's batches as
+    whole global batches, split them between all the cluster's replicas and keep this worker's
+    part: every worker would load every sample. A dataset from a function is neither sharded
+    nor rebatched by tf.distribute. Keras makes a new iterator every epoch, after the callbacks'
+    on_epoch_begin, so SyncEpoch's epoch seeds the draws as without distribution.
+    """
+    import tensorflow as tf
+
+    def worker_dataset(context):
+        shard = getattr(sequence, "shard", None)
+        if shard is not None and shard != (context.input_pipeline_id, context.num_input_pipelines):
+            raise RuntimeError(f"the sequence holds shard {shard}, tf.distribute asks for "
+                               f"{(context.input_pipeline_id, context.num_input_pipelines)}")
+        probe = sequence[0]
+        specs = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + a.shape[1:], a.dtype), probe)
+        flat_specs = tf.nest.flatten(specs)
+
+        def load(index):
+            arrays = tf.numpy_function(lambda i: tf.nest.flatten(sequence[int(i)]), [index],
+                                       [spec.dtype for spec in flat_specs])
+            for array, spec in zip(arrays, flat_specs):
+                array.set_shape(spec.shape)
+            return tf.nest.pack_sequence_as(specs, arrays)
+
+        dataset = tf.data.Dataset.range(len(sequence)).map(load, num_parallel_calls=max(1, sequence.workers),
+                                                          deterministic=True)
+        replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        if replicas > 1:
+            per_replica = len(tf.nest.flatten(probe)[0]) // replicas
+            dataset = dataset.rebatch(per_replica).apply(
+                tf.data.experimental.assert_cardinality(len(sequence) * replicas))
+        return dataset.prefetch(1)
+
+    return strategy.distribute_datasets_from_function(worker_dataset)

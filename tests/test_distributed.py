@@ -1,0 +1,254 @@
+"""Multi-worker training for real: two worker processes on localhost ports (CPU), each running
+temporal_train.main with its TF_CONFIG, as on two machines that share the checkpoint folder.
+
+Each worker runs WORKER below: temporal_train.main with a few records written to a JSON-lines
+file (the batches it loaded, the epochs it trained, where it wrote) and its weights saved at the
+start and end of training. TensorFlow backend only (tf.distribute)."""
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import fakedata
+import generators
+import ucf101
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="tf.distribute needs the TensorFlow backend")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("Alpha", "Beta", "Gamma")
+BATCH, SIZE, STACK = 4, 64, 2
+TIMEOUT = 240  # seconds a cluster run may take before its workers are killed
+
+WORKER = textwrap.dedent("""
+    import hashlib, json, os, sys, threading, time
+    import keras, numpy as np
+    import errors, generators, temporal_train, training
+    keras.config.disable_traceback_filtering()  # whole tracebacks in the logs
+
+    out, worker = os.environ["TEST_OUT"], os.environ["TEST_WORKER"]
+    pause = json.loads(os.environ.get("TEST_PAUSE", "null"))  # [epoch, batch] to stop at until killed
+    lock = threading.Lock()
+
+    def record(**entry):
+        with lock, open(os.path.join(out, f"records_{worker}.jsonl"), "a") as f:
+            f.write(json.dumps(entry) + "\\n")
+
+    load_batch = generators.TrainSequence.__getitem__
+    def recorded_batch(self, index):  # runs in tf.data's threads
+        x, y = load_batch(self, index)
+        positions, videos = self.shard_samples(index)
+        record(batch=[self.epoch, index], positions=list(positions), videos=[int(v) for v in videos],
+               digests=[hashlib.sha1(sample.tobytes()).hexdigest() for sample in x], labels=y.tolist())
+        return x, y
+    generators.TrainSequence.__getitem__ = recorded_batch
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, folder):
+            super().__init__()
+            self.folder, self.epoch = folder, None
+        def on_epoch_begin(self, epoch, logs=None):
+            record(epoch=epoch)
+            if self.epoch is None:  # training starts (after BackupAndRestore's restore)
+                np.savez(os.path.join(out, f"start_{worker}.npz"), *self.model.get_weights())
+            self.epoch = epoch
+        def on_epoch_end(self, epoch, logs=None):
+            np.savez(os.path.join(out, f"end_{worker}_{epoch}.npz"), *self.model.get_weights())
+        def on_train_batch_begin(self, batch, logs=None):
+            if pause == [self.epoch, batch]:
+                record(paused=pause)
+                time.sleep(600)  # until the test kills this worker
+        def on_train_end(self, logs=None):
+            record(folder=self.folder, wrote=sorted(os.listdir(self.folder)))
+
+    make_callbacks = training.callbacks
+    training.callbacks = lambda folder, *a, **k: make_callbacks(folder, *a, **k) + [Record(folder)]
+    sys.exit(errors.run(temporal_train.main, json.loads(sys.argv[1])))
+""")
+
+
+# ---------------------------------------------------------------------------- set-up
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """3 classes x 4 clips: 12 training videos of 12 frames at 80x64."""
+    root = str(tmp_path_factory.mktemp("data"))
+    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8), clips=4, frames=12, size=(80, 64))
+    return root, splits
+
+
+def train_args(dataset, folder, *extra):
+    root, splits = dataset
+    return ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
+            "--image-size", str(SIZE), "--stack-length", str(STACK), "--batch-size", str(BATCH), "--workers", "2",
+            "--distribute", "multiworker", *extra]
+
+
+def free_ports(count):
+    """Ports nobody listens on now: bound to port 0, the system picks them."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def start_cluster(argv, out, workers=2, pause=None):
+    """Start `workers` processes of one cluster: worker 0 is the chief. `pause`: {worker: [epoch, batch]}."""
+    os.makedirs(out, exist_ok=True)
+    addresses = [f"localhost:{port}" for port in free_ports(workers)]
+    processes = []
+    for index in range(workers):
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}),
+               "TEST_OUT": str(out), "TEST_WORKER": str(index), "TEST_PAUSE": json.dumps((pause or {}).get(index))}
+        with open(os.path.join(out, f"log_{index}.txt"), "ab") as log:
+            processes.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(argv)], cwd=REPO, env=env,
+                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    return processes
+
+
+def stop(processes):
+    """Kill whatever still runs, and reap it."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def wait_for(processes, out, timeout=TIMEOUT):
+    """Wait for the workers to exit; kill them all if they take longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        for process in processes:
+            process.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the cluster ran past {timeout} s\n{logs(out)}")
+    finally:
+        stop(processes)
+    return [p.returncode for p in processes]
+
+
+def logs(out):
+    return "\n".join(f"--- worker {i}:\n" + open(os.path.join(out, f"log_{i}.txt"), errors="replace").read()[-3000:]
+                     for i in range(2) if os.path.exists(os.path.join(out, f"log_{i}.txt")))
+
+
+def records(out, worker):
+    path = os.path.join(out, f"records_{worker}.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def loaded_batches(out, worker):
+    """{(epoch, batch index): record} of the batches a worker loaded; reloads of a batch must be identical."""
+    batches = {}
+    for entry in records(out, worker):
+        if "batch" in entry:
+            key = tuple(entry["batch"])
+            assert batches.setdefault(key, entry) == entry, f"worker {worker} loaded batch {key} twice, differently"
+    return batches
+
+
+def weights(path):
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def logged_epochs(folder):
+    with open(os.path.join(folder, "log.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def one_worker_batch(dataset, epoch, index):
+    """(videos, sample digests) of a global batch as one worker alone (shard 0 of 1) draws it."""
+    root, splits = dataset
+    videos = ucf101.load_index(root, splits, 1, "train")
+    sequence = generators.TrainSequence(videos, root, generators.Stream("temporal", STACK), batch_size=BATCH,
+                                        image_size=SIZE, steps=index + 1, seed=0)
+    sequence.epoch = epoch
+    x, _ = sequence[index]
+    return [int(v) for v in sequence.shard_samples(index)[1]], [hashlib.sha1(s.tobytes()).hexdigest() for s in x]
+
+
+# ---------------------------------------------------------------------------- tests
+
+def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, tmp_path):
+    folder, out = tmp_path / "run", tmp_path / "out"
+    argv = train_args(dataset, folder, "--iterations", "4", "--epoch-steps", "2")
+    assert wait_for(start_cluster(argv, out), out) == [0, 0], logs(out)
+
+    # One model: both workers end with the same weights, and training changed them.
+    first, second = weights(out / "end_0_1.npz"), weights(out / "end_1_1.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, weights(out / "start_0.npz")))
+
+    # Every global batch of 4: worker 0 loaded its first half, worker 1 its second half, and
+    # together they are exactly the batch that one worker alone draws with the same seed.
+    halves = [loaded_batches(out, 0), loaded_batches(out, 1)]
+    for epoch in (0, 1):
+        for index in (0, 1):
+            mine, theirs = (halves[w][(epoch, index)] for w in (0, 1))
+            assert mine["positions"] == [0, 1] and theirs["positions"] == [2, 3]
+            videos, digests = one_worker_batch(dataset, epoch, index)
+            assert mine["videos"] + theirs["videos"] == videos
+            assert mine["digests"] + theirs["digests"] == digests
+            assert not set(mine["digests"]) & set(theirs["digests"])
+    assert [e["epoch"] for e in records(out, 0) if "epoch" in e] == [e["epoch"] for e in records(out, 1)
+                                                                      if "epoch" in e] == [0, 1]
+
+    # Only the chief's files are in the run folder: one log row per epoch, not one per worker.
+    # Worker 1 wrote the same files into its temporary folder, deleted when it ended.
+    assert logged_epochs(folder) == [0, 1]
+    wrote = [next(e for e in records(out, w) if "folder" in e) for w in (0, 1)]
+    assert wrote[0]["folder"] == str(folder) and wrote[1]["folder"] == str(folder / "workertemp_1")
+    assert {"last.keras", "log.csv", "backup"} <= set(wrote[0]["wrote"]) & set(wrote[1]["wrote"])
+    assert not [name for name in os.listdir(folder) if name.startswith("workertemp")]
+    assert "worker 1 of 2, not the chief" in open(out / "log_1.txt").read()
+    assert "worker 0 of 2, the chief" in open(out / "log_0.txt").read()
+
+
+def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(dataset, tmp_path):
+    folder, out = tmp_path / "run", tmp_path / "out"
+    argv = train_args(dataset, folder, "--iterations", "6", "--epoch-steps", "2")
+    processes = start_cluster(argv, out, pause={1: [1, 1]})  # worker 1 stops inside epoch 1, after its step 0
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (os.path.exists(folder / "log.csv") and logged_epochs(folder) == [0]
+                   and any("paused" in e for e in records(out, 1))):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), logs(out)
+            time.sleep(0.5)
+        processes[1].kill()  # worker 1 dies in the middle of epoch 1
+        processes[1].wait()
+        # The chief, stuck in epoch 1's second step without worker 1, stops by itself once worker 1
+        # misses its heartbeats (about 10 s), as tf.distribute's fault tolerance documents.
+        assert processes[0].wait(60) != 0
+        assert "Start every worker again" in open(out / "log_0.txt").read()
+    finally:
+        stop(processes)
+    with open(folder / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 1
+    after_epoch_0 = weights(out / "end_0_0.npz")
+
+    os.rename(out, tmp_path / "killed")  # the restarted cluster records afresh
+    assert wait_for(start_cluster(argv, out), out) == [0, 0], logs(out)
+    for worker in (0, 1):  # both workers start at epoch 1 with the chief's weights after epoch 0
+        assert [e["epoch"] for e in records(out, worker) if "epoch" in e] == [1, 2]
+        assert all(np.array_equal(a, b) for a, b in zip(weights(out / f"start_{worker}.npz"), after_epoch_0))
+    assert logged_epochs(folder) == [0, 1, 2]  # from scratch it would read 0, 0, 1, 2
+    final = [weights(out / f"end_{w}_2.npz") for w in (0, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(*final))
+    assert not [name for name in os.listdir(folder) if name.startswith("workertemp")]

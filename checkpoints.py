@@ -18,7 +18,7 @@ import shutil
 
 import media
 import ucf101
-from errors import DataError
+from errors import DataError, warn
 
 MODEL_FILE = "last.keras"
 RUN_FILES = ("best.keras", "last.keras", "phase1.keras", "log.csv", "backup", "tensorboard")
@@ -102,3 +102,32 @@ def fingerprint(path):
     """Size and modification time of a model file: cached scores computed with another file are stale."""
     stat = os.stat(path)
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+# ---------------------------------------------------------------------------- where the data came from
+
+def data_record(data_dir, video):
+    """How a dataset's frames and flow were made, as far as the disk tells: the frame size (w, h) of
+    `video`'s first frame (or flow image), and the flow method and size from flow_info.json (None
+    when the flow has no record, e.g. the public TV-L1 download)."""
+    record = {"frame_size": None, "flow": media.read_flow_info(os.path.join(data_dir, ucf101.FLOW_DIR))}
+    for path in (ucf101.frame_path(ucf101.rgb_dir(data_dir, video.name), 0),
+                 ucf101.frame_path(ucf101.flow_dir(data_dir, "u", video.flow_folder), 0)):
+        image = media.decode_image(path, grayscale=True)
+        if image is not None:
+            record["frame_size"] = [image.shape[1], image.shape[0]]
+            break
+    return record
+
+
+def check_data(trained, record, stream, what):
+    """Warn when data (`record`, see data_record) were made otherwise than the model was trained on
+    (`trained`, its config.json): another frame size, or for the temporal stream another flow method."""
+    if trained.get("frame_size") and record["frame_size"] and list(trained["frame_size"]) != record["frame_size"]:
+        warn(f"{what}: frames of {record['frame_size'][0]}x{record['frame_size'][1]}, but the {stream} model was "
+             f"trained on {trained['frame_size'][0]}x{trained['frame_size'][1]}; extract them at its size "
+             "(prepare_data.py --size)")
+    flow, trained_flow = record["flow"], trained.get("flow")
+    if stream == "temporal" and flow and trained_flow and flow["method"] != trained_flow["method"]:
+        warn(f"{what}: flow computed with {flow['method']}, but the temporal model was trained on "
+             f"{trained_flow['method']} flow; its scores will suffer")

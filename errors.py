@@ -1,10 +1,15 @@
-"""Bad input and how the scripts report it: DataError, and main() wrappers that turn it into a
-message and exit code 2. Nothing here imports Keras."""
+"""Bad input and how the scripts report it: DataError, the main() wrapper that turns it into a
+message and exit code 2, and warnings. Nothing here imports Keras."""
 import sys
 
 
 class DataError(Exception):
     """Bad or missing input data; scripts print the message and exit with code 2."""
+
+
+def warn(message):
+    """A problem worth knowing that need not stop the run, on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def run(main, argv=None):

@@ -208,6 +208,10 @@ def compute_all(args, run_dir):
     data = {}
     for subset in subsets:
         videos, skipped = drop_missing(load_videos(args, classes, subset), args, streams, subset)
+        if subset == "test":
+            record = checkpoints.data_record(args.data_dir, videos[0])
+            for stream in streams:
+                checkpoints.check_data(found[stream][1], record, stream, args.data_dir)
         data[subset] = {}
         for stream in streams:
             path, config = found[stream]

@@ -21,10 +21,11 @@ batch; each head's loss counts its own samples only and the losses are summed (m
 fuse_test.py and demo.py use the head of the dataset they test.
 """
 import argparse
+import os
 import sys
 
 import presets
-from errors import run
+from errors import run, warn
 
 
 def parse_args(argv=None):
@@ -103,6 +104,7 @@ def main(argv=None):
 
 def multitask_data(args, stream):
     """The second dataset's videos and classes, with its folders from its preset unless given."""
+    import media
     import training
     import ucf101
     preset = presets.values(args.multitask, "temporal")
@@ -112,6 +114,10 @@ def multitask_data(args, stream):
     videos = [v for subset in subsets for v in
               ucf101.load_index(args.multitask_data_dir, args.multitask_splits_dir, 1, subset)]
     training.check_videos(videos, args.multitask_data_dir, stream, f"{args.multitask} (--multitask)")
+    methods = {d: (media.read_flow_info(os.path.join(d, ucf101.FLOW_DIR)) or {}).get("method")
+               for d in (args.data_dir, args.multitask_data_dir)}
+    if None not in methods.values() and len(set(methods.values())) > 1:
+        warn(f"the two datasets' flow was computed with different methods ({methods}): one trunk learns from both")
     return videos, ucf101.class_names(args.multitask_splits_dir)
 
 

@@ -76,23 +76,25 @@ def estimate_flow(first, second, settings=OPENCV_DEFAULTS):
 
 @functools.cache
 def compiled_tvl1(settings=OPENCV_DEFAULTS):
-    """tvl1() for these settings, compiled by the backend's compiler.
+    """tvl1() for these settings, compiled (see compiled)."""
+    return compiled(lambda first, second: tvl1(first, second, settings))
+
+
+def compiled(function):
+    """`function` (of tensors, in keras.ops) compiled by the Keras backend's compiler.
 
     keras.ops has no jit of its own: this is the one place that names a backend. JAX and
     TensorFlow compile the whole pyramid, loops included, into one XLA program; PyTorch and NumPy
     run eagerly (torch.compile cannot trace data-dependent while loops without graph breaks).
     """
-    def flow(first, second):
-        return tvl1(first, second, settings)
-
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
-        return jax.jit(flow)
+        return jax.jit(function)
     if backend == "tensorflow":
         import tensorflow as tf
-        return tf.function(flow, jit_compile=True)
-    return flow
+        return tf.function(function, jit_compile=True)
+    return function
 
 
 # ---------------------------------------------------------------------------- the pyramid
@@ -333,7 +335,7 @@ def warp_bicubic(images, u1, u2):
     y = ops.reshape(ops.arange(height, dtype="float32"), (1, -1, 1)) + u2
     x, y = (ops.round(c * REMAP_STEPS) for c in (x, y))
     x0, y0 = ops.floor(x / REMAP_STEPS), ops.floor(y / REMAP_STEPS)
-    weights_x = ops.stack(cubic_weights((x - x0 * REMAP_STEPS) / REMAP_STEPS), axis=-1)[..., None]
+    weights_x = cubic_weights((x - x0 * REMAP_STEPS) / REMAP_STEPS)
     weights_y = cubic_weights((y - y0 * REMAP_STEPS) / REMAP_STEPS)
     # Columns x0 - 1 .. x0 + 2 for x0 in -2 .. width, from the image with 3 zero columns each side;
     # further out all four taps are zero. Clip before the integer cast: flow may diverge.
@@ -350,6 +352,9 @@ def warp_bicubic(images, u1, u2):
         row = y0 + (i - 1)
         inside = columns_inside & (row >= 0) & (row < height)
         taps = ops.take(quads, first_quad + ops.clip(row, 0, height - 1) * (width + 3) + column, axis=0)
-        taps = ops.reshape(taps, (batch, height, width, 4, channels))
-        result = result + ops.expand_dims(ops.where(inside, weight_y, 0.0), -1) * ops.sum(taps * weights_x, axis=3)
+        # explicit slices, not a reshape to [..., 4, C] and a sum: XLA's CPU compiler in JAX 0.10
+        # gets that one wrong (and slow)
+        line = sum(taps[..., j * channels:(j + 1) * channels] * ops.expand_dims(weight_x, -1)
+                   for j, weight_x in enumerate(weights_x))
+        result = result + ops.expand_dims(ops.where(inside, weight_y, 0.0), -1) * line
     return result

@@ -23,6 +23,15 @@ def numpy(x):
     return ops.convert_to_numpy(x)
 
 
+@pytest.fixture(params=["eager", "compiled"])
+def call(request):
+    """call(function, *arrays) -> numpy: eagerly, or compiled as the flow is (compilers have bugs:
+    JAX 0.10's XLA got an earlier form of warp_bicubic wrong only when compiled)."""
+    if request.param == "eager":
+        return lambda function, *arrays: numpy(function(*arrays))
+    return lambda function, *arrays: numpy(tvl1.compiled(function)(*arrays))
+
+
 def photo(name, size=SIZE):
     """A grey crop of one of scikit-learn's sample photos (a temple, a flower), textured all over."""
     image = cv2.cvtColor(load_sample_image(name), cv2.COLOR_RGB2GRAY)
@@ -78,32 +87,34 @@ def test_pyramid_levels_are_sized_as_opencv_sizes_them():
     assert tvl1.pyramid_sizes(30, 200) == [(30, 200), (24, 160), (19, 128)]  # next would be 15 rows
 
 
-@pytest.mark.parametrize("shape", [(72, 96), (37, 50), (17, 23)])
-def test_resize_matches_cv2_resize_down_and_up(shape):
+@pytest.mark.parametrize("shape", [(72, 96), (17, 23)])
+def test_resize_matches_cv2_resize_down_and_up(shape, call):
     image = rng.uniform(0, 255, shape).astype(np.float32)
     smaller = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
-    ours = numpy(tvl1.resize_bilinear(image[None], smaller.shape, 1 / 0.8))[0]
+    ours = call(lambda x: tvl1.resize_bilinear(x, smaller.shape, 1 / 0.8), image[None])[0]
     np.testing.assert_allclose(ours, smaller, atol=1e-3)
     larger = cv2.resize(smaller, shape[::-1], interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(numpy(tvl1.resize_bilinear(smaller[None], shape))[0], larger, atol=1e-2)
+    np.testing.assert_allclose(call(lambda x: tvl1.resize_bilinear(x, shape), smaller[None])[0], larger, atol=1e-2)
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_median_blur_equals_cv2_median_blur_borders_included(size):
+def test_median_blur_equals_cv2_median_blur_borders_included(size, call):
     images = rng.normal(size=(2, 23, 31)).astype(np.float32)
     images[1, :, :8] = 1.0  # ties
-    ours = numpy(tvl1.median_blur(images, size))
+    ours = call(lambda x: tvl1.median_blur(x, size), images)
     for image, result in zip(images, ours):
         np.testing.assert_array_equal(result, cv2.medianBlur(image, size))
 
 
-def test_bicubic_warp_equals_cv2_remap_inside_and_outside_the_image():
-    images = rng.uniform(0, 255, (2, 30, 40, 3)).astype(np.float32)
-    u1, u2 = (rng.uniform(-6, 6, (2, 30, 40)).astype(np.float32) for _ in range(2))
-    u1[0, :4], u2[1, -4:] = 1e7, -3.5  # far outside; partly outside
-    ours = numpy(tvl1.warp_bicubic(images, u1, u2))
-    x, y = np.meshgrid(np.arange(40, dtype=np.float32), np.arange(30, dtype=np.float32))
-    for b in range(2):
+@pytest.mark.parametrize("shape", [(2, 30, 40), (1, 128, 170)])  # JAX 0.10 miscompiled a former version at 128x170
+def test_bicubic_warp_equals_cv2_remap_inside_and_outside_the_image(shape, call):
+    batch, height, width = shape
+    images = rng.uniform(0, 255, shape + (3,)).astype(np.float32)
+    u1, u2 = (rng.uniform(-6, 6, shape).astype(np.float32) for _ in range(2))
+    u1[0, :4], u2[-1, -4:] = 1e7, -3.5  # far outside; partly outside
+    ours = call(tvl1.warp_bicubic, images, u1, u2)
+    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    for b in range(batch):
         for c in range(3):
             reference = cv2.remap(images[b, ..., c], x + u1[b], y + u2[b], cv2.INTER_CUBIC)
             np.testing.assert_allclose(ours[b, ..., c], reference, atol=1e-3)

@@ -191,6 +191,7 @@ def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_ac
     return [
         keras.callbacks.BackupAndRestore(os.path.join(folder, backup_name), delete_checkpoint=False),
         SyncEpoch(sequence),
+        SameStartOnEveryWorker(),
         LogLearningRate(),
         *best,
         keras.callbacks.ModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
@@ -317,6 +318,34 @@ def describe_worker(strategy, folder):
         role = ("the chief" if strategy.extended.should_checkpoint
                 else f"not the chief: its copies of the chief's files go to {folder}, deleted at exit")
         print(f"--distribute multiworker: worker {index} of {count}, {role}", flush=True)
+
+
+class SameStartOnEveryWorker(keras.callbacks.Callback):
+    """On a multi-worker cluster, stop at once unless every worker starts at the same epoch with the
+    same weights. A worker that restored another backup than the chief's (a --checkpoint-dir that
+    the workers do not share) would otherwise train on in step with the others from other weights,
+    and nothing would fail before the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.checked = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        strategy = self.model.distribute_strategy
+        if self.checked or not is_multiworker(strategy):
+            return
+        self.checked = True
+        import numpy as np
+        import tensorflow as tf
+        weights = self.model.get_weights()
+        state = [epoch, sum(w.sum(dtype=np.float64) for w in weights),
+                 sum(np.abs(w).sum(dtype=np.float64) for w in weights)]
+        starts = strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
+        if (starts != starts[0]).any():
+            raise DataError(f"the workers do not start from the same state (epochs {starts[:, 0].astype(int).tolist()}, "
+                            "and maybe other weights): each must restore the chief's backup. Give every worker the "
+                            "same --checkpoint-dir, on a file system that they all see (as BackupAndRestore needs), "
+                            "and start them all again.")
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """Multi-worker training for real: two worker processes on localhost ports (CPU), each running
-temporal_train.main with its TF_CONFIG, as on two machines that share the checkpoint folder.
+temporal_train.main with its TF_CONFIG, as on two machines that share the checkpoint folder;
+and the shards of a global batch that the workers load.
 
 Each worker runs WORKER below: temporal_train.main with a few records written to a JSON-lines
 file (the batches it loaded, the epochs it trained, where it wrote) and its weights saved at the
-start and end of training. TensorFlow backend only (tf.distribute)."""
+start and end of every epoch. The cluster tests need the TensorFlow backend (tf.distribute)."""
 import contextlib
 import csv
 import hashlib
@@ -21,10 +22,11 @@ import pytest
 
 import fakedata
 import generators
+import media
 import ucf101
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="tf.distribute needs the TensorFlow backend")
+needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                      reason="tf.distribute needs the TensorFlow backend")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -82,9 +84,15 @@ WORKER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """3 classes x 4 clips: 12 training videos of 12 frames at 80x64."""
+    """3 classes x 2 groups x 2 clips: 12 training videos (groups 8 and 9) of 12 frames at 80x64."""
     root = str(tmp_path_factory.mktemp("data"))
-    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8), clips=4, frames=12, size=(80, 64))
+    splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9), clips=2, frames=12, size=(80, 64))
+    rng = np.random.default_rng(0)  # noise flow: every sample of every video differs
+    for video in ucf101.load_index(root, splits, 1, "train"):
+        for j in range(video.flows):
+            for component in "uv":
+                path = ucf101.frame_path(ucf101.flow_dir(root, component, video.flow_folder), j)
+                media.write_image(path, rng.integers(0, 256, (64, 80), np.uint8))
     return root, splits
 
 
@@ -104,12 +112,12 @@ def free_ports(count):
         return [s.getsockname()[1] for s in sockets]
 
 
-def start_cluster(argv, out, workers=2, pause=None):
-    """Start `workers` processes of one cluster: worker 0 is the chief. `pause`: {worker: [epoch, batch]}."""
+def start_cluster(argvs, out, pause=None):
+    """Start a cluster of one process per argv: worker 0 is the chief. `pause`: {worker: [epoch, batch]}."""
     os.makedirs(out, exist_ok=True)
-    addresses = [f"localhost:{port}" for port in free_ports(workers)]
+    addresses = [f"localhost:{port}" for port in free_ports(len(argvs))]
     processes = []
-    for index in range(workers):
+    for index, argv in enumerate(argvs):
         env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
                "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}),
                "TEST_OUT": str(out), "TEST_WORKER": str(index), "TEST_PAUSE": json.dumps((pause or {}).get(index))}
@@ -173,10 +181,10 @@ def logged_epochs(folder):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def one_worker_batch(dataset, epoch, index):
+def one_worker_batch(dataset, epoch, index, val_groups=0):
     """(videos, sample digests) of a global batch as one worker alone (shard 0 of 1) draws it."""
     root, splits = dataset
-    videos = ucf101.load_index(root, splits, 1, "train")
+    videos, _ = ucf101.hold_out_groups(ucf101.load_index(root, splits, 1, "train"), val_groups)
     sequence = generators.TrainSequence(videos, root, generators.Stream("temporal", STACK), batch_size=BATCH,
                                         image_size=SIZE, steps=index + 1, seed=0)
     sequence.epoch = epoch
@@ -186,10 +194,33 @@ def one_worker_batch(dataset, epoch, index):
 
 # ---------------------------------------------------------------------------- tests
 
+@pytest.mark.parametrize("sampling", ["classes", "videos"])
+def test_the_shards_of_a_batch_together_are_the_one_worker_batch(dataset, sampling):
+    root, splits = dataset
+    videos = ucf101.load_index(root, splits, 1, "train")
+    make = lambda shard: generators.TrainSequence(videos, root, "spatial", batch_size=6, image_size=56, steps=2,
+                                                  sampling=sampling, seed=3, shard=shard)
+    whole, shards = make((0, 1)), [make((k, 3)) for k in range(3)]
+    for epoch in (0, 1):
+        for sequence in [whole] + shards:
+            sequence.epoch = epoch
+        for index in range(len(whole)):
+            x, y = whole[index]  # random crops, flips and lighting: every sample's own draws
+            parts = [shard[index] for shard in shards]
+            assert [len(part_y) for _, part_y in parts] == [2, 2, 2]
+            np.testing.assert_array_equal(np.concatenate([part_x for part_x, _ in parts]), x)
+            np.testing.assert_array_equal(np.concatenate([part_y for _, part_y in parts]), y)
+    with pytest.raises(ValueError, match="divides by 4, not 6"):
+        make((0, 4))
+    with pytest.raises(ValueError, match="from 0 to 2"):
+        make((3, 3))
+
+
+@needs_tensorflow
 def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, tmp_path):
     folder, out = tmp_path / "run", tmp_path / "out"
-    argv = train_args(dataset, folder, "--iterations", "4", "--epoch-steps", "2")
-    assert wait_for(start_cluster(argv, out), out) == [0, 0], logs(out)
+    argv = train_args(dataset, folder, "--iterations", "4", "--epoch-steps", "2", "--val-groups", "1")
+    assert wait_for(start_cluster([argv, argv], out), out) == [0, 0], logs(out)
 
     # One model: both workers end with the same weights, and training changed them.
     first, second = weights(out / "end_0_1.npz"), weights(out / "end_1_1.npz")
@@ -203,7 +234,7 @@ def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, 
         for index in (0, 1):
             mine, theirs = (halves[w][(epoch, index)] for w in (0, 1))
             assert mine["positions"] == [0, 1] and theirs["positions"] == [2, 3]
-            videos, digests = one_worker_batch(dataset, epoch, index)
+            videos, digests = one_worker_batch(dataset, epoch, index, val_groups=1)
             assert mine["videos"] + theirs["videos"] == videos
             assert mine["digests"] + theirs["digests"] == digests
             assert not set(mine["digests"]) & set(theirs["digests"])
@@ -213,18 +244,21 @@ def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, 
     # Only the chief's files are in the run folder: one log row per epoch, not one per worker.
     # Worker 1 wrote the same files into its temporary folder, deleted when it ended.
     assert logged_epochs(folder) == [0, 1]
+    with open(folder / "log.csv", newline="") as f:
+        assert all(0 <= float(row["val_accuracy"]) <= 1 for row in csv.DictReader(f))  # held-out group 9
     wrote = [next(e for e in records(out, w) if "folder" in e) for w in (0, 1)]
     assert wrote[0]["folder"] == str(folder) and wrote[1]["folder"] == str(folder / "workertemp_1")
-    assert {"last.keras", "log.csv", "backup"} <= set(wrote[0]["wrote"]) & set(wrote[1]["wrote"])
+    assert {"last.keras", "best.keras", "log.csv", "backup"} <= set(wrote[0]["wrote"]) & set(wrote[1]["wrote"])
     assert not [name for name in os.listdir(folder) if name.startswith("workertemp")]
     assert "worker 1 of 2, not the chief" in open(out / "log_1.txt").read()
     assert "worker 0 of 2, the chief" in open(out / "log_0.txt").read()
 
 
+@needs_tensorflow
 def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(dataset, tmp_path):
     folder, out = tmp_path / "run", tmp_path / "out"
     argv = train_args(dataset, folder, "--iterations", "6", "--epoch-steps", "2")
-    processes = start_cluster(argv, out, pause={1: [1, 1]})  # worker 1 stops inside epoch 1, after its step 0
+    processes = start_cluster([argv, argv], out, pause={1: [1, 1]})  # worker 1 stops inside epoch 1, after its step 0
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (os.path.exists(folder / "log.csv") and logged_epochs(folder) == [0]
@@ -244,7 +278,7 @@ def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(data
     after_epoch_0 = weights(out / "end_0_0.npz")
 
     os.rename(out, tmp_path / "killed")  # the restarted cluster records afresh
-    assert wait_for(start_cluster(argv, out), out) == [0, 0], logs(out)
+    assert wait_for(start_cluster([argv, argv], out), out) == [0, 0], logs(out)
     for worker in (0, 1):  # both workers start at epoch 1 with the chief's weights after epoch 0
         assert [e["epoch"] for e in records(out, worker) if "epoch" in e] == [1, 2]
         assert all(np.array_equal(a, b) for a, b in zip(weights(out / f"start_{worker}.npz"), after_epoch_0))
@@ -252,3 +286,11 @@ def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(data
     final = [weights(out / f"end_{w}_2.npz") for w in (0, 1)]
     assert all(np.array_equal(a, b) for a, b in zip(*final))
     assert not [name for name in os.listdir(folder) if name.startswith("workertemp")]
+
+    # A worker that cannot see the chief's folder starts from scratch: both refuse to train on.
+    longer = ["--iterations", "8", "--epoch-steps", "2"]
+    elsewhere = train_args(dataset, tmp_path / "not_shared", *longer)
+    assert wait_for(start_cluster([train_args(dataset, folder, *longer), elsewhere], tmp_path / "apart"),
+                    tmp_path / "apart") == [2, 2]
+    assert "do not start from the same state (epochs [3, 0]" in logs(tmp_path / "apart")
+    assert logged_epochs(folder) == [0, 1, 2]

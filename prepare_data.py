@@ -470,7 +470,8 @@ def build_parser():
                       help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at "
                            "320x240, 16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), "
                            "--batch pairs at a time in this one process on the Keras backend's device, made for "
-                           "a GPU; dis: ~100x faster; farneback: ~60x faster (default: %(default)s)")
+                           "a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster; farneback: ~60x faster "
+                           "(default: %(default)s)")
     flow.add_argument("--batch", type=positive, default=media.FLOW_BATCH,
                       help="frame pairs per call for tvl1_keras: larger keeps a GPU busier; each new size "
                            "compiles once (default: %(default)s)")

@@ -168,11 +168,13 @@ def to_gray(frame):
 def compute_flow(frames, method="tvl1", pairs=None, batch_size=FLOW_BATCH):
     """Quantised flow between consecutive RGB frames -> {i: (u, v)} for flow image i (frames i, i+1).
 
-    `pairs` limits the work to those indices (the demo needs only the sampled stacks).
+    `pairs` limits the work to those indices (the demo needs only the sampled stacks). Fewer pairs
+    than batch_size make one batch of just those pairs: no padding, but a compile for each new count.
     """
     indices = range(len(frames) - 1) if pairs is None else sorted(pairs)
     grays = {i: to_gray(frames[i]) for i in sorted({j for i in indices for j in (i, i + 1)})}
-    flows = estimate_flows([grays[i] for i in indices], [grays[i + 1] for i in indices], method, batch_size)
+    flows = estimate_flows([grays[i] for i in indices], [grays[i + 1] for i in indices], method,
+                           min(batch_size, max(len(indices), 1)))
     return {i: quantize_flow(flow) for i, flow in zip(indices, flows)}
 
 

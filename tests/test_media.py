@@ -30,17 +30,24 @@ def test_quantisation_maps_the_clipped_range_onto_0_255():
     assert np.abs(restored - values).max() <= 20 / 255 + 1e-4  # half a step of 40/255 (float32)
 
 
+def four_pairs():
+    """Frames a, b, a, b, a: pairs 0 and 2 move by SHIFT, 1 and 3 back (4 pairs of 96x72: the shape
+    test_tvl1 compiles)."""
+    return (textured_pair() * 3)[:5]
+
+
 @pytest.mark.parametrize("method", ["dis", "tvl1", "tvl1_keras"])
 def test_a_known_translation_survives_flow_quantisation_and_jpeg(method, tmp_path):
-    quantized = media.compute_flow(textured_pair(), method, batch_size=4)  # 4: test_tvl1's compiled shape
-    assert list(quantized) == [0]
-    for component, image, shift in zip("uv", quantized[0], SHIFT):
-        path = str(tmp_path / f"{component}.jpg")
-        media.write_image(path, image)
-        restored = media.dequantize_flow(media.read_image(path, grayscale=True))
-        interior = restored[12:-12, 12:-12]  # np.roll wraps the border: no true flow there
-        assert np.median(interior) == pytest.approx(shift, abs=0.2)
-        assert np.mean(np.abs(interior - shift)) < 0.5
+    quantized = media.compute_flow(four_pairs(), method, pairs=[0, 2, 3, 1])
+    assert list(quantized) == [0, 1, 2, 3]
+    for pair, sign in ((0, 1), (1, -1)):  # forward, then back
+        for component, image, shift in zip("uv", quantized[pair], SHIFT):
+            path = str(tmp_path / f"{component}.jpg")
+            media.write_image(path, image)
+            restored = media.dequantize_flow(media.read_image(path, grayscale=True))
+            interior = restored[12:-12, 12:-12]  # np.roll wraps the border: no true flow there
+            assert np.median(interior) == pytest.approx(sign * shift, abs=0.2)
+            assert np.mean(np.abs(interior - sign * shift)) < 0.5
 
 
 def test_farneback_sees_the_translation_too():
@@ -55,11 +62,10 @@ def test_compute_flow_only_computes_the_requested_pairs():
 
 
 def test_tvl1_keras_is_opencvs_tvl1():
-    frames = textured_pair()
-    ours = media.compute_flow(frames, "tvl1_keras", batch_size=4)[0]
-    theirs = media.compute_flow(frames, "tvl1")[0]
-    for a, b in zip(ours, theirs):
-        assert np.mean(np.abs(a.astype(int) - b) <= 2) > 0.99
+    ours, theirs = (media.compute_flow(four_pairs(), method) for method in ("tvl1_keras", "tvl1"))
+    for i in range(4):
+        for a, b in zip(ours[i], theirs[i]):
+            assert np.mean(np.abs(a.astype(int) - b) <= 2) > 0.99
 
 
 def fake_tvl1(monkeypatch):
@@ -88,7 +94,7 @@ def test_batched_flow_pads_the_last_batch_and_keeps_pairs_in_order(monkeypatch):
     assert calls == [4, 4]  # 6 pairs: 4, then 2 padded to 4, so one compiled shape
     assert flows[:, 0, 0].tolist() == [[i, i + 1] for i in range(6)]
     quantized = media.compute_flow(constant_frames(7), "tvl1_keras", pairs=[5, 1], batch_size=4)
-    assert sorted(quantized) == [1, 5]
+    assert sorted(quantized) == [1, 5] and calls[2:] == [2]  # a few pairs: one batch of just those
     assert quantized[5][0][0, 0] == media.quantize_flow(np.float32([[[5, 6]]]))[0][0, 0]
 
 

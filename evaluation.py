@@ -654,7 +654,12 @@ def side_by_side(results_dir, pairs):
     fuse_test runs in results_dir. pairs: {row title: (run alone, run multi-task)}."""
     lines = ["| Temporal net tested on | trained alone | multi-task | difference |", "|---|:-:|:-:|:-:|"]
     for title, runs in pairs.items():
-        alone, together = (read_metrics(os.path.join(results_dir, run, "metrics.json"))["results"]["temporal"]["top1"]
-                           for run in runs)
+        alone, together = (temporal_top1(read_metrics(os.path.join(results_dir, run, "metrics.json"))) for run in runs)
         lines.append(f"| {title} | {percent(alone)} | {percent(together)} | {100 * (together - alone):+.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def temporal_top1(saved):
+    """The temporal row's top-1 in a metrics.json, multi-task or not."""
+    results = saved["results"]
+    return results["temporal" if "temporal" in results else "temporal_multitask"]["top1"]

@@ -5,6 +5,8 @@
     python fuse_test.py --dataset synthetic                # the generated mini dataset (run_mini.sh)
     python fuse_test.py --from-scores results/ucf101_split1 --aggregate vote --fusion-weights 1 1.5
     python fuse_test.py --streams temporal --crops center --max-videos 200    # a quick look at one stream
+    python fuse_test.py --shard 3/8                        # machine 3 of 8 scores its part of the lists...
+    python fuse_test.py --merge                            # ...and, once all 8 are done, the parts are fused
 
 Per test video, 25 frames (spatial) and 25 flow stacks (temporal) at uniform spacing, each cut
 into ten crops (the four corners and the centre, and their mirror images); the softmax scores of
@@ -16,9 +18,17 @@ resumes where it stopped, scores of another model file are computed again, and -
 redoes aggregation and fusion without any model. Also written there: results.md (the table),
 per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more than one split has
 results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the splits.
+
+--shard K/N scores only part K of N of the test list (and of the training list, for the SVM):
+the videos whose name hashes to K, as prepare_data.py --shard K/N extracts them, so a machine can
+score the videos it extracted. Its scores go to scores_<stream>[_train].shardKofN.npz, resumable
+like the others; nothing is fused. --merge, with the same flags but --shard, gathers the N parts
+into the run's score files (refusing an incomplete set, naming the videos missing and their
+parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -28,9 +38,12 @@ import checkpoints
 import presets
 import ucf101
 from errors import DataError, run
+from prepare_data import parse_shard, shard_of
 
 STREAMS = ("spatial", "temporal")
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
+MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "split", "num_classes", "class_limit",
+                  "max_videos", "trained_on", "multitask")  # the parts of one --shard K/N split must agree on these
 
 
 def parse_args(argv=None):
@@ -69,9 +82,17 @@ def parse_args(argv=None):
     flag("--max-videos", "test only N evenly spread videos of the test list (quick runs)", type=int)
     flag("--distribute", "mirrored: run inference on all local GPUs (TensorFlow backend only)",
          choices=("none", "mirrored"), default="none")
+    flag("--shard", "score only part K of N (1-based) of the test and training lists: the videos with 1 + "
+         "crc32(lower-case name) mod N = K, as prepare_data.py --shard; into scores_*.shardKofN.npz, no fusion. "
+         "Run K = 1..N on N machines, gather their files in one run folder, then --merge", type=parse_shard,
+         metavar="K/N")
+    flag("--merge", "fuse the N parts that --shard K/N runs scored into this run folder (same flags, without "
+         "--shard); refuses an incomplete set, naming the missing videos; loads no model", action="store_true")
     args = presets.parse(parser, "test", argv)
     if args.samples < 1 or args.batch_size < 1 or args.save_every < 1:
         parser.error("--samples, --batch-size and --save-every must be at least 1")
+    if sum(map(bool, (args.shard, args.merge, args.from_scores))) > 1:
+        parser.error("--shard, --merge and --from-scores exclude each other")
     return args
 
 
@@ -126,9 +147,10 @@ def drop_missing(videos, args, streams, subset):
 
 # ---------------------------------------------------------------------------- scores of one stream
 
-def scores_path(run_dir, stream, subset="test", partial=False):
+def scores_path(run_dir, stream, subset="test", partial=False, shard=None):
     suffix = "" if subset == "test" else f"_{subset}"
-    return os.path.join(run_dir, f"scores_{stream}{suffix}{'.partial' if partial else ''}.npz")
+    part = f".shard{shard[0]}of{shard[1]}" if shard else ""
+    return os.path.join(run_dir, f"scores_{stream}{suffix}{part}{'.partial' if partial else ''}.npz")
 
 
 def saved_scores(path, settings, classes):
@@ -150,7 +172,8 @@ def saved_scores(path, settings, classes):
 def stream_scores(args, stream, model_file, config, classes, videos, run_dir, settings, subset, strategy):
     """Per-sample scores [V, N, C] of every video: reused, resumed or computed, saved as they come."""
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
-    final, partial = scores_path(run_dir, stream, subset), scores_path(run_dir, stream, subset, partial=True)
+    final = scores_path(run_dir, stream, subset, shard=args.shard)
+    partial = scores_path(run_dir, stream, subset, partial=True, shard=args.shard)
     done = {}
     for path in (final, partial):
         if os.path.exists(path) and not args.overwrite:
@@ -207,7 +230,10 @@ def compute_all(args, run_dir):
     subsets = ["test"] + (["train"] if len(streams) == 2 and not args.no_svm else [])
     data = {}
     for subset in subsets:
-        videos, skipped = drop_missing(load_videos(args, classes, subset), args, streams, subset)
+        videos, skipped = drop_missing(shard_videos(load_videos(args, classes, subset), args.shard, subset),
+                                       args, streams, subset)
+        if not videos and args.shard:  # a part of a short list can be empty
+            continue
         if subset == "test":
             record = checkpoints.data_record(args.data_dir, videos[0])
             for stream in streams:
@@ -221,11 +247,79 @@ def compute_all(args, run_dir):
                         "num_classes": len(classes), "class_limit": args.class_limit,
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
                         "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
-                        "multitask": config.get("multitask")}
+                        "multitask": config.get("multitask"), "shard": args.shard}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}
     return data
+
+
+def shard_videos(videos, shard, subset):
+    """Part K of N of `videos` (--shard K/N), or all of them."""
+    if not shard:
+        return videos
+    part = [v for v in videos if shard_of(v.name, shard[1]) == shard[0]]
+    print(f"shard {shard[0]}/{shard[1]}: {len(part)} of the {len(videos)} {subset}-list videos")
+    return part
+
+
+def shard_files(run_dir, stream, subset):
+    """{(K, N): path} of the finished part files of one stream and list in run_dir."""
+    suffix = "" if subset == "test" else f"_{subset}"
+    pattern = re.compile(rf"scores_{stream}{suffix}\.shard(\d+)of(\d+)\.npz")
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    return {(int(m[1]), int(m[2])): os.path.join(run_dir, m[0]) for m in map(pattern.fullmatch, names) if m}
+
+
+def merge_shards(args, run_dir):
+    """Join the part files of every stream and list in run_dir into the run's score files, checking
+    that together they hold every video of the list (less those a part left out with
+    --skip-missing): otherwise a DataError names the missing videos and the parts to run again."""
+    merged = [merge_stream(args, run_dir, stream, subset, files) for subset in ("test", "train")
+              for stream in args.streams or STREAMS if (files := shard_files(run_dir, stream, subset))]
+    if not merged:
+        raise DataError(f"{run_dir}: holds no scores_<stream>.shardKofN.npz files to merge; score the parts with "
+                        "--shard K/N first (with the same --results-dir and --run-name)")
+
+
+def merge_stream(args, run_dir, stream, subset, files):
+    """One stream's scores of one list from its part files {(K, N): path}."""
+    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
+    counts = sorted({count for _, count in files})
+    if len(counts) > 1:
+        raise DataError(f"{run_dir}: holds {stream} {subset}-list parts of {' and '.join(map(str, counts))} shards; "
+                        "keep the files of one --shard K/N split only")
+    paths = [files[key] for key in sorted(files)]
+    parts = [evaluation.load_scores(path) for path in paths]
+    for part, path in zip(parts[1:], paths[1:]):
+        if part["classes"] != parts[0]["classes"] or not same_scoring(part["settings"], parts[0]["settings"]):
+            raise DataError(f"{path}: was scored otherwise than {paths[0]} (another model, classes, samples, crops "
+                            "or limits); score every part with the same flags and model")
+    scored = {name: (label, scores) for part in parts
+              for name, label, scores in zip(part["videos"], part["labels"], part["scores"])}
+    skipped = sorted({name for part in parts for name in part["settings"].get("skipped", [])})
+    listed = [v.name for v in load_videos(args, parts[0]["classes"], subset)]
+    missing = [name for name in listed if name not in scored and name not in skipped]
+    if missing:
+        count, more = counts[0], f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        todo = " ".join(f"{k}/{count}" for k in sorted({shard_of(name, count) for name in missing}))
+        raise DataError(f"{run_dir}: no part file holds the {stream} scores of {len(missing)} of the {len(listed)} "
+                        f"{subset}-list videos: {', '.join(missing[:10])}{more}. Score them with fuse_test.py "
+                        f"--shard K/N for K/N = {todo} (a run resumes), put the scores_*.shard*of{count}.npz files "
+                        "here, and --merge again")
+    names = [name for name in listed if name in scored]
+    settings = {**parts[0]["settings"], "shard": None, "skipped": skipped}
+    evaluation.save_scores(scores_path(run_dir, stream, subset), names, [scored[n][0] for n in names],
+                           [scored[n][1] for n in names], parts[0]["classes"], settings)
+    print(f"{stream} {subset}-list scores: {len(names)} videos from {len(files)} parts of {counts[0]}")
+    return stream, subset
+
+
+def same_scoring(settings, other):
+    """Whether two parts were scored alike: the same protocol, limits and model file size (the model's
+    path and time stamp may differ between machines)."""
+    size = lambda s: (s.get("fingerprint") or {}).get("size")
+    return all(settings.get(key) == other.get(key) for key in MERGE_SETTINGS) and size(settings) == size(other)
 
 
 def load_saved(folder, streams=None):
@@ -310,7 +404,15 @@ def run_dir_of(args):
 def main(argv=None):
     args = parse_args(argv)
     run_dir = run_dir_of(args)
-    data = load_saved(args.from_scores, args.streams) if args.from_scores else compute_all(args, run_dir)
+    if args.shard:
+        compute_all(args, run_dir)
+        print(f"part {args.shard[0]} of {args.shard[1]} scored into {run_dir}. Once every part is there: "
+              "the same command with --merge instead of --shard fuses them")
+        return
+    if args.merge:
+        merge_shards(args, run_dir)
+    data = load_saved(args.from_scores or run_dir, args.streams) if args.from_scores or args.merge \
+        else compute_all(args, run_dir)
     report(data, args, run_dir)
 
 

@@ -1,6 +1,6 @@
 """What spatial_train.py and temporal_train.py share: their common flags, the videos of a run,
-the paper's optimizer and schedule, callbacks, and distribution over devices (the only place
-that uses tf.* directly).
+the paper's optimizer and schedule, callbacks, and distribution over the GPUs of one machine or
+over a cluster of machines (the only place that uses tf.* directly).
 
 The schedule counts iterations, as the paper's: a run of --iterations steps is cut into epochs
 of --epoch-steps steps, each ending with a checkpoint, a log line and, with --val-groups, a
@@ -225,8 +225,9 @@ def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0)
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
     data = sequence
     if is_multiworker(strategy):
-        data = cluster_dataset(sequence, strategy)
-        work_around_keras_multiworker_bugs(model, sequence[0])
+        first = sequence[0]
+        data = cluster_dataset(sequence, strategy, first)
+        work_around_keras_multiworker_bugs(model, first)
     with hint_on_cluster_failure(strategy):
         return model.fit(data, shuffle=data is sequence,  # fit cannot shuffle a tf.data dataset (and warns)
                          validation_data=validation_set, validation_batch_size=sequence.batch_size,
@@ -260,6 +261,7 @@ def scope(strategy):
 
 
 def is_multiworker(strategy):
+    """Whether `strategy` is tf.distribute's MultiWorkerMirroredStrategy (with one worker or more)."""
     if strategy is None or keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf
@@ -331,7 +333,7 @@ class SameStartOnEveryWorker(keras.callbacks.Callback):
         self.checked = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        strategy = self.model.distribute_strategy
+        strategy = getattr(self.model, "distribute_strategy", None)  # TensorFlow's trainer only
         if self.checked or not is_multiworker(strategy):
             return
         self.checked = True
@@ -376,7 +378,8 @@ def work_around_keras_multiworker_bugs(model, batch):
     """
     from keras.src.backend.tensorflow import trainer  # where fit's step function finds reduce_per_replica
     build = model._maybe_symbolic_build
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=data_batch or batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
+        data_batch=batch if data_batch is None else data_batch)
     reduce = trainer.reduce_per_replica
     if getattr(reduce, "over_replicas_only", False):
         return
@@ -390,7 +393,7 @@ def work_around_keras_multiworker_bugs(model, batch):
     trainer.reduce_per_replica = reduce_per_replica
 
 
-def cluster_dataset(sequence, strategy):
+def cluster_dataset(sequence, strategy, first):
     """The training sequence as each worker's own tf.data pipeline (tf.distribute's
     distribute_datasets_from_function): worker k's batches are its sequence's shard of every
     global batch, split further between its replicas if it has several (GPUs).
@@ -399,7 +402,8 @@ def cluster_dataset(sequence, strategy):
     whole global batches, split them between all the cluster's replicas and keep this worker's
     part: every worker would load every sample. A dataset from a function is neither sharded
     nor rebatched by tf.distribute. Keras makes a new iterator every epoch, after the callbacks'
-    on_epoch_begin, so SyncEpoch's epoch seeds the draws as without distribution.
+    on_epoch_begin, so SyncEpoch's epoch seeds the draws as without distribution. `first`:
+    sequence[0], for the batches' structure, dtypes and shapes.
     """
     import tensorflow as tf
 
@@ -408,8 +412,7 @@ def cluster_dataset(sequence, strategy):
         if shard is not None and shard != (context.input_pipeline_id, context.num_input_pipelines):
             raise RuntimeError(f"the sequence holds shard {shard}, tf.distribute asks for "
                                f"{(context.input_pipeline_id, context.num_input_pipelines)}")
-        probe = sequence[0]
-        specs = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + a.shape[1:], a.dtype), probe)
+        specs = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + a.shape[1:], a.dtype), first)
         flat_specs = tf.nest.flatten(specs)
 
         def load(index):
@@ -423,7 +426,7 @@ def cluster_dataset(sequence, strategy):
                                                           deterministic=True)
         replicas = context.num_replicas_in_sync // context.num_input_pipelines
         if replicas > 1:
-            per_replica = len(tf.nest.flatten(probe)[0]) // replicas
+            per_replica = len(tf.nest.flatten(first)[0]) // replicas
             dataset = dataset.rebatch(per_replica).apply(
                 tf.data.experimental.assert_cardinality(len(sequence) * replicas))
         return dataset.prefetch(1)

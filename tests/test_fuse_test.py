@@ -255,6 +255,36 @@ def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkey
     assert "voting" in voted and "1 : 1.5" in voted
 
 
+def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp_path, monkeypatch):
+    results, flags = tmp_path / "sharded", ["--crops", "10", "--batch-size", str(3 * SAMPLES * 10)]
+    folder = results / "synthetic_split1"
+    assert run(cli(setup, *flags, "--shard", "1/2", results=results)) == 0  # 1 + crc32 % 2: Alpha and Beta
+    assert not (folder / "results.md").exists()  # a part is not fused
+    with pytest.raises(ucf101.DataError, match=r"of 1 of the 3 test-list videos: v_Gamma_g01_c01\. .* = 2/2"):
+        fuse_test.main(cli(setup, *flags, "--merge", results=results))
+    assert run(cli(setup, *flags, "--shard", "2/2", results=results)) == 0
+    parts = [evaluation.load_scores(fuse_test.scores_path(folder, "temporal", shard=(k, 2)))["videos"] for k in (1, 2)]
+    assert parts == [TEST_VIDEOS[:2], TEST_VIDEOS[2:]]  # disjoint parts, each scored on its own machine
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("--merge must not load a model")
+
+    monkeypatch.setattr(checkpoints, "load", no_model)
+    assert run(cli(setup, *flags, "--merge", results=results)) == 0
+    assert read_text(folder / "results.md") == read_text(os.path.join(full_run, "results.md"))
+    assert "svm" in read_json(folder / "metrics.json")["results"]  # the training list was sharded too
+    for subset in ("test", "train"):
+        for stream in fuse_test.STREAMS:
+            merged, whole = (evaluation.load_scores(fuse_test.scores_path(f, stream, subset)) for f in (folder, full_run))
+            assert merged["videos"] == whole["videos"] and merged["labels"].tolist() == whole["labels"].tolist()
+            np.testing.assert_allclose(merged["scores"], whole["scores"], rtol=1e-5, atol=1e-6)
+
+    # Parts of another split into N, or scored otherwise, are refused.
+    os.rename(fuse_test.scores_path(folder, "spatial", shard=(2, 2)), fuse_test.scores_path(folder, "spatial", shard=(2, 3)))
+    with pytest.raises(ucf101.DataError, match="parts of 2 and 3 shards"):
+        fuse_test.main(cli(setup, *flags, "--merge", results=results))
+
+
 def write_cue_scores(folder, subset, seed, relabel=0):
     """Hand-made scores of 20 videos of 2 x 2 classes: spatial sees only the colour, temporal only the motion.
     relabel: saved labels are the true class + relabel (mod 4), scores stay those of the true class."""

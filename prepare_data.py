@@ -42,8 +42,9 @@ import ucf101
 
 OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]
 # Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core);
-# tvl1_keras: per pair on a whole 2-core CPU, batches of 32 (benchmarks/bench_flow.py; a GPU is far faster).
-PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 1.0, "farneback": 0.015, "dis": 0.008}
+# tvl1_keras: per pair on a whole 2-core CPU with JAX (benchmarks/bench_flow.py; TensorFlow's CPU
+# compiler is about 4x slower, a GPU far faster).
+PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 0.6, "farneback": 0.015, "dis": 0.008}
 FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")
 SYNTHETIC_DIRS = {"ucf101": "data/synthetic", "hmdb51": "data/synthetic_hmdb"}
 
@@ -293,7 +294,7 @@ def print_flow_estimate(jobs, method, size, workers):
     pairs = len(jobs) * max(np.mean([frame_count(job.path) for job in sample]) - 1, 0)
     workers = max(1, min(workers, len(jobs)))
     seconds = pairs * PAIR_SECONDS[method] * size[0] * size[1] / (320 * 240) / workers
-    speed = (f"{PAIR_SECONDS[method]} s a pair at 320x240 on a 2-core CPU (far less on a GPU)"
+    speed = (f"{PAIR_SECONDS[method]} s a pair at 320x240 on a 2-core CPU with JAX (far less on a GPU)"
              if method in media.BATCHED_FLOW_METHODS else f"{PAIR_SECONDS[method]} s a pair per core at 320x240")
     print(f"flow: {len(jobs)} videos, about {pairs:,.0f} frame pairs at {size[0]}x{size[1]}; {method} takes about "
           f"{speed}: roughly {duration(seconds)} with {workers} {'process' if workers == 1 else 'workers'}")

@@ -350,7 +350,7 @@ class TrainSequence(keras.utils.PyDataset):
         self.sampling = sampling
         self.steps = steps or math.ceil(len(self.videos) / batch_size)
         self.crop = crop
-        self.lighting = LIGHTING_STD if lighting is None and not self.stream.is_flow else (lighting or 0.0)
+        self.lighting = 0.0 if self.stream.is_flow else LIGHTING_STD if lighting is None else lighting  # RGB only
         self.seed = seed
         self.shard = tuple(shard)
         self.by_class = {}

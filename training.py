@@ -325,8 +325,8 @@ def describe_worker(strategy, folder):
 class SameStartOnEveryWorker(keras.callbacks.Callback):
     """On a multi-worker cluster, stop at once unless every worker starts at the same epoch with the
     same weights. A worker that restored another backup than the chief's (a --checkpoint-dir that
-    the workers do not share) would otherwise train on in step with the others from other weights,
-    and nothing would fail before the end."""
+    the workers do not share), or that changed its model from its own data, would otherwise train
+    on in step with the others from other weights, and nothing would fail before the end."""
 
     def __init__(self):
         super().__init__()
@@ -343,11 +343,15 @@ class SameStartOnEveryWorker(keras.callbacks.Callback):
         state = [epoch, sum(w.sum(dtype=np.float64) for w in weights),
                  sum(np.abs(w).sum(dtype=np.float64) for w in weights)]
         starts = strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
+        epochs = starts[:, 0].astype(int).tolist()
+        if len(set(epochs)) > 1:
+            raise DataError(f"the workers start at epochs {epochs}: they did not all restore the chief's backup. Give "
+                            "every worker the same --checkpoint-dir, on a file system that they all see (as "
+                            "BackupAndRestore needs), and start them all again.")
         if (starts != starts[0]).any():
-            raise DataError(f"the workers do not start from the same state (epochs {starts[:, 0].astype(int).tolist()}, "
-                            "and maybe other weights): each must restore the chief's backup. Give every worker the "
-                            "same --checkpoint-dir, on a file system that they all see (as BackupAndRestore needs), "
-                            "and start them all again.")
+            raise DataError(f"the workers start epoch {epoch} with different weights: each changed its model on its "
+                            "own before training (from data that differ between workers?), or their backups "
+                            "differ. Every worker must build the same model.")
 
 
 @contextlib.contextmanager

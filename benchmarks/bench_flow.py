@@ -16,8 +16,8 @@ Goal on a GPU: at least 100x OpenCV's TV-L1 on one core.
 Accuracy: the Keras TV-L1 against OpenCV's DualTVL1 with the same (default) parameters, as the mean
 end-point error (pixels) and the share of pixels whose quantised flow JPEG values (u and v, bound
 20) are within 2 grey levels of OpenCV's. Pairs: two natural photos that ship with scikit-learn (a
-temple, a flower), each moved by a subpixel shift and by a rotation with scaling, one sheared (a
-hard case: low texture in a corner), and the first two frames of four mini dataset clips (one per
+temple, a flower), each moved by a subpixel shift and by a rotation with scaling, the temple also
+sheared, and the first two frames of four mini dataset clips (one per
 motion; read from data/synthetic if it exists, else rendered by synthetic.py). Goal: EPE <= 0.2 px
 and >= 95% within 2 grey levels.
 """

@@ -17,6 +17,7 @@ are numbered on from phase 1 into phase 2 in log.csv. The model after the last i
 (last.keras) is the one fuse_test.py tests.
 """
 import argparse
+import copy
 import os
 import sys
 
@@ -77,7 +78,9 @@ def main(argv=None):
         with training.scope(run_.strategy):
             model = models.spatial_model(len(run_.classes), args.image_size, args.weights, args.dropout)
             if models.weights_file(args.weights) is None:  # a random base: give its BatchNorm usable statistics
-                models.calibrate_random_batchnorm(model, np.concatenate([train[i][0] for i in range(min(4, len(train)))])[:64])
+                whole = copy.copy(train)
+                whole.shard = (0, 1)  # every worker of a cluster calibrates on the same, whole batches
+                models.calibrate_random_batchnorm(model, np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])[:64])
             models.set_spatial_phase(model, 1)
             training.compile_model(model, phase1_optimizer(args), args)
         training.fit(model, train, validation, phase1_epochs,

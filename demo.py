@@ -35,7 +35,8 @@ parser.add_argument("--top", type=int, default=5, help="how many classes to prin
 parser.add_argument("--samples", type=int, default=25, help="frames and flow stacks sampled per video (paper: 25)")
 parser.add_argument("--flow", default="tvl1", choices=media.FLOW_METHODS,
                     help="flow method: tvl1 as in training (slow: about 1 frame pair/s per core at 340x256), "
-                         "dis for a fast approximation")
+                         "tvl1_keras the same TV-L1 through Keras (fast on a GPU), dis a fast approximation "
+                         "(default: %(default)s)")
 parser.add_argument("--fusion-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL"),
                     help="weights of the spatial and temporal softmax scores in the average")
 parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads computing flow")
@@ -68,9 +69,12 @@ def flow_stacks(frames, samples, stack_length, method, threads):
     starts = generators.sample_starts(num_flows, samples, stack_length)
     stacks = [generators.stack_indices(s, stack_length, num_flows) for s in starts]
     pairs = sorted({i for stack in stacks for i in stack})
-    estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
-    with ThreadPoolExecutor(threads) as pool:
-        flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
+    if method in media.BATCHED_FLOW_METHODS:
+        flow = media.compute_flow(frames, method, pairs)  # batches of pairs on the Keras backend's device
+    else:
+        estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
+        with ThreadPoolExecutor(threads) as pool:
+            flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
     return np.stack([np.stack([c for i in stack for c in flow[i]], axis=-1) for stack in stacks])
 
 

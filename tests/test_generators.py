@@ -355,9 +355,9 @@ def test_flow_training_samples_are_exact_crops_with_inverted_flips_and_no_lighti
         dataset = generators.TrainSequence(train, root, "temporal", batch_size=20, image_size=SIZE, stack_length=L,
                                            steps=5, lighting=lighting)
         for x, y in epoch_batches(dataset):
-            draws_ = identify(x, table)
-            assert [ucf101.parse_name(name)[0] for name, *_ in draws_] == [("Alpha", "Beta")[c] for c in y]
-            found += draws_
+            batch_draws = identify(x, table)
+            assert [ucf101.parse_name(name)[0] for name, *_ in batch_draws] == [("Alpha", "Beta")[c] for c in y]
+            found += batch_draws
     assert {flip for *_, flip, _ in found} == {False, True}
     assert {start for _, start, *_ in found} == {0, 1}
     assert len({box for _, _, box, _, _ in found}) > 50

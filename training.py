@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import keras
 
 import checkpoints
+import errors
 import generators
 import media
 import ucf101
-import errors
 from errors import DataError
 
 

@@ -24,8 +24,8 @@ stack at JPEG-decoder speed (benchmarks/bench_generators.py).
 Training follows the paper: each sample picks a class uniformly, then one of its videos, then a
 start, a 224 x 224 window at a uniformly random position and a flip; spatial samples get
 Krizhevsky's PCA lighting noise. Randomness comes only from np.random.default_rng seeded with
-(seed, epoch, batch index) for the batch's videos and with (seed, epoch, batch index, position in
-the batch) for each sample's start, window, flip and lighting: Keras forks worker processes with
+(seed, epoch, batch index): one generator for the batch's videos, one for a table of every
+sample's start, window, flip and lighting numbers (SampleDraws): Keras forks worker processes with
 numpy's global random state copied into each, so draws from np.random would repeat across
 workers. Batches are therefore the same with any number of threads or processes, and differ
 between epochs; and a worker of a multi-worker cluster can draw its own part of a global batch
@@ -387,10 +387,19 @@ class TrainSequence(keras.utils.PyDataset):
         size = self.image_size
         x = np.empty((len(chosen), size, size, self.stream.channels), np.uint8)
         y = np.empty(len(chosen), np.int32)
+        uniforms, normals = self.batch_draws(index)
         for k, (position, v) in enumerate(zip(positions, chosen)):
-            rng = np.random.default_rng([self.seed, self.epoch, 2, index, position])
+            rng = SampleDraws(uniforms[position], normals[position], [self.seed, self.epoch, 3, index, position])
             y[k] = self.load(self.videos[v], rng, x[k:k + 1])
         return x, y
+
+    def batch_draws(self, index):
+        """The random numbers of every sample of global batch `index`: uniforms [B, 4] (start, flip,
+        crop window) and standard normals [B, 3] (lighting). One generator for the whole batch, so
+        that every worker's shard draws the same table cheaply (one generator per sample cost 10%
+        of a spatial sample)."""
+        rng = np.random.default_rng([self.seed, self.epoch, 2, index])
+        return rng.random((self.batch_size, 4)), rng.standard_normal((self.batch_size, 3))
 
     def shard_samples(self, index):
         """(positions in global batch `index`, indices into `videos`) of the samples this shard loads."""
@@ -440,6 +449,33 @@ class TrainSequence(keras.utils.PyDataset):
         if path not in self._warned:
             self._warned.add(path)
             warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead", stacklevel=2)
+
+
+class SampleDraws:
+    """One training sample's random numbers, served like a numpy Generator (integers, random,
+    normal) from its row of TrainSequence.batch_draws. Draws beyond the row (a retry after an
+    unreadable JPEG) come from a generator of its own, seeded with `spare_seed`, made only then."""
+
+    def __init__(self, uniforms, normals, spare_seed):
+        self.uniforms, self.normals = list(uniforms), list(normals)
+        self.spare_seed, self.spare = spare_seed, None
+
+    def generator(self):
+        if self.spare is None:
+            self.spare = np.random.default_rng(self.spare_seed)
+        return self.spare
+
+    def random(self):
+        return self.uniforms.pop(0) if self.uniforms else self.generator().random()
+
+    def integers(self, high):
+        return min(int(self.random() * high), high - 1)
+
+    def normal(self, loc, scale, size):
+        if len(self.normals) >= size:
+            taken, self.normals = self.normals[:size], self.normals[size:]
+            return loc + scale * np.array(taken)
+        return self.generator().normal(loc, scale, size)
 
 
 # ---------------------------------------------------------------------------- testing

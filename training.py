@@ -20,7 +20,6 @@ import keras
 import checkpoints
 import errors
 import generators
-import media
 import ucf101
 from errors import DataError
 
@@ -48,13 +47,16 @@ def start(args, stream, **config):
         start_worker_folder(args.checkpoint_dir, folder, args.overwrite)
     describe_worker(strategy, folder)
     train, validation, classes = load_videos(args, stream)
-    record = checkpoints.data_record(args.data_dir, train[0])
+    record = checkpoints.data_record(args.data_dir, train[0])  # frame size for the demo, flow method for testing
+    if record["frame_size"] is None:
+        raise DataError(f"{ucf101.frame_path(ucf101.rgb_dir(args.data_dir, train[0].name), 0)}: missing or "
+                        "unreadable, and so is its first flow image. Re-extract the frames with prepare_data.py")
     if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
         errors.warn(f"{args.data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
                     f"{record['frame_size']}: the two streams' data were extracted at different sizes")
     config = dict(stream=stream.name, image_size=args.image_size, stack_length=stream.stack_length,
                   dataset=args.dataset, split=args.split, num_classes=len(classes), data_dir=args.data_dir,
-                  splits_dir=args.splits_dir, frame_size=frame_size(args.data_dir, train[0]), flow=record["flow"],
+                  splits_dir=args.splits_dir, frame_size=record["frame_size"], flow=record["flow"],
                   **config)
     checkpoints.prepare(folder, config, classes, args.overwrite)
     return Run(strategy, train, validation, classes, folder)
@@ -80,17 +82,6 @@ def check_videos(videos, data_dir, stream, what):
             f"{len(missing)} of {len(videos)} {what} videos have no complete {kind} under {data_dir} "
             f"(e.g. {missing[0]}). Extract them first: python prepare_data.py {kind} --out "
             f"{os.path.join(data_dir, ucf101.FLOW_DIR if stream.is_flow else ucf101.RGB_DIR)} ...")
-
-
-def frame_size(data_dir, video):
-    """(width, height) of the frames on disk, so that the demo resizes its videos the same way."""
-    path = ucf101.frame_path(ucf101.rgb_dir(data_dir, video.name), 0)
-    if not os.path.isfile(path):
-        path = ucf101.frame_path(ucf101.flow_dir(data_dir, "u", video.flow_folder), 0)
-    image = media.read_image(path)
-    if image is None:
-        raise DataError(f"{path}: missing or unreadable. Re-extract the frames with prepare_data.py")
-    return [image.shape[1], image.shape[0]]
 
 
 def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):

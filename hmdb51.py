@@ -66,7 +66,7 @@ def read_split_file(path):
         raise ucf101.DataError(f"{path}: not a text file ({error})") from error
     entries, seen = [], set()
     for line in lines:
-        parts = line.split()
+        parts = line.rsplit(maxsplit=1)  # from the right: a clip name may hold spaces
         if (len(parts) != 2 or parts[1] not in (UNUSED, TRAIN, TEST)
                 or not parts[0].lower().endswith(ucf101.VIDEO_EXTENSIONS)):
             raise ucf101.DataError(f"{path}: malformed line {line!r}; expected '<clip>.avi <id>' with id 0 "

@@ -21,6 +21,8 @@ FLOW_METHODS = ("tvl1", "tvl1_keras", "farneback", "dis")
 BATCHED_FLOW_METHODS = ("tvl1_keras",)  # estimate_flows runs these FLOW_BATCH pairs per call
 FLOW_BATCH = 32
 FLOW_INFO_FILE = "flow_info.json"
+JPEG_END = b"\xff\xd9"  # the end-of-image marker every complete JPEG ends with
+JPEG_TAIL_BYTES = 16
 
 
 def decode_image(path, grayscale=False):
@@ -53,6 +55,19 @@ def write_image(path, image, quality=JPEG_QUALITY):
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f"{path}: could not write the image")
+
+
+def jpeg_truncated(path):
+    """True if the file is missing, empty or lacks the JPEG end-of-image marker (FF D9) near its end:
+    what a write cut short leaves. Reads the last bytes only; a fully decoded check is decode_image.
+    A few bytes after the marker are allowed (some encoders pad); entropy-coded data never holds
+    FF D9, so the marker cannot appear there by chance."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            file.seek(max(os.fstat(file.fileno()).st_size - JPEG_TAIL_BYTES, 0))
+            return JPEG_END not in file.read()
+    except OSError:
+        return True
 
 
 def quantize_flow(flow, bound=FLOW_BOUND):
@@ -90,6 +105,15 @@ def iter_video(path, size=FRAME_SIZE, max_frames=None):
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
+
+
+def video_frame_count(path):
+    """The frame count the video's container states (0 if unknown or unreadable): an estimate that
+    decoding may miss by a frame or two (see prepare_data.FRAME_COUNT_SLACK)."""
+    capture = cv2.VideoCapture(path)
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    capture.release()
+    return max(int(count), 0)
 
 
 def video_fps(path):
@@ -191,12 +215,7 @@ def flow_info(method, size, bound=FLOW_BOUND):
 def write_flow_info(flow_dir, info):
     """Write flow_info.json into the flow folder (beside u/ and v/), atomically."""
     os.makedirs(flow_dir, exist_ok=True)
-    path = os.path.join(flow_dir, FLOW_INFO_FILE)
-    temp = f"{path}.{os.getpid()}.tmp"  # shards on other machines may write the same folder
-    with open(temp, "w") as file:
-        json.dump(info, file, indent=2)
-        file.write("\n")
-    os.replace(temp, path)
+    ucf101.write_atomically(os.path.join(flow_dir, FLOW_INFO_FILE), json.dumps(info, indent=2) + "\n")
 
 
 def read_flow_info(flow_dir):

@@ -23,10 +23,15 @@ verifies the whole once all N are done. `flow` records its method in <out>/flow_
 """
 import argparse
 import contextlib
+import errno
+import fcntl
+import json
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
+import signal
 import sys
 import zipfile
 import zlib
@@ -36,6 +41,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import errors
 import hmdb51
 import media
 import ucf101
@@ -47,6 +53,14 @@ OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3)
 PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 0.6, "farneback": 0.015, "dis": 0.008}
 FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")
 SYNTHETIC_DIRS = {"ucf101": "data/synthetic", "hmdb51": "data/synthetic_hmdb"}
+# Each frame or flow folder holds a record, written last, of the video's header frame count and of
+# what was written (write_record); a rerun reads it instead of decoding JPEGs (folder_state).
+RECORD_FILE = ".extraction.json"
+FRAME_COUNT_SLACK = 0.01  # and at least 2 frames: see is_short
+COMPLETE, SHORT, REDO = "complete", "short", "redo"
+# Work in progress: .<video>.<token>.tmp folders beside the final ones, of the process holding
+# .<token>.lock (process_token).
+TEMP_SUFFIX, LOCK_SUFFIX, TOKEN_CHARS = ".tmp", ".lock", 16
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,15 @@ class Job:
     overwrite: bool
     method: str = ""
     batch: int = media.FLOW_BATCH
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a Job: written (maybe from a damaged video), done by another process, or failed."""
+    path: str
+    error: str = ""  # why it failed
+    damage: str = ""  # how the video fell short of its header (its frames are kept)
+    done_elsewhere: bool = False  # another process finished it first
 
 
 @dataclass(frozen=True)
@@ -132,23 +155,36 @@ def write_lists(lists, out, overwrite):
 # ---------------------------------------------------------------------------- frames and flow
 
 def run_frames(args):
-    todo, complete = plan(args.videos, [args.out], args.overwrite, args.shard)
-    jobs = [Job(path, name, args.out, args.size, args.overwrite) for path, name in todo]
-    results = run_parallel(attempt_frames, jobs, args.workers, "frames")
-    return report("frames", results, complete)
+    return extract("frames", args, args.workers)
 
 
 def run_flow(args):
-    out_dirs = [os.path.join(args.out, component) for component in "uv"]
-    todo, complete = plan(args.videos, out_dirs, args.overwrite, args.shard)
-    record_flow_method(args.out, args.method, args.size, args.overwrite, complete)
-    jobs = [Job(path, name, args.out, args.size, args.overwrite, args.method, args.batch) for path, name in todo]
     # A batched method keeps the device busy from this one process; more would each compile and
     # compete for the same device (and its memory).
     workers = 1 if args.method in media.BATCHED_FLOW_METHODS else args.workers
-    print_flow_estimate(jobs, args.method, args.size, workers)
-    results = run_parallel(attempt_flow, jobs, workers, f"flow ({args.method})")
-    return report("flow", results, complete)
+    return extract("flow", args, workers)
+
+
+def extract(task, args, workers):
+    """Plan, extract what is not complete in `workers` processes, report -> exit code."""
+    method = args.method if task == "flow" else ""
+    parents = [os.path.join(args.out, component) for component in "uv"] if method else [args.out]
+    try:
+        todo, complete, damaged = plan(args.videos, parents, 1 if method else 0, args.overwrite, args.shard,
+                                       args.verify)
+        if method:
+            record_flow_method(args.out, method, args.size, args.overwrite, complete)
+        batch = args.batch if method else media.FLOW_BATCH
+        jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch) for path, name in todo]
+        if method:
+            print_flow_estimate(jobs, method, args.size, workers)
+        outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
+                                f"flow ({method})" if method else "frames")
+    finally:
+        release_locks()
+        for parent in parents:
+            remove_stale(parent)  # e.g. the temporary folders of workers stopped by Ctrl-C
+    return report(task, outcomes, complete, damaged)
 
 
 def record_flow_method(out, method, size, overwrite, complete):
@@ -173,73 +209,261 @@ def shard_of(name, count):
     return zlib.crc32(name.lower().encode("utf-8")) % count + 1
 
 
-def plan(videos_dir, out_dirs, overwrite, shard=None):
-    """-> ([(video path, output name)] still to do, number already complete), of shard (K, N) if given.
+def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
+    """-> ([(video path, output name)] still to do, number already complete, [(path, damage)] of
+    complete folders of damaged videos, kept), of shard (K, N) if given.
 
-    A video is complete when its folder exists in every out dir (folders are renamed into place
-    only when complete). Names match regardless of case: downloads spell some videos differently.
+    A video is to do unless its folder in every parent is complete (folder_state, with `offset`
+    images fewer than frames); `verify` also reads the end of every JPEG. Names match regardless of case: downloads spell some videos
+    differently. Temporary folders of killed processes are deleted first.
     """
     paths = [path for _, path in ucf101.find_videos(videos_dir)]
     if shard:
         total = len(paths)
         paths = [path for path in paths if shard_of(ucf101.video_name(path), shard[1]) == shard[0]]
         print(f"shard {shard[0]}/{shard[1]}: {len(paths)} of {total} videos")
-    for folder in out_dirs:
-        remove_temp_dirs(folder)
-    on_disk = [ucf101.folder_names(folder) for folder in out_dirs]
-    todo = []
+    for parent in parents:
+        remove_stale(parent)
+    on_disk = [ucf101.folder_names(parent) for parent in parents]
+    todo, damaged = [], []
     for path in paths:
         key = ucf101.video_name(path).lower()
-        if overwrite or not all(key in names for names in on_disk):
-            todo.append((path, next((names[key] for names in on_disk if key in names), ucf101.video_name(path))))
-    return todo, len(paths) - len(todo)
+        name = next((names[key] for names in on_disk if key in names), ucf101.video_name(path))
+        states = ([] if overwrite or not all(key in names for names in on_disk) else
+                  [folder_state(os.path.join(parent, names[key]), path, offset, verify)
+                   for parent, names in zip(parents, on_disk)])
+        if not states or REDO in states:
+            todo.append((path, name))
+        elif damage := shortfall(read_record(os.path.join(parents[0], name))):
+            damaged.append((path, f"{damage}; its frames are kept in {os.path.join(parents[0], name)}"))
+    return todo, len(paths) - len(todo) - len(damaged), damaged
 
 
-def remove_temp_dirs(folder):
-    """Delete .<video>.tmp folders left by a killed run."""
-    if os.path.isdir(folder):
-        for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_dir():
-                shutil.rmtree(entry.path)
+# ---------------------------------------------------------------------------- complete folders
+
+def is_short(header_frames, decoded_frames):
+    """True if a video decoded to fewer frames than its container's header says, beyond the slack
+    of FRAME_COUNT_SLACK: headers of real AVI files are often off by a frame or two (an index
+    counting a frame the decoder drops), and counts FFmpeg estimates from duration x fps by ~1%."""
+    return header_frames > 0 and decoded_frames < header_frames - max(2, header_frames * FRAME_COUNT_SLACK)
+
+
+def shortfall(record):
+    """How a damaged video fell short, from a folder's record; "" if it did not (or no record)."""
+    if not record or not is_short(record.get("header_frames", 0), record.get("decoded_frames", 0)):
+        return ""
+    return (f"decoded to {record['decoded_frames']} frames, but its header says {record['header_frames']} "
+            "(truncated or damaged?)")
+
+
+def write_record(folder, video_path, header_frames, decoded_frames, images):
+    """The folder's RECORD_FILE, written last: what the container promised and what was written."""
+    record = dict(video=os.path.basename(video_path), video_bytes=os.path.getsize(video_path),
+                  header_frames=header_frames, decoded_frames=decoded_frames, images=images)
+    with open(os.path.join(folder, RECORD_FILE), "w") as file:
+        json.dump(record, file)
+
+
+def read_record(folder):
+    """A folder's record as a dict; None if it has none (the public downloads, older versions), {}
+    if it is unreadable."""
+    try:
+        with open(os.path.join(folder, RECORD_FILE)) as file:
+            record = json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def folder_state(folder, video_path, offset, verify=False):
+    """-> COMPLETE, SHORT (complete, but the video decoded short: kept until the video file changes,
+    so that a rerun does not decode it again for nothing) or REDO (missing, incomplete, damaged).
+
+    A folder is complete when it holds frame000001.jpg .. frameN.jpg with N as its record says or,
+    with no record (the public downloads, older versions), N within the slack of is_short of the
+    video's header count less `offset` (1 for flow: one image fewer than frames). One directory
+    scan and one small read; the video is opened only for folders without a record; `verify`
+    also reads the end of every JPEG (media.jpeg_truncated).
+    """
+    numbers = frame_numbers(folder)
+    if not numbers or numbers[0] != 1 or numbers[-1] != len(numbers):
+        return REDO
+    record = read_record(folder)
+    if record is None:
+        if is_short(media.video_frame_count(video_path) - offset, len(numbers)):
+            return REDO
+    elif record.get("images") != len(numbers):
+        return REDO
+    if verify and any(media.jpeg_truncated(ucf101.frame_path(folder, i)) for i in range(len(numbers))):
+        return REDO
+    if shortfall(record):
+        return SHORT if record.get("video_bytes") == file_size(video_path) else REDO
+    return COMPLETE
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------- temporary folders
+
+_locks = {}  # parent folder -> (token, open lock file) of this process
+
+
+def process_token(parent):
+    """This process's token in `parent`: the name of a lock file (.<token>.lock) that it holds (flock)
+    for as long as it lives, and part of the names of its temporary folders, so that others can
+    tell its folders from those of a killed process (whose lock the kernel released)."""
+    if parent not in _locks:
+        os.makedirs(parent, exist_ok=True)
+        while True:
+            token = secrets.token_hex(8)
+            path = os.path.join(parent, f".{token}{LOCK_SUFFIX}")
+            file = open(path, "x")
+            fcntl.flock(file, fcntl.LOCK_EX)
+            if same_file(file, path):
+                break
+            file.close()  # remove_stale took it for a dead process's lock before we held it
+        _locks[parent] = (token, file)
+    return _locks[parent][0]
+
+
+def same_file(file, path):
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def release_locks():
+    for parent, (token, file) in list(_locks.items()):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(parent, f".{token}{LOCK_SUFFIX}"))
+        file.close()
+        del _locks[parent]
+
+
+def temp_dir(final, role=""):
+    """This process's temporary folder for `final`: .<video>.<token><role>.tmp beside it."""
+    parent, name = os.path.split(final)
+    return os.path.join(parent, f".{name}.{process_token(parent)}{role}{TEMP_SUFFIX}")
+
+
+def remove_stale(parent):
+    """Delete the temporary folders and lock files of processes no longer running (killed), and
+    .<video>.tmp folders of older versions. Folders of processes still running are left alone."""
+    try:
+        with os.scandir(parent) as entries:
+            names = [(e.name, e.is_dir()) for e in entries if e.name.startswith(".")]
+    except FileNotFoundError:
+        return
+    temps = {}  # token -> its temporary folders
+    for name, is_dir in names:
+        if name.endswith(LOCK_SUFFIX) and not is_dir:
+            temps.setdefault(name[1:-len(LOCK_SUFFIX)], [])
+        elif name.endswith(TEMP_SUFFIX) and is_dir:
+            temps.setdefault(name[:-len(TEMP_SUFFIX)].rsplit(".", 1)[-1][:TOKEN_CHARS], []).append(name)
+    own = {token for folder, (token, _) in _locks.items() if folder == parent}
+    for token, folders in temps.items():
+        if token not in own:
+            remove_if_dead(parent, token, folders)
+
+
+def remove_if_dead(parent, token, folders):
+    """Delete `folders` and the lock file of `token` if no process holds that lock."""
+    lock_path = os.path.join(parent, f".{token}{LOCK_SUFFIX}")
+    try:
+        file = open(lock_path, "a")
+    except FileNotFoundError:
+        file = None  # an older version's folder, or the lock file is gone: nobody holds it
+    with file or contextlib.nullcontext():
+        if file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a running process
+        for folder in folders:
+            shutil.rmtree(os.path.join(parent, folder), ignore_errors=True)
+        if file:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock_path)
 
 
 @contextlib.contextmanager
-def staging(finals, overwrite):
-    """Temporary sibling folders for `finals`, renamed into place only if the block completes."""
-    temps = [os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.tmp") for final in finals]
+def staging(finals, keep_existing):
+    """This process's temporary folders for `finals`, published only if the block completes."""
+    temps = [temp_dir(final) for final in finals]
     for temp in temps:
         shutil.rmtree(temp, ignore_errors=True)
         os.makedirs(temp)
     try:
         yield temps
         for temp, final in zip(temps, finals):
-            publish(temp, final, overwrite)
+            publish(temp, final, keep_existing)
     finally:
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def publish(temp, final, overwrite):
-    if os.path.exists(final):
-        if not overwrite:
-            return  # e.g. u was renamed into place, then the run was killed before v
-        shutil.rmtree(final)
-    os.rename(temp, final)
+def publish(temp, final, keep_existing, tries=5):
+    """Rename the complete folder `temp` to `final`: atomic, so readers and other processes see the
+    whole folder or none. An existing `final` is left alone if keep_existing(final) (e.g. another
+    process finished the video first) and ours discarded; otherwise it is moved aside and deleted."""
+    aside = temp_dir(final, "-old")
+    for _ in range(tries):
+        try:
+            os.rename(temp, final)
+            break
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        if keep_existing(final):
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(final, aside)
+    else:
+        raise OSError(f"{final}: other processes kept replacing it; run again")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- extraction
+
+def finals(job):
+    """The output folders of a job: <out>/<video>, or <out>/u/<video> and <out>/v/<video> for flow."""
+    if job.method:
+        return [os.path.join(job.out, component, job.name) for component in "uv"]
+    return [os.path.join(job.out, job.name)]
+
+
+def keeps(job, offset):
+    """keep_existing for publish: a complete folder stays unless --overwrite."""
+    return lambda final: not job.overwrite and folder_state(final, job.path, offset) != REDO
 
 
 def extract_frames(job):
-    with staging([os.path.join(job.out, job.name)], job.overwrite) as (temp,):
+    """-> the number of frames the video decoded to."""
+    header = media.video_frame_count(job.path)
+    with staging(finals(job), keeps(job, 0)) as (temp,):
         count = 0
         for count, frame in enumerate(media.iter_video(job.path, job.size), 1):
             media.write_image(ucf101.frame_path(temp, count - 1), frame)
         if count == 0:
             raise ucf101.DataError("OpenCV decoded no frames (unreadable or not a video)")
+        write_record(temp, job.path, header, count, count)
+    return header, count
 
 
 def extract_flow(job):
-    """Flow image i lies between frames i and i+1, computed on the resized frames."""
-    finals = [os.path.join(job.out, component, job.name) for component in "uv"]
-    with staging(finals, job.overwrite) as (temp_u, temp_v):
+    """Flow image i lies between frames i and i+1, computed on the resized frames. -> the number of
+    frames the video decoded to."""
+    header = media.video_frame_count(job.path)
+    with staging(finals(job), keeps(job, 1)) as (temp_u, temp_v):
         pairs = 0
         for pairs, flow in enumerate(media.iter_flow(media.iter_video(job.path, job.size), job.method, job.batch), 1):
             u, v = media.quantize_flow(flow)
@@ -247,15 +471,22 @@ def extract_flow(job):
             media.write_image(ucf101.frame_path(temp_v, pairs - 1), v)
         if pairs == 0:
             raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
+        for temp in (temp_u, temp_v):
+            write_record(temp, job.path, header, pairs + 1, pairs)
+    return header, pairs + 1
 
 
-def attempt(extract, job):
-    """-> (job, None) or (job, error message): one bad video must not stop the others."""
+def attempt(extract_video, job):
+    """-> Outcome: one bad video must not stop the others."""
+    offset = 1 if job.method else 0
+    if not job.overwrite and all(folder_state(final, job.path, offset) != REDO for final in finals(job)):
+        return Outcome(job.path, done_elsewhere=True)  # another process finished it since plan()
     try:
-        extract(job)
-        return job, None
+        header, decoded = extract_video(job)
     except Exception as error:  # reported in the summary at the end
-        return job, f"{type(error).__name__}: {error}"
+        return Outcome(job.path, error=f"{type(error).__name__}: {error}")
+    damage = shortfall(dict(header_frames=header, decoded_frames=decoded))
+    return Outcome(job.path, damage=f"{damage}; its frames are kept in {finals(job)[0]}" if damage else "")
 
 
 def attempt_frames(job):
@@ -266,24 +497,36 @@ def attempt_flow(job):
     return attempt(extract_flow, job)
 
 
+def init_worker():
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool
+
+
 def run_parallel(work, jobs, workers, desc):
     """[work(job) for job in jobs] in `workers` processes (this one if 1), with a progress bar."""
     workers = max(1, min(workers, len(jobs)))
     # forkserver, not fork: a child forked from a process whose OpenCV thread pool has run can deadlock.
     context = multiprocessing.get_context("forkserver")
-    pool = context.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) if workers > 1 else None
+    pool = context.Pool(workers, initializer=init_worker) if workers > 1 else None
     with pool or contextlib.nullcontext():
         results = pool.imap_unordered(work, jobs) if pool else map(work, jobs)
         return list(tqdm(results, total=len(jobs), desc=desc, unit="video"))
 
 
-def report(task, results, complete):
-    """Print a summary naming every failed video -> exit code (1 if any failed)."""
-    failed = sorted((job.path, error) for job, error in results if error)
-    print(f"{task}: {len(results) - len(failed)} videos written, {complete} already complete, {len(failed)} failed")
+def report(task, outcomes, complete, damaged_before):
+    """Print a summary naming every failed and damaged video -> exit code (1 if any)."""
+    failed = sorted((o.path, o.error) for o in outcomes if o.error)
+    damaged = sorted(damaged_before + [(o.path, o.damage) for o in outcomes if o.damage])
+    elsewhere = sum(o.done_elsewhere for o in outcomes)
+    written = len(outcomes) - len(failed) - elsewhere
+    print(f"{task}: {written} videos written, {complete + elsewhere} already complete"
+          f"{f' ({elsewhere} by another process)' if elsewhere else ''}, {len(failed)} failed, "
+          f"{len(damaged)} damaged")
     for path, error in failed:
         print(f"  failed: {path}: {error}")
-    return 1 if failed else 0
+    for path, damage in damaged:
+        print(f"  damaged: {path}: {damage}. Replace the video and run again to redo it, or keep them")
+    return 1 if failed or damaged else 0
 
 
 def print_flow_estimate(jobs, method, size, workers):
@@ -291,7 +534,7 @@ def print_flow_estimate(jobs, method, size, workers):
     if not jobs:
         return
     sample = jobs[::max(1, len(jobs) // 20)]
-    pairs = len(jobs) * max(np.mean([frame_count(job.path) for job in sample]) - 1, 0)
+    pairs = len(jobs) * max(np.mean([media.video_frame_count(job.path) for job in sample]) - 1, 0)
     workers = max(1, min(workers, len(jobs)))
     seconds = pairs * PAIR_SECONDS[method] * size[0] * size[1] / (320 * 240) / workers
     speed = (f"{PAIR_SECONDS[method]} s a pair at 320x240 on a 2-core CPU with JAX (far less on a GPU)"
@@ -301,13 +544,6 @@ def print_flow_estimate(jobs, method, size, workers):
     if method == "tvl1":
         print("flow: TV-L1 is slow (all of UCF-101: about 16 CPU-days); --method tvl1_keras on a GPU, the public "
               "ucf101_tvl1_flow download or --method dis is much faster")
-
-
-def frame_count(path):
-    capture = cv2.VideoCapture(path)
-    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    capture.release()
-    return max(count, 0)
 
 
 def duration(seconds):
@@ -330,19 +566,24 @@ def run_check(args):
                      ucf101.flow_dir(args.data_dir, "u", u_names.get(video.name.lower(), video.name)),
                      ucf101.flow_dir(args.data_dir, "v", v_names.get(video.name.lower(), video.name)),
                      args.decode) for video in videos]
-    # Without --decode each check is a few directory scans: processes would only add overhead.
-    results = sorted(run_parallel(check_video, jobs, args.workers if args.decode else 1, "check"))
+    results = sorted(run_parallel(check_video, jobs, args.workers, "check"))
     bad = [(name, problems) for name, problems in results if problems]
     for name, problems in bad:
         print(f"{name}: {'; '.join(problems)}")
     print(f"check: split {args.split}: {len(jobs) - len(bad)} of {len(jobs)} videos (train + test) complete"
-          f"{'' if bad else ', all frames and flow present'}")
+          f"{'' if bad else ', all frames and flow present'}"
+          f"{'' if args.decode else ' (JPEGs tested for truncation only; --decode decodes every one, slow)'}")
+    if bad:
+        print("check: `prepare_data.py frames` and `flow` run again (same --videos and --out) redo missing and "
+              "incomplete folders; add --verify to redo those with truncated JPEGs")
     return 1 if bad else 0
 
 
 def check_video(job):
-    """-> (video name, [problems]): frames present and numbered 1..n, u and v counts = frames - 1."""
-    counts, problems = {}, []
+    """-> (video name, [problems]): frames present and numbered 1..n, as many as extraction recorded,
+    none truncated (or, with decode, unreadable); u and v counts = frames - 1; the video not short
+    of its header's frame count."""
+    counts, problems, damage = {}, [], set()
     for kind, folder in (("RGB", job.rgb), ("flow u", job.u), ("flow v", job.v)):
         numbers = frame_numbers(folder)
         counts[kind] = len(numbers)
@@ -351,13 +592,19 @@ def check_video(job):
         elif numbers != list(range(1, len(numbers) + 1)):
             gap = min(set(range(1, len(numbers) + 1)) - set(numbers))
             problems.append(f"{kind}: {ucf101.FRAME_NAME.format(gap)} missing in {folder} ({len(numbers)} files)")
-        elif job.decode:
-            problems += unreadable(kind, folder, len(numbers))
+        else:
+            record = read_record(folder)
+            if record is not None and record.get("images") != len(numbers):
+                problems.append(f"{kind}: {len(numbers)} images in {folder}, but extraction wrote "
+                                f"{record.get('images', 'an unreadable record of')} ({RECORD_FILE})")
+            damage.add(shortfall(record))
+            problems += bad_jpegs(kind, folder, len(numbers), job.decode)
     if counts["flow u"] != counts["flow v"]:
         problems.append(f"{counts['flow u']} u but {counts['flow v']} v flow frames")
     elif counts["RGB"] and counts["flow u"] and counts["flow u"] != counts["RGB"] - 1:
         problems.append(f"{counts['flow u']} flow frames for {counts['RGB']} RGB frames "
                         f"(expected {counts['RGB'] - 1})")
+    problems += [f"the video {text}" for text in sorted(damage - {""})]
     return job.name, problems
 
 
@@ -370,10 +617,17 @@ def frame_numbers(folder):
         return []
 
 
-def unreadable(kind, folder, count):
-    bad = [ucf101.frame_path(folder, i) for i in range(count)
-           if media.read_image(ucf101.frame_path(folder, i), grayscale=kind != "RGB") is None]
-    return [f"{kind}: {len(bad)} unreadable JPEGs, e.g. {bad[0]}"] if bad else []
+def bad_jpegs(kind, folder, count, decode):
+    """Problems with the JPEGs themselves: truncated (media.jpeg_truncated: reads each file's end) or,
+    with `decode`, unreadable."""
+    paths = [ucf101.frame_path(folder, i) for i in range(count)]
+    truncated = [path for path in paths if media.jpeg_truncated(path)]
+    problems = [f"{kind}: {len(truncated)} truncated JPEGs, e.g. {truncated[0]}"] if truncated else []
+    if decode:
+        whole = set(paths) - set(truncated)
+        unreadable = [path for path in paths if path in whole and media.read_image(path, kind != "RGB") is None]
+        problems += [f"{kind}: {len(unreadable)} unreadable JPEGs, e.g. {unreadable[0]}"] if unreadable else []
+    return problems
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -425,7 +679,11 @@ def add_extraction_flags(parser, out):
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes working on videos in parallel (default: all %(default)s cores)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="redo videos whose output already exists (default: skip them, so a rerun resumes)")
+                        help="redo every video, complete or not (default: redo only missing, incomplete and "
+                             "damaged folders, so a rerun resumes)")
+    parser.add_argument("--verify", action="store_true",
+                        help="also read the end of every JPEG of finished folders and redo videos with a "
+                             "truncated one, as plain `check` finds them (slow on millions of files)")
     parser.add_argument("--shard", type=parse_shard, metavar="K/N",
                         help="do only part K of N (1-based): the videos with 1 + crc32(lower-case video name) "
                              "mod N = K. The N parts never overlap and together are every video, whatever "
@@ -483,9 +741,11 @@ def build_parser():
                        help=f"folder holding {ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/ (default: %(default)s)")
     check.add_argument("--splits", default="splits", help="folder of classInd.txt and the lists (default: %(default)s)")
     check.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="which split's lists (default: 1)")
-    check.add_argument("--decode", action="store_true", help="also decode every JPEG (slow: millions of files)")
+    check.add_argument("--decode", action="store_true",
+                       help="also decode every JPEG (slow: millions of files); without it, JPEGs are only tested "
+                            "for truncation (size, end-of-image marker)")
     check.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                       help="processes decoding in parallel with --decode (default: %(default)s)")
+                       help="processes checking videos in parallel (default: %(default)s)")
     check.set_defaults(run=run_check)
 
     synthetic = add_command(commands, "synthetic", "generate the mini dataset (XviD videos and split lists)")
@@ -502,12 +762,12 @@ def build_parser():
 
 
 def main(argv=None):
+    return errors.run(run_command, argv)
+
+
+def run_command(argv):
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except ucf101.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ On-disk layouts (the public downloads'):
     splits    classInd.txt, trainlist0K.txt, testlist0K.txt
 where <video> is the file stem, e.g. v_ApplyEyeMakeup_g08_c01.
 """
+import contextlib
 import os
 import re
+import secrets
 from dataclasses import dataclass
 
 from errors import DataError  # noqa: F401  (ucf101.DataError: the name the data code raises)
@@ -62,9 +64,23 @@ def parse_lines(text):
 
 
 def write_lines(path, lines):
-    """A list file as the official ones are: one entry a line, LF endings."""
-    with open(path, "w", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
+    """A list file as the official ones are: one entry a line, LF endings; written atomically."""
+    write_atomically(path, "\n".join(lines) + "\n")
+
+
+def write_atomically(path, text):
+    """Write a text file so that it appears only complete: a temporary file in the same folder, under
+    a name no other process uses (processes on other machines may write the same file), then
+    os.replace."""
+    folder, name = os.path.split(path)
+    temp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with open(temp, "x", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
 
 
 def class_index_lines(classes):
@@ -76,7 +92,7 @@ def read_classes(path):
     """classInd.txt ("1 ApplyEyeMakeup") -> class names, position = 0-based label."""
     classes = []
     for number, line in enumerate(read_lines(path), 1):
-        parts = line.split()
+        parts = line.split(maxsplit=1)  # class names may hold spaces
         if len(parts) != 2 or parts[0] != str(number):
             raise DataError(f"{path}, line {number}: expected '{number} ClassName', got {line!r}")
         classes.append(parts[1])
@@ -88,12 +104,19 @@ def read_split(path, classes):
     label_of = {name: i for i, name in enumerate(classes)}
     entries = []
     for number, line in enumerate(read_lines(path), 1):
-        relpath = line.split()[0]
+        relpath = list_path(line)
         folder = relpath.replace("\\", "/").split("/")[0]
         if folder not in label_of:
             raise DataError(f"{path}, line {number}: class folder {folder!r} is not in classInd.txt")
         entries.append((video_name(relpath), label_of[folder]))
     return entries
+
+
+def list_path(line):
+    """The video of a list line: "Class/v_X.avi 12" (training) or "Class/v_X.avi" (test). Parsed from
+    the right, so that a name with spaces stays whole: "Class/v_X y.avi 12" -> "Class/v_X y.avi"."""
+    match = re.fullmatch(r"(.*\S)\s+\d+", line)
+    return match[1] if match else line
 
 
 def video_name(path):

@@ -45,7 +45,8 @@ def videos(tmp_path):
 
 
 def frame_files(folder):
-    return sorted(os.listdir(folder))
+    """The files of a frame or flow folder but its extraction record."""
+    return sorted(set(os.listdir(folder)) - {prepare_data.RECORD_FILE})
 
 
 def expected_files(count):
@@ -257,7 +258,8 @@ def test_check_passes_on_extracted_data_and_finds_a_deleted_flow_frame(videos, t
     os.remove(ucf101.frame_path(ucf101.flow_dir(data, "v", NAMES[1]), 6))
     assert run(*check) == 1
     report = capsys.readouterr().out
-    assert f"{NAMES[1]}: 7 u but 6 v flow frames" in report
+    assert f"{NAMES[1]}: " in report and "7 u but 6 v flow frames" in report
+    assert f"6 images in {ucf101.flow_dir(data, 'v', NAMES[1])}, but extraction wrote 7" in report
     assert NAMES[0] + ":" not in report
 
 
@@ -281,9 +283,10 @@ def test_check_finds_gaps_unreadable_files_and_missing_videos(fake_data, capsys)
     report = capsys.readouterr().out
     assert f"v_Beta_g08_c01: flow u: frame000003.jpg missing in {u}" in report
     assert "v_Alpha_g08_c01: 4 flow frames for 6 RGB frames (expected 5)" in report
-    assert "v_Gamma_g01_c01" not in report  # only --decode opens the files
+    assert "v_Gamma_g01_c01: RGB: 1 truncated JPEGs" in report  # no end-of-image marker
+    assert "--decode decodes every one" in report
     assert run(*check, "--decode", "--workers", 2) == 1
-    assert "v_Gamma_g01_c01: RGB: 1 unreadable JPEGs" in capsys.readouterr().out
+    assert "v_Gamma_g01_c01: RGB: 1 truncated JPEGs" in capsys.readouterr().out
     os.rename(ucf101.rgb_dir(root, "v_Alpha_g01_c01"), ucf101.rgb_dir(root, "v_Alpha_moved"))
     assert run(*check) == 1
     assert "v_Alpha_g01_c01: RGB: no frames" in capsys.readouterr().out

@@ -73,6 +73,7 @@ class Job:
     overwrite: bool
     method: str = ""
     batch: int = media.FLOW_BATCH
+    verify: bool = False  # folders with truncated JPEGs are not complete
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def extract(task, args, workers):
         if method:
             record_flow_method(args.out, method, args.size, args.overwrite, complete)
         batch = args.batch if method else media.FLOW_BATCH
-        jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch) for path, name in todo]
+        jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch, args.verify) for path, name in todo]
         if method:
             print_flow_estimate(jobs, method, args.size, workers)
         outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
@@ -443,7 +444,7 @@ def finals(job):
 
 def keeps(job, offset):
     """keep_existing for publish: a complete folder stays unless --overwrite."""
-    return lambda final: not job.overwrite and folder_state(final, job.path, offset) != REDO
+    return lambda final: not job.overwrite and folder_state(final, job.path, offset, job.verify) != REDO
 
 
 def extract_frames(job):
@@ -479,7 +480,7 @@ def extract_flow(job):
 def attempt(extract_video, job):
     """-> Outcome: one bad video must not stop the others."""
     offset = 1 if job.method else 0
-    if not job.overwrite and all(folder_state(final, job.path, offset) != REDO for final in finals(job)):
+    if not job.overwrite and all(folder_state(final, job.path, offset, job.verify) != REDO for final in finals(job)):
         return Outcome(job.path, done_elsewhere=True)  # another process finished it since plan()
     try:
         header, decoded = extract_video(job)

@@ -1,4 +1,5 @@
 """prepare_data.py end to end on tiny generated XviD videos (64x48, 8 frames)."""
+import fcntl
 import os
 import shutil
 import subprocess
@@ -398,3 +399,141 @@ def test_synthetic_rerun_with_the_same_seed_keeps_the_dataset(monkeypatch, tmp_p
     monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("regenerated an existing dataset"))
     assert run("synthetic", "--out", out) == 0
     assert "already there" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- nothing lost (issue 16)
+
+def truncate(path, fraction):
+    data = open(path, "rb").read()
+    with open(path, "wb") as file:
+        file.write(data[:int(len(data) * fraction)])
+
+
+def test_a_truncated_video_is_reported_as_damaged_and_its_frames_kept(videos, tmp_path, capsys):
+    damaged = videos / "Gamma" / "v_Gamma_g08_c01.avi"
+    write_video(damaged, frames=27, seed=5)
+    truncate(damaged, 0.6)
+    header, decoded = media.video_frame_count(str(damaged)), len(media.read_video(str(damaged), None))
+    assert header == 27 and 0 < decoded < 25
+    data = tmp_path / "data"
+    frames = ("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1)
+    assert run(*frames) == 1
+    summary = capsys.readouterr().out
+    assert "3 videos written, 0 already complete, 0 failed, 1 damaged" in summary
+    assert (f"damaged: {damaged}: decoded to {decoded} frames, but its header says 27 (truncated or damaged?); "
+            f"its frames are kept in {data / 'jpegs_256' / 'v_Gamma_g08_c01'}") in summary
+    assert frame_files(data / "jpegs_256" / "v_Gamma_g08_c01") == expected_files(decoded)
+    before = mtimes(data / "jpegs_256" / "v_Gamma_g08_c01")
+    assert run(*frames) == 1  # said again, not decoded again
+    assert "0 videos written, 2 already complete, 0 failed, 1 damaged" in capsys.readouterr().out
+    assert mtimes(data / "jpegs_256" / "v_Gamma_g08_c01") == before
+    flow = ("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+            "--workers", 1)
+    assert run(*flow) == 1
+    assert f"damaged: {damaged}: decoded to {decoded} frames" in capsys.readouterr().out
+    assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
+    assert run("check", "--data-dir", data, "--splits", tmp_path / "splits", "--workers", 1) == 1
+    assert (f"v_Gamma_g08_c01: the video decoded to {decoded} frames, but its header says 27"
+            in capsys.readouterr().out)
+    write_video(damaged, frames=27, seed=5)  # the user replaces the video: a rerun redoes it
+    assert run(*frames) == 0
+    assert frame_files(data / "jpegs_256" / "v_Gamma_g08_c01") == expected_files(27)
+
+
+def test_a_rerun_redoes_what_killed_and_racing_processes_left_and_keeps_the_rest(videos, tmp_path, capsys):
+    third = videos / "Gamma" / "v_Gamma_g08_c01.avi"
+    write_video(third, seed=2)
+    out = tmp_path / "jpegs_256"
+    frames = ("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1)
+    assert run(*frames) == 0
+    kept, lost_frame, emptied = (out / name for name in (*NAMES, "v_Gamma_g08_c01"))
+    os.remove(ucf101.frame_path(lost_frame, FRAMES - 1))  # its record says 8
+    for name in os.listdir(emptied):
+        os.remove(emptied / name)
+    before = mtimes(kept)
+    running = out / f".{NAMES[0]}.{'a' * 16}.tmp"  # another process's work in progress: it holds its lock
+    running.mkdir()
+    lock = open(out / f".{'a' * 16}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    killed = out / f".{NAMES[1]}.{'b' * 16}.tmp"  # a killed process's: nobody holds its lock
+    killed.mkdir()
+    (out / f".{'b' * 16}.lock").touch()
+    older = out / f".{NAMES[1]}.tmp"  # an older version's
+    older.mkdir()
+    capsys.readouterr()
+    assert run(*frames) == 0
+    assert "2 videos written, 1 already complete" in capsys.readouterr().out
+    assert mtimes(kept) == before
+    for folder in (lost_frame, emptied):
+        assert frame_files(folder) == expected_files(FRAMES)
+    assert temp_leftovers(out) == [running.name]
+    assert sorted(name for name in os.listdir(out) if name.endswith(".lock")) == [f".{'a' * 16}.lock"]
+    lock.close()
+
+
+def test_folders_without_a_record_are_judged_by_the_video_header(videos, tmp_path, capsys):
+    """The public downloads have no record: a whole folder is kept, one cut short (as two processes
+    of older versions left them) is redone."""
+    out = tmp_path / "jpegs_256"
+    frames = ("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1)
+    assert run(*frames) == 0
+    whole, cut = (out / name for name in NAMES)
+    for folder in (whole, cut):
+        os.remove(folder / prepare_data.RECORD_FILE)
+    for i in range(3, FRAMES):
+        os.remove(ucf101.frame_path(cut, i))
+    before = mtimes(whole)
+    capsys.readouterr()
+    assert run(*frames) == 0
+    assert "1 videos written, 1 already complete" in capsys.readouterr().out
+    assert mtimes(whole) == before
+    assert frame_files(cut) == expected_files(FRAMES)
+
+
+def test_names_with_spaces_work_end_to_end(tmp_path, capsys):
+    names = {"Yo Yo": "v_Yo Yo_g01_c01", "Alpha": "v_Alpha_g08_c01"}
+    for seed, (cls, name) in enumerate(names.items()):
+        write_video(tmp_path / "UCF-101" / cls / f"{name}.avi", seed=seed)
+    data, splits = tmp_path / "data", tmp_path / "splits"
+    assert run("splits", "--videos", tmp_path / "UCF-101", "--out", splits) == 0
+    assert run("frames", "--videos", tmp_path / "UCF-101", "--out", data / "jpegs_256", "--size", "32x24",
+               "--workers", 1) == 0
+    assert run("flow", "--videos", tmp_path / "UCF-101", "--out", data / "tvl1_flow", "--method", "dis",
+               "--size", "32x24", "--workers", 1) == 0
+    capsys.readouterr()
+    assert run("check", "--data-dir", data, "--splits", splits, "--workers", 1) == 0
+    assert "2 of 2 videos (train + test) complete" in capsys.readouterr().out
+    test_videos = ucf101.load_index(str(data), str(splits), 1, "test")
+    assert [(v.name, v.label, v.frames, v.flows) for v in test_videos] == [("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
+
+
+def test_plain_check_finds_a_truncated_jpeg_and_verify_redoes_it(videos, tmp_path, capsys):
+    data = tmp_path / "data"
+    frames = ("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1)
+    assert run(*frames) == 0
+    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+               "--workers", 1) == 0
+    assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
+    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--workers", 1)
+    truncated = ucf101.frame_path(data / "jpegs_256" / NAMES[1], 3)
+    truncate(truncated, 0.5)
+    capsys.readouterr()
+    assert run(*check) == 1
+    report = capsys.readouterr().out
+    assert f"{NAMES[1]}: RGB: 1 truncated JPEGs, e.g. {truncated}" in report
+    assert "--decode decodes every one" in report and "--verify" in report
+    assert run(*frames) == 0  # a plain rerun reads no JPEG
+    assert media.jpeg_truncated(truncated)
+    assert run(*frames, "--verify") == 0
+    assert not media.jpeg_truncated(truncated)
+    assert run(*check) == 0
+
+
+def test_decode_finds_what_the_end_marker_test_cannot(tmp_path, capsys):
+    splits = fakedata.write_dataset(str(tmp_path), frames=6, size=(16, 12))
+    check = ("check", "--data-dir", tmp_path, "--splits", splits, "--workers", 1)
+    with open(ucf101.frame_path(ucf101.rgb_dir(tmp_path, "v_Gamma_g01_c01"), 0), "wb") as f:
+        f.write(b"not a jpeg\xff\xd9")
+    assert run(*check) == 0
+    assert run(*check, "--decode") == 1
+    assert "v_Gamma_g01_c01: RGB: 1 unreadable JPEGs" in capsys.readouterr().out

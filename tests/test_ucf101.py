@@ -120,3 +120,26 @@ def test_load_index_matches_folders_regardless_of_case(tmp_path):
         os.rename(folder, folder.replace("v_HandstandPushups", "v_HandStandPushups"))
     [video] = ucf101.load_index(str(tmp_path), splits, 1, "train")
     assert video == ucf101.Video("v_HandStandPushups_g08_c01", 0, 7, 6)
+
+
+def test_names_with_spaces_are_read_whole_from_the_lists(tmp_path):
+    lists = ucf101.make_splits([("Yo Yo", "Yo Yo/v_Yo Yo_g08_c01.avi"),
+                                ("Alpha", "Alpha/v_Alpha_g01_c01.avi")])
+    for file, lines in lists.items():
+        ucf101.write_lines(str(tmp_path / file), lines)
+    assert lists["trainlist01.txt"] == ["Yo Yo/v_Yo Yo_g08_c01.avi 2"]
+    classes = ucf101.read_classes(str(tmp_path / "classInd.txt"))
+    assert classes == ["Alpha", "Yo Yo"]
+    train, test = ucf101.split_files(str(tmp_path), 1)
+    assert ucf101.read_split(train, classes) == [("v_Yo Yo_g08_c01", 1)]
+    assert ucf101.read_split(test, classes) == [("v_Alpha_g01_c01", 0)]
+    assert ucf101.list_path("Alpha/v_Alpha_g01_c01 12.avi") == "Alpha/v_Alpha_g01_c01 12.avi"  # test list: no label
+
+
+def test_a_list_write_that_fails_leaves_the_old_list_whole(tmp_path):
+    path = tmp_path / "trainlist01.txt"
+    ucf101.write_lines(str(path), ["Alpha/v_Alpha_g08_c01.avi 1"])
+    with pytest.raises(UnicodeEncodeError):
+        ucf101.write_lines(str(path), ["Alpha/v_Alpha_g09_c01.avi 1", "Alpha/v_\ud800.avi 1"])
+    assert path.read_text() == "Alpha/v_Alpha_g08_c01.avi 1\n"
+    assert os.listdir(tmp_path) == ["trainlist01.txt"]  # no temporary file left either

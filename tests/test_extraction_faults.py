@@ -1,0 +1,187 @@
+"""Real faults during `prepare_data.py frames` and `flow`: SIGKILL at several moments, Ctrl-C,
+SIGTERM and two processes on one --out. After each, every published folder is whole, and the same
+command finishes the job with nothing left behind; `check` then says complete.
+
+Tiny generated XviD videos; DIS flow at 64x48 for speed.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import prepare_data
+import ucf101
+from test_prepare_data import write_video
+
+pytestmark = pytest.mark.slow
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMES = 40
+NAMES = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (1, 2, 8, 9)]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos") / "UCF-101"
+    for seed, name in enumerate(NAMES):
+        write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", frames=FRAMES, seed=seed)
+    return root
+
+
+def command(task, videos, data):
+    if task == "frames":  # full size: slow enough to be killed in the middle of a video
+        return ["frames", "--videos", videos, "--out", data / ucf101.RGB_DIR, "--workers", 2]
+    return ["flow", "--videos", videos, "--out", data / ucf101.FLOW_DIR, "--method", "dis", "--size", "64x48",
+            "--workers", 2]
+
+
+def start(argv):
+    """prepare_data.py in its own process group, as a shell job is."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "prepare_data.py"), *map(str, argv)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def finish(argv, timeout=120):
+    process = start(argv)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out + err
+
+
+def wait_for_exit(groups, timeout=60):
+    """Until no process of these process groups runs (orphaned workers end after their video)."""
+    deadline = time.monotonic() + timeout
+    for group in groups:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+
+def parents(task, data):
+    if task == "frames":
+        return [data / ucf101.RGB_DIR]
+    return [data / ucf101.FLOW_DIR / component for component in "uv"]
+
+
+def work_in_progress(folders):
+    return [entry for folder in folders if os.path.isdir(folder) for entry in os.listdir(folder)
+            if entry.endswith((prepare_data.TEMP_SUFFIX, prepare_data.LOCK_SUFFIX))]
+
+
+def wait_until_working(process, folders, timeout=60):
+    """Until a temporary folder exists (a video is being written) or the process has ended."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(folders)):
+            return
+        time.sleep(0.005)
+
+
+def assert_published_folders_whole(task, data):
+    """Every folder under a final name holds all its images, numbered from 1, and its record."""
+    images = FRAMES - (task == "flow")
+    for parent in parents(task, data):
+        if not os.path.isdir(parent):
+            continue
+        for name in os.listdir(parent):
+            if name.startswith("."):
+                continue
+            folder = parent / name
+            assert sorted(os.listdir(folder)) == sorted(
+                [ucf101.FRAME_NAME.format(i) for i in range(1, images + 1)] + [prepare_data.RECORD_FILE]), folder
+            assert prepare_data.read_record(folder)["images"] == images
+
+
+def assert_complete(videos, data, tmp_path):
+    splits = tmp_path / "splits"
+    if not splits.exists():
+        assert finish(["splits", "--videos", videos, "--out", splits])[0] == 0
+    code, output = finish(["check", "--data-dir", data, "--splits", splits, "--workers", 1])
+    assert code == 0, output
+    assert f"{len(NAMES)} of {len(NAMES)} videos (train + test) complete, all frames and flow present" in output
+
+
+@pytest.mark.parametrize("task", ["frames", "flow"])
+def test_sigkill_at_several_moments_then_the_same_command_resumes(videos, tmp_path, task):
+    data = tmp_path / "data"
+    other = "flow" if task == "frames" else "frames"
+    assert finish(command(other, videos, data))[0] == 0  # check needs both
+    argv = command(task, videos, data)
+    killed_in_a_video, groups = 0, []
+    # (delay after a video starts, whether the kill reaches the workers too, as a job scheduler's
+    # does, or only the main process, as the OOM killer's: its workers then finish their video
+    # while the next run starts on the same videos)
+    for delay, group in ((0, True), (0.02, True), (0.08, False), (0.2, True), (0.5, True)):
+        process = start(argv)
+        groups.append(process.pid)
+        wait_until_working(process, parents(task, data))
+        time.sleep(delay)
+        (os.killpg if group else os.kill)(process.pid, signal.SIGKILL)
+        process.wait()
+        killed_in_a_video += any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents(task, data)))
+        assert_published_folders_whole(task, data)
+    assert killed_in_a_video  # the kills did land in the middle of videos
+    wait_for_exit(groups)
+    code, output = finish(argv)
+    assert code == 0, output
+    assert "0 failed, 0 damaged" in output
+    assert_published_folders_whole(task, data)
+    assert sorted(os.listdir(parents(task, data)[-1])) == sorted(NAMES)
+    assert work_in_progress(parents(task, data)) == []  # the killed processes' temporary folders are gone
+    assert_complete(videos, data, tmp_path)
+
+
+@pytest.mark.parametrize("task", ["frames", "flow"])
+def test_two_processes_on_one_out_publish_only_whole_folders(videos, tmp_path, task):
+    data = tmp_path / "data"
+    other = "flow" if task == "frames" else "frames"
+    assert finish(command(other, videos, data))[0] == 0
+    argv = [*command(task, videos, data)[:-1], 1]  # one worker each
+    first, second = start(argv), start(argv)
+    results = [process.communicate(timeout=120) for process in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), results
+    assert_published_folders_whole(task, data)
+    assert sorted(os.listdir(parents(task, data)[-1])) == sorted(NAMES)
+    assert work_in_progress(parents(task, data)) == []
+    assert_complete(videos, data, tmp_path)
+
+
+def test_ctrl_c_stops_says_so_and_the_same_command_resumes(videos, tmp_path):
+    data = tmp_path / "data"
+    assert finish(command("flow", videos, data))[0] == 0
+    argv = command("frames", videos, data)
+    process = start(argv)
+    wait_until_working(process, parents("frames", data))
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: to every process of the job
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "the same command started again resumes" in err
+    assert "Traceback" not in err
+    assert_published_folders_whole("frames", data)
+    assert work_in_progress(parents("frames", data)) == []  # the workers' temporary folders are gone too
+    code, output = finish(argv)
+    assert code == 0, output
+    assert_complete(videos, data, tmp_path)
+
+
+def test_sigterm_leaves_only_whole_folders_and_the_same_command_resumes(videos, tmp_path):
+    data = tmp_path / "data"
+    assert finish(command("frames", videos, data))[0] == 0
+    argv = command("flow", videos, data)
+    process = start(argv)
+    wait_until_working(process, parents("flow", data))
+    process.terminate()  # `kill PID`: the main process only; its workers may finish their video
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert_published_folders_whole("flow", data)
+    code, output = finish(argv)  # while orphaned workers may still be publishing
+    assert code == 0, output
+    assert_published_folders_whole("flow", data)
+    assert_complete(videos, data, tmp_path)

@@ -10,8 +10,14 @@ frames, optical flow, and a check that everything a split needs is on disk.
     python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --shard 3/8
     python prepare_data.py check --data-dir data/ucf101 --splits splits --split 1
 
-`frames` and `flow` are resumable: each video is written into a temporary folder (.<video>.tmp)
-and renamed into place when complete, so a rerun skips finished videos and redoes the rest.
+`frames` and `flow` are resumable and safe to kill at any moment, or to run twice on one --out:
+each video is written into a temporary folder of this process (.<video>.<token>.tmp) and renamed
+into place when complete, with a record of the frame count its header promised and what was
+written (.extraction.json). A rerun keeps complete folders (reading names and records, no JPEG;
+--verify also reads the end of every JPEG), redoes missing, incomplete and damaged ones, and
+deletes the temporary folders of killed processes. A video that decodes to fewer frames than its
+header says is reported as damaged (exit 1) and its frames kept.
+
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
 about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, many pairs at a
 time), the public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
@@ -215,8 +221,9 @@ def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
     complete folders of damaged videos, kept), of shard (K, N) if given.
 
     A video is to do unless its folder in every parent is complete (folder_state, with `offset`
-    images fewer than frames); `verify` also reads the end of every JPEG. Names match regardless of case: downloads spell some videos
-    differently. Temporary folders of killed processes are deleted first.
+    images fewer than frames); `verify` also reads the end of every JPEG. Names match regardless
+    of case: downloads spell some videos differently. Temporary folders of killed processes are
+    deleted first.
     """
     paths = [path for _, path in ucf101.find_videos(videos_dir)]
     if shard:
@@ -235,7 +242,8 @@ def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
                    for parent, names in zip(parents, on_disk)])
         if not states or REDO in states:
             todo.append((path, name))
-        elif damage := shortfall(read_record(os.path.join(parents[0], name))):
+        elif SHORT in states:
+            damage = shortfall(read_record(os.path.join(parents[0], name)))
             damaged.append((path, f"{damage}; its frames are kept in {os.path.join(parents[0], name)}"))
     return todo, len(paths) - len(todo) - len(damaged), damaged
 
@@ -288,20 +296,43 @@ def folder_state(folder, video_path, offset, verify=False):
     scan and one small read; the video is opened only for folders without a record; `verify`
     also reads the end of every JPEG (media.jpeg_truncated).
     """
-    numbers = frame_numbers(folder)
-    if not numbers or numbers[0] != 1 or numbers[-1] != len(numbers):
+    count = whole_count(folder)
+    if not count:
         return REDO
     record = read_record(folder)
     if record is None:
-        if is_short(media.video_frame_count(video_path) - offset, len(numbers)):
+        if is_short(media.video_frame_count(video_path) - offset, count):
             return REDO
-    elif record.get("images") != len(numbers):
+    elif record.get("images") != count:
         return REDO
-    if verify and any(media.jpeg_truncated(ucf101.frame_path(folder, i)) for i in range(len(numbers))):
+    if verify and any(media.jpeg_truncated(ucf101.frame_path(folder, i)) for i in range(count)):
         return REDO
     if shortfall(record):
         return SHORT if record.get("video_bytes") == file_size(video_path) else REDO
     return COMPLETE
+
+
+def whole_count(folder):
+    """N if `folder` holds frame000001.jpg .. frameN.jpg with none missing (and maybe dot files, such
+    as its record), else 0. Compares the sorted names with a list made once: a rerun does this for
+    every folder, so no name is parsed."""
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    hidden = 0
+    while hidden < len(names) and names[hidden].startswith("."):  # "." sorts before digits and letters
+        hidden += 1
+    count = len(names) - hidden
+    return count if names[hidden:] == frame_names(count) else 0
+
+
+_frame_names = []  # frame000001.jpg, ...: grows to the longest video seen, then is sliced
+
+
+def frame_names(count):
+    _frame_names.extend(ucf101.FRAME_NAME.format(i) for i in range(len(_frame_names) + 1, count + 1))
+    return _frame_names[:count]
 
 
 def file_size(path):
@@ -326,7 +357,8 @@ def process_token(parent):
             token = secrets.token_hex(8)
             path = os.path.join(parent, f".{token}{LOCK_SUFFIX}")
             file = open(path, "x")
-            fcntl.flock(file, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError):  # a file system without locks: others leave our folders alone
+                fcntl.flock(file, fcntl.LOCK_EX)
             if same_file(file, path):
                 break
             file.close()  # remove_stale took it for a dead process's lock before we held it
@@ -386,8 +418,8 @@ def remove_if_dead(parent, token, folders):
         if file:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # a running process
+            except OSError:
+                return  # a running process (or a file system without locks: it may be one)
         for folder in folders:
             shutil.rmtree(os.path.join(parent, folder), ignore_errors=True)
         if file:

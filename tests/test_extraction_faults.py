@@ -125,7 +125,8 @@ def test_sigkill_at_several_moments_then_the_same_command_resumes(videos, tmp_pa
         time.sleep(delay)
         (os.killpg if group else os.kill)(process.pid, signal.SIGKILL)
         process.wait()
-        killed_in_a_video += any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents(task, data)))
+        leftovers = work_in_progress(parents(task, data))
+        killed_in_a_video += any(name.endswith(prepare_data.TEMP_SUFFIX) for name in leftovers)
         assert_published_folders_whole(task, data)
     assert killed_in_a_video  # the kills did land in the middle of videos
     wait_for_exit(groups)

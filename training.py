@@ -140,8 +140,11 @@ def sgd(args, lr, drops):
                           gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
 
 
-def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
-    model.compile(optimizer, loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
+def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",),
+                  weighted_metrics=None):
+    """model.compile; weighted_metrics count each sample by its sample weight (multi-task heads)."""
+    model.compile(optimizer, loss=loss, metrics=list(metrics) if isinstance(metrics, tuple) else metrics,
+                  weighted_metrics=weighted_metrics,
                   jit_compile=args.jit if keras.backend.backend() == "tensorflow" else "auto")
 
 

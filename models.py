@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
 from errors import DataError
 from media import FLOW_BOUND
 from presets import ARCHS, NORMS  # noqa: F401  (the flags' choices, kept in one place)

@@ -6,10 +6,14 @@ loss their sum, and every batch half from each dataset.
     model.fit(train, ...)   # y and sample weights are dicts keyed by head: head_name(dataset)
 
 The other dataset's samples reach a head with label 0 and sample weight 0, so they add nothing
-to its loss or accuracy. Keras averages a weighted loss over the whole batch; the weights of a
-head's own samples are therefore batch / own samples (2 for half and half), which makes each
-head's loss the mean over its own samples, as if it were trained alone. Backend-agnostic: plain
-sample weights, no custom train step.
+to its loss, nor to its accuracy: compile_args makes it a weighted metric (Keras applies plain
+`metrics` without sample weights, and would count the other half as label 0). Keras averages a
+weighted loss over the whole batch; the weights of a head's own samples are therefore batch / own
+samples (2 for half and half), which makes each head's loss the mean over its own samples, as if
+it were trained alone. Backend-agnostic: plain sample weights, no custom train step.
+
+Each half draws its own random numbers (videos, starts, crops, flips): MultiTaskSequence gives
+the second dataset's sequence a seed of its own, derived from the run's seed.
 """
 import keras
 import numpy as np
@@ -24,6 +28,9 @@ class MultiTaskSequence(keras.utils.PyDataset):
     """Batches (x, {head: labels}, {head: sample weights}) joined from one TrainSequence per dataset.
 
     The sequences share their length and epoch: batch i concatenates every sequence's batch i.
+    Sequences built with one seed would draw the same table of random numbers (the same start,
+    crop and flip at every position of both halves): every sequence after the first gets its own
+    seed here (half_seed), the same on every run and every worker with the same seed.
     """
 
     def __init__(self, sequences, workers=1, use_multiprocessing=False, max_queue_size=10):
@@ -31,6 +38,9 @@ class MultiTaskSequence(keras.utils.PyDataset):
         lengths = {len(s) for s in sequences.values()}
         if len(lengths) != 1:
             raise ValueError(f"the datasets' sequences differ in length: { {d: len(s) for d, s in sequences.items()} }")
+        for position, sequence in enumerate(sequences.values()):
+            sequence.seed = half_seed(sequence.seed, position)
+            sequence.epoch = sequence.epoch  # redraws its video order (sampling="videos") from the new seed
         self.sequences = sequences
         self.batch_size = sum(s.batch_size for s in sequences.values())
 
@@ -65,6 +75,12 @@ class MultiTaskSequence(keras.utils.PyDataset):
             sequence.on_epoch_end()
 
 
+def half_seed(seed, position):
+    """The seed of the sequence at `position` in a multi-task batch: the first keeps the run's seed
+    (its half is then a single-task run's batch), the others get one derived from it."""
+    return seed if position == 0 else int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
 def with_heads(model, class_counts):
     """A single-task temporal model -> the same trunk with one softmax head per dataset
     ({dataset: classes}), named head_name(dataset). The trunk ends at the layer before the old
@@ -85,9 +101,11 @@ def one_head(model, dataset):
 
 
 def compile_args(datasets):
-    """loss and metrics for model.compile: one cross-entropy and one accuracy per head."""
+    """loss and metrics for training.compile_model: one cross-entropy and one accuracy per head, the
+    accuracy weighted by the sample weights, so that each head counts its own samples only."""
     heads = [head_name(d) for d in datasets]
-    return dict(loss={h: "sparse_categorical_crossentropy" for h in heads}, metrics={h: ["accuracy"] for h in heads})
+    return dict(loss={h: "sparse_categorical_crossentropy" for h in heads}, metrics=None,
+                weighted_metrics={h: ["accuracy"] for h in heads})
 
 
 def validation_for(validation, target, datasets):

@@ -120,7 +120,9 @@ def add_training_flags(parser, script):
     flag("--crop", "training crops: 'random' S x S windows anywhere in the frame (the paper's), 'corners' "
          "(4 corners and centre) or TSN's 'multiscale'", choices=CROPS, default="random")
     flag("--momentum", "SGD momentum", type=float, default=0.9)
-    flag("--weight-decay", "SGD weight decay, biases excluded", type=float, default=5e-4)
+    flag("--weight-decay", "SGD weight decay as Caffe's (the paper's): added to the gradient before the "
+         "momentum, on the kernels of convolutions and dense layers only (no biases, no BatchNorm)",
+         type=float, default=5e-4)
     flag("--workers", "threads decoding JPEGs for training", type=int, default=2)
     flag("--seed", "random seed for weights and sampling", type=int, default=0)
     flag("--distribute", "none; mirrored: all local GPUs (or logical CPUs); multiworker: the cluster in "

@@ -20,6 +20,7 @@ import keras
 import checkpoints
 import errors
 import generators
+import optimizers
 import ucf101
 from errors import DataError
 
@@ -132,16 +133,18 @@ def schedule(lr, drops, accumulate=1):
 
 
 def sgd(args, lr, drops):
-    """The paper's optimizer: SGD with momentum and weight decay (not on biases)."""
-    optimizer = keras.optimizers.SGD(schedule(lr, drops, args.accumulate), momentum=args.momentum,
-                                     weight_decay=args.weight_decay or None,
-                                     gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
-    optimizer.exclude_from_weight_decay(var_names=["bias"])
-    return optimizer
+    """The paper's optimizer: SGD with momentum and Caffe's weight decay, on kernels only
+    (optimizers.SGD)."""
+    return optimizers.SGD(schedule(lr, drops, args.accumulate), momentum=args.momentum,
+                          weight_decay=args.weight_decay or None,
+                          gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
 
 
-def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
-    model.compile(optimizer, loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
+def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",),
+                  weighted_metrics=None):
+    """model.compile; weighted_metrics count each sample by its sample weight (multi-task heads)."""
+    model.compile(optimizer, loss=loss, metrics=list(metrics) if isinstance(metrics, tuple) else metrics,
+                  weighted_metrics=weighted_metrics,
                   jit_compile=args.jit if keras.backend.backend() == "tensorflow" else "auto")
 
 

@@ -13,6 +13,7 @@ import generators
 import models
 import multitask
 import temporal_train
+import training
 import ucf101
 
 UCF_CLASSES = ("Alpha", "Beta", "Gamma")
@@ -52,6 +53,41 @@ def test_batches_are_half_from_each_dataset_with_the_other_head_masked(datasets)
     np.testing.assert_array_equal(labels[ucf][:4], own_y)
     train.epoch = 5
     assert all(s.epoch == 5 for s in train.sequences.values())
+
+
+def test_the_two_halves_draw_independently_and_a_seed_reproduces_them(datasets):
+    train = multitask.MultiTaskSequence(sequences(datasets, batch_size=64))
+    ucf, hmdb = train.sequences.values()
+    assert ucf.seed == 0 and hmdb.seed != 0  # the first half keeps the run's seed
+    for index in range(3):
+        (ucf_uniforms, ucf_normals), (hmdb_uniforms, hmdb_normals) = ucf.batch_draws(index), hmdb.batch_draws(index)
+        assert not np.isclose(ucf_uniforms, hmdb_uniforms).any() and not np.isclose(ucf_normals, hmdb_normals).any()
+    again = multitask.MultiTaskSequence(sequences(datasets, batch_size=64))
+    for (x, labels, _), (x_again, labels_again, _) in zip((train[2], train[0]), (again[2], again[0])):
+        np.testing.assert_array_equal(x, x_again)
+        assert all(np.array_equal(labels[head], labels_again[head]) for head in labels)
+
+
+def test_each_heads_accuracy_counts_its_own_samples_only():
+    """Head a always says class 0, head b class 1; half a's labels are 1, 1, 1, 0 and half b's 1, 0, 0, 0:
+    each head is right once in 4 (Keras's plain metrics said 5 in 8 for a, 1 in 8 for b)."""
+    inputs = keras.Input((1,))
+    heads = {name: keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros", name=multitask.head_name(name),
+                                      bias_initializer=keras.initializers.Constant(bias))(inputs)
+             for name, bias in (("a", [5.0, 0.0]), ("b", [0.0, 5.0]))}
+    model = keras.Model(inputs, {multitask.head_name(name): head for name, head in heads.items()})
+    training.compile_model(model, keras.optimizers.SGD(), temporal_train.parse_args([]),
+                           **multitask.compile_args(["a", "b"]))
+    own = {"a": np.array([1, 1, 1, 0]), "b": np.array([1, 0, 0, 0])}
+    labels = {multitask.head_name("a"): np.concatenate([own["a"], np.zeros(4, int)]),
+              multitask.head_name("b"): np.concatenate([np.zeros(4, int), own["b"]])}
+    weights = {multitask.head_name("a"): np.array([2.0] * 4 + [0.0] * 4),
+               multitask.head_name("b"): np.array([0.0] * 4 + [2.0] * 4)}  # as MultiTaskSequence gives them
+    logs = model.evaluate(np.zeros((8, 1), np.float32), labels, sample_weight=weights, batch_size=8, verbose=0,
+                          return_dict=True)
+    for name, says in (("a", 0), ("b", 1)):  # the names temporal_train.py monitors (with val_) for best.keras
+        hand_count = np.mean(own[name] == says)
+        assert logs[f"{multitask.head_name(name)}_accuracy"] == pytest.approx(hand_count) == 0.25
 
 
 def test_a_heads_masked_loss_is_the_mean_over_its_own_samples():

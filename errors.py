@@ -1,5 +1,6 @@
 """Bad input and how the scripts report it: DataError, the main() wrapper that turns it into a
 message and exit code 2, Ctrl-C and SIGTERM, and warnings. Nothing here imports Keras."""
+import errno
 import signal
 import sys
 import threading
@@ -25,9 +26,9 @@ def raise_terminated(signum, frame):
 
 def run(main, argv=None):
     """Run a script's main(argv): DataError -> the message on stderr and exit code 2; Ctrl-C -> 130,
-    SIGTERM -> 143 (128 + the signal's number, as the shell reports a process it ended), each with
-    a word that the same command resumes. main's own return value (None or an int) is the exit
-    code otherwise."""
+    SIGTERM -> 143 (128 + the signal's number, as the shell reports a process it ended), a full
+    disk -> 1, each with a word that the same command resumes. main's own return value (None or an
+    int) is the exit code otherwise."""
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signals can be caught
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
@@ -40,6 +41,12 @@ def run(main, argv=None):
         print(f"\ninterrupted ({what}): what was finished is kept, and the same command started again resumes "
               "where this one stopped", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on the device{f' for {error.filename}' if error.filename else ''}: what was "
+              "finished is kept; free some space, and the same command started again resumes", file=sys.stderr)
+        return 1
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -198,6 +198,9 @@ def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_ac
     ] + tensorboard(os.path.join(folder, "tensorboard")) + [backup]
 
 
+KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose saved state changes in one step: a kill at any moment leaves the last
     finished epoch's state whole, and the same command resumes from it.
@@ -207,7 +210,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     epochs. Here each epoch's weights go to a file of their own (written under a temporary name,
     then renamed), and the metadata, which names that file, is replaced last: it is the commit.
     The previous epoch's file goes after it. Restoring is Keras's: the model and optimizer weights,
-    and the epoch to start from.
+    and the epoch to start from. A damaged backup (an older version's, cut short by a kill) stops
+    the run with a message naming it: it is not set aside, since no earlier state exists and the
+    stage would silently start again from its beginning.
     """
 
     def __init__(self, backup_dir):
@@ -257,9 +262,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         for old in os.listdir(self.backup_dir):
             if old.endswith(".weights.h5") and old != name and not old.startswith(checkpoints.TEMP_PREFIX):
                 os.remove(os.path.join(self.backup_dir, old))
-
-
-KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):

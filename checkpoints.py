@@ -193,8 +193,9 @@ def is_complete_model(path):
 
 
 def remove_temporaries(folder):
-    """Temporary files of killed processes under a run folder."""
-    for parent, _, files in os.walk(folder):
+    """Temporary files of killed processes in a run folder and its backup (not in the folders of a
+    cluster's other workers, which are theirs)."""
+    for parent, _, files in [next(os.walk(folder)), *os.walk(os.path.join(folder, "backup"))]:
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 media.remove_if_exists(os.path.join(parent, name))

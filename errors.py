@@ -48,5 +48,5 @@ def run(main, argv=None):
               "finished is kept; free some space, and the same command started again resumes", file=sys.stderr)
         return 1
     finally:
-        if in_main_thread:
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)

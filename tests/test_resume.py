@@ -127,7 +127,7 @@ def test_temporal_run_killed_at_every_kind_of_moment_resumes_and_ends_as_an_unin
     assert sorted(os.listdir(folder / "backup")) == ["epoch000003.weights.h5", "training_metadata.json"]
     assert "inside" in trace.read_text()  # the faults struck where they were meant to
 
-    # Resumed four times, epoch 1 trained three times over: the same model as a run never stopped.
+    # Resumed four times, epoch 1 trained four times over: the same model as a run never stopped.
     reference = tmp_path / "reference"
     temporal_train.main(temporal_args(dataset, reference))
     for ours, theirs in zip(weights_of(folder / "last.keras"), weights_of(reference / "last.keras"), strict=True):

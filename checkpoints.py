@@ -9,21 +9,34 @@ checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     log.csv       one row per epoch (CSVLogger)       tensorboard/  TensorBoard logs
     backup/       BackupAndRestore state (spatial: backup/phase1, backup/phase2); the same command,
                   started again, continues from the last finished epoch
-    classInd.txt  the classes trained on              config.json   what testing and the demo need
+    classInd.txt  the classes trained on              config.json   what testing and the demo need,
+                  as the run started (its data record is never rewritten by a resumed run)
     classInd_<dataset>.txt   multi-task only: the classes of the second dataset's head
+    .lock         held by the process training into the folder
+
+Every file here that a later step reads appears only whole: it is written under a temporary name
+in the same folder (TEMP_PREFIX), then renamed over the old one (os.replace), so a kill at any
+moment leaves the previous version or the new one, never a part.
 """
+import contextlib
 import json
 import os
 import shutil
+import zipfile
 
 import media
 import ucf101
 from errors import DataError, warn
 
 MODEL_FILE = "last.keras"
-RUN_FILES = ("best.keras", "last.keras", "phase1.keras", "log.csv", "backup", "tensorboard")
+PHASE1_FILE = "phase1.keras"
+LOCK_FILE = ".lock"
+TEMP_PREFIX = ".tmp-"  # + pid + the final name, which keeps its extension (Keras checks it)
+# The backup first: a kill during --overwrite then leaves no state to resume from, and a rerun starts afresh.
+RUN_FILES = ("backup", "best.keras", MODEL_FILE, PHASE1_FILE, "log.csv", "tensorboard")
 # A resumed run must train the same thing: these config.json entries may not change.
-MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes")
+MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask")
+MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1
 
 
 def model_path(checkpoints_dir, stream, explicit=None):
@@ -31,34 +44,190 @@ def model_path(checkpoints_dir, stream, explicit=None):
     return explicit or os.path.join(checkpoints_dir, stream, MODEL_FILE)
 
 
+def check_folder(folder):
+    """A clear error for a --checkpoint-dir that names a file."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"--checkpoint-dir {folder}: is a file, not a folder. Name a folder (it is created if "
+                        "missing), e.g. the folder that holds this file")
+
+
 def prepare(folder, config, classes, overwrite=False):
-    """Create the run folder, refuse to mix two different runs in it, write classInd.txt and
-    config.json. With overwrite, the previous run's checkpoints, logs and backup go first."""
-    os.makedirs(folder, exist_ok=True)
+    """Create the run folder and lock it for this process, refuse to mix two different runs in it,
+    write classInd.txt and config.json. A resumed run keeps config.json as its run started (adding
+    only entries it lacks) and refuses data made otherwise (check_resumed_data). With overwrite,
+    the previous run's checkpoints, logs and backup go first."""
+    check_folder(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"--checkpoint-dir {folder}: cannot be created ({error.strerror})") from error
+    lock(folder)
+    remove_temporaries(folder)  # left by a killed process (the lock says none is running)
     config_path, classes_path = os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")
     class_lines = ucf101.class_index_lines(classes)
+    old = None
     if overwrite:
         for name in RUN_FILES:
             path = os.path.join(folder, name)
             shutil.rmtree(path) if os.path.isdir(path) else media.remove_if_exists(path)
     elif os.path.isfile(config_path):
-        with open(config_path) as f:
-            old = json.load(f)
+        old = read_json(config_path)
         changed = [key for key in MUST_MATCH if old.get(key) != config.get(key)]
         if os.path.isfile(classes_path) and ucf101.read_lines(classes_path) != class_lines:
             changed.append("classes")
         if changed:
             raise DataError(f"{folder} holds a run with different {', '.join(changed)} ({config_path}). "
                             "Pass --overwrite to replace it, or another --checkpoint-dir.")
-    ucf101.write_lines(classes_path, class_lines)
-    with open(config_path, "w") as f:
-        json.dump(config, f, indent=2)
+        check_resumed_data(config_path, old, config)
+    write_lines(classes_path, class_lines)
+    kept = {**config, **(old or {})}
+    if kept != old:
+        write_json(config_path, kept)
     return folder
+
+
+def check_resumed_data(config_path, old, new):
+    """Refuse to train a run on data made otherwise than the data it started on, as its config.json
+    records them (data_record): another frame size, or for a flow stream another flow method."""
+    differences = []
+    if old.get("frame_size") and list(old["frame_size"]) != list(new["frame_size"]):
+        differences.append(f"frames of {size_text(new['frame_size'])}, not {size_text(old['frame_size'])}")
+    old_flow, new_flow = old.get("flow"), new.get("flow")
+    if new.get("stream") == "temporal" and old_flow and new_flow:
+        for key, what in (("method", "flow computed with {}"), ("frame_size", "flow computed at {}")):
+            if old_flow.get(key) != new_flow.get(key):
+                show = size_text if key == "frame_size" else str
+                differences.append(f"{what.format(show(new_flow.get(key)))}, not {show(old_flow.get(key))}")
+    if differences:
+        raise DataError(f"--data-dir {new.get('data_dir')}: {'; '.join(differences)} as the run in "
+                        f"{os.path.dirname(config_path)} was started on ({config_path}, from {old.get('data_dir')}). "
+                        "A model trained on both would match neither: train on the same data, or start a new run "
+                        "(--overwrite, or another --checkpoint-dir)")
+
+
+def size_text(size):
+    return f"{size[0]}x{size[1]}" if size else "an unknown size"
 
 
 def write_head_classes(folder, dataset, classes):
     """A multi-task run's second head: its classes, beside classInd.txt."""
-    ucf101.write_lines(os.path.join(folder, f"classInd_{dataset}.txt"), ucf101.class_index_lines(classes))
+    write_lines(os.path.join(folder, f"classInd_{dataset}.txt"), ucf101.class_index_lines(classes))
+
+
+def multitask_subsets(videos):
+    """The lists of a multi-task run's second dataset (split MULTITASK_SPLIT) that --multitask-videos
+    takes: all (the paper's: the training and the test list) or train (the training list alone)."""
+    return ("train", "test") if videos == "all" else ("train",)
+
+
+def trained_on(config):
+    """{dataset: [names of the split lists]} of the videos every head of a run trained on, from its
+    config.json: its own dataset's training list of its split, and for a multi-task run the second
+    dataset's lists (multitask_subsets). Configs written before "trained_on" was recorded give the same."""
+    if "trained_on" in config:
+        return config["trained_on"]
+    train_list, test_list = (os.path.basename(path) for path in ucf101.split_files("", config["split"]))
+    lists = {config["dataset"]: [train_list]}
+    second = config.get("multitask")
+    if second:
+        names = dict(zip(("train", "test"), (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
+        lists[second["dataset"]] = [names[subset] for subset in multitask_subsets(second["videos"])]
+    return lists
+
+
+# ---------------------------------------------------------------------------- files that appear only whole
+
+def temporary_path(path):
+    """A temporary name beside `path`, of this process, ending as `path` does."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{name}")
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary name beside `path` to write; when the block ends, rename what was written
+    there to `path` (nothing written: nothing changes). On any error or interruption the temporary
+    file goes and `path` keeps its previous contents."""
+    temp = temporary_path(path)
+    try:
+        yield temp
+        if os.path.exists(temp):
+            os.replace(temp, path)
+    finally:
+        media.remove_if_exists(temp)
+
+
+def write_lines(path, lines):
+    with replacing(path) as temp:
+        ucf101.write_lines(temp, lines)
+
+
+def write_json(path, data):
+    with replacing(path) as temp, open(temp, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable ({error}). Pass --overwrite to start the run again, or another "
+                        "--checkpoint-dir") from error
+
+
+def save_model(model, path):
+    """model.save(path), appearing only whole."""
+    with replacing(path) as temp:
+        model.save(temp)
+
+
+def is_complete_model(path):
+    """Whether `path` is a whole .keras file: a zip archive with its closing directory (written last,
+    so a file cut short has none) and the entries Keras writes. Not whether it is the right model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {"config.json", "model.weights.h5"} <= set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def remove_temporaries(folder):
+    """Temporary files of killed processes in a run folder and its backup (not in the folders of a
+    cluster's other workers, which are theirs)."""
+    for parent, _, files in [next(os.walk(folder)), *os.walk(os.path.join(folder, "backup"))]:
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                media.remove_if_exists(os.path.join(parent, name))
+
+
+_locks = {}  # folder -> open lock file, held until the process ends
+
+
+def lock(folder):
+    """Hold `folder`'s LOCK_FILE for the rest of this process, or stop if another process holds it:
+    two runs writing one folder would interleave their checkpoints and logs. The kernel releases
+    the lock when the process ends, however it ends."""
+    import fcntl
+    key = os.path.realpath(folder)
+    if key in _locks:
+        return
+    handle = open(os.path.join(folder, LOCK_FILE), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise DataError(f"{folder}: another process (pid {holder}) is training into it. Wait for it to end, or "
+                        "stop it (the same command then resumes), or use another --checkpoint-dir") from None
+    except OSError as error:  # a file system without locks
+        warn(f"{folder}: cannot be locked ({error.strerror}); make sure no other process trains into it")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _locks[key] = handle
 
 
 def read(path, stream, dataset=None):

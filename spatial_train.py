@@ -11,7 +11,7 @@ random flip and PCA lighting noise), learning rate 1e-2, 1e-3 after 14k iteratio
 Phase 2 also unfreezes the top two inception blocks (mixed9, mixed10): the same schedule at a
 tenth of the learning rate. Frozen BatchNorm layers keep their ImageNet statistics.
 
-Phase 1's final model is kept as phase1.keras; a run started again after it skips to phase 2.
+Phase 1's final model is kept as phase1.keras; a run started again after it (whole) skips to phase 2.
 Within a phase, the same command started again continues from the last finished epoch. Epochs
 are numbered on from phase 1 into phase 2 in log.csv. The model after the last iteration
 (last.keras) is the one fuse_test.py tests.
@@ -22,7 +22,7 @@ import os
 import sys
 
 import presets
-from errors import run
+from errors import DataError, run
 
 
 def parse_args(argv=None):
@@ -58,6 +58,7 @@ def main(argv=None):
     args = parse_args(argv)
     import numpy as np
 
+    import checkpoints
     import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
     import models
     import training
@@ -70,8 +71,8 @@ def main(argv=None):
     phase2_epochs = training.epochs_for(args.phase2_iterations, args.epoch_steps)
     training.describe("spatial", args, run_, train, args.phase1_iterations + args.phase2_iterations)
 
-    phase1_path = os.path.join(run_.folder, "phase1.keras")
-    if os.path.isfile(phase1_path):
+    phase1_path = os.path.join(run_.folder, checkpoints.PHASE1_FILE)
+    if checkpoints.is_complete_model(phase1_path):
         print(f"phase 1: done ({phase1_path})")
     else:
         print(f"phase 1: the new top, {args.phase1_iterations} iterations")
@@ -85,16 +86,22 @@ def main(argv=None):
             training.compile_model(model, phase1_optimizer(args), args)
         training.fit(model, train, validation, phase1_epochs,
                      training.callbacks(run_.folder, train, validation is not None, "backup/phase1"))
-        model.save(phase1_path)
+        checkpoints.save_model(model, phase1_path)  # a run started again trains nothing more in phase 1 first
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
     with training.scope(run_.strategy):
-        model = models.load_model(phase1_path)
+        try:
+            model = models.load_model(phase1_path)
+        except (OSError, ValueError) as error:
+            raise DataError(f"{phase1_path}: unreadable ({error}). Delete it: the same command then saves it again "
+                            "from phase 1's backup") from error
         models.set_spatial_phase(model, 2)
         training.compile_model(model, training.sgd(args, args.phase2_lr, args.phase2_lr_drops), args)
     training.fit(model, train, validation, phase1_epochs + phase2_epochs,
-                 training.callbacks(run_.folder, train, validation is not None, "backup/phase2"),
+                 training.callbacks(run_.folder, train, validation is not None, "backup/phase2",
+                                    initial_epoch=phase1_epochs),
                  initial_epoch=phase1_epochs)
+    training.save_final_model(model, run_.folder, args.checkpoint_dir)
     print(f"spatial: the final model, checkpoints, log.csv and TensorBoard logs are in {run_.folder}")
 
 

@@ -99,6 +99,7 @@ def main(argv=None):
     epochs = training.epochs_for(args.iterations, args.epoch_steps)
     training.fit(model, train, validation, epochs,
                  training.callbacks(run_.folder, train, validation is not None, monitor=monitor))
+    training.save_final_model(model, run_.folder, args.checkpoint_dir)
     print(f"temporal: the final model, checkpoints, log.csv and TensorBoard logs are in {run_.folder}")
 
 
@@ -110,9 +111,9 @@ def multitask_data(args, stream):
     preset = presets.values(args.multitask, "temporal")
     args.multitask_data_dir = args.multitask_data_dir or preset["data_dir"]
     args.multitask_splits_dir = args.multitask_splits_dir or preset["splits_dir"]
-    subsets = ("train", "test") if args.multitask_videos == "all" else ("train",)
-    videos = [v for subset in subsets for v in
-              ucf101.load_index(args.multitask_data_dir, args.multitask_splits_dir, 1, subset)]
+    import checkpoints
+    videos = [v for subset in checkpoints.multitask_subsets(args.multitask_videos) for v in
+              ucf101.load_index(args.multitask_data_dir, args.multitask_splits_dir, checkpoints.MULTITASK_SPLIT, subset)]
     training.check_videos(videos, args.multitask_data_dir, stream, f"{args.multitask} (--multitask)")
     methods = {d: (media.read_flow_info(os.path.join(d, ucf101.FLOW_DIR)) or {}).get("method")
                for d in (args.data_dir, args.multitask_data_dir)}

@@ -8,7 +8,9 @@ validation on groups held out of the training list. The test list is never read 
 """
 import atexit
 import contextlib
+import csv
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -39,6 +41,7 @@ class Run:
 def start(args, stream, **config):
     """What every training run does first: seed, precision, distribution strategy, the videos, and
     the checkpoint folder with its config.json (`config` adds the stream's own entries)."""
+    checkpoints.check_folder(args.checkpoint_dir)
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -59,6 +62,7 @@ def start(args, stream, **config):
                   dataset=args.dataset, split=args.split, num_classes=len(classes), data_dir=args.data_dir,
                   splits_dir=args.splits_dir, frame_size=record["frame_size"], flow=record["flow"],
                   **config)
+    config["trained_on"] = checkpoints.trained_on(config)
     checkpoints.prepare(folder, config, classes, args.overwrite)
     return Run(strategy, train, validation, classes, folder)
 
@@ -171,36 +175,141 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_accuracy"):
-    """Backup/restore first (it sets the starting epoch), then checkpoints and logs.
+def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_accuracy", initial_epoch=0):
+    """The checkpoints and logs of each epoch, then the backup, whose save is the epoch's commit.
 
+    At the end of an epoch, best.keras, last.keras and the log row are written first, each whole;
+    the backup last: a kill before it is committed makes the rerun train that epoch again (its log
+    row, dropped at the start, is written again), one after leaves every file of the epoch written.
     The backup is kept when training ends (delete_checkpoint=False): running a finished command
     again restores the final epoch and trains nothing, instead of starting over; with more
     iterations it trains on from there. best.keras only when there is a validation set.
+    `initial_epoch`: where fit starts without a backup (the spatial stream's phase 2).
     """
     log = os.path.join(folder, "log.csv")
-    best = [keras.callbacks.ModelCheckpoint(os.path.join(folder, "best.keras"), monitor=monitor, mode="max",
-                                            save_best_only=True, initial_value_threshold=best_logged(log, monitor))
-            ] if validated else []
+    backup = AtomicBackupAndRestore(os.path.join(folder, backup_name))
+    logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
+    best = [AtomicModelCheckpoint(os.path.join(folder, "best.keras"), monitor=monitor, mode="max", save_best_only=True,
+                                  initial_value_threshold=best_logged(logged, monitor))] if validated else []
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(folder, backup_name), delete_checkpoint=False),
         SyncEpoch(sequence),
         SameStartOnEveryWorker(),
         LogLearningRate(),
         *best,
-        keras.callbacks.ModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
-        keras.callbacks.CSVLogger(log, append=True),
-    ] + tensorboard(os.path.join(folder, "tensorboard"))
+        AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
+        keras.callbacks.CSVLogger(log, append=True),  # a row goes out in one write (one flush)
+    ] + tensorboard(os.path.join(folder, "tensorboard")) + [backup]
 
 
-def best_logged(log_path, monitor):
-    """The best `monitor` value in an existing log.csv (None if none), so that a resumed run's
-    best.keras is only replaced by a better epoch than any before the interruption."""
-    import csv
+KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose saved state changes in one step: a kill at any moment leaves the last
+    finished epoch's state whole, and the same command resumes from it.
+
+    Keras writes latest.weights.h5, then training_metadata.json, both in place: a kill during the
+    first leaves a truncated file that no rerun can read, one between the two a state of two
+    epochs. Here each epoch's weights go to a file of their own (written under a temporary name,
+    then renamed), and the metadata, which names that file, is replaced last: it is the commit.
+    The previous epoch's file goes after it. Restoring is Keras's: the model and optimizer weights,
+    and the epoch to start from. A damaged backup (an older version's, cut short by a kill) stops
+    the run with a message naming it: it is not set aside, since no earlier state exists and the
+    stage would silently start again from its beginning.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def saved_epoch(self):
+        """The number of finished epochs the backup holds, or None without a backup."""
+        metadata = self._metadata()
+        return metadata and metadata["epoch"]
+
+    def _metadata(self):
+        path = self._training_metadata_path
+        try:
+            with open(path) as f:
+                metadata = json.load(f)
+            return {"epoch": int(metadata["epoch"]), "weights": metadata.get("weights", KERAS_BACKUP_WEIGHTS)}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(self._damaged(path, error)) from error
+
+    def _damaged(self, path, error):
+        return (f"{path}: damaged ({error}): training cannot resume from {self.backup_dir}. An older version of "
+                "this program, killed while writing it, leaves such a file. To train this stage again from its "
+                f"start, move the folder aside (mv {self.backup_dir} {self.backup_dir}.damaged); to start the "
+                "whole run again, pass --overwrite")
+
+    def _load_model(self):
+        metadata = self._metadata()
+        if metadata is None:
+            return  # no finished epoch yet: start from the beginning
+        self._weights_path = os.path.join(self.backup_dir, metadata["weights"])
+        if not os.path.isfile(self._weights_path):
+            raise DataError(self._damaged(self._weights_path, "missing"))
+        try:
+            super()._load_model()
+        except (OSError, ValueError) as error:
+            raise DataError(self._damaged(self._weights_path, error)) from error
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch{self._current_epoch:06d}.weights.h5"
+        with checkpoints.replacing(os.path.join(self.backup_dir, name)) as temp:
+            self.model.save_weights(temp)
+        checkpoints.write_json(self._training_metadata_path,
+                               {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+        for old in os.listdir(self.backup_dir):
+            if old.endswith(".weights.h5") and old != name and not old.startswith(checkpoints.TEMP_PREFIX):
+                os.remove(os.path.join(self.backup_dir, old))
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint whose file appears only whole: Keras saves in place, and a kill during the
+    save left a truncated model. Here Keras saves to a temporary name, renamed when complete."""
+
+    def _save_model(self, epoch, batch, logs):
+        final = self.filepath
+        try:
+            with checkpoints.replacing(final) as self.filepath:
+                super()._save_model(epoch, batch, logs)
+        finally:
+            self.filepath = final
+
+
+def save_final_model(model, folder, chief_folder):
+    """Save last.keras unless it is whole: a finished run started again trains nothing, and an older
+    version killed while saving it left a truncated file. Every worker of a cluster decides on the
+    chief's file (`chief_folder`), so that all of them save or none."""
+    if not checkpoints.is_complete_model(os.path.join(chief_folder, checkpoints.MODEL_FILE)):
+        checkpoints.save_model(model, os.path.join(folder, checkpoints.MODEL_FILE))
+
+
+def logged_rows(log_path, before_epoch):
+    """The rows of log.csv for the epochs before `before_epoch`, and log.csv rewritten (whole) with
+    only those: a resumed run logs the following epochs again. Rows cut short are dropped too."""
     if not os.path.isfile(log_path):
-        return None
+        return []
     with open(log_path, newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "", "nan", "NA")]
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    kept = [row for row in rows if None not in row and None not in row.values() and row["epoch"].isdigit()
+            and int(row["epoch"]) < before_epoch]
+    if len(kept) < len(rows):
+        with checkpoints.replacing(log_path) as temp, open(temp, "w", newline="") as f:
+            writer = csv.DictWriter(f, reader.fieldnames)
+            writer.writeheader()
+            writer.writerows(kept)
+    return kept
+
+
+def best_logged(rows, monitor):
+    """The best `monitor` value in log.csv's `rows` (None if none), so that a resumed run's
+    best.keras is only replaced by a better epoch than any before the interruption."""
+    values = [float(row[monitor]) for row in rows if row.get(monitor) not in (None, "", "nan", "NA")]
     return max(values, default=None)
 
 
@@ -289,7 +398,7 @@ def worker_checkpoint_dir(folder, strategy):
 
 # What a resumed run reads in its folder: BackupAndRestore's state, log.csv (the best epoch so
 # far, for best.keras) and the spatial stream's phase 1 model.
-RESUME_FILES = ("backup", "log.csv", "phase1.keras")
+RESUME_FILES = ("backup", "log.csv", checkpoints.PHASE1_FILE)
 
 
 def start_worker_folder(chief_folder, folder, overwrite):

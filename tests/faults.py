@@ -1,0 +1,110 @@
+"""Run a script as a user would, in its own process, with two test-only additions set by the
+environment (the files, callbacks and resuming under test are the real ones):
+
+TINY_NETS=1: tiny networks in place of CNN-M-2048 and InceptionV3 (a run takes seconds, not
+minutes). The tiny InceptionV3 keeps the layer names that the spatial phases use.
+
+FAULT="<SIGNAL> <n> <kind> <path part>": send this process SIGKILL, SIGTERM or SIGINT (KILL, TERM,
+INT), or wait for a signal from outside (WAIT), at the n-th moment of `kind` whose file path
+contains `path part`:
+
+    inside           Keras is writing a model or weights file (model.save, save_weights): half of
+                     the file is on disk, as a write cut short leaves it
+    before-replace   a whole temporary file, just before os.replace renames it to the path
+    after-replace    just after that rename
+
+Every moment is appended to the file FAULT_TRACE, if set, as "<kind> <path>" ("waiting" when it
+waits), so that a test sees where the process was.
+
+    python tests/faults.py temporal_train.py --dataset synthetic ...
+"""
+import os
+import runpy
+import signal
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+seen = {}
+
+
+def trace(line):
+    if os.environ.get("FAULT_TRACE"):
+        with open(os.environ["FAULT_TRACE"], "a") as f:
+            f.write(line + "\n")
+
+
+def moment(kind, path):
+    """Where a fault may strike: strike if FAULT names this moment."""
+    trace(f"{kind} {path}")
+    fault = os.environ.get("FAULT", "").split(maxsplit=3)
+    if len(fault) < 4 or fault[2] != kind or fault[3] not in str(path):
+        return
+    seen[tuple(fault)] = seen.get(tuple(fault), 0) + 1
+    if seen[tuple(fault)] != int(fault[1]):
+        return
+    if fault[0] == "WAIT":
+        trace("waiting")
+        time.sleep(600)
+    else:
+        os.kill(os.getpid(), SIGNALS[fault[0]])
+        time.sleep(5)  # a handled signal (TERM, INT) raises here
+
+
+def written_in_halves(save):
+    def save_slowly(self, filepath, *args, **kwargs):
+        save(self, filepath, *args, **kwargs)
+        with open(filepath, "r+b") as f:
+            f.truncate(os.path.getsize(filepath) // 2)
+        moment("inside", filepath)
+        save(self, filepath, *args, **kwargs)
+    return save_slowly
+
+
+def install_faults():
+    import keras
+    keras.Model.save = written_in_halves(keras.Model.save)
+    keras.Model.save_weights = written_in_halves(keras.Model.save_weights)
+    replace = os.replace
+
+    def replace_watched(source, target, *args, **kwargs):
+        moment("before-replace", target)
+        replace(source, target, *args, **kwargs)
+        moment("after-replace", target)
+
+    os.replace = replace_watched
+
+
+def tiny_nets():
+    """{name in models.py: a tiny stand-in}."""
+    import keras
+    from keras import layers
+
+    import models
+
+    def cnn_m_2048(x, num_classes, dropout, norm="lrn"):
+        x = layers.Conv2D(4, 3, strides=4, activation="relu", name="conv1")(x)
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+    def inception_v3(input_shape, weights_path=None):
+        inputs = keras.Input(input_shape)
+        x = layers.Conv2D(4, 3, strides=4, activation="relu", name="conv2d")(inputs)
+        x = layers.Conv2D(4, 3, padding="same", activation="relu", name=models.LAST_FROZEN_BLOCK)(x)
+        x = layers.Conv2D(8, 3, padding="same", activation="relu", name="mixed9")(x)
+        return keras.Model(inputs, x, name="inception_v3")
+
+    return {"cnn_m_2048": cnn_m_2048, "inception_v3": inception_v3}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, REPO)
+    script, sys.argv = sys.argv[1], sys.argv[1:]
+    if os.environ.get("TINY_NETS"):
+        import models
+        for name, function in tiny_nets().items():
+            setattr(models, name, function)
+    if os.environ.get("FAULT") or os.environ.get("FAULT_TRACE"):
+        install_faults()
+    runpy.run_path(os.path.join(REPO, script), run_name="__main__")

@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generators  # noqa: E402
 import media  # noqa: E402
+from bench_data import write_video  # noqa: E402
 import ucf101  # noqa: E402
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
 
@@ -56,34 +57,6 @@ SETTINGS = {"default": {}, "corners": {"crop": "corners", "lighting": 0}}  # Tra
 
 
 # ---------------------------------------------------------------------------- generated data
-
-def smooth_noise(rng, height, width, sigma):
-    noise = rng.standard_normal((height + 64, width + 64)).astype(np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), sigma)
-    return noise / noise.std()
-
-
-def write_video(data_dir, name, frames, rng):
-    """Textured frames drifting a few pixels per frame, and flow that is still (128) but for
-    smooth moving regions, like TV-L1 flow of a person in front of a static background. JPEGs at
-    media's quality, as prepare_data.py writes them."""
-    width, height = media.FRAME_SIZE
-    detail = smooth_noise(rng, height, width, 3.0)[..., None]
-    colour = np.stack([smooth_noise(rng, height, width, 40.0) for _ in range(3)], axis=-1)
-    texture = np.clip(128 + 30 * detail + 40 * colour, 0, 255).astype(np.uint8)
-    motion = smooth_noise(rng, height, width, 12.0)
-    rgb = ucf101.rgb_dir(data_dir, name)
-    folders = {c: ucf101.flow_dir(data_dir, c, name) for c in "uv"}
-    for folder in (rgb, *folders.values()):
-        os.makedirs(folder, exist_ok=True)
-    for j in range(frames):
-        dx, dy = (2 * j) % 64, j % 64
-        media.write_image(ucf101.frame_path(rgb, j), texture[dy:dy + height, dx:dx + width])
-        moving = np.clip(motion[dy:dy + height, dx:dx + width] - 0.5, 0, None)
-        for k, c in enumerate("uv"):
-            flow = np.clip(128 + (30 - 20 * k) * moving, 0, 255).astype(np.uint8)
-            media.write_image(ucf101.frame_path(folders[c], j), flow)
-
 
 def make_videos(data_dir):
     """The generated videos in data_dir, written unless there from an earlier run. Refuses a

@@ -2,7 +2,10 @@
 BatchNorm calibration, cross-modality initialisation, the normalisation inside the models, saving
 and loading. Runs with the TensorFlow or JAX backend."""
 import inspect
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 import models
 import ucf101
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = models.MIN_INCEPTION_SIZE  # 75: the smallest InceptionV3 input, fastest to build
 
 
@@ -342,3 +346,36 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
         assert model.output.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+PRECISION_STEP = """
+import keras, numpy as np, models, temporal_train, training
+for precision in ("float32", "bfloat16", "float16"):
+    args = temporal_train.parse_args(["--precision", precision])
+    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
+    for model in (models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5),
+                  models.spatial_model(3, image_size=75, weights="none")):
+        model.compile(training.sgd(args, 1e-3, []), loss="sparse_categorical_crossentropy")
+        x = np.random.default_rng(0).integers(0, 256, (2,) + model.input_shape[1:]).astype(np.uint8)
+        loss = model.train_on_batch(x, np.array([0, 2]))
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        print(precision, keras.backend.backend(), dense[0].compute_dtype, dense[-1].compute_dtype,
+              model(x).dtype, dense[0].kernel.dtype, bool(np.isfinite(loss)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_precision_flag_trains_a_step_with_softmax_and_loss_in_float32(backend):
+    """--precision on both backends: a training step of each stream's model under each policy, the
+    hidden layers in the chosen dtype, the softmax (and so the loss) and the weights in float32."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", PRECISION_STEP], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("float", "bfloat"))]
+    assert len(rows) == 6
+    for precision, used, hidden, softmax, output, weights, finite in rows:
+        assert used == backend and finite == "True"
+        assert hidden == precision and softmax == "float32" and output.endswith("float32") and weights.endswith("float32")

@@ -18,6 +18,7 @@ NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
 EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 PRECISIONS = ("float32", "bfloat16", "float16")  # --precision: float32, or Keras's mixed_<dtype> policy
 AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)
 
@@ -122,7 +123,8 @@ def add_training_flags(parser, script):
          "(4 corners and centre) or TSN's 'multiscale'", choices=CROPS, default="random")
     flag("--momentum", "SGD momentum", type=float, default=0.9)
     flag("--weight-decay", "SGD weight decay, biases excluded", type=float, default=5e-4)
-    flag("--workers", "threads decoding JPEGs for training", type=int, default=2)
+    flag("--workers", "processes decoding JPEGs into training batches (1: in the training process); the default is "
+         "every core this process may use", type=int, default=CORES)
     flag("--seed", "random seed for weights and sampling", type=int, default=0)
     flag("--distribute", "none; mirrored: all local GPUs (or logical CPUs); multiworker: the cluster in "
          "TF_CONFIG. TensorFlow backend only", choices=("none", "mirrored", "multiworker"), default="none")

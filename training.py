@@ -102,7 +102,8 @@ def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None)
     return generators.TrainSequence(
         run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=batch,
         image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
-        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, shard=shard)
+        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, use_multiprocessing=True,
+        shard=shard)
 
 
 def validation(args, run, stream):

@@ -334,8 +334,9 @@ def section_train(args, name):
 
 
 def describe_loader(sequence):
-    kind = "processes" if sequence.use_multiprocessing else "threads"
-    return f"{sequence.workers} worker {kind}"
+    if getattr(sequence, "processes", 0):
+        return f"{sequence.processes} worker processes, {sequence.workers} batches in flight"
+    return f"{sequence.workers} worker threads"
 
 
 def loader_rate(sequence, warmup):

@@ -1,5 +1,5 @@
 """Training, testing and the demo on a machine without TensorFlow (the usual GPU image: JAX only),
-simulated by a sitecustomize on PYTHONPATH that makes `import tensorflow` fail in every process."""
+simulated by a sitecustomize on PYTHONPATH that hides TensorFlow from every process."""
 import os
 import subprocess
 import sys
@@ -13,11 +13,28 @@ import fakedata
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The path finder, minus TensorFlow: find_spec gives None and import fails, as where it is not installed
+# (sys.modules["tensorflow"] = None would also put the name in sys.modules, which Keras reads as loaded).
+HIDE_TENSORFLOW = """
+import sys
+from importlib.machinery import PathFinder
+
+
+class PathFinderWithoutTensorFlow(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
+
+
+sys.meta_path[:] = [PathFinderWithoutTensorFlow if finder is PathFinder else finder for finder in sys.meta_path]
+"""
+
+
 def without_tensorflow(tmp_path):
     """The environment of a process in which TensorFlow cannot be imported, on the JAX backend."""
     shim = tmp_path / "no_tensorflow"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text('import sys\nsys.modules["tensorflow"] = None  # import fails\n')
+    (shim / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), ROOT]), "KERAS_BACKEND": "jax",
             "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -31,9 +48,10 @@ def run(script, args, env):
 
 def test_shim_hides_tensorflow(tmp_path):
     env = without_tensorflow(tmp_path)
-    code = "import importlib.util, keras; print(importlib.util.find_spec('tensorflow'), keras.backend.backend())"
+    code = ("import importlib.util, sys, keras\ntry:\n    import tensorflow\nexcept ImportError:\n    print('absent')\n"
+            "print(importlib.util.find_spec('tensorflow'), 'tensorflow' in sys.modules, keras.backend.backend())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert out.stdout.split() == ["None", "jax"], out.stderr[-2000:]
+    assert out.stdout.split() == ["absent", "None", "False", "jax"], out.stderr[-2000:]
 
 
 @pytest.mark.slow

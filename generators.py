@@ -1,7 +1,8 @@
 """Batches of frames and flow stacks for both streams, for training, validation and testing.
 
     stream = Stream("temporal", stack_length=10)
-    train = TrainSequence(videos, "data/ucf101", stream, batch_size=256, steps=1000, workers=2)
+    train = TrainSequence(videos, "data/ucf101", stream, batch_size=256, steps=1000, workers=16,
+                          use_multiprocessing=True)  # 16 worker processes (ProcessLoader)
     model.fit(train, ...)                    # fit calls on_epoch_end: next epoch, new draws
     x, y = validation_data(held_out, "data/ucf101", stream)
     for x, video_index in EvalSequence(test_videos, "data/ucf101", stream, crops="10"): ...
@@ -25,9 +26,9 @@ Training follows the paper: each sample picks a class uniformly, then one of its
 start, a 224 x 224 window at a uniformly random position and a flip; spatial samples get
 Krizhevsky's PCA lighting noise. Randomness comes only from np.random.default_rng seeded with
 (seed, epoch, batch index): one generator for the batch's videos, one for a table of every
-sample's start, window, flip and lighting numbers (SampleDraws): Keras forks worker processes with
-numpy's global random state copied into each, so draws from np.random would repeat across
-workers. Batches are therefore the same with any number of threads or processes, and differ
+sample's start, window, flip and lighting numbers (SampleDraws), never numpy's global state,
+which worker processes would repeat. Batches are therefore the same with any number of threads
+or processes (each fills its part of a batch from the same table), and differ
 between epochs; and a worker of a multi-worker cluster can draw its own part of a global batch
 (TrainSequence's shard) without drawing the rest.
 """
@@ -35,7 +36,9 @@ import contextlib
 import math
 import multiprocessing
 import os
+import pickle
 import queue
+import shutil
 import threading
 import warnings
 import weakref
@@ -70,6 +73,7 @@ MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (Data
 # block of shared memory, and the samples of one task of a process.
 BATCHES_IN_FLIGHT = 4
 CHUNK = 8
+SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memory blocks
 # The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
 WORKER_ENVIRONMENT = {"KERAS_BACKEND": "numpy", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
@@ -402,17 +406,16 @@ class TrainSequence(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
+        if self.processes and self._loader.loader is None and self.shared_memory_short():
+            warnings.warn(self.shared_memory_short(), stacklevel=2)
+            self.processes = 0
+        rows = len(self.shard_samples(index)[0])  # fewer in the last batch of sampling="videos"
         if self.processes:
-            return self.process_loader().batch(index, self.epoch, self.shard)
-        x = np.empty((self.shard_size, self.image_size, self.image_size, self.stream.channels), np.uint8)
-        y = np.empty(self.shard_size, np.int32)
-        self.fill(index, x, y, 0, len(y))
+            return self.process_loader().batch(index, self.epoch, self.shard, rows)
+        x = np.empty((rows, self.image_size, self.image_size, self.stream.channels), np.uint8)
+        y = np.empty(rows, np.int32)
+        self.fill(index, x, y, 0, rows)
         return x, y
-
-    @property
-    def shard_size(self):
-        k, n = self.shard
-        return (k + 1) * self.batch_size // n - k * self.batch_size // n
 
     def fill(self, index, x, y, start, stop):
         """Samples start .. stop - 1 of this shard's part of batch `index`, into x and y at those rows."""
@@ -429,6 +432,19 @@ class TrainSequence(keras.utils.PyDataset):
             if self._loader.loader is None:
                 self._loader.loader = ProcessLoader(self, self.processes, self.workers)
             return self._loader.loader
+
+    def shared_memory_short(self):
+        """Why the worker processes cannot have their shared memory (a container's small /dev/shm), or None."""
+        needed = self.workers * self.batch_size * (self.image_size ** 2 * self.stream.channels + 4)
+        try:
+            free = shutil.disk_usage(SHARED_MEMORY_DIR).free
+        except OSError:
+            return None  # no such folder: not Linux, shared memory lives elsewhere
+        if free < 1.2 * needed:
+            return (f"{SHARED_MEMORY_DIR} has {free / 2 ** 20:.0f} MiB free and the {self.processes} data loading "
+                    f"processes need {needed / 2 ** 20:.0f} MiB there: loading in threads instead (slower; give a "
+                    "container more, e.g. docker run --shm-size 8g)")
+        return None
 
     def batch_draws(self, index):
         """The random numbers of every sample of global batch `index`: uniforms [B, 4] (start, flip,
@@ -535,10 +551,8 @@ class ProcessLoader:
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
         weakref.finalize(self, stop_loader, self.processes, self.tasks, self.results, self.blocks)
 
-    def batch(self, index, epoch, shard):
-        """(x, y) of shard `shard` of batch `index` in `epoch`, filled by the processes."""
-        k, n = shard
-        rows = (k + 1) * self.shape[0] // n - k * self.shape[0] // n
+    def batch(self, index, epoch, shard, rows):
+        """(x, y) of shard `shard` of batch `index` in `epoch` (`rows` samples), filled by the processes."""
         slot = self.free.get()
         try:
             done = self.state["done"][slot]
@@ -589,7 +603,15 @@ def fill_tasks(sequence, names, shape, tasks, results):
             sequence.fill(index, *views[slot], start, stop)
             results.put((slot, None))
         except Exception as error:  # raised in the training process, by the batch it belongs to
-            results.put((slot, error))
+            results.put((slot, error if picklable(error) else RuntimeError(f"in a data loading process: {error!r}")))
+
+
+def picklable(value):
+    try:
+        pickle.dumps(value)
+        return True
+    except Exception:
+        return False
 
 
 def collect_results(results, state):

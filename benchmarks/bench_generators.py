@@ -171,54 +171,62 @@ def end_point_error(flow, reference):
 
 
 def flow_storage():
-    """Per option: flow stacks decoded per second on one core, and the flow error of the storage."""
+    """Per option: flow stacks decoded, and training stacks made, per CPU second of one core (the
+    options interleaved round after round, the best of each counting), and the flow error."""
     name, flows = flow_fields()
     cv2.setNumThreads(1)
     options = {"quality 95 (today)": (95, False), "quality 90": (90, False), "quality 75": (75, False),
                "quality 95, half-size decode": (95, True)}
-    print(f"\nFlow storage: {len(flows)} {name} flows at {flows[0].shape[1]}x{flows[0].shape[0]}; decodes on one core "
-          f"(CPU time, best of {args.rounds}); end-point error (px) against the unquantised flow, quantisation alone: "
+    print(f"\nFlow storage: {len(flows)} {name} flows at {flows[0].shape[1]}x{flows[0].shape[0]}; rates per CPU second "
+          f"of one core, best of {args.rounds} interleaved rounds; end-point error (px) against the unquantised flow, "
+          f"quantisation alone: "
           f"{np.mean([end_point_error(media.dequantize_flow(np.stack(media.quantize_flow(f), -1)), f) for f in flows]):.3f}\n")
+    stored_flows = {option: [stored(flow, *setting) for flow in flows] for option, setting in options.items()}
+    datasets = {option: flow_dataset(flows, quality) for option, (quality, reduced) in options.items() if not reduced}
+    decoded, sampled = dict.fromkeys(options, 0.0), dict.fromkeys(datasets, 0.0)
+    try:
+        for _ in range(args.rounds):
+            for option, (quality, reduced) in options.items():
+                planes = [plane for _, encoded in stored_flows[option] for plane in encoded]
+                planes = planes * -(-DECODES_PER_ROUND // len(planes))
+                seconds = cpu_seconds(lambda: [decode(plane, reduced) for plane in planes])
+                decoded[option] = max(decoded[option], len(planes) / seconds / (2 * args.stack_length))
+                if option in datasets:
+                    dataset = datasets[option]
+                    seconds = cpu_seconds(lambda: [dataset[i] for i in range(len(dataset))])
+                    sampled[option] = max(sampled[option], len(dataset) * dataset.batch_size / seconds)
+    finally:
+        for dataset in datasets.values():
+            shutil.rmtree(dataset.data_dir, ignore_errors=True)
     print("| option | flow stacks decoded/s, one core | x quality 95 | training stacks/s, one core | x quality 95 | "
           "EPE px | JPEG KB |")
     print("|---|---|---|---|---|---|---|")
-    baseline = sampled_baseline = None
-    for option, (quality, reduced) in options.items():
-        results = [stored(flow, quality, reduced) for flow in flows]
-        planes = [plane for _, encoded in results for plane in encoded]
-        planes = planes * -(-DECODES_PER_ROUND // len(planes))
-        seconds = min(cpu_seconds(lambda: [decode(plane, reduced) for plane in planes]) for _ in range(args.rounds))
-        rate = len(planes) / seconds / (2 * args.stack_length)
-        baseline = baseline or rate
-        sampled = "-" if reduced else sample_rate(flows, quality)
-        sampled_baseline = sampled_baseline or sampled
-        sampled_cells = "- | -" if reduced else f"{sampled:.0f} | {sampled / sampled_baseline:.2f}x"
-        error = np.mean([end_point_error(out, flow) for (out, _), flow in zip(results, flows)])
-        size = np.mean([len(plane) for plane in planes[:2 * len(flows)]]) / 1024
-        print(f"| {option} | {rate:.0f} | {rate / baseline:.2f}x | {sampled_cells} | {error:.3f} | {size:.1f} |",
-              flush=True)
+    first = next(iter(options))
+    for option in options:
+        training = (f"{sampled[option]:.0f} | {sampled[option] / sampled[first]:.2f}x" if option in sampled
+                    else "- | -")
+        error = np.mean([end_point_error(out, flow) for (out, _), flow in zip(stored_flows[option], flows)])
+        size = np.mean([len(plane) for _, encoded in stored_flows[option] for plane in encoded]) / 1024
+        print(f"| {option} | {decoded[option]:.0f} | {decoded[option] / decoded[first]:.2f}x | {training} | "
+              f"{error:.3f} | {size:.1f} |", flush=True)
     cv2.setNumThreads(-1)
 
 
-def sample_rate(flows, quality, frames=40, batches=4):
-    """Temporal training samples (TrainSequence, one process) per CPU second, on a video whose flow
-    JPEGs are `flows` over and over at `quality`."""
+def flow_dataset(flows, quality, frames=40, batches=8):
+    """A TrainSequence (temporal, one process) on a video whose flow JPEGs are `flows` over and
+    over at `quality`, in a temporary folder (its data_dir)."""
     folder = tempfile.mkdtemp(prefix="bench_flow_storage_")
-    try:
-        name = "v_Flow_g08_c01"
-        for component in "uv":
-            os.makedirs(ucf101.flow_dir(folder, component, name))
-        for j in range(frames):
-            for component, plane in zip("uv", media.quantize_flow(flows[j % len(flows)])):
-                media.write_image(ucf101.frame_path(ucf101.flow_dir(folder, component, name), j), plane, quality)
-        video = ucf101.Video(name, 0, frames=frames, flows=frames)
-        dataset = generators.TrainSequence([video], folder, generators.Stream("temporal", args.stack_length),
-                                           batch_size=args.batch_size, image_size=args.image_size, steps=batches)
-        dataset[0]  # the page cache
-        seconds = min(cpu_seconds(lambda: [dataset[i] for i in range(batches)]) for _ in range(args.rounds))
-        return batches * args.batch_size / seconds
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    name = "v_Flow_g08_c01"
+    for component in "uv":
+        os.makedirs(ucf101.flow_dir(folder, component, name))
+    for j in range(frames):
+        for component, plane in zip("uv", media.quantize_flow(flows[j % len(flows)])):
+            media.write_image(ucf101.frame_path(ucf101.flow_dir(folder, component, name), j), plane, quality)
+    video = ucf101.Video(name, 0, frames=frames, flows=frames)
+    dataset = generators.TrainSequence([video], folder, generators.Stream("temporal", args.stack_length),
+                                       batch_size=args.batch_size, image_size=args.image_size, steps=batches)
+    dataset[0]  # into the page cache
+    return dataset
 
 
 def cpu_seconds(work):

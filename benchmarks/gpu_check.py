@@ -303,7 +303,10 @@ def section_train(args, name):
     model_name = "InceptionV3, phase 2 (mixed9, mixed10 and the top train)" if name == "spatial" else "CNN-M-2048"
     say(f"\n## Training: {name}, {model_name}, {shape}, batch {size['batch']}\n")
     loader = loader_rate(sequence, size["warmup"])
-    say(f"loader alone ({describe_loader(sequence)}): {loader:.0f} samples/s\n")
+    one = one_worker_rate(train_args, run, stream, name)
+    processes = getattr(sequence, "processes", 0) or sequence.workers
+    say(f"loader alone ({describe_loader(sequence)}): {loader:.0f} samples/s = {loader / one:.1f}x one worker's "
+        f"{one:.0f} (goal, issue 18: >= {0.75 * processes:.0f}x, 12x on 16 cores)\n")
     if name == "temporal":
         say("(issue 18's estimate for an H100: about 4,000 samples/s in float32, from CNN-M-2048's 14 GFLOP a "
             "training sample)\n")
@@ -331,6 +334,20 @@ def section_train(args, name):
         finally:
             keras.mixed_precision.set_global_policy("float32")
     assert np.all(np.isfinite(y))
+
+
+def one_worker_rate(train_args, run, stream, name, batches=2):
+    """Samples/s of the training loader with --workers 1 (in this process), after one batch."""
+    import copy
+
+    import training
+    single = copy.copy(train_args)
+    single.workers = 1
+    sequence = training.train_sequence(single, run, stream,
+                                       **({"lighting": train_args.lighting} if name == "spatial" else {}))
+    sequence[0]
+    seconds = timed(lambda: [sequence[i] for i in range(1, 1 + batches)])
+    return batches * sequence.batch_size / seconds
 
 
 def describe_loader(sequence):

@@ -166,7 +166,8 @@ def section_device(args):
         gpus = f"no nvidia-smi ({error.__class__.__name__})"
     say(f"- GPU: {gpus or 'none'}")
     import keras
-    say(f"- Keras {keras.__version__}, backend {keras.backend.backend()}; Python {platform.python_version()}; "
+    say(f"- Keras {keras.__version__} ({os.path.dirname(os.path.dirname(keras.__file__))}), backend "
+        f"{keras.backend.backend()}; Python {platform.python_version()}; "
         f"{len(os.sched_getaffinity(0))} CPU cores usable")
     if keras.backend.backend() == "jax":
         import jax

@@ -31,4 +31,4 @@ if [ -n "$wheels" ]; then
 fi
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 if [ "$tiny" = 1 ]; then export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}; fi
-exec "$python" benchmarks/gpu_check.py "${args[@]}"
+exec "$python" benchmarks/gpu_check.py ${args[@]+"${args[@]}"}

@@ -1,7 +1,8 @@
 """Batches of frames and flow stacks for both streams, for training, validation and testing.
 
     stream = Stream("temporal", stack_length=10)
-    train = TrainSequence(videos, "data/ucf101", stream, batch_size=256, steps=1000, workers=2)
+    train = TrainSequence(videos, "data/ucf101", stream, batch_size=256, steps=1000, workers=16,
+                          use_multiprocessing=True)  # 16 worker processes (ProcessLoader)
     model.fit(train, ...)                    # fit calls on_epoch_end: next epoch, new draws
     x, y = validation_data(held_out, "data/ucf101", stream)
     for x, video_index in EvalSequence(test_videos, "data/ucf101", stream, crops="10"): ...
@@ -25,18 +26,25 @@ Training follows the paper: each sample picks a class uniformly, then one of its
 start, a 224 x 224 window at a uniformly random position and a flip; spatial samples get
 Krizhevsky's PCA lighting noise. Randomness comes only from np.random.default_rng seeded with
 (seed, epoch, batch index): one generator for the batch's videos, one for a table of every
-sample's start, window, flip and lighting numbers (SampleDraws): Keras forks worker processes with
-numpy's global random state copied into each, so draws from np.random would repeat across
-workers. Batches are therefore the same with any number of threads or processes, and differ
+sample's start, window, flip and lighting numbers (SampleDraws), never numpy's global state,
+which worker processes would repeat. Batches are therefore the same with any number of threads
+or processes (each fills its part of a batch from the same table), and differ
 between epochs; and a worker of a multi-worker cluster can draw its own part of a global batch
 (TrainSequence's shard) without drawing the rest.
 """
+import contextlib
 import math
 import multiprocessing
 import os
+import pickle
+import queue
+import shutil
+import threading
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 
 import cv2
 import keras
@@ -61,6 +69,14 @@ IMAGENET_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
 LIGHTING_STD = 0.1
 TRIES_PER_VIDEO = 5  # unreadable draws before a training sample comes from another video
 MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (DataError)
+# Worker processes (ProcessLoader): batches asked for at once by Keras's threads, each in its own
+# block of shared memory, and the samples of one task of a process.
+BATCHES_IN_FLIGHT = 4
+CHUNK = 8
+SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memory blocks
+# The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
+# so that they neither load TensorFlow nor take GPU memory.
+WORKER_ENVIRONMENT = {"KERAS_BACKEND": "numpy", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
 
 
 # ---------------------------------------------------------------------------- what a stream reads
@@ -325,12 +341,19 @@ class TrainSequence(keras.utils.PyDataset):
     shard=(k, n): the k-th of n equal parts of every global batch of `batch_size` samples, for
     worker k of a cluster of n. Every worker draws the same global batch and loads only its own
     samples, so the n shards of a batch are together exactly the batch of shard=(0, 1).
+
+    workers: threads of Keras's, or with use_multiprocessing that many worker processes of this
+    module's own (ProcessLoader; Keras's threads then only wait for their batches). Threads hold
+    the GIL a fifth of each sample's time and stop scaling near 5 cores; processes do not.
     """
 
     def __init__(self, videos, data_dir, stream, batch_size=256, image_size=224, stack_length=10, steps=None,
                  sampling="classes", crop="random", lighting=None, seed=0, workers=1, use_multiprocessing=False,
                  max_queue_size=10, shard=(0, 1)):
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.processes = workers if use_multiprocessing and workers > 1 else 0
+        threads = min(workers, BATCHES_IN_FLIGHT) if self.processes else workers
+        super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=max_queue_size)
+        self._loader = LoaderSlot()  # the ProcessLoader once started, shared with copies of this sequence
         self.stream = as_stream(stream, stack_length)
         if not videos:
             raise ucf101.DataError("no training videos: check --data-dir, the split lists and --class-limit")
@@ -358,8 +381,8 @@ class TrainSequence(keras.utils.PyDataset):
             self.by_class.setdefault(video.label, []).append(index)
         self.classes = sorted(self.by_class)
         self.epoch = 0
-        # Shared with worker threads, and with worker processes (which inherit it when forked).
-        self._missing = multiprocessing.Value("q", 0)
+        # Shared with worker threads, and with the worker processes (ProcessLoader spawns them).
+        self._missing = multiprocessing.get_context("spawn").Value("q", 0)
         self._reported = 0
         self._warned = set()
 
@@ -383,15 +406,45 @@ class TrainSequence(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
-        positions, chosen = self.shard_samples(index)
-        size = self.image_size
-        x = np.empty((len(chosen), size, size, self.stream.channels), np.uint8)
-        y = np.empty(len(chosen), np.int32)
-        uniforms, normals = self.batch_draws(index)
-        for k, (position, v) in enumerate(zip(positions, chosen)):
-            rng = SampleDraws(uniforms[position], normals[position], [self.seed, self.epoch, 3, index, position])
-            y[k] = self.load(self.videos[v], rng, x[k:k + 1])
+        if self.processes and self._loader.loader is None and self.shared_memory_short():
+            warnings.warn(self.shared_memory_short(), stacklevel=2)
+            self.processes = 0
+        rows = len(self.shard_samples(index)[0])  # fewer in the last batch of sampling="videos"
+        if self.processes:
+            return self.process_loader().batch(index, self.epoch, self.shard, rows)
+        x = np.empty((rows, self.image_size, self.image_size, self.stream.channels), np.uint8)
+        y = np.empty(rows, np.int32)
+        self.fill(index, x, y, 0, rows)
         return x, y
+
+    def fill(self, index, x, y, start, stop):
+        """Samples start .. stop - 1 of this shard's part of batch `index`, into x and y at those rows."""
+        positions, chosen = self.shard_samples(index)
+        uniforms, normals = self.batch_draws(index)
+        for k in range(start, stop):
+            position = positions[k]
+            rng = SampleDraws(uniforms[position], normals[position], [self.seed, self.epoch, 3, index, position])
+            y[k] = self.load(self.videos[chosen[k]], rng, x[k:k + 1])
+
+    def process_loader(self):
+        """The ProcessLoader of this sequence (and its copies), started on first use."""
+        with self._loader.lock:
+            if self._loader.loader is None:
+                self._loader.loader = ProcessLoader(self, self.processes, self.workers)
+            return self._loader.loader
+
+    def shared_memory_short(self):
+        """Why the worker processes cannot have their shared memory (a container's small /dev/shm), or None."""
+        needed = self.workers * self.batch_size * (self.image_size ** 2 * self.stream.channels + 4)
+        try:
+            free = shutil.disk_usage(SHARED_MEMORY_DIR).free
+        except OSError:
+            return None  # no such folder: not Linux, shared memory lives elsewhere
+        if free < 1.2 * needed:
+            return (f"{SHARED_MEMORY_DIR} has {free / 2 ** 20:.0f} MiB free and the {self.processes} data loading "
+                    f"processes need {needed / 2 ** 20:.0f} MiB there: loading in threads instead (slower; give a "
+                    "container more, e.g. docker run --shm-size 8g)")
+        return None
 
     def batch_draws(self, index):
         """The random numbers of every sample of global batch `index`: uniforms [B, 4] (start, flip,
@@ -449,6 +502,157 @@ class TrainSequence(keras.utils.PyDataset):
         if path not in self._warned:
             self._warned.add(path)
             warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead", stacklevel=2)
+
+
+class LoaderSlot:
+    """Where a TrainSequence keeps its ProcessLoader: a copy of the sequence (copy.copy) shares it,
+    and the sequence sent to the worker processes arrives with an empty one."""
+
+    def __init__(self):
+        self.loader = None
+        self.lock = threading.Lock()
+
+    def __reduce__(self):
+        return LoaderSlot, ()
+
+
+class ProcessLoader:
+    """`processes` worker processes filling TrainSequence batches in shared memory, started once.
+
+    Keras's own use_multiprocessing forks the training process every epoch (unsafe beside JAX's
+    and TensorFlow's threads) and pickles each batch back through a pipe (257 MB for 256 flow
+    stacks of 224 x 224 x 20). Here each of `slots` batches in flight has a block of shared memory;
+    a batch is cut into tasks of CHUNK samples that the processes fill in place, and it is copied
+    out once its last task is done. A sample depends only on (seed, epoch, batch, position), so
+    the batches are those of the same sequence in one process. The processes are spawned with
+    WORKER_ENVIRONMENT, end with the training process, and an error in one (DataError) is raised
+    by the batch it belongs to.
+    """
+
+    def __init__(self, sequence, processes, slots):
+        context = multiprocessing.get_context("spawn")
+        self.shape = (sequence.batch_size, sequence.image_size, sequence.image_size, sequence.stream.channels)
+        self.x_bytes = math.prod(self.shape)
+        self.blocks = [shared_memory.SharedMemory(create=True, size=self.x_bytes + 4 * sequence.batch_size)
+                       for _ in range(slots)]
+        self.views = [batch_views(block, self.shape, self.x_bytes) for block in self.blocks]
+        self.free = queue.SimpleQueue()
+        for slot in range(slots):
+            self.free.put(slot)
+        self.tasks, self.results = context.Queue(), context.Queue()
+        self.state = {"lock": threading.Lock(), "pending": [0] * slots, "errors": [None] * slots,
+                      "done": [threading.Event() for _ in range(slots)]}
+        names = [block.name for block in self.blocks]
+        self.processes = [context.Process(target=fill_tasks, args=(sequence, names, self.shape, self.tasks, self.results),
+                                          daemon=True) for _ in range(processes)]
+        with environment(WORKER_ENVIRONMENT):
+            for process in self.processes:
+                process.start()
+        threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
+        weakref.finalize(self, stop_loader, self.processes, self.tasks, self.results, self.blocks)
+
+    def batch(self, index, epoch, shard, rows):
+        """(x, y) of shard `shard` of batch `index` in `epoch` (`rows` samples), filled by the processes."""
+        slot = self.free.get()
+        try:
+            done = self.state["done"][slot]
+            with self.state["lock"]:
+                self.state["pending"][slot] = math.ceil(rows / CHUNK)
+                self.state["errors"][slot] = None
+                done.clear()
+            for start in range(0, rows, CHUNK):
+                self.tasks.put((slot, index, epoch, shard, start, min(start + CHUNK, rows)))
+            while not done.wait(1.0):
+                ended = [p.exitcode for p in self.processes if p.exitcode is not None]
+                if ended:
+                    raise RuntimeError(f"a data loading process ended (exit code {ended[0]}): out of memory, or "
+                                       "killed? Fewer --workers use less memory")
+            if self.state["errors"][slot] is not None:
+                raise self.state["errors"][slot]
+            x, y = self.views[slot]
+            return x[:rows].copy(), y[:rows].copy()
+        finally:
+            self.free.put(slot)
+
+
+def batch_views(block, shape, x_bytes):
+    """(x uint8 `shape`, y int32 [shape[0]]) over one block of shared memory."""
+    return (np.ndarray(shape, np.uint8, buffer=block.buf),
+            np.ndarray(shape[:1], np.int32, buffer=block.buf, offset=x_bytes))
+
+
+def fill_tasks(sequence, names, shape, tasks, results):
+    """A ProcessLoader's worker: fill (slot, batch, epoch, shard, start, stop) tasks until told to stop
+    (None) or until the training process is gone."""
+    cv2.setNumThreads(1)
+    blocks = [shared_memory.SharedMemory(name=name) for name in names]
+    views = [batch_views(block, shape, math.prod(shape)) for block in blocks]
+    parent = multiprocessing.parent_process()
+    while parent is None or parent.is_alive():
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if task is None:
+            return
+        slot, index, epoch, shard, start, stop = task
+        try:
+            if sequence.epoch != epoch:
+                sequence.epoch = epoch
+            sequence.shard = shard
+            sequence.fill(index, *views[slot], start, stop)
+            results.put((slot, None))
+        except Exception as error:  # raised in the training process, by the batch it belongs to
+            results.put((slot, error if picklable(error) else RuntimeError(f"in a data loading process: {error!r}")))
+
+
+def picklable(value):
+    try:
+        pickle.dumps(value)
+        return True
+    except Exception:
+        return False
+
+
+def collect_results(results, state):
+    """Count each slot's finished tasks; its event is set when the last one is done."""
+    while (result := results.get()) is not None:
+        slot, error = result
+        with state["lock"]:
+            if error is not None and state["errors"][slot] is None:
+                state["errors"][slot] = error
+            state["pending"][slot] -= 1
+            if state["pending"][slot] == 0:
+                state["done"][slot].set()
+
+
+def stop_loader(processes, tasks, results, blocks):
+    for _ in processes:
+        tasks.put(None)
+    results.put(None)
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+    for block in blocks:
+        with contextlib.suppress(BufferError):  # the loader's own views may still be alive
+            block.close()
+        block.unlink()
+
+
+@contextlib.contextmanager
+def environment(values):
+    """os.environ with `values` set, while processes are spawned."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class SampleDraws:

@@ -18,6 +18,8 @@ NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
 EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+PRECISIONS = ("float32", "bfloat16", "float16")  # --precision: float32, or Keras's mixed_<dtype> policy
 AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)
 
 # The paper's settings, for UCF-101 and HMDB-51 alike.
@@ -123,11 +125,14 @@ def add_training_flags(parser, script):
     flag("--weight-decay", "SGD weight decay as Caffe's (the paper's): added to the gradient before the "
          "momentum, on the kernels of convolutions and dense layers only (no biases, no BatchNorm)",
          type=float, default=5e-4)
-    flag("--workers", "threads decoding JPEGs for training", type=int, default=2)
+    flag("--workers", "processes decoding JPEGs into training batches (1: in the training process); the default is "
+         "every core this process may use", type=int, default=CORES)
     flag("--seed", "random seed for weights and sampling", type=int, default=0)
     flag("--distribute", "none; mirrored: all local GPUs (or logical CPUs); multiworker: the cluster in "
          "TF_CONFIG. TensorFlow backend only", choices=("none", "mirrored", "multiworker"), default="none")
-    flag("--mixed-precision", "float16 compute, float32 weights and softmax", action="store_true")
+    flag("--precision", "compute dtype: float32 (the paper's), or bfloat16 / float16 mixed precision (float32 "
+         "weights, softmax and loss; bfloat16 for current GPUs, float16 for older ones)", choices=PRECISIONS,
+         default="float32")
     flag("--jit", "XLA-compile the training step with TensorFlow (off: slower on CPU); JAX always compiles",
          action="store_true")
     flag("--overwrite", "start again from scratch, deleting the run in --checkpoint-dir", action="store_true")

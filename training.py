@@ -9,6 +9,7 @@ validation on groups held out of the training list. The test list is never read 
 import atexit
 import contextlib
 import csv
+import functools
 import importlib.util
 import json
 import math
@@ -43,8 +44,7 @@ def start(args, stream, **config):
     the checkpoint folder with its config.json (`config` adds the stream's own entries)."""
     checkpoints.check_folder(args.checkpoint_dir)
     keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(precision_policy(args.precision))
     strategy = distribution_strategy(args.distribute)
     folder = worker_checkpoint_dir(args.checkpoint_dir, strategy)
     if folder != args.checkpoint_dir:
@@ -65,6 +65,11 @@ def start(args, stream, **config):
     config["trained_on"] = checkpoints.trained_on(config)
     checkpoints.prepare(folder, config, classes, args.overwrite)
     return Run(strategy, train, validation, classes, folder)
+
+
+def precision_policy(precision):
+    """Keras's dtype policy for --precision: float32, or mixed_bfloat16 / mixed_float16."""
+    return "float32" if precision == "float32" else f"mixed_{precision}"
 
 
 def load_videos(args, stream):
@@ -102,7 +107,8 @@ def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None)
     return generators.TrainSequence(
         run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=batch,
         image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
-        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, shard=shard)
+        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, use_multiprocessing=True,
+        shard=shard)
 
 
 def validation(args, run, stream):
@@ -314,12 +320,20 @@ def best_logged(rows, monitor):
 
 
 def tensorboard(log_dir):
-    """[TensorBoard callback], or [] when the tensorboard package (which tf.summary needs, and
-    which TensorFlow does not install) is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        print("TensorBoard logs off: the tensorboard package is not installed (pip install tensorboard)")
+    """[TensorBoard callback], or [] where it cannot work: Keras's callback writes with tf.summary,
+    so it needs TensorFlow (on any backend) and the tensorboard package (which TensorFlow does not
+    install). Said once a process."""
+    missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:
+        say_once(f"TensorBoard logs off: Keras's TensorBoard callback needs {' and '.join(missing)}, not installed "
+                 "here (log.csv has the same figures per epoch)")
         return []
     return [keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)]
+
+
+@functools.cache
+def say_once(message):
+    print(message, flush=True)
 
 
 def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0):

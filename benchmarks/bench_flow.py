@@ -20,6 +20,11 @@ temple, a flower), each moved by a subpixel shift and by a rotation with scaling
 sheared, and the first two frames of four mini dataset clips (one per
 motion; read from data/synthetic if it exists, else rendered by synthetic.py). Goal: EPE <= 0.2 px
 and >= 95% within 2 grey levels.
+
+--save-reference FILE writes the pairs, OpenCV's flow of each and OpenCV's one-core pairs/s on
+this CPU to FILE (.npz) and stops: benchmarks/gpu_check.sh measures the Keras TV-L1 against it
+on a machine without OpenCV's contrib build (no cv2.optflow). The file stays out of git; make it
+on the machine that runs the check's command, which carries it along.
 """
 import argparse
 import contextlib
@@ -196,6 +201,28 @@ def print_accuracy(names, flows, references, size, device):
     print(f"| {'worst':<34} | {max(errors):8.3f} | {min(shares):14.1%} | {'':18} |")
 
 
+def save_reference(path, names, pairs, flows, one_core):
+    """The pairs, OpenCV's flows and one-core rate, for gpu_check (read_reference); written whole."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    partial = path + ".partial.npz"
+    np.savez_compressed(partial, names=np.array(names), firsts=np.array([p[0] for p in pairs]),
+                        seconds=np.array([p[1] for p in pairs]), flows=np.array(flows, np.float32),
+                        opencv_one_core=one_core, cpu=cpu, opencv=cv2.__version__)
+    os.replace(partial, path)
+    print(f"{path}: {len(pairs)} pairs, OpenCV's flows, and OpenCV TV-L1 at {one_core:.2f} pairs/s on one core "
+          f"of {cpu}")
+
+
+def read_reference(path):
+    """{names, firsts, seconds, flows, opencv_one_core, cpu, opencv} as save_reference wrote them."""
+    with np.load(path) as data:
+        return {key: data[key] if data[key].ndim else data[key].item() for key in data.files}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=lambda s: tuple(map(int, s.split("x"))), default=media.FRAME_SIZE,
@@ -204,6 +231,8 @@ def main():
                         help="pairs per call of the Keras TV-L1 (default: 64 on a GPU, else the number of pairs)")
     parser.add_argument("--rounds", type=int, default=2, help="timed runs per method; the best counts")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for OpenCV on all cores")
+    parser.add_argument("--save-reference", metavar="FILE",
+                        help="write the pairs, OpenCV's flows and its one-core pairs/s to FILE (.npz) and stop")
     args = parser.parse_args()
 
     pairs = {**photo_pairs(args.size), **mini_dataset_pairs(args.size)}
@@ -214,6 +243,9 @@ def main():
     cv2.setNumThreads(1)
     references = [opencv_tvl1(pair) for pair in pair_list]
     one_core = len(pair_list) / best_seconds(lambda: [opencv_tvl1(pair) for pair in pair_list], args.rounds)
+    if args.save_reference:
+        save_reference(args.save_reference, names, pair_list, references, one_core)
+        return
     rows = [("TV-L1, OpenCV", "CPU, 1 core", one_core)]
     rows.append(("TV-L1, OpenCV", f"CPU, {args.workers} processes",
                  opencv_tvl1_all_cores(pair_list * args.workers, args.workers, args.rounds)))

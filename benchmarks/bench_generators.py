@@ -1,13 +1,15 @@
-"""Throughput of the training batches against the JPEG decoder, with 1 and 2 workers.
+"""Throughput of the training batches against the JPEG decoder and the number of workers, and
+what each way of storing flow costs in decoding time and in flow error.
 
     python benchmarks/bench_generators.py                 # generated data in a temp folder
     python benchmarks/bench_generators.py --data-dir /tmp/bench_data  # kept, reused next time
-    taskset -c 0,1 python benchmarks/bench_generators.py  # the "2 cores" of the goals
+    python benchmarks/bench_generators.py --decode-only   # only the flow JPEG options (a minute)
 
 Writes (or reuses) videos in the real layout at the real sizes: 340x256 RGB JPEGs and
-grayscale u/v flow JPEGs. For spatial and temporal batches of 224x224 crops it prints samples/s
-with 1 worker, with 2 worker threads and 2 worker processes, and the decode-only bound: the same
-number of JPEGs only read and decoded (one read() + cv2.imdecode) in one process. Two settings
+grayscale u/v flow JPEGs (benchmarks/bench_data.py). For spatial and temporal batches of 224x224
+crops it prints samples/s with 1 worker (in the training process), with 2 and with all usable
+cores as worker processes (TrainSequence's own, the training default) and as threads, and the
+decode-only bound: the same number of JPEGs only read and decoded in one process. Two settings
 of TrainSequence are measured (--settings):
 
     default   the training default: class-uniform sampling, random crops, flips, PCA lighting
@@ -15,9 +17,16 @@ of TrainSequence are measured (--settings):
     corners   crop="corners", lighting=0: the crops of the pipeline before random crops and
               lighting, to compare with earlier measurements like with like
 
-The datasets are iterated the way fit() does: Keras's PyDatasetAdapter (its OrderedEnqueuer
-when workers > 1) with on_epoch_begin / on_epoch_end.
-Goals: 1 worker >= 80% of the decode bound; 2 workers >= 1.5x 1 worker (on 2 cores).
+The datasets are iterated the way fit() does: Keras's PyDatasetAdapter with on_epoch_begin /
+on_epoch_end; each configuration's dataset is made once (its processes start once), and its
+first epoch is not timed.
+Goals: 1 worker >= 80% of the decode bound; N worker processes >= 0.75 N x 1 worker (16 cores: 12x).
+
+Flow storage (--decode-only, and printed first otherwise): flow fields of real image pairs
+(OpenCV's TV-L1 flow of bench_flow.py's pairs from --reference, else DIS flow of the same pairs)
+quantised as media.quantize_flow does and stored as JPEG at qualities 95 (today), 90 and 75, and
+at 95 decoded at half size (libjpeg's DCT scaling, then resized back): flow stacks (2L decodes)
+per second on one core, and the end-point error against the unquantised flow.
 """
 import argparse
 import os
@@ -32,7 +41,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generators  # noqa: E402
 import media  # noqa: E402
+import presets  # noqa: E402
 import ucf101  # noqa: E402
+from bench_data import write_video  # noqa: E402
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,40 +61,20 @@ parser.add_argument("--stack-length", type=int, default=10, help="flow frames pe
 parser.add_argument("--streams", default="spatial,temporal", help="comma-separated streams to measure")
 parser.add_argument("--settings", default="default,corners", help="comma-separated TrainSequence settings to measure "
                     "(default: random crops and lighting; corners: corner crops, no lighting)")
+parser.add_argument("--workers", default=f"1,2,{presets.CORES}",
+                    help="comma-separated worker counts (default: 1, 2 and every usable core)")
+parser.add_argument("--flow-quality", type=int, default=media.JPEG_QUALITY,
+                    help="JPEG quality of the generated flow images (default: media's, %(default)s)")
+parser.add_argument("--decode-only", action="store_true", help="only the flow storage options")
+parser.add_argument("--reference", default=os.path.join(os.path.dirname(__file__), "tvl1_reference.npz"),
+                    help="bench_flow.py --save-reference file whose OpenCV TV-L1 flows to store (else DIS flow)")
 args = parser.parse_args()
 MARKER = "written_by_bench_generators.txt"  # in --data-dir: a folder this benchmark may write to
+DECODES_PER_ROUND = 2000  # flow planes decoded per timed round of each storage option
 SETTINGS = {"default": {}, "corners": {"crop": "corners", "lighting": 0}}  # TrainSequence keywords
 
 
 # ---------------------------------------------------------------------------- generated data
-
-def smooth_noise(rng, height, width, sigma):
-    noise = rng.standard_normal((height + 64, width + 64)).astype(np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), sigma)
-    return noise / noise.std()
-
-
-def write_video(data_dir, name, frames, rng):
-    """Textured frames drifting a few pixels per frame, and flow that is still (128) but for
-    smooth moving regions, like TV-L1 flow of a person in front of a static background. JPEGs at
-    media's quality, as prepare_data.py writes them."""
-    width, height = media.FRAME_SIZE
-    detail = smooth_noise(rng, height, width, 3.0)[..., None]
-    colour = np.stack([smooth_noise(rng, height, width, 40.0) for _ in range(3)], axis=-1)
-    texture = np.clip(128 + 30 * detail + 40 * colour, 0, 255).astype(np.uint8)
-    motion = smooth_noise(rng, height, width, 12.0)
-    rgb = ucf101.rgb_dir(data_dir, name)
-    folders = {c: ucf101.flow_dir(data_dir, c, name) for c in "uv"}
-    for folder in (rgb, *folders.values()):
-        os.makedirs(folder, exist_ok=True)
-    for j in range(frames):
-        dx, dy = (2 * j) % 64, j % 64
-        media.write_image(ucf101.frame_path(rgb, j), texture[dy:dy + height, dx:dx + width])
-        moving = np.clip(motion[dy:dy + height, dx:dx + width] - 0.5, 0, None)
-        for k, c in enumerate("uv"):
-            flow = np.clip(128 + (30 - 20 * k) * moving, 0, 255).astype(np.uint8)
-            media.write_image(ucf101.frame_path(folders[c], j), flow)
-
 
 def make_videos(data_dir):
     """The generated videos in data_dir, written unless there from an earlier run. Refuses a
@@ -98,7 +89,7 @@ def make_videos(data_dir):
     rng = np.random.default_rng(0)
     for name in names:
         if ucf101.count_frames(ucf101.rgb_dir(data_dir, name)) < args.frames:
-            write_video(data_dir, name, args.frames, rng)
+            write_video(data_dir, name, args.frames, rng, quality=args.flow_quality)
     return [ucf101.count_video(data_dir, name, label) for label, name in enumerate(names)]
 
 
@@ -126,14 +117,16 @@ def decode_bound(videos, data_dir, stream, samples):
     return samples / (time.perf_counter() - begin)
 
 
-def pipeline_rate(videos, data_dir, stream, samples, settings, workers, processes):
-    """Samples/s of TrainSequence iterated as fit() does: the best of args.epochs epochs of
-    `samples` samples, each timed from on_epoch_begin (which starts Keras's worker pool) to the
-    arrival of its last batch. The enqueuer's drain after the last batch (a fixed 0.1 s wait per
-    epoch, small next to a real epoch) is left out."""
-    dataset = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,
-                                       image_size=args.image_size, steps=samples // args.batch_size,
-                                       workers=workers, use_multiprocessing=processes, **SETTINGS[settings])
+def make_dataset(videos, data_dir, stream, samples, settings, workers, processes):
+    return generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size, image_size=args.image_size,
+                                    steps=samples // args.batch_size, workers=workers, use_multiprocessing=processes,
+                                    **SETTINGS[settings])
+
+
+def pipeline_rate(dataset):
+    """Samples/s of the dataset iterated as fit() does: the best of args.epochs epochs, each timed
+    from on_epoch_begin to the arrival of its last batch. The enqueuer's drain after the last batch
+    (a fixed 0.1 s wait per epoch, small next to a real epoch) is left out."""
     adapter = PyDatasetAdapter(dataset, shuffle=False)
     best = 0.0
     for _ in range(args.epochs):
@@ -147,39 +140,144 @@ def pipeline_rate(videos, data_dir, stream, samples, settings, workers, processe
     return best
 
 
+# ---------------------------------------------------------------------------- flow storage
+
+def flow_fields():
+    """(name of the flow, [float32 H x W x 2 flows]) to store: OpenCV's TV-L1 flow from --reference, or DIS."""
+    import bench_flow
+    if os.path.isfile(args.reference):
+        return "OpenCV TV-L1", list(bench_flow.read_reference(args.reference)["flows"])
+    pairs = {**bench_flow.photo_pairs(media.FRAME_SIZE), **bench_flow.mini_dataset_pairs(media.FRAME_SIZE)}
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return "DIS (no --reference file)", [dis.calc(a, b, None) for a, b in pairs.values()]
+
+
+def stored(flow, quality, reduced):
+    """The flow after quantising, JPEG at `quality` and decoding (at half size and resized back
+    if `reduced`), and the encoded planes."""
+    planes = [cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for plane in media.quantize_flow(flow)]
+    decoded = [decode(plane, reduced) for plane in planes]
+    if reduced:
+        decoded = [cv2.resize(plane, flow.shape[1::-1], interpolation=cv2.INTER_LINEAR) for plane in decoded]
+    return media.dequantize_flow(np.stack(decoded, axis=-1)), planes
+
+
+def decode(data, reduced):
+    return cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2 if reduced else cv2.IMREAD_GRAYSCALE)
+
+
+def end_point_error(flow, reference):
+    return float(np.mean(np.linalg.norm(flow - reference, axis=-1)))
+
+
+def flow_storage():
+    """Per option: flow stacks decoded, and training stacks made, per CPU second of one core (the
+    options interleaved round after round, the best of each counting), and the flow error."""
+    name, flows = flow_fields()
+    cv2.setNumThreads(1)
+    options = {"quality 95 (today)": (95, False), "quality 90": (90, False), "quality 75": (75, False),
+               "quality 95, half-size decode": (95, True)}
+    print(f"\nFlow storage: {len(flows)} {name} flows at {flows[0].shape[1]}x{flows[0].shape[0]}; rates per CPU second "
+          f"of one core, best of {args.rounds} interleaved rounds; end-point error (px) against the unquantised flow, "
+          f"quantisation alone: "
+          f"{np.mean([end_point_error(media.dequantize_flow(np.stack(media.quantize_flow(f), -1)), f) for f in flows]):.3f}\n")
+    stored_flows = {option: [stored(flow, *setting) for flow in flows] for option, setting in options.items()}
+    datasets = {option: flow_dataset(flows, quality) for option, (quality, reduced) in options.items() if not reduced}
+    decoded, sampled = dict.fromkeys(options, 0.0), dict.fromkeys(datasets, 0.0)
+    try:
+        for _ in range(args.rounds):
+            for option, (quality, reduced) in options.items():
+                planes = [plane for _, encoded in stored_flows[option] for plane in encoded]
+                planes = planes * -(-DECODES_PER_ROUND // len(planes))
+                seconds = cpu_seconds(lambda: [decode(plane, reduced) for plane in planes])
+                decoded[option] = max(decoded[option], len(planes) / seconds / (2 * args.stack_length))
+                if option in datasets:
+                    dataset = datasets[option]
+                    seconds = cpu_seconds(lambda: [dataset[i] for i in range(len(dataset))])
+                    sampled[option] = max(sampled[option], len(dataset) * dataset.batch_size / seconds)
+    finally:
+        for dataset in datasets.values():
+            shutil.rmtree(dataset.data_dir, ignore_errors=True)
+    print("| option | flow stacks decoded/s, one core | x quality 95 | training stacks/s, one core | x quality 95 | "
+          "EPE px | JPEG KB |")
+    print("|---|---|---|---|---|---|---|")
+    first = next(iter(options))
+    for option in options:
+        training = (f"{sampled[option]:.0f} | {sampled[option] / sampled[first]:.2f}x" if option in sampled
+                    else "- | -")
+        error = np.mean([end_point_error(out, flow) for (out, _), flow in zip(stored_flows[option], flows)])
+        size = np.mean([len(plane) for _, encoded in stored_flows[option] for plane in encoded]) / 1024
+        print(f"| {option} | {decoded[option]:.0f} | {decoded[option] / decoded[first]:.2f}x | {training} | "
+              f"{error:.3f} | {size:.1f} |", flush=True)
+    cv2.setNumThreads(-1)
+
+
+def flow_dataset(flows, quality, frames=40, batches=8):
+    """A TrainSequence (temporal, one process) on a video whose flow JPEGs are `flows` over and
+    over at `quality`, in a temporary folder (its data_dir)."""
+    folder = tempfile.mkdtemp(prefix="bench_flow_storage_")
+    name = "v_Flow_g08_c01"
+    for component in "uv":
+        os.makedirs(ucf101.flow_dir(folder, component, name))
+    for j in range(frames):
+        for component, plane in zip("uv", media.quantize_flow(flows[j % len(flows)])):
+            media.write_image(ucf101.frame_path(ucf101.flow_dir(folder, component, name), j), plane, quality)
+    video = ucf101.Video(name, 0, frames=frames, flows=frames)
+    dataset = generators.TrainSequence([video], folder, generators.Stream("temporal", args.stack_length),
+                                       batch_size=args.batch_size, image_size=args.image_size, steps=batches)
+    dataset[0]  # into the page cache
+    return dataset
+
+
+def cpu_seconds(work):
+    """This process's CPU time for work(): one core's rate however busy the machine's other cores are."""
+    begin = time.process_time()
+    work()
+    return time.process_time() - begin
+
+
 def main():
+    flow_storage()
+    if args.decode_only:
+        return
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_generators_")
     try:
-        print(f"writing/reading {args.videos} videos x {args.frames} frames in {data_dir} ...", flush=True)
+        print(f"\nwriting/reading {args.videos} videos x {args.frames} frames in {data_dir} ...", flush=True)
         videos = make_videos(data_dir)
         name = videos[0].name
         print(f"mean JPEG size: RGB {mean_file_kb(ucf101.rgb_dir(data_dir, name)):.1f} KB, "
               f"flow u {mean_file_kb(ucf101.flow_dir(data_dir, 'u', name)):.1f} KB, "
-              f"v {mean_file_kb(ucf101.flow_dir(data_dir, 'v', name)):.1f} KB; "
-              f"{len(os.sched_getaffinity(0))} CPUs usable, load average {os.getloadavg()[0]:.2f} before")
+              f"v {mean_file_kb(ucf101.flow_dir(data_dir, 'v', name)):.1f} KB (flow quality {args.flow_quality}); "
+              f"{presets.CORES} CPUs usable, load average {os.getloadavg()[0]:.2f} before")
         samples = (len(videos) * args.repeats) // args.batch_size * args.batch_size
         print(f"{samples} samples per epoch, batch {args.batch_size}, {args.image_size}x{args.image_size} "
               f"crops, L={args.stack_length}; samples/s, best of {args.rounds} interleaved rounds")
-        print("goals: 1 worker >= 0.80 x decode-only; 2 workers >= 1.5 x 1 worker")
-        workers = {"1 worker": (1, False), "2 threads": (2, False), "2 processes": (2, True)}
+        counts = sorted({int(n) for n in args.workers.split(",")})
+        workers = {"1 worker": (1, False)}
+        for n in counts[1:] if counts[0] == 1 else counts:
+            workers[f"{n} processes"] = (n, True)
+            workers[f"{n} threads"] = (n, False)
         for name in args.streams.split(","):
             stream = generators.Stream(name, args.stack_length)
             configs = {("decode-only", None): lambda: decode_bound(videos, data_dir, stream, samples)}
             for settings in args.settings.split(","):
                 for config, (count, processes) in workers.items():
-                    configs[config, settings] = (lambda s=settings, c=count, p=processes:
-                                                 pipeline_rate(videos, data_dir, stream, samples, s, c, p))
+                    dataset = make_dataset(videos, data_dir, stream, samples, settings, count, processes)
+                    pipeline_rate(dataset)  # starts its processes
+                    configs[config, settings] = lambda d=dataset: pipeline_rate(d)
             best = dict.fromkeys(configs, 0.0)
             for _ in range(args.rounds):
                 for key, measure in configs.items():
                     best[key] = max(best[key], measure())
-            decode = best["decode-only", None]
+            decode_rate = best["decode-only", None]
             for settings in args.settings.split(","):
-                one, threads, processes = (best[config, settings] for config in workers)
-                print(f"{name:9s} {settings:8s} decode-only {decode:7.1f} | 1 worker {one:7.1f} = {one / decode:.2f} "
-                      f"x decode | 2 threads {threads:7.1f} = {threads / one:.2f} x 1 worker | "
-                      f"2 processes {processes:7.1f} = {processes / one:.2f} x 1 worker", flush=True)
-        print(f"load average {os.getloadavg()[0]:.2f} after (other processes on these CPUs lower the 2-worker figures)")
+                one = best["1 worker", settings]
+                cells = " | ".join(f"{config} {best[config, settings]:7.1f} = {best[config, settings] / one:.2f}x"
+                                   for config in list(workers)[1:])
+                print(f"{name:9s} {settings:8s} decode-only {decode_rate:7.1f} | 1 worker {one:7.1f} = "
+                      f"{one / decode_rate:.2f} x decode | {cells}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} after (other processes on these CPUs lower the many-worker "
+              "figures)")
     finally:
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -404,7 +404,7 @@ def test_training_crops_larger_than_the_frames_resize_them_up(tmp_path):
                 assert v_values(sample) == [v_values(sample)[0] + k for k in range(L)]
 
 
-@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["threads", "processes"])
 def test_two_workers_give_the_same_batches_with_different_draws(tmp_path, processes):
     root, train, _ = make_dataset(tmp_path, groups=(8, 9, 10), noise=True)
     dataset = generators.TrainSequence(train, root, "spatial", batch_size=2, image_size=SIZE, steps=5, seed=7,
@@ -424,6 +424,48 @@ def test_two_workers_give_the_same_batches_with_different_draws(tmp_path, proces
         assert len(set(samples)) == len(samples), "workers repeat the same draws"
         epochs.append(samples)
     assert dataset.epoch == 2 and epochs[0] != epochs[1]
+
+
+@pytest.mark.slow  # spawned processes import Keras: a minute on 2 busy cores
+def test_worker_processes_give_the_temporal_batches_of_one_process_for_each_shard(tmp_path):
+    """The loader's samples are equal with processes and in one process, for a seed; a copy of the
+    sequence with another shard (spatial_train's calibration) uses the same processes."""
+    import copy
+    root, train, _ = make_dataset(tmp_path, groups=(8, 9), noise=True)
+    make = lambda **k: generators.TrainSequence(train, root, "temporal", image_size=SIZE, stack_length=L, steps=2,
+                                                seed=3, shard=(1, 2), **{"batch_size": 20, **k})
+    processes, alone = make(workers=2, use_multiprocessing=True), make()
+    whole = copy.copy(processes)
+    whole.shard = (0, 1)
+    for index in (0, 1):
+        for x, y in zip(processes[index], alone[index]):
+            np.testing.assert_array_equal(x, y)
+        assert len(whole[index][1]) == 20
+    assert processes.processes == 2 and whole.process_loader() is processes.process_loader()
+    passes = make(workers=2, use_multiprocessing=True, sampling="videos", batch_size=4)  # 6 videos: 4, then 2
+    alone = make(sampling="videos", batch_size=4)
+    for index in (0, 1):
+        for x, y in zip(passes[index], alone[index]):
+            np.testing.assert_array_equal(x, y)
+    assert len(passes[1][1]) == 1  # shard 1 of the last batch's 2 samples
+
+
+@pytest.mark.slow
+def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
+    import signal
+    root, train, _ = make_dataset(tmp_path, frames=4)
+    dataset = generators.TrainSequence(train, root, "spatial", batch_size=4, image_size=SIZE, steps=3,
+                                       workers=2, use_multiprocessing=True)
+    assert dataset[0][0].shape == (4, SIZE, SIZE, 3)
+    for video in train:  # every frame gone: each draw fails, MAX_TRIES in a row -> DataError in a worker
+        for j in range(video.frames):
+            os.remove(frame_path(root, video, j))
+    with pytest.raises(ucf101.DataError, match="re-extract"):  # (the workers warn on their own stderr)
+        dataset[1]
+    for process in dataset.process_loader().processes:
+        os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="data loading process ended"):
+        dataset[2]
 
 
 class RecordingSequence(generators.TrainSequence):

@@ -2,7 +2,10 @@
 BatchNorm calibration, cross-modality initialisation, the normalisation inside the models, saving
 and loading. Runs with the TensorFlow or JAX backend."""
 import inspect
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 import models
 import ucf101
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = models.MIN_INCEPTION_SIZE  # 75: the smallest InceptionV3 input, fastest to build
 
 
@@ -342,3 +346,38 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
         assert model.output.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+PRECISION_STEP = """
+import keras, numpy as np, models, temporal_train, training
+for precision in ("float32", "bfloat16", "float16"):
+    args = temporal_train.parse_args(["--precision", precision])
+    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
+    model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
+    model.compile(training.sgd(args, 1e-3, []), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 4)).astype(np.uint8)
+    loss = model.train_on_batch(x, np.array([0, 2]))
+    spatial = models.spatial_model(3, image_size=75, weights="none")  # built only: its step compiles for minutes
+    dtype = keras.backend.standardize_dtype
+    print(precision, keras.backend.backend(), model.get_layer("full6").compute_dtype,
+          spatial.get_layer("fc1024").compute_dtype, dtype(model(x).dtype), dtype(spatial.output.dtype),
+          dtype(model.get_layer("full6").kernel.dtype), bool(np.isfinite(loss)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_precision_flag_trains_a_step_with_softmax_and_loss_in_float32(backend):
+    """--precision on both backends: a training step of each stream's model under each policy, the
+    hidden layers in the chosen dtype, the softmax (and so the loss) and the weights in float32."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", PRECISION_STEP], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("float", "bfloat"))]
+    assert [row[0] for row in rows] == ["float32", "bfloat16", "float16"]
+    for precision, used, temporal_hidden, spatial_hidden, temporal_out, spatial_out, weights, finite in rows:
+        assert used == backend and finite == "True"
+        assert temporal_hidden == spatial_hidden == precision
+        assert temporal_out == spatial_out == weights == "float32"

@@ -19,8 +19,9 @@ deletes the temporary folders of killed processes. A video that decodes to fewer
 header says is reported as damaged (exit 1) and its frames kept.
 
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
-about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, many pairs at a
-time), the public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
+about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, --batch pairs at a
+time in batches that mix videos, decoded and written by threads while the device computes), the
+public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
 
 --shard K/N splits the work between N machines or the N tasks of a cluster job array: task K does
 the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,
@@ -184,9 +185,10 @@ def extract(task, args, workers):
             record_flow_method(args.out, method, args.size, args.overwrite, complete)
         batch = args.batch if method else media.FLOW_BATCH
         jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch, args.verify) for path, name in todo]
+        batched = method in media.BATCHED_FLOW_METHODS  # one process on one device, threads around it
         if method:
-            print_flow_estimate(jobs, method, args.size, workers)
-        if method in media.BATCHED_FLOW_METHODS:
+            print_flow_estimate(jobs, method, args.size, 1 if batched else workers)
+        if batched:
             outcomes = extract_flow_batched(jobs, workers, f"flow ({method})")
         else:
             outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
@@ -917,7 +919,8 @@ def add_extraction_flags(parser, out):
                         help="resize frames to WIDTHxHEIGHT before saving or computing flow "
                              "(default: 340x256, as jpegs_256)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes working on videos in parallel (default: all %(default)s cores)")
+                        help="processes working on videos in parallel; for flow --method tvl1_keras, threads "
+                             "decoding videos and writing JPEGs around the device (default: all %(default)s cores)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo every video, complete or not (default: redo only missing, incomplete and "
                              "damaged folders, so a rerun resumes)")
@@ -968,7 +971,8 @@ def build_parser():
     flow.add_argument("--method", choices=media.FLOW_METHODS, default="tvl1",
                       help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at "
                            "320x240, 16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), "
-                           "--batch pairs at a time in this one process on the Keras backend's device, made for "
+                           "--batch pairs at a time in this one process on the Keras backend's device, batches "
+                           "filled across videos, --workers threads decoding and writing JPEGs meanwhile; made for "
                            "a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster; farneback: ~60x faster "
                            "(default: %(default)s)")
     flow.add_argument("--batch", type=positive, default=media.FLOW_BATCH,

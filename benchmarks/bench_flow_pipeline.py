@@ -22,6 +22,7 @@ import argparse
 import csv
 import dataclasses
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -128,11 +129,14 @@ def threads_against_processes(paths, size, workers, rounds):
         for name, work, tasks in (("decoding (frames)", decode, [(path, size) for path in paths]),
                                   ("JPEG writing (pairs)", encode,
                                    [(flows, os.path.join(folder, str(i))) for i in range(4 * workers)])):
-            for task in tasks:
-                os.makedirs(task[1], exist_ok=True) if work is encode else None
+            if work is encode:
+                for _, task_folder in tasks:
+                    os.makedirs(task_folder)
             rates = {}
-            for kind, pool in (("threads", ThreadPoolExecutor), ("processes", ProcessPoolExecutor)):
-                with pool(workers) as executor:
+            forkserver = multiprocessing.get_context("forkserver")  # not fork: JAX runs threads
+            for kind, pool in (("threads", ThreadPoolExecutor(workers)),
+                               ("processes", ProcessPoolExecutor(workers, mp_context=forkserver))):
+                with pool as executor:
                     list(executor.map(work, *zip(*tasks[:workers])))  # start the processes
                     items = []
                     seconds = best(rounds, lambda: items.append(sum(executor.map(work, *zip(*tasks)))))

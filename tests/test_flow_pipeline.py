@@ -81,10 +81,17 @@ def test_each_pair_goes_to_its_own_video_and_index(short_videos, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path):
+def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, monkeypatch):
     """Real tvl1: the JPEGs the pipeline writes (pairs of three videos mixed in batches of 4) against
-    each video's flow computed alone, in its own batches of 4, and written the same way."""
+    each video's flow computed alone, in its own batches of 4, and written the same way. Every batch,
+    the short last one included, runs the one compiled function (one trace of tvl1.tvl1)."""
+    import tvl1
+    traces = []
+    traced = tvl1.tvl1
+    monkeypatch.setattr(tvl1, "tvl1", lambda *args: traces.append(1) or traced(*args))
+    tvl1.compiled_tvl1.cache_clear()
     assert prepare_data.main([str(a) for a in flow_command(short_videos, tmp_path / "flow")]) == 0
+    assert len(traces) == 1
     for name, frames in FRAME_COUNTS.items():
         path = short_videos / ucf101.parse_name(name)[0] / f"{name}.avi"
         alone = media.compute_flow(media.read_video(str(path), SIZE), "tvl1_keras", batch_size=4)

@@ -142,47 +142,75 @@ def flow_estimator(method="tvl1"):
 def estimate_flows(firsts, seconds, method="tvl1", batch_size=FLOW_BATCH):
     """Flow from firsts[i] to seconds[i] (grey uint8 HxW frames) -> float32 [N, H, W, 2].
 
-    The batched methods compute batch_size pairs per call; a short last batch is padded with copies
-    of its last pair, so that every call has the same shape and the compiled function is reused
-    (a copy stops iterating when its original does, so padding costs no extra iterations).
-    Other methods compute one pair at a time.
+    The batched methods compute batch_size pairs per call (stream_flows: only a short last batch is
+    padded); other methods compute one pair at a time.
     """
     if method not in BATCHED_FLOW_METHODS:
         estimate = flow_estimator(method)
         return np.array([estimate(a, b) for a, b in zip(firsts, seconds)], np.float32)
+    flows = [flow for _, batch in stream_flows(zip(range(len(firsts)), firsts, seconds), batch_size)
+             for flow in batch]
+    return np.array(flows) if flows else np.zeros(np.shape(firsts) + (2,), np.float32)
+
+
+def stream_flows(pairs, batch_size=FLOW_BATCH):
+    """tvl1_keras flow of a stream of (key, first, second) grey frames, batch_size pairs per call, from
+    whatever videos the stream mixes -> (keys, float32 flows [len(keys), H, W, 2]) per batch, in order.
+
+    Every call has batch_size pairs, so one compiled function serves the whole stream: only the
+    stream's last batch is short, padded with copies of its last pair (a copy stops iterating when its
+    original does, so the padding costs no extra iterations). The next batch is queued on the device
+    before this one is read back (tvl1.start_flow), so the device never waits for the host's copy.
+    """
     import tvl1
-    firsts, seconds = np.asarray(firsts), np.asarray(seconds)
-    flows = []
-    for start in range(0, len(firsts), batch_size):
-        batch = [frames[start:start + batch_size] for frames in (firsts, seconds)]
-        padding = batch_size - len(batch[0])
-        batch = [np.concatenate([frames, frames[-1:].repeat(padding, axis=0)]) for frames in batch]
-        flows.append(tvl1.estimate_flow(*batch)[:batch_size - padding])
-    return np.concatenate(flows) if flows else np.zeros((0,) + firsts.shape[1:] + (2,), np.float32)
+    from keras import ops
+    pending = None
+    for batch in batched(pairs, batch_size):
+        keys, firsts, seconds = zip(*batch)
+        padding = [len(keys) - 1] * (batch_size - len(keys))
+        started = tvl1.start_flow(np.stack(firsts)[list(range(len(keys))) + padding],
+                                  np.stack(seconds)[list(range(len(keys))) + padding])
+        if pending:
+            yield pending[0], ops.convert_to_numpy(pending[1])[:len(pending[0])]
+        pending = keys, started
+    if pending:
+        yield pending[0], ops.convert_to_numpy(pending[1])[:len(pending[0])]
+
+
+def batched(items, size):
+    """Lists of `size` consecutive items of an iterable, the last maybe shorter (itertools.batched
+    from Python 3.12)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def iter_flow(frames, method="tvl1", batch_size=FLOW_BATCH):
     """Flow between consecutive RGB frames of an iterable (e.g. iter_video), one HxWx2 array at a
     time, in order, so a long video need not fit in memory; batch_size pairs per call if batched."""
+    pairs = consecutive_pairs(frames)
     if method in BATCHED_FLOW_METHODS:
-        for grays in gray_runs(frames, batch_size + 1):
-            yield from estimate_flows(grays[:-1], grays[1:], method, batch_size)
+        for _, flows in stream_flows(pairs, batch_size):
+            yield from flows
     else:
         estimate = flow_estimator(method)
-        for first, second in gray_runs(frames, 2):
+        for _, first, second in pairs:
             yield estimate(first, second)
 
 
-def gray_runs(frames, length):
-    """Runs of up to `length` consecutive frames in grey, each starting with the last of the one before."""
-    run = []
-    for frame in frames:
-        run.append(to_gray(frame))
-        if len(run) == length:
-            yield run
-            run = run[-1:]
-    if len(run) > 1:
-        yield run
+def consecutive_pairs(frames):
+    """(i, frame i, frame i + 1) in grey for consecutive RGB frames of an iterable, each converted once."""
+    previous = None
+    for i, frame in enumerate(frames):
+        gray = to_gray(frame)
+        if previous is not None:
+            yield i - 1, previous, gray
+        previous = gray
 
 
 def to_gray(frame):

@@ -19,8 +19,9 @@ deletes the temporary folders of killed processes. A video that decodes to fewer
 header says is reported as damaged (exit 1) and its frames kept.
 
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
-about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, many pairs at a
-time), the public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
+about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, --batch pairs at a
+time in batches that mix videos, decoded and written by threads while the device computes), the
+public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
 
 --shard K/N splits the work between N machines or the N tasks of a cluster job array: task K does
 the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,
@@ -34,14 +35,18 @@ import fcntl
 import json
 import multiprocessing
 import os
+import queue
 import re
 import secrets
 import shutil
 import signal
 import sys
+import threading
+import time
 import zipfile
 import zlib
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -166,10 +171,7 @@ def run_frames(args):
 
 
 def run_flow(args):
-    # A batched method keeps the device busy from this one process; more would each compile and
-    # compete for the same device (and its memory).
-    workers = 1 if args.method in media.BATCHED_FLOW_METHODS else args.workers
-    return extract("flow", args, workers)
+    return extract("flow", args, args.workers)
 
 
 def extract(task, args, workers):
@@ -183,10 +185,14 @@ def extract(task, args, workers):
             record_flow_method(args.out, method, args.size, args.overwrite, complete)
         batch = args.batch if method else media.FLOW_BATCH
         jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch, args.verify) for path, name in todo]
+        batched = method in media.BATCHED_FLOW_METHODS  # one process on one device, threads around it
         if method:
-            print_flow_estimate(jobs, method, args.size, workers)
-        outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
-                                f"flow ({method})" if method else "frames")
+            print_flow_estimate(jobs, method, args.size, 1 if batched else workers)
+        if batched:
+            outcomes = extract_flow_batched(jobs, workers, f"flow ({method})")
+        else:
+            outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
+                                    f"flow ({method})" if method else "frames")
     finally:
         release_locks()
         for parent in parents:
@@ -345,12 +351,18 @@ def file_size(path):
 # ---------------------------------------------------------------------------- temporary folders
 
 _locks = {}  # parent folder -> (token, open lock file) of this process
+_locks_lock = threading.Lock()  # the flow pipeline's threads start videos at the same time
 
 
 def process_token(parent):
     """This process's token in `parent`: the name of a lock file (.<token>.lock) that it holds (flock)
     for as long as it lives, and part of the names of its temporary folders, so that others can
     tell its folders from those of a killed process (whose lock the kernel released)."""
+    with _locks_lock:
+        return _process_token(parent)
+
+
+def _process_token(parent):
     if parent not in _locks:
         os.makedirs(parent, exist_ok=True)
         while True:
@@ -430,17 +442,27 @@ def remove_if_dead(parent, token, folders):
 @contextlib.contextmanager
 def staging(finals, keep_existing):
     """This process's temporary folders for `finals`, published only if the block completes."""
-    temps = [temp_dir(final) for final in finals]
-    for temp in temps:
-        shutil.rmtree(temp, ignore_errors=True)
-        os.makedirs(temp)
+    temps = fresh_temps(finals)
     try:
         yield temps
         for temp, final in zip(temps, finals):
             publish(temp, final, keep_existing)
     finally:
-        for temp in temps:
-            shutil.rmtree(temp, ignore_errors=True)
+        remove_folders(temps)
+
+
+def fresh_temps(finals):
+    """This process's temporary folders for `finals`, empty."""
+    temps = [temp_dir(final) for final in finals]
+    for temp in temps:
+        shutil.rmtree(temp, ignore_errors=True)
+        os.makedirs(temp)
+    return temps
+
+
+def remove_folders(folders):
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def publish(temp, final, keep_existing, tries=5):
@@ -511,13 +533,28 @@ def extract_flow(job):
 
 def attempt(extract_video, job):
     """-> Outcome: one bad video must not stop the others."""
-    offset = 1 if job.method else 0
-    if not job.overwrite and all(folder_state(final, job.path, offset, job.verify) != REDO for final in finals(job)):
-        return Outcome(job.path, done_elsewhere=True)  # another process finished it since plan()
+    if done_elsewhere(job):
+        return Outcome(job.path, done_elsewhere=True)
     try:
         header, decoded = extract_video(job)
     except Exception as error:  # reported in the summary at the end
-        return Outcome(job.path, error=f"{type(error).__name__}: {error}")
+        return failure(job, error)
+    return completed(job, header, decoded)
+
+
+def done_elsewhere(job):
+    """True if another process has finished the job's folders since plan()."""
+    offset = 1 if job.method else 0
+    return not job.overwrite and all(folder_state(final, job.path, offset, job.verify) != REDO
+                                     for final in finals(job))
+
+
+def failure(job, error):
+    return Outcome(job.path, error=f"{type(error).__name__}: {error}")
+
+
+def completed(job, header, decoded):
+    """The Outcome of a job written whole, damaged if its video decoded short of its header."""
     damage = shortfall(dict(header_frames=header, decoded_frames=decoded))
     return Outcome(job.path, damage=f"{damage}; its frames are kept in {finals(job)[0]}" if damage else "")
 
@@ -528,6 +565,178 @@ def attempt_frames(job):
 
 def attempt_flow(job):
     return attempt(extract_flow, job)
+
+
+# ---------------------------------------------------------------------------- batched flow across videos
+# tvl1_keras computes --batch pairs per device call. One process keeps the device busy (more would
+# each compile and compete for its memory); threads around it decode videos and encode JPEGs
+# (OpenCV releases the GIL in both), so that while the device computes batch k, batch k + 1 is
+# decoded and batch k - 1 written. Batches mix videos: a video's pairs follow the previous video's
+# in the same batch, so only the run's last batch is short.
+
+@dataclass(eq=False)
+class VideoFlow:
+    """A video whose flow is in progress: its temporary u and v folders and how far it has got."""
+    job: Job
+    temps: list = field(default_factory=list)
+    header: int = 0  # frames its header promises
+    pairs: int = -1  # pairs it decoded to, once decoding has ended
+    written: int = 0  # pairs written to temps
+    ended: bool = False  # published, failed or done elsewhere: nothing more to do
+
+
+class FlowPipeline:
+    """Flow for many videos through one device: `workers` decoding threads feed one stream of
+    (video, pair) jobs cut into fixed batches (media.stream_flows), `workers` threads write each
+    batch's JPEGs into its videos' temporary folders, and a video is published (records written,
+    renamed into place) as soon as all its pairs are written. Memory holds a few batches: the
+    decoders block on a bounded queue, the device takes one batch while it computes another, and
+    the writers take at most WRITE_BACKLOG batches."""
+    WRITE_BACKLOG = 2  # batches computed but not yet written
+    WRITE_CHUNK = 8  # pairs per writing task: a batch is written by several threads
+
+    def __init__(self, jobs, workers, progress):
+        self.videos = [VideoFlow(job) for job in jobs]
+        self.workers = max(1, workers)
+        self.batch = jobs[0].batch if jobs else media.FLOW_BATCH
+        self.pairs = queue.Queue(2 * self.batch)  # (video, index, first, second), or (video, None, ...) at its end
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.outcomes, self.progress = [], progress
+        self.backlog = threading.BoundedSemaphore(self.WRITE_BACKLOG * -(-self.batch // self.WRITE_CHUNK))
+        self.computed = 0  # pairs
+
+    def run(self):
+        """-> [Outcome] of every job."""
+        decoders = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        writers = ThreadPoolExecutor(self.workers, thread_name_prefix="write")
+        try:
+            for video in self.videos:
+                decoders.submit(self.decode, video)
+            for keys, flows in media.stream_flows(self.stream(), self.batch):
+                self.computed += len(keys)
+                for start in range(0, len(keys), self.WRITE_CHUNK):
+                    self.backlog.acquire()
+                    task = writers.submit(self.write, keys[start:start + self.WRITE_CHUNK],
+                                          flows[start:start + self.WRITE_CHUNK])
+                    task.add_done_callback(lambda _: self.backlog.release())
+            writers.shutdown()
+        finally:
+            self.stop.set()  # on an error or Ctrl-C: the threads stop at their next frame or pair
+            decoders.shutdown(cancel_futures=True)
+            writers.shutdown(cancel_futures=True)
+            for video in self.videos:
+                remove_folders(video.temps)  # published folders are renamed away: these are unfinished
+        for video in self.videos:
+            if not video.ended:  # a bug, not the video's fault: say so rather than lose it silently
+                self.end(video, Outcome(video.job.path, error="left unfinished; run again"))
+        return self.outcomes
+
+    def stream(self):
+        """(key, first, second) of every pair of every video, as the decoders deliver them."""
+        decoding = len(self.videos)
+        while decoding:
+            video, index, first, second = self.pairs.get()
+            if index is None:
+                decoding -= 1
+            else:
+                yield (video, index), first, second
+
+    def decode(self, video):
+        """Decode a video into the pair queue, then mark its end there."""
+        try:
+            if done_elsewhere(video.job):
+                self.end(video, Outcome(video.job.path, done_elsewhere=True))
+                return
+            video.header = media.video_frame_count(video.job.path)
+            video.temps = fresh_temps(finals(video.job))
+            count = 0
+            frames = media.iter_video(video.job.path, video.job.size)
+            for index, first, second in media.consecutive_pairs(frames):
+                if not self.put((video, index, first, second)):
+                    return
+                count = index + 1
+            if not count:
+                raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
+            self.advance(video, pairs=count)
+        except Exception as error:  # reported in the summary at the end
+            self.end(video, failure(video.job, error))
+        finally:
+            self.put((video, None, None, None))
+
+    def put(self, item):
+        """Queue an item, waiting for room unless the run stops -> False if it stopped."""
+        while not self.stop.is_set():
+            try:
+                self.pairs.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def write(self, keys, flows):
+        """Write the u and v JPEGs of these pairs into their videos' temporary folders."""
+        for (video, index), flow in zip(keys, flows):
+            if video.ended or self.stop.is_set():
+                continue
+            try:
+                for temp, image in zip(video.temps, media.quantize_flow(flow)):
+                    media.write_image(ucf101.frame_path(temp, index), image)
+            except Exception as error:
+                self.end(video, failure(video.job, error))
+            else:
+                self.advance(video, written=1)
+
+    def advance(self, video, written=0, pairs=None):
+        """Count written pairs, or record the pair count once decoding ends; publish when complete."""
+        with self.lock:
+            video.written += written
+            video.pairs = video.pairs if pairs is None else pairs
+            complete = video.written == video.pairs and not video.ended
+            video.ended |= complete  # this thread publishes it
+        if complete:
+            try:
+                self.publish(video)
+            except Exception as error:
+                self.record(video, failure(video.job, error))
+            else:
+                self.record(video, completed(video.job, video.header, video.pairs + 1))
+
+    def publish(self, video):
+        job = video.job
+        for temp in video.temps:
+            write_record(temp, job.path, video.header, video.pairs + 1, video.pairs)
+        for temp, final in zip(video.temps, finals(job)):
+            publish(temp, final, keeps(job, 1))
+        remove_folders(video.temps)
+
+    def end(self, video, outcome):
+        """End a video before it is complete (failed, or done elsewhere), unless it has ended."""
+        with self.lock:
+            if video.ended:
+                return
+            video.ended = True
+        self.record(video, outcome)
+
+    def record(self, video, outcome):
+        with self.lock:
+            self.outcomes.append(outcome)
+            self.progress.update()
+        if outcome.error:
+            remove_folders(video.temps)
+
+
+def extract_flow_batched(jobs, workers, desc):
+    """[Outcome] of every job, through FlowPipeline, with a progress bar and the pair rate."""
+    started = time.monotonic()
+    with tqdm(total=len(jobs), desc=desc, unit="video") as progress:
+        pipeline = FlowPipeline(jobs, workers, progress)
+        outcomes = pipeline.run()
+    seconds = time.monotonic() - started
+    if pipeline.computed:
+        print(f"flow: {pipeline.computed:,} frame pairs in {seconds:.0f} s: {pipeline.computed / seconds:.1f} "
+              f"pairs/s in batches of {pipeline.batch} (the first batch compiles)")
+    return outcomes
 
 
 def init_worker():
@@ -710,7 +919,8 @@ def add_extraction_flags(parser, out):
                         help="resize frames to WIDTHxHEIGHT before saving or computing flow "
                              "(default: 340x256, as jpegs_256)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes working on videos in parallel (default: all %(default)s cores)")
+                        help="processes working on videos in parallel; for flow --method tvl1_keras, threads "
+                             "decoding videos and writing JPEGs around the device (default: all %(default)s cores)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo every video, complete or not (default: redo only missing, incomplete and "
                              "damaged folders, so a rerun resumes)")
@@ -761,7 +971,8 @@ def build_parser():
     flow.add_argument("--method", choices=media.FLOW_METHODS, default="tvl1",
                       help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at "
                            "320x240, 16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), "
-                           "--batch pairs at a time in this one process on the Keras backend's device, made for "
+                           "--batch pairs at a time in this one process on the Keras backend's device, batches "
+                           "filled across videos, --workers threads decoding and writing JPEGs meanwhile; made for "
                            "a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster; farneback: ~60x faster "
                            "(default: %(default)s)")
     flow.add_argument("--batch", type=positive, default=media.FLOW_BATCH,

@@ -19,6 +19,11 @@ stand in for OpenCV's in a dataset extracted with OpenCV:
   pair still changes; pairs that have stopped keep their flow), so a batch gives every pair exactly
   the flow it would get alone.
 OpenCV's gamma (illumination term) is 0 by default and not implemented.
+
+On a GPU, XLA runs a while loop by copying its condition to the host after every trip (a device
+sync). So the inner loop makes CHECK_EVERY masked iterations per trip: a pair that stops inside a
+trip keeps its flow as it would alone, and the syncs are CHECK_EVERY times fewer. One compiled
+program per image size and batch size: feed fixed batches (start_flow for several in flight).
 """
 import functools
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
+CHECK_EVERY = 5  # inner iterations per while-loop trip (one device sync each on a GPU; see above)
 MIN_LEVEL_SIZE = 16  # OpenCV builds no pyramid level narrower or shorter than this
 REMAP_STEPS = 32  # cv::remap rounds sampling coordinates to 1/32 pixel (INTER_TAB_SIZE)
 CUBIC_A = -0.75  # OpenCV's bicubic kernel parameter
@@ -63,21 +69,29 @@ def estimate_flow(first, second, settings=OPENCV_DEFAULTS):
     Takes grey images with values 0..255 (uint8 or float), [B, H, W] or a single [H, W] pair. The
     compiled function is cached per settings; each new image size or batch size compiles again.
     """
-    first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
-    if first.shape != second.shape or first.ndim not in (2, 3):
-        raise ValueError(f"expected two [B, H, W] or [H, W] grey images of one shape, got {first.shape} "
-                         f"and {second.shape}")
+    first, second = np.asarray(first), np.asarray(second)
     single = first.ndim == 2
     if single:
         first, second = first[None], second[None]
-    flow = ops.convert_to_numpy(compiled_tvl1(settings)(first, second))
+    flow = ops.convert_to_numpy(start_flow(first, second, settings))
     return flow[0] if single else flow
 
 
+def start_flow(first, second, settings=OPENCV_DEFAULTS):
+    """estimate_flow of [B, H, W] batches, as a backend tensor: with JAX (asynchronous dispatch) it
+    returns while the device still computes, so the caller can queue the next batch before it
+    reads this one (ops.convert_to_numpy waits for it)."""
+    first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
+    if first.shape != second.shape or first.ndim != 3:
+        raise ValueError(f"expected two [B, H, W] or [H, W] grey images of one shape, got {first.shape} "
+                         f"and {second.shape}")
+    return compiled_tvl1(settings)(first, second)
+
+
 @functools.cache
-def compiled_tvl1(settings=OPENCV_DEFAULTS):
+def compiled_tvl1(settings=OPENCV_DEFAULTS, check_every=CHECK_EVERY):
     """tvl1() for these settings, compiled (see compiled)."""
-    return compiled(lambda first, second: tvl1(first, second, settings))
+    return compiled(lambda first, second: tvl1(first, second, settings, check_every))
 
 
 def compiled(function):
@@ -99,7 +113,7 @@ def compiled(function):
 
 # ---------------------------------------------------------------------------- the pyramid
 
-def tvl1(first, second, settings=OPENCV_DEFAULTS):
+def tvl1(first, second, settings=OPENCV_DEFAULTS, check_every=CHECK_EVERY):
     """TV-L1 flow [B, H, W, 2] from float32 [B, H, W] images (0..255), in keras.ops (traceable)."""
     first, second = ops.convert_to_tensor(first, "float32"), ops.convert_to_tensor(second, "float32")
     batch, height, width = first.shape
@@ -112,7 +126,7 @@ def tvl1(first, second, settings=OPENCV_DEFAULTS):
     for level in reversed(range(len(sizes))):
         if level < len(sizes) - 1:
             u1, u2 = (resize_bilinear(u, sizes[level]) * (1 / settings.scale_step) for u in (u1, u2))
-        u1, u2 = solve_level(firsts[level], seconds[level], u1, u2, settings)
+        u1, u2 = solve_level(firsts[level], seconds[level], u1, u2, settings, check_every)
     return ops.stack([u1, u2], axis=-1)
 
 
@@ -158,7 +172,7 @@ def resize_bilinear(images, size, scale=None):
 
 # ---------------------------------------------------------------------------- one level
 
-def solve_level(first, second, u1, u2, settings):
+def solve_level(first, second, u1, u2, settings, check_every=CHECK_EVERY):
     """Refine the flow (u1, u2) [B, h, w] at one pyramid level: `warps` warps, each iterated."""
     gradient_x, gradient_y = centred_gradient(second)
     images = ops.stack([second, gradient_x, gradient_y], axis=-1)
@@ -169,17 +183,19 @@ def solve_level(first, second, u1, u2, settings):
         warped, warped_x, warped_y = ops.unstack(warp_bicubic(images, u1, u2), axis=-1)
         data = (warped_x, warped_y, ops.square(warped_x) + ops.square(warped_y),
                 warped - warped_x * u1 - warped_y * u2 - first)
-        return iterate(u1, u2, duals, data, settings)
+        return iterate(u1, u2, duals, data, settings, check_every)
 
     u1, u2, _ = ops.fori_loop(0, settings.warps, warp_and_iterate, (u1, u2, duals))
     return u1, u2
 
 
-def iterate(u1, u2, duals, data, settings):
+def iterate(u1, u2, duals, data, settings, check_every=CHECK_EVERY):
     """OpenCV's outer and inner iterations of one warp, each pair stopping on its own.
 
     `error` is each pair's last flow change (summed squares), infinite until the first iteration;
     a pair whose error is at most epsilon^2 x area is done: no more median filters or updates.
+    The inner loop tests whether any pair still moves every `check_every` iterations; in between,
+    each iteration updates only the pairs still moving, as the loop would one at a time.
     """
     height, width = u1.shape[1:]
     tolerance = settings.epsilon ** 2 * height * width
@@ -188,13 +204,19 @@ def iterate(u1, u2, duals, data, settings):
     def moving(error):
         return ops.any(error > tolerance)
 
-    def inner(n, u1, u2, duals, error):
-        active = ops.reshape(error > tolerance, (-1, 1, 1))
+    def step(n, u1, u2, duals, error):
+        moves = (error > tolerance) & (n < settings.inner_iterations)
+        active = ops.reshape(moves, (-1, 1, 1))
         new_u1, new_u2, new_duals = primal_dual_step(u1, u2, duals, data, settings)
         new_error = ops.sum(ops.square(new_u1 - u1) + ops.square(new_u2 - u2), axis=(1, 2))
         keep = lambda new, old: ops.where(active, new, old)
         return (n + 1, keep(new_u1, u1), keep(new_u2, u2), tuple(map(keep, new_duals, duals)),
-                ops.where(error > tolerance, new_error, error))
+                ops.where(moves, new_error, error))
+
+    def inner(*state):
+        for _ in range(check_every):  # unrolled: one loop trip, one condition
+            state = step(*state)
+        return state
 
     def outer(n, u1, u2, duals, error):
         if settings.median_size > 1:

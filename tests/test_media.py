@@ -69,16 +69,16 @@ def test_tvl1_keras_is_opencvs_tvl1():
 
 
 def fake_tvl1(monkeypatch):
-    """Replace tvl1.estimate_flow by a fast fake whose flow at every pixel is (first, second)'s values,
+    """Replace tvl1.start_flow by a fast fake whose flow at every pixel is (first, second)'s values,
     recording the batch sizes it is called with."""
     import tvl1
     calls = []
 
-    def estimate_flow(first, second):
+    def start_flow(first, second):
         calls.append(len(first))
         return np.stack([first, second], axis=-1).astype(np.float32)
 
-    monkeypatch.setattr(tvl1, "estimate_flow", estimate_flow)
+    monkeypatch.setattr(tvl1, "start_flow", start_flow)
     return calls
 
 

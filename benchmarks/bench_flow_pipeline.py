@@ -1,0 +1,182 @@
+"""tvl1_keras extraction, end to end, against the TV-L1 kernel alone: how close `prepare_data.py flow
+--method tvl1_keras` (FlowPipeline: decoding and JPEG-writing threads around the device) comes to
+tvl1.estimate_flow on pre-decoded arrays, and what padding each batching wastes.
+
+    KERAS_BACKEND=jax python benchmarks/bench_flow_pipeline.py                  # 64x48, batch 16
+    KERAS_BACKEND=jax python benchmarks/bench_flow_pipeline.py --size 340x256 --batch 128 --videos 40
+
+Prints, on the same generated videos (lengths drawn from UCF-101's frame counts, divided by
+--shorten) at --size and --batch:
+- kernel: pairs/s of tvl1.estimate_flow on the videos' pairs, decoded beforehand, in batches of
+  --batch: the bound.
+- per video: pairs/s of the previous extraction (each video decoded, computed in its own padded
+  batches and written, one after the other: prepare_data.attempt_flow in one process).
+- pipeline: pairs/s of `prepare_data.py flow` as it runs now, and its ratio to the kernel (goal:
+  close to 1 where the device is the bottleneck; on a CPU the threads take cores from the kernel).
+- padding: batch slots wasted on UCF-101's 13,320 videos (--frame-counts) per video and across videos.
+- threads against processes for decoding and JPEG writing (--workers each): near 1 if OpenCV
+  releases the GIL, so threads serve.
+Compiling is timed apart (once per frame size and batch size). Each timing is the best of --rounds.
+"""
+import argparse
+import csv
+import dataclasses
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import media  # noqa: E402
+import prepare_data  # noqa: E402
+import synthetic  # noqa: E402
+import tvl1  # noqa: E402
+import ucf101  # noqa: E402
+
+FRAME_COUNTS = "/work/shared/ucf101/frame_counts.csv"
+
+
+def frame_counts(path):
+    with open(path) as file:
+        return [int(row["frames"]) for row in csv.DictReader(file)]
+
+
+def padding_table(counts, batches=(32, 64, 128, 256)):
+    pairs = [count - 1 for count in counts]
+    total = sum(pairs)
+    print(f"padding on {len(counts):,} videos, {total:,} pairs (extra slots computed / pairs):")
+    for batch in batches:
+        per_video = sum(math.ceil(p / batch) * batch for p in pairs) - total
+        across = math.ceil(total / batch) * batch - total
+        print(f"  batch {batch:4d}: per video {per_video:9,d} ({100 * per_video / total:5.1f}%)   "
+              f"across videos {across:4d} ({100 * across / total:.4f}%)")
+
+
+def write_videos(folder, counts, size):
+    """Generated XviD videos of these frame counts in UCF-101's layout -> their paths."""
+    paths = []
+    for i, count in enumerate(counts):
+        clip = dataclasses.replace(synthetic.make_clip(0, i % len(synthetic.CLASSES), 1 + i // 12, 1, size),
+                                   frames=count)
+        path = os.path.join(folder, clip.name.split("_")[1], clip.name + ".avi")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        synthetic.write_video(path, synthetic.render(clip))
+        paths.append(path)
+    return paths
+
+
+def best(rounds, function):
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def kernel_rate(pairs, batch, rounds):
+    firsts, seconds = (np.array(frames) for frames in zip(*pairs))
+    usable = len(firsts) // batch * batch
+    started = time.perf_counter()
+    tvl1.estimate_flow(firsts[:batch], seconds[:batch])
+    print(f"compile + first batch: {time.perf_counter() - started:.1f} s")
+
+    def run():
+        for start in range(0, usable, batch):
+            tvl1.estimate_flow(firsts[start:start + batch], seconds[start:start + batch])
+    return usable / best(rounds, run)
+
+
+def extraction_rate(videos, size, batch, workers, rounds, per_video):
+    """pairs/s of prepare_data's flow extraction into a fresh folder: per video (the earlier way) or
+    through FlowPipeline."""
+    def run():
+        with tempfile.TemporaryDirectory() as out:
+            todo, _, _ = prepare_data.plan(videos, [os.path.join(out, c) for c in "uv"], 1, False)
+            jobs = [prepare_data.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
+            try:
+                if per_video:
+                    outcomes = prepare_data.run_parallel(prepare_data.attempt_flow, jobs, 1, "per video")
+                else:
+                    outcomes = prepare_data.extract_flow_batched(jobs, workers, "pipeline")
+            finally:
+                prepare_data.release_locks()
+            assert not any(o.error for o in outcomes), outcomes
+    return best(rounds, run)
+
+
+def decode(path, size):
+    return sum(1 for _ in media.consecutive_pairs(media.iter_video(path, size)))
+
+
+def encode(flows, folder):
+    for i, flow in enumerate(flows):
+        for component, image in zip("uv", media.quantize_flow(flow)):
+            media.write_image(os.path.join(folder, f"{component}{i}.jpg"), image)
+    return len(flows)
+
+
+def threads_against_processes(paths, size, workers, rounds):
+    """Decoding and JPEG writing in `workers` threads and in `workers` processes: items/s of each."""
+    rng = np.random.default_rng(0)
+    flows = [rng.normal(0, 3, (size[1], size[0], 2)).astype(np.float32) for _ in range(64)]
+    with tempfile.TemporaryDirectory() as folder:
+        for name, work, tasks in (("decoding (frames)", decode, [(path, size) for path in paths]),
+                                  ("JPEG writing (pairs)", encode,
+                                   [(flows, os.path.join(folder, str(i))) for i in range(4 * workers)])):
+            if work is encode:
+                for _, task_folder in tasks:
+                    os.makedirs(task_folder)
+            rates = {}
+            forkserver = multiprocessing.get_context("forkserver")  # not fork: JAX runs threads
+            for kind, pool in (("threads", ThreadPoolExecutor(workers)),
+                               ("processes", ProcessPoolExecutor(workers, mp_context=forkserver))):
+                with pool as executor:
+                    list(executor.map(work, *zip(*tasks[:workers])))  # start the processes
+                    items = []
+                    seconds = best(rounds, lambda: items.append(sum(executor.map(work, *zip(*tasks)))))
+                    rates[kind] = items[-1] / seconds
+            print(f"{name}, {workers} workers: threads {rates['threads']:.0f}/s, processes "
+                  f"{rates['processes']:.0f}/s (threads / processes {rates['threads'] / rates['processes']:.2f})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=prepare_data.frame_size, default=(64, 48))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--videos", type=int, default=12, help="generated videos (default: %(default)s)")
+    parser.add_argument("--shorten", type=int, default=4, help="divide UCF-101's frame counts by this")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding and writing threads")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--frame-counts", default=FRAME_COUNTS)
+    args = parser.parse_args()
+
+    counts = frame_counts(args.frame_counts) if os.path.exists(args.frame_counts) else None
+    if counts:
+        padding_table(counts)
+    sample = np.random.default_rng(0).choice(counts or [186], args.videos)
+    lengths = [max(3, int(count) // args.shorten) for count in sample]
+    import keras
+    print(f"\n{args.videos} videos of {sum(lengths) - len(lengths)} pairs at {args.size[0]}x{args.size[1]}, "
+          f"batch {args.batch}, {args.workers} threads each for decoding and writing; Keras backend "
+          f"{keras.backend.backend()}, {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as folder:
+        videos = os.path.join(folder, "UCF-101")
+        paths = write_videos(videos, lengths, synthetic.FRAME_SIZE)
+        pairs = [(first, second) for path in paths
+                 for _, first, second in media.consecutive_pairs(media.iter_video(path, args.size))]
+        kernel = kernel_rate(pairs, args.batch, args.rounds)
+        print(f"kernel alone:  {kernel:7.1f} pairs/s (tvl1.estimate_flow on decoded pairs)")
+        for name, per_video in (("per video", True), ("pipeline", False)):
+            seconds = extraction_rate(videos, args.size, args.batch, args.workers, args.rounds, per_video)
+            print(f"{name + ':':14s} {len(pairs) / seconds:7.1f} pairs/s ({len(pairs) / seconds / kernel:.2f} x the kernel)")
+        threads_against_processes(paths, args.size, args.workers, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -190,3 +190,15 @@ def test_the_jax_backend_gives_opencvs_flow_too():
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_testing_convergence_every_few_iterations_gives_the_same_flow(photo_pairs):
+    """CHECK_EVERY iterations per loop trip (fewer device syncs): pairs that stop inside a trip, or
+    reach inner_iterations (7, not a multiple of 5) there, keep exactly the flow of one check per
+    iteration. One level, a quick compile."""
+    settings = tvl1.Settings(scales=1, warps=2, inner_iterations=7, outer_iterations=3, epsilon=0.05)
+    first, second = (np.array(images, np.float32)[:, :24, :32] for images in zip(*photo_pairs))
+    flows = [numpy(tvl1.compiled(lambda a, b: tvl1.tvl1(a, b, settings, check_every))(first, second))
+             for check_every in (1, 5)]
+    np.testing.assert_array_equal(flows[1], flows[0])

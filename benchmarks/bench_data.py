@@ -1,7 +1,7 @@
 """Generated videos in the real on-disk layout, with JPEGs like real ones, for the benchmarks:
 textured RGB frames drifting a few pixels per frame, and flow that is still (128) but for smooth
-moving regions, like TV-L1 flow of a person in front of a static background. JPEGs at media's
-quality, as prepare_data.py writes them. (tests/fakedata.py's flat ramps decode several times
+moving regions, like TV-L1 flow of a person in front of a static background. Frames at media's
+JPEG_QUALITY, flow at its FLOW_JPEG_QUALITY. (tests/fakedata.py's flat ramps decode several times
 faster than real frames: fine for tests, not for timings.)
 """
 import multiprocessing
@@ -22,8 +22,8 @@ def smooth_noise(rng, height, width, sigma):
     return noise / noise.std()
 
 
-def write_video(data_dir, name, frames, rng, size=media.FRAME_SIZE, quality=media.JPEG_QUALITY):
-    """`frames` RGB frames and `frames` u/v flow images of video `name` (size: width, height)."""
+def write_video(data_dir, name, frames, rng, size=media.FRAME_SIZE, quality=media.FLOW_JPEG_QUALITY):
+    """`frames` RGB frames and `frames` u/v flow images (at `quality`) of video `name` (size: width, height)."""
     width, height = size
     detail = smooth_noise(rng, height, width, 3.0)[..., None]
     colour = np.stack([smooth_noise(rng, height, width, 40.0) for _ in range(3)], axis=-1)

@@ -63,8 +63,8 @@ parser.add_argument("--settings", default="default,corners", help="comma-separat
                     "(default: random crops and lighting; corners: corner crops, no lighting)")
 parser.add_argument("--workers", default=f"1,2,{presets.CORES}",
                     help="comma-separated worker counts (default: 1, 2 and every usable core)")
-parser.add_argument("--flow-quality", type=int, default=media.JPEG_QUALITY,
-                    help="JPEG quality of the generated flow images (default: media's, %(default)s)")
+parser.add_argument("--flow-quality", type=int, default=media.FLOW_JPEG_QUALITY,
+                    help="JPEG quality of the generated flow images (default: media.FLOW_JPEG_QUALITY, %(default)s)")
 parser.add_argument("--decode-only", action="store_true", help="only the flow storage options")
 parser.add_argument("--reference", default=os.path.join(os.path.dirname(__file__), "tvl1_reference.npz"),
                     help="bench_flow.py --save-reference file whose OpenCV TV-L1 flows to store (else DIS flow)")

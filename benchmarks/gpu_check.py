@@ -266,8 +266,10 @@ def section_data(args):
     begin = time.perf_counter()
     bench_data.write_dataset(folder, size["classes"], size["videos_per_class"], size["frames"], size["frame_size"])
     videos = size["classes"] * size["videos_per_class"]
+    import media
     say(f"\n(generated {videos} videos x {size['frames']} frames and flow at {size['frame_size'][0]}x"
-        f"{size['frame_size'][1]} in {time.perf_counter() - begin:.0f} s: half for training, half for testing)")
+        f"{size['frame_size'][1]}, flow JPEGs at quality {media.FLOW_JPEG_QUALITY}, in "
+        f"{time.perf_counter() - begin:.0f} s: half for training, half for testing)")
 
 
 # ---------------------------------------------------------------------------- training

@@ -468,6 +468,46 @@ def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
         dataset[2]
 
 
+KILLED_TRAINER = """
+import sys, time
+import fakedata, generators, ucf101
+if __name__ == "__main__":
+    splits = fakedata.write_dataset(sys.argv[1], frames=14)
+    videos = ucf101.load_index(sys.argv[1], splits, 1, "train")
+    dataset = generators.TrainSequence(videos, sys.argv[1], "temporal", batch_size=16, image_size=32, workers=2,
+                                       use_multiprocessing=True)
+    dataset[0]
+    loader = dataset.process_loader()
+    print(" ".join(b.name for b in loader.blocks), "|", " ".join(str(p.pid) for p in loader.processes), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_worker_processes_and_their_shared_memory_go_when_the_trainer_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "trainer.py"
+    script.write_text(KILLED_TRAINER)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
+    trainer = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
+                               text=True, env=env)
+    names, pids = (part.split() for part in trainer.stdout.readline().split("|"))
+    assert all(os.path.exists(f"/dev/shm/{name}") for name in names)
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        time.sleep(0.5)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), "worker processes outlived the trainer"
+    while time.monotonic() < deadline and any(os.path.exists(f"/dev/shm/{name}") for name in names):
+        time.sleep(0.5)
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in names), "shared memory left behind"
+
+
 class RecordingSequence(generators.TrainSequence):
     def __getitem__(self, index):
         self.calls.append((self.epoch, index))

@@ -78,6 +78,13 @@ def quantize_flow(flow, bound=FLOW_BOUND):
     return q[..., 0], q[..., 1]
 
 
+def write_flow(u_path, v_path, flow):
+    """Store one flow field as the public download does: its u and v components quantised
+    (quantize_flow) into two grayscale JPEGs at FLOW_JPEG_QUALITY."""
+    for path, image in zip((u_path, v_path), quantize_flow(flow)):
+        write_image(path, image, FLOW_JPEG_QUALITY)
+
+
 def dequantize_flow(quantized, bound=FLOW_BOUND):
     """uint8 flow images -> float32 displacement in pixels (same shape)."""
     return quantized.astype(np.float32) * (2 * bound / 255.0) - bound
@@ -234,7 +241,8 @@ def compute_flow(frames, method="tvl1", pairs=None, batch_size=FLOW_BATCH):
 def flow_info(method, size, bound=FLOW_BOUND):
     """What flow_info.json records: the method, the frame size (w, h) the flow was computed at, the
     quantisation bound, and the versions of what computed it."""
-    info = {"method": method, "frame_size": list(size), "bound": bound, "opencv": cv2.__version__}
+    info = {"method": method, "frame_size": list(size), "bound": bound, "jpeg_quality": FLOW_JPEG_QUALITY,
+            "opencv": cv2.__version__}
     if method in BATCHED_FLOW_METHODS:
         import keras
         info.update(keras=keras.__version__, backend=keras.backend.backend())

@@ -521,9 +521,7 @@ def extract_flow(job):
     with staging(finals(job), keeps(job, 1)) as (temp_u, temp_v):
         pairs = 0
         for pairs, flow in enumerate(media.iter_flow(media.iter_video(job.path, job.size), job.method, job.batch), 1):
-            u, v = media.quantize_flow(flow)
-            media.write_image(ucf101.frame_path(temp_u, pairs - 1), u)
-            media.write_image(ucf101.frame_path(temp_v, pairs - 1), v)
+            media.write_flow(ucf101.frame_path(temp_u, pairs - 1), ucf101.frame_path(temp_v, pairs - 1), flow)
         if pairs == 0:
             raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
         for temp in (temp_u, temp_v):
@@ -680,8 +678,7 @@ class FlowPipeline:
             if video.ended or self.stop.is_set():
                 continue
             try:
-                for temp, image in zip(video.temps, media.quantize_flow(flow)):
-                    media.write_image(ucf101.frame_path(temp, index), image)
+                media.write_flow(*(ucf101.frame_path(temp, index) for temp in video.temps), flow)
             except Exception as error:
                 self.end(video, failure(video.job, error))
             else:

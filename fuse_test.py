@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoints
+import overlap
 import presets
 import ucf101
 from errors import DataError, run
@@ -289,6 +290,10 @@ def compute_all(args, run_dir):
         if not videos and args.shard:  # a part of a short list can be empty
             continue
         if subset == "test":
+            for stream in streams:
+                path, config = found[stream]
+                overlap.refuse_seen_test_videos(path, config, stream, checkpoints.head(config, args.dataset),
+                                                args.split, args.splits_dir, [v.name for v in videos])
             record = checkpoints.data_record(args.data_dir, videos[0])
             for stream in streams:
                 checkpoints.check_data(found[stream][1], record, stream, args.data_dir)

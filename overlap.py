@@ -10,7 +10,7 @@ compared by name (case aside), read from the lists in the tested dataset's split
 import os
 
 import ucf101
-from errors import DataError
+from errors import DataError, warn
 
 
 def trained_lists(config):
@@ -31,13 +31,15 @@ def trained_lists(config):
 
 def seen_videos(config, dataset, splits_dir):
     """{video name, lower case: the list file naming it} of the `dataset` videos a run trained on, read from
-    the lists in splits_dir; lists missing there are left out (the caller says what it does then)."""
+    the lists in splits_dir; the paths of lists missing there under the key None."""
     classes_path = os.path.join(splits_dir, "classInd.txt")
     seen = {}
     for file in trained_lists(config).get(dataset, []):
         path = os.path.join(splits_dir, file)
         if os.path.isfile(path) and os.path.isfile(classes_path):
             seen.update({name.lower(): file for name, _ in ucf101.read_split(path, ucf101.read_classes(classes_path))})
+        else:
+            seen.setdefault(None, []).append(path)
     return seen
 
 
@@ -52,6 +54,9 @@ def clean_head_command(config, stream, dataset, split):
 def refuse_seen_test_videos(model_path, config, stream, dataset, split, splits_dir, videos):
     """A DataError when a head trained on some of the `dataset` videos (names) of split `split`'s test list."""
     seen = seen_videos(config, dataset, splits_dir)
+    if seen.get(None):
+        warn(f"{model_path}: trained on {', '.join(seen[None])}, not found: cannot check that it never saw the "
+             "videos it is tested on")
     overlap = [name for name in videos if name.lower() in seen]
     if overlap:
         files = sorted({seen[name.lower()] for name in overlap})

@@ -276,18 +276,23 @@ def per_class_accuracy(labels, scores, num_classes):
 def atomic_path(path):
     """A temporary name beside `path`, with its extension (matplotlib and OpenCV pick the format from it),
     renamed to `path` when the block ends without error and removed otherwise: a reader, or a rerun after
-    a kill at any moment, sees the old file or the whole new one, never a part of it."""
+    a kill at any moment, sees the old file or the whole new one, never a part of it. An OSError (a full
+    disk) becomes a DataError naming `path`."""
     folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     stem, extension = os.path.splitext(name)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.tmp-", suffix=extension)
-    os.close(fd)
+    temp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.tmp-", suffix=extension)
+        os.close(fd)
         yield temp
         os.replace(temp, path)
-    except BaseException:  # interrupted or failed: leave no temp file behind
-        if os.path.exists(temp):
+    except BaseException as error:  # interrupted or failed: leave no temp file behind
+        if temp and os.path.exists(temp):
             os.remove(temp)
+        if isinstance(error, OSError):  # a full disk, a folder without write permission
+            raise ucf101.DataError(f"{path}: could not be written ({error.strerror or error}); free space or fix "
+                                   "the folder, then run the same command again") from error
         raise
 
 

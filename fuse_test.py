@@ -12,12 +12,16 @@ Per test video, 25 frames (spatial) and 25 flow stacks (temporal) at uniform spa
 into ten crops (the four corners and the centre, and their mirror images); the softmax scores of
 all of them are averaged (--aggregate vote: the seed's voting). Fusion: the average of the two
 streams' video scores, and a linear SVM (Crammer & Singer) on their L2-normalised scores, trained
-on the training list's videos scored the same way. Each stream's per-sample scores are saved as
-they are computed in results/<run>/scores_<stream>[_train].npz: an interrupted run started again
-resumes where it stopped, scores of another model file are computed again, and --from-scores
-redoes aggregation and fusion without any model. Also written there: results.md (the table),
-per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more than one split has
-results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the splits.
+on the training list's videos scored the same way, its C chosen by cross-validation on them (folds by
+UCF-101 group). Each stream's per-sample scores are saved as they are computed, in chunks of
+--save-every videos (results/<run>/scores_<stream>[_train].chunks/, each chunk written once), joined
+into scores_<stream>[_train].npz when the list is done: a run killed at any moment and started again
+resumes after its last complete chunk; scores of another model file are refused (--overwrite computes
+them again), and --from-scores redoes aggregation and fusion without any model. Also written there:
+results.md (the table), per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more
+than one split has results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the
+splits. Every file appears only complete (a temporary name, then a rename). A model is never tested on
+videos its config.json says it trained on (overlap.py).
 
 --shard K/N scores only part K of N of the test list (and of the training list, for the SVM):
 the videos whose name hashes to K, as prepare_data.py --shard K/N extracts them, so a machine can
@@ -70,14 +74,14 @@ def parse_args(argv=None):
     flag("--batch-size", "images per forward pass", type=int, default=250)
     flag("--workers", "threads reading and cropping frames while the model runs", type=int,
          default=min(4, os.cpu_count() or 1))
-    flag("--save-every", "save the scores computed so far every this many videos, so that a rerun resumes there",
-         type=int, default=50)
+    flag("--save-every", "save the scores in chunks of this many videos, each as soon as it is computed: a rerun "
+         "resumes after the last complete chunk", type=int, default=50)
     flag("--from-scores", "re-aggregate and re-fuse the scores_<stream>.npz saved in DIR; loads no model",
          metavar="DIR")
     flag("--skip-missing", "leave out test videos whose frames or flow are missing (default: list them and stop)",
          action="store_true")
-    flag("--overwrite", "compute the scores again even if results/<run>/scores_<stream>.npz exists",
-         action="store_true")
+    flag("--overwrite", "compute the scores again: removes results/<run>/scores_<stream>.npz and the chunks of an "
+         "interrupted run first (resume a killed --overwrite run without it)", action="store_true")
     flag("--results-dir", "parent folder of the run folders", default="results")
     flag("--run-name", "results/<run-name>/ (default: <dataset>_split<K>, with the quick-run limits appended; "
          "with --from-scores: write into that folder)")

@@ -2,6 +2,8 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -307,6 +309,28 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
                 f.write("half of the new")
             1 / 0
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.md"]
+
+
+def test_a_full_disk_leaves_the_old_scores_and_names_the_file(tmp_path):
+    """A real write failure: the process's file size limit (RLIMIT_FSIZE) stands in for a full disk (EFBIG
+    where a disk gives ENOSPC). The old file stays whole, no temporary file is left, one line names the file."""
+    path = tmp_path / "scores_spatial.npz"
+    evaluation.save_scores(str(path), ["a"], [0], np.ones((1, 2, 2)) / 2, ["X", "Y"])
+    before = path.read_bytes()
+    script = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+import errors, evaluation
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+sys.exit(errors.run(lambda argv: evaluation.save_scores({str(path)!r}, ["a"] * 500, [0] * 500,
+                                                        np.ones((500, 25, 2)) / 2, ["X", "Y"])))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {path}: could not be written")
+    assert "Traceback" not in done.stderr
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["scores_spatial.npz"]
 
 
 # ---------------------------------------------------------------------------- tables and reports

@@ -659,7 +659,7 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
     noise: a relative change like that of scoring the videos in other batches."""
     rng, rounding = np.random.default_rng(seed), np.random.default_rng(shard)
     for stream, signal in (("spatial", 1.0), ("temporal", 1.5)):
-        logits = 0.02 * (rng.normal(size=(len(names), 2, 12)) + signal * np.eye(12)[labels][:, None])
+        logits = 0.01 * (rng.normal(size=(len(names), 2, 12)) + signal * np.eye(12)[labels][:, None])
         scores = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
         settings = {"stream": stream, "dataset": "synthetic", "split": 1, "samples": 2, "crops": "center",
                     "num_classes": 12, "class_limit": None, "max_videos": None, "skipped": [], "shard": shard}

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -214,7 +215,8 @@ def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
         scored.extend(v.name for v in videos)
         return np.full((len(videos), args.samples, len(CLASSES)), 1 / len(CLASSES), np.float32)
 
-    monkeypatch.setattr(checkpoints, "load", lambda path, stream, dataset=None: (None, None, None))
+    model = types.SimpleNamespace(output_shape=(None, len(CLASSES)))  # all check_outputs reads of it
+    monkeypatch.setattr(checkpoints, "load", lambda path, stream, dataset=None: (model, None, None))
     monkeypatch.setattr(fuse_test, "predict_videos", fake_predict)
     assert run(cli(setup, "--no-svm", results=tmp_path)) == 0
     folder = tmp_path / "synthetic_split1"

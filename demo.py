@@ -8,6 +8,11 @@ Frames are prepared exactly as for training (resized to the frame size each stre
 on), flow is computed only for the frames the sampled stacks need, both streams score N
 uniformly spaced samples (centre crop), and their mean softmax scores are averaged. The models
 are each stream's last.keras, the fixed schedule's final model, as fuse_test.py tests.
+
+--output and --plot never replace the input video, nor any existing file unless --overwrite is given;
+they appear only complete (written under a temporary name, then renamed). A video that a model trained
+on (its name in a split list the model's config.json says it trained on, read from the run's splits
+folder; not checked where those lists are absent) is refused: its prediction would be memory.
 """
 import argparse
 import os
@@ -20,8 +25,11 @@ from tqdm import tqdm
 
 import checkpoints
 import media
+import overlap
 import presets
 from errors import DataError, run
+
+OUTPUT_EXTENSIONS = (".mp4", ".avi")  # containers cv2.VideoWriter writes with the mp4v codec
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
@@ -40,8 +48,46 @@ parser.add_argument("--flow", default="tvl1", choices=media.FLOW_METHODS,
 parser.add_argument("--fusion-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL"),
                     help="weights of the spatial and temporal softmax scores in the average")
 parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads computing flow")
-parser.add_argument("--output", help="write the video with the fused top prediction drawn on it (e.g. out.mp4)")
-parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png)")
+parser.add_argument("--output", help="write the video with the fused top prediction drawn on it "
+                                     f"({' or '.join(OUTPUT_EXTENSIONS)}, e.g. out.mp4)")
+parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png, .pdf, .svg)")
+parser.add_argument("--overwrite", action="store_true", help="replace --output and --plot files that exist "
+                                                             "(never the input video)")
+
+
+def plot_extensions():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return tuple(f".{name}" for name in plt.figure().canvas.get_supported_filetypes())
+
+
+def check_outputs(args):
+    """Refuse, before any work, an output with an extension nothing here writes, one naming the input
+    video, and one that exists (without --overwrite)."""
+    for flag, path, extensions in (("--output", args.output, OUTPUT_EXTENSIONS), ("--plot", args.plot, None)):
+        if not path:
+            continue
+        extensions = extensions or plot_extensions()
+        if os.path.splitext(path)[1].lower() not in extensions:
+            raise DataError(f"{flag} {path}: unknown extension; use one of {', '.join(extensions)}")
+        if os.path.exists(path) and os.path.exists(args.video) and os.path.samefile(path, args.video):
+            raise DataError(f"{flag} {path}: is the input video; name another file")
+        if os.path.isdir(path) or (os.path.exists(path) and not args.overwrite):
+            raise DataError(f"{flag} {path}: exists; pass --overwrite to replace it, or name another file")
+    if args.output and args.plot and os.path.abspath(args.output) == os.path.abspath(args.plot):
+        raise DataError(f"--output and --plot name the same file {args.output}")
+
+
+def check_not_trained_on(args, paths):
+    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head."""
+    for stream, path in paths.items():
+        config, _ = checkpoints.read(path, stream, args.dataset)
+        dataset = checkpoints.head(config, args.dataset)
+        splits_dir = (config.get("splits_dir") if dataset == config.get("dataset")
+                      else presets.values(dataset, "demo")["splits_dir"])
+        if splits_dir:
+            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, args.video)
 
 
 def read_frames(path, frame_size):
@@ -95,16 +141,18 @@ def print_top(name, scores, classes, k):
 
 def write_annotated(path, frames, label, fps):
     import cv2
+    import evaluation
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")
-    for frame in frames:
-        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        cv2.rectangle(frame, (0, 0), (width, 22), (0, 0, 0), -1)
-        cv2.putText(frame, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        writer.write(frame)
-    writer.release()
+    with evaluation.atomic_path(path) as temp:
+        writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")
+        for frame in frames:
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            cv2.rectangle(frame, (0, 0), (width, 22), (0, 0, 0), -1)
+            cv2.putText(frame, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            writer.write(frame)
+        writer.release()
 
 
 def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1),
@@ -151,6 +199,8 @@ def report(args):
     """Classify args.video, print the top classes and timings, write the annotated video and plot."""
     spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
     temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
+    check_outputs(args)
+    check_not_trained_on(args, {"spatial": spatial_path, "temporal": temporal_path})
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
                                                 args.flow, args.threads, args.fusion_weights, args.dataset)
     height, width = frames[0].shape[:2]

@@ -6,11 +6,13 @@ Pure numpy, scikit-learn and matplotlib (Agg): no model, no data loading. Shapes
     video scores   [V, C]                            one row per video after aggregation
 Accuracies are fractions (0..1) in the code and percentages in the tables.
 """
+import contextlib
 import csv
 import json
 import os
 import tempfile
 import warnings
+import zipfile
 
 import matplotlib
 
@@ -19,59 +21,71 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,  # noqa: E402
                              top_k_accuracy_score)
-from sklearn.preprocessing import normalize  # noqa: E402
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler, normalize  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 import ucf101  # noqa: E402
 
 AGGREGATIONS = ("mean", "vote")
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
+# The fusion SVM (the paper does not give its C): C from this grid by cross-validation on the training videos.
+SVM_C_GRID = (0.001, 0.01, 0.1, 1.0)  # larger C: slower to converge (minutes per fit at UCF-101's size)
+SVM_DEFAULT_C = 1.0  # when the training videos are too few to cross-validate
+SVM_FOLDS = 5
+SVM_TOLERANCE = 1e-4  # liblinear's stopping tolerance (scikit-learn's default), reached once standardised
+SVM_MAX_ITER = 100_000  # far beyond what the standardised problem needs; liblinear warns if reached
 
 # Our result rows, in table order. temporal_multitask: a temporal net trained on UCF-101 and HMDB-51 at once.
 ROW_NAMES = {"spatial": "Spatial", "temporal": "Temporal", "temporal_multitask": "Temporal (multi-task)",
              "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
 
-# Published top-1 accuracy (%), one plain table per (dataset, scope); scope "split1" or "mean" (over splits 1-3).
-# Each row: (what the figure is, our rows it compares with, Simonyan et al. 2014, seed repository); None = no figure.
+# Which temporal net a run tested: trained on its dataset alone, multi-task (a second dataset's head beside
+# its own, temporal_train.py --multitask), or fine-tuned from another dataset's net (--init).
+TEMPORAL_NETS = ("alone", "multitask", "init")
+
+# Every published top-1 accuracy (%) we compare with, and which of our rows it fits: the one place that says so.
+# (dataset, scope, our row, the temporal nets it fits, what the figure is, Simonyan et al. 2014, seed repository).
+# scope: "split1" or "mean" (over splits 1-3, the paper's Table 4). Our row None: a setting this repository does
+# not build (listed as "not run"). Temporal nets None: any (the spatial row does not depend on it).
 PAPER = "Simonyan et al. 2014"
 SEED = "Seed repository"
 FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}  # the references are for all of a dataset's classes
-REFERENCES = {
-    ("ucf101", "split1"): [  # the paper's Tables 1-3; the seed's README
-        ("Spatial (pre-trained + last layer)", ("spatial",), 72.7, 73.1),
-        ("Temporal (L = 10, mean subtraction, uni-directional flow)", ("temporal",), 81.0, 78.8),
-        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal_multitask",), 81.5, None),
-        ("Fusion by averaging (uni-directional flow)", ("fusion",), 85.9, 82.0),
-        ("Fusion by averaging (bi-directional flow)", (), 85.6, None),
-        ("Fusion by averaging (multi-task temporal)", (), 86.2, None),
-        ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0, None),
-    ],
-    ("ucf101", "mean"): [  # Table 4: its temporal net is the multi-task one, as are both fusions'
-        ("Spatial (pre-trained + last layer)", ("spatial",), 73.0, None),
-        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal", "temporal_multitask"), 83.7, None),
-        ("Fusion by averaging (multi-task temporal)", ("fusion",), 86.9, None),
-        ("Fusion by SVM (multi-task temporal)", ("svm",), 88.0, None),
-    ],
-    ("hmdb51", "split1"): [  # Table 2: the temporal net only
-        ("Temporal (trained on HMDB-51 alone)", ("temporal",), 46.6, None),
-        ("Temporal (fine-tuned from UCF-101)", (), 49.0, None),
-        ("Temporal (78 UCF-101 classes added to the training set)", (), 52.8, None),
-        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal_multitask",), 55.4, None),
-    ],
-    ("hmdb51", "mean"): [  # Table 4
-        ("Spatial (pre-trained + last layer)", ("spatial",), 40.5, None),
-        ("Temporal (multi-task, UCF-101 + HMDB-51)", ("temporal", "temporal_multitask"), 54.6, None),
-        ("Fusion by averaging (multi-task temporal)", ("fusion",), 58.0, None),
-        ("Fusion by SVM (multi-task temporal)", ("svm",), 59.4, None),
-    ],
-}
+PAPER_FIGURES = [
+    # UCF-101 split 1: Tables 1-3; the seed's README
+    ("ucf101", "split1", "spatial", None, "Spatial (pre-trained + last layer)", 72.7, 73.1),
+    ("ucf101", "split1", "temporal", ("alone",), "Temporal (L = 10, mean subtraction, uni-directional flow)", 81.0,
+     78.8),
+    ("ucf101", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 81.5, None),
+    ("ucf101", "split1", "fusion", ("alone",), "Fusion by averaging (uni-directional flow)", 85.9, 82.0),
+    ("ucf101", "split1", None, None, "Fusion by averaging (bi-directional flow)", 85.6, None),
+    ("ucf101", "split1", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.2, None),
+    ("ucf101", "split1", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 87.0, None),
+    # UCF-101, mean over the three splits: Table 4, whose temporal net is the multi-task one, as are both fusions'
+    ("ucf101", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 73.0, None),
+    ("ucf101", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 83.7, None),
+    ("ucf101", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.9, None),
+    ("ucf101", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 88.0, None),
+    # HMDB-51 split 1: Table 2, the temporal net only
+    ("hmdb51", "split1", "temporal", ("alone",), "Temporal (trained on HMDB-51 alone)", 46.6, None),
+    ("hmdb51", "split1", "temporal", ("init",), "Temporal (fine-tuned from UCF-101)", 49.0, None),
+    ("hmdb51", "split1", None, None, "Temporal (78 UCF-101 classes added to the training set)", 52.8, None),
+    ("hmdb51", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 55.4, None),
+    # HMDB-51, mean over the three splits: Table 4 (multi-task temporal net)
+    ("hmdb51", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 40.5, None),
+    ("hmdb51", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 54.6, None),
+    ("hmdb51", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 58.0, None),
+    ("hmdb51", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 59.4, None),
+]
 REFERENCE_NOTES = {  # each source, as results.md cites it
     PAPER: f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
     "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7, temporal 81.0 (L = 10, mean subtraction, "
-    "uni-directional flow), fusion by averaging 85.9 with uni-directional flow (what this repository builds; "
-    "85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear SVM 87.0 "
-    "(multi-task temporal net). HMDB-51 split 1 (Table 2): temporal nets only. Means over the three splits "
-    "(Table 4): with the multi-task temporal net.",
+    "uni-directional flow; 81.5 multi-task), fusion by averaging 85.9 with uni-directional flow (what this "
+    "repository builds; 85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear "
+    "SVM 87.0 (multi-task temporal net; the paper gives no SVM figure with a single-task temporal net). HMDB-51 "
+    "split 1 (Table 2): temporal nets only (46.6 trained alone, 49.0 fine-tuned from UCF-101, 52.8 with 78 UCF-101 "
+    "classes added, 55.4 multi-task). Means over the three splits (Table 4): with the multi-task temporal net only.",
     SEED: f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
     "softmax scores).",
 }
@@ -132,21 +146,72 @@ def svm_features(scores):
     return np.concatenate([normalize(a) for a in arrays], axis=1)
 
 
-def svm_fit(train_scores, train_labels, C=1.0):
-    """A linear multi-class SVM on the training videos' scores -> a fitted sklearn LinearSVC.
+def svm_model(C):
+    """The paper's fusion SVM: linear, multi-class in Crammer and Singer's formulation, which scikit-learn's
+    LinearSVC (liblinear) offers as multi_class="crammer_singer". Its features are standardised first (each
+    feature centred and scaled over the training videos): an affine map, so the same linear classifiers, but
+    a problem liblinear solves to SVM_TOLERANCE: softmax scores of weak nets are all near 1/C, and without it
+    liblinear stopped at max_iter with decision values near 1e-7, which rounding flipped between runs."""
+    return make_pipeline(StandardScaler(), LinearSVC(multi_class="crammer_singer", C=C, tol=SVM_TOLERANCE,
+                                                     max_iter=SVM_MAX_ITER, random_state=0))
 
-    train_scores: {stream: softmax video scores [V, C]}; train_labels: [V] class indices. The paper
-    fuses with a linear multi-class SVM in Crammer and Singer's formulation, which scikit-learn's
-    LinearSVC (liblinear) still offers as multi_class="crammer_singer" (checked in scikit-learn 1.9).
-    The stream names are kept on the SVM (`streams_`) so that svm_scores can check it gets the same.
+
+def video_groups(names):
+    """UCF-101's group of each video (the gNN of v_Class_gNN_cMM: the clips of one long video), or None
+    when some name has none (HMDB-51's clips)."""
+    matches = [ucf101.NAME_PATTERN.match(name) for name in names]
+    return None if not all(matches) else [int(m["group"]) for m in matches]
+
+
+def svm_folds(labels, groups):
+    """(cross-validation folds over the training videos, how they are made), or (None, why there are none).
+    By group where the videos have groups (a group's clips never on both sides of a fold); otherwise
+    stratified by class, as many folds as the rarest class allows."""
+    if groups is not None:
+        count = min(SVM_FOLDS, len(set(groups)))
+        if count < 2:
+            return None, "the training videos are all of one group"
+        return GroupKFold(count), f"{count}-fold cross-validation on the training videos, folds by UCF-101 group"
+    count = min(SVM_FOLDS, int(np.bincount(labels)[np.unique(labels)].min()))
+    if count < 2:
+        return None, "a class has a single training video"
+    return (StratifiedKFold(count), f"{count}-fold cross-validation on the training videos, stratified by class "
+                                    "(their names give no groups)")
+
+
+def svm_choose_c(features, labels, groups):
+    """{"C", "how", "accuracy": {C: mean validation accuracy}}: the C of SVM_C_GRID with the best mean
+    accuracy over folds of the training videos (the smallest C among equals), or SVM_DEFAULT_C when
+    they are too few to be cross-validated."""
+    folds, how = svm_folds(labels, groups)
+    if folds is None:
+        return {"C": SVM_DEFAULT_C, "how": f"C not cross-validated ({how}): the default", "accuracy": {}}
+    search = GridSearchCV(svm_model(SVM_DEFAULT_C), {"linearsvc__C": SVM_C_GRID}, cv=folds, refit=False,
+                          n_jobs=-1)  # one fit per core: liblinear uses one
+    with warnings.catch_warnings():  # a fold without some class is fine
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        search.fit(features, labels, groups=groups)
+    accuracy = search.cv_results_["mean_test_score"]
+    return {"C": float(SVM_C_GRID[int(np.argmax(accuracy))]), "how": how,
+            "accuracy": {f"{c:g}": float(a) for c, a in zip(SVM_C_GRID, accuracy)}}
+
+
+def svm_fit(train_scores, train_labels, C=None, groups=None):
+    """A linear multi-class SVM (svm_model) on the training videos' scores -> a fitted scikit-learn pipeline.
+
+    train_scores: {stream: softmax video scores [V, C]}; train_labels: [V] class indices. C: None chooses it
+    by cross-validation on these videos (svm_choose_c; groups: each video's group, see video_groups).
+    The choice is kept on the SVM (`choice_`: {"C", "how", "accuracy"}), and the stream names (`streams_`)
+    so that svm_scores can check it gets the same.
     """
     features = svm_features(train_scores)
     labels = np.asarray(train_labels)
     if len(labels) != len(features):
         raise ValueError(f"{len(features)} training videos' scores but {len(labels)} labels")
-    svm = LinearSVC(multi_class="crammer_singer", C=C, random_state=0, max_iter=10_000)  # 1000 stops short
-    svm.fit(features, labels)
-    svm.streams_ = tuple(train_scores)
+    choice = {"C": float(C), "how": "C given", "accuracy": {}} if C is not None else svm_choose_c(features, labels,
+                                                                                                   groups)
+    svm = svm_model(choice["C"]).fit(features, labels)
+    svm.streams_, svm.choice_ = tuple(train_scores), choice
     return svm
 
 
@@ -207,31 +272,52 @@ def per_class_accuracy(labels, scores, num_classes):
 
 # ---------------------------------------------------------------------------- score files
 
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary name beside `path`, with its extension (matplotlib and OpenCV pick the format from it),
+    renamed to `path` when the block ends without error and removed otherwise: a reader, or a rerun after
+    a kill at any moment, sees the old file or the whole new one, never a part of it. An OSError (a full
+    disk) becomes a DataError naming `path`."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, extension = os.path.splitext(name)
+    temp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.tmp-", suffix=extension)
+        os.close(fd)
+        yield temp
+        os.replace(temp, path)
+    except BaseException as error:  # interrupted or failed: leave no temp file behind
+        if temp and os.path.exists(temp):
+            os.remove(temp)
+        if isinstance(error, OSError):  # a full disk, a folder without write permission
+            raise ucf101.DataError(f"{path}: could not be written ({error.strerror or error}); free space or fix "
+                                   "the folder, then run the same command again") from error
+        raise
+
+
+def write_text(path, text):
+    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
+        f.write(text)
+
+
 def save_scores(path, videos, labels, sample_scores, classes, settings=None):
-    """Write per-sample scores to an .npz atomically (temp file + rename): no pickle, strings as unicode.
+    """Write per-sample scores to an .npz atomically (atomic_path): no pickle, strings as unicode.
 
     settings: a JSON-able dict of how the scores were computed (samples, crops, model...).
     """
     sample_scores = np.asarray(sample_scores, np.float32)
     if sample_scores.ndim != 3 or len(sample_scores) != len(videos) or len(labels) != len(videos):
         raise ValueError(f"{len(videos)} videos, {len(labels)} labels, scores of shape {sample_scores.shape}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".scores-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, videos=np.array(list(videos), dtype=str).reshape(-1),
-                     labels=np.asarray(labels, np.int32), scores=sample_scores,
-                     classes=np.array(list(classes), dtype=str), settings=np.array(json.dumps(settings or {})))
-        os.replace(temp, path)
-    except BaseException:  # interrupted or failed: leave no temp file behind
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    with atomic_path(path) as temp, open(temp, "wb") as f:
+        np.savez(f, videos=np.array(list(videos), dtype=str).reshape(-1),
+                 labels=np.asarray(labels, np.int32), scores=sample_scores,
+                 classes=np.array(list(classes), dtype=str), settings=np.array(json.dumps(settings or {})))
 
 
-def load_scores(path):
-    """An .npz written by save_scores -> {"videos", "labels", "scores", "classes", "settings"}."""
+def load_scores(path, redo="run fuse_test.py again with --overwrite"):
+    """An .npz written by save_scores -> {"videos", "labels", "scores", "classes", "settings"}; a missing,
+    damaged (e.g. truncated) or foreign file is a DataError naming it and `redo`, what computes it again."""
     try:
         with np.load(path, allow_pickle=False) as data:
             loaded = {"videos": [str(v) for v in data["videos"]], "labels": data["labels"].astype(np.int64),
@@ -239,9 +325,9 @@ def load_scores(path):
                       "settings": json.loads(str(data["settings"]))}
     except FileNotFoundError:
         raise ucf101.DataError(f"{path}: not found")
-    except (KeyError, ValueError, OSError) as error:
-        raise ucf101.DataError(f"{path}: not a scores file written by fuse_test.py ({error}); "
-                               "delete it or pass --overwrite to compute it again")
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ucf101.DataError(f"{path}: damaged, or not a scores file written by fuse_test.py ({error}). "
+                               f"To compute it again, {redo}")
     scores = loaded["scores"]
     if scores.ndim != 3 or len(scores) != len(loaded["videos"]) or scores.shape[2] != len(loaded["classes"]):
         raise ucf101.DataError(f"{path}: scores of shape {scores.shape} do not match "
@@ -251,9 +337,22 @@ def load_scores(path):
 
 # ---------------------------------------------------------------------------- references
 
-def reference_rows(dataset, scope):
-    """The published figures for (dataset, scope), [] where there are none (another dataset, scope None)."""
-    return REFERENCES.get((dataset, scope), []) if scope else []
+def temporal_net(settings):
+    """Which temporal net a run's scores come from (TEMPORAL_NETS), from its settings: "multitask" when it
+    has a second dataset's head, "init" when it was fine-tuned from another net (--init), else "alone"."""
+    if settings.get("multitask"):
+        return "multitask"
+    return "init" if settings.get("init") else "alone"
+
+
+def reference_rows(dataset, scope, net="alone"):
+    """The published figures for (dataset, scope), [] where there are none (another dataset, scope None):
+    [(what the figure is, (our row,) when it fits this run's temporal net `net` else (), paper, seed)]."""
+    if not scope:
+        return []
+    return [(name, (row,) if row and (nets is None or net in nets) else (), paper, seed)
+            for figure_dataset, figure_scope, row, nets, name, paper, seed in PAPER_FIGURES
+            if (figure_dataset, figure_scope) == (dataset, scope)]
 
 
 def reference_for(references, row):
@@ -288,9 +387,9 @@ def references_apply(settings):
     return not references_missing(settings)
 
 
-def reference_notes(dataset, scope, rows):
+def reference_notes(dataset, scope, rows, net="alone"):
     """Markdown bullets: what each reference figure in the table is, and the sources."""
-    references = reference_rows(dataset, scope)
+    references = reference_rows(dataset, scope, net)
     lines = []
     for row in rows:
         ref = reference_for(references, row)
@@ -319,15 +418,17 @@ def row_order(results):
     return [row for row in ROW_NAMES if row in results or (row == "svm" and "fusion" in results)]
 
 
-def results_table(results, dataset="ucf101", scope="split1"):
+def results_table(results, dataset="ucf101", scope="split1", net=None):
     """Markdown table in the seed's form (Network | Simonyan et al. 2014 | Seed | Ours top-1 | top-5 | mean class).
 
     results: {row: metrics dict}, rows from ROW_NAMES. scope: "split1", "mean" (over splits 1-3) or
     None when the published figures do not apply to the run (its figures are then "—"). Our rows come
     first, each beside the figure it compares with ("—" where the paper has none); then the paper's
-    rows we have no counterpart for (e.g. bi-directional flow), with "not run" in our columns.
+    rows we have no counterpart for (e.g. bi-directional flow), with "not run" in our columns. net: the
+    temporal net (TEMPORAL_NETS) the rows come from; None: "multitask" with a multi-task row, else "alone".
     """
-    references = reference_rows(dataset, scope)
+    net = net or ("multitask" if "temporal_multitask" in results else "alone")
+    references = reference_rows(dataset, scope, net)
     rows = row_order(results)
     lines = [f"| Network | {PAPER} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
              "|---|:-:|:-:|:-:|:-:|:-:|"]
@@ -383,8 +484,9 @@ def class_counts(results):
     return sorted({m.get("classes") for m in results.values()}, key=str)
 
 
-def mean_missing(mean, dataset, full_runs=True):
-    """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does."""
+def mean_missing(mean, dataset, full_runs=True, nets=("alone",)):
+    """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does.
+    nets: the temporal net of each split's run (they must be of one kind)."""
     splits, classes = next(iter(mean.values()))["splits"], next(iter(mean.values()))["classes"]
     missing = [s for s in SPLITS if s not in splits]
     reasons = [f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else []
@@ -394,24 +496,27 @@ def mean_missing(mean, dataset, full_runs=True):
         reasons.append(f"{classes} classes where {dataset} has {FULL_CLASSES[dataset]}")
     if not full_runs:
         reasons.append("some split was tested on part of its classes or test videos")
+    if len(set(nets)) > 1:
+        reasons.append(f"the splits' temporal nets differ ({', '.join(sorted(set(nets)))})")
     return reasons
 
 
-def mean_table(results_by_split, dataset="ucf101", full_runs=True):
+def mean_table(results_by_split, dataset="ucf101", full_runs=True, nets=("alone",)):
     """Markdown: the table of the mean over splits and a note on what it averages.
 
     It is compared with Table 4 only when all three splits are there, with all of the dataset's
-    classes, and full_runs (no split's run was limited to part of its classes or test videos).
+    classes, and full_runs (no split's run was limited to part of its classes or test videos), and the
+    same kind of temporal net (nets: each split's, TEMPORAL_NETS) on every split.
     """
     mean = mean_over_splits(results_by_split)
-    reasons = mean_missing(mean, dataset, full_runs)
+    reasons = mean_missing(mean, dataset, full_runs, nets)
     splits = next(iter(mean.values()))["splits"]
     note = (f"Mean over split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))} "
             f"({next(iter(mean.values()))['videos']} test videos in all).")
     if reasons:
         note += (f" {PAPER}'s Table 4 is the mean over all three splits of the whole dataset; it does not apply "
                  f"here ({'; '.join(reasons)}), hence \"—\".")
-    return results_table(mean, dataset, None if reasons else "mean") + "\n" + note + "\n"
+    return results_table(mean, dataset, None if reasons else "mean", nets[0]) + "\n" + note + "\n"
 
 
 def read_metrics(path):
@@ -442,26 +547,34 @@ def write_splits_mean(results_dir, dataset):
     # A full run is one the split-1 figures would fit, whatever its split.
     full_runs = all(not references_missing({**s["settings"], "split": 1}) for s in saved.values())
     results_by_split = {split: {row: s["results"][row] for row in common} for split, s in saved.items()}
+    nets = [saved_net(s) for s in saved.values()]
     try:
         mean = mean_over_splits(results_by_split)
-        table = mean_table(results_by_split, dataset, full_runs)
+        table = mean_table(results_by_split, dataset, full_runs, nets)
     except ucf101.DataError as error:
         raise ucf101.DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
     left_out = sorted(set().union(*(s["results"] for s in saved.values())) - set(common))
     lines = [f"# Two-stream results: {dataset}, mean over splits", "", table]
     if left_out:
         lines += [f"Left out, as not every split has them: {', '.join(ROW_NAMES.get(r, r) for r in left_out)}.", ""]
-    scope = None if mean_missing(mean, dataset, full_runs) else "mean"
+    scope = None if mean_missing(mean, dataset, full_runs, nets) else "mean"
     if scope:
-        lines += ["Reference figures (top-1, %) and their sources:", ""] + reference_notes(dataset, scope, common)
+        lines += ["Reference figures (top-1, %) and their sources:", ""]
+        lines += reference_notes(dataset, scope, common, nets[0])
     out_dir = os.path.join(results_dir, f"{dataset}_mean")
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump({"results": mean, "references": scope, "runs": [paths[s] for s in saved]}, f, indent=1)
     markdown = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(markdown)
+    write_text(os.path.join(out_dir, "metrics.json"),
+               json.dumps({"results": mean, "references": scope, "runs": [paths[s] for s in saved]}, indent=1))
+    write_text(os.path.join(out_dir, "results.md"), markdown)
     return markdown
+
+
+def saved_net(saved):
+    """The temporal net of a metrics.json's run (TEMPORAL_NETS); files written before it was recorded: from
+    its rows."""
+    return saved["settings"].get("temporal_net") or ("multitask" if "temporal_multitask" in saved["results"]
+                                                     else "alone")
 
 
 # ---------------------------------------------------------------------------- per-class files
@@ -486,7 +599,7 @@ def write_per_class_csv(path, classes, labels, per_class):
     header = ["class", "videos"] + [f"{name}_accuracy" for name in streams]
     if "fusion" in per_class and "spatial" in per_class and "temporal" in per_class:
         header.append("fusion_gain_over_better_stream")
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, name in enumerate(classes):
@@ -518,7 +631,7 @@ def misclassified(videos, labels, scores, classes, final):
 
 def write_misclassified_csv(path, videos, labels, scores, classes, final):
     others = [name for name in scores if name != final]
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video", "true_class", f"{final}_prediction", f"{final}_score"]
                         + [f"{name}_prediction" for name in others])
@@ -542,7 +655,8 @@ def plot_confusion(path, matrix, classes, title):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, dpi=150)
     plt.close(fig)
 
 
@@ -557,7 +671,8 @@ def plot_top_scores(path, scores, classes, k=5):
         ax.set_title(name)
         ax.set_xlabel("softmax score")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, dpi=120)
     plt.close(fig)
 
 
@@ -573,7 +688,8 @@ def final_row(video_scores):
     return next((row for row in ("svm", "fusion") if row in video_scores), list(video_scores)[-1])
 
 
-def write_report(out_dir, videos, labels, classes, video_scores, settings, aggregate, fusion_weights, skipped):
+def write_report(out_dir, videos, labels, classes, video_scores, settings, aggregate, fusion_weights, skipped,
+                 svm_choice=None):
     """Measure each row of video scores; write results.md, per_class.csv, confusion.png, misclassified.csv
     and metrics.json to out_dir; return the results table (markdown).
 
@@ -581,7 +697,9 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
     settings: how the scores were computed (dataset, split, samples, crops, class_limit, max_videos...);
     the class count is taken from the scores. aggregate: "mean" or "vote"; fusion_weights: the averaging
     weights (spatial, temporal), None for equal; skipped: names of test videos left out for missing
-    frames or flow. The published figures are shown only when references_apply(settings).
+    frames or flow; svm_choice: the SVM's C and how it was chosen (svm_fit's choice_). The published
+    figures are shown only when references_apply(settings), for the temporal net settings["temporal_net"]
+    (TEMPORAL_NETS; default: temporal_net(settings)). Every file is written atomically.
     """
     labels = np.asarray(labels)
     row_order(video_scores)  # refuses unknown rows
@@ -591,12 +709,13 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
         if scores.shape != (len(videos), len(classes)) or len(labels) != len(videos):
             raise ValueError(f"{row}: scores of shape {scores.shape} for {len(videos)} videos, {len(labels)} labels "
                              f"and {len(classes)} classes")
-    settings = {**settings, "num_classes": len(classes)}
+    settings = {**settings, "num_classes": len(classes),
+                "temporal_net": settings.get("temporal_net") or temporal_net(settings)}
     scope = "split1" if references_apply(settings) else None
     final = final_row(video_scores)
     results = {row: metrics(labels, s) for row, s in video_scores.items()}
     per_class = {row: per_class_accuracy(labels, s, len(classes)) for row, s in video_scores.items()}
-    table = results_table(results, settings.get("dataset"), scope)
+    table = results_table(results, settings.get("dataset"), scope, settings["temporal_net"])
 
     os.makedirs(out_dir, exist_ok=True)
     write_per_class_csv(os.path.join(out_dir, "per_class.csv"), classes, labels, per_class)
@@ -604,16 +723,17 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
                    classes, f"{final}: {settings.get('dataset', '')} split {settings.get('split', '')}, "
                             f"top-1 {percent(results[final]['top1'])}%")
     write_misclassified_csv(os.path.join(out_dir, "misclassified.csv"), videos, labels, video_scores, classes, final)
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump({"results": results, "final": final, "num_classes": len(classes), "references": scope,
-                   "aggregate": aggregate, "fusion_weights": list(fusion_weights),
-                   "skipped": list(skipped), "settings": settings}, f, indent=1)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights))
+    write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
+        {"results": results, "final": final, "num_classes": len(classes), "references": scope, "aggregate": aggregate,
+         "fusion_weights": list(fusion_weights), "svm": svm_choice, "skipped": list(skipped), "settings": settings},
+        indent=1))
+    write_text(os.path.join(out_dir, "results.md"), results_markdown(
+        table, results, per_class, classes, skipped, settings, aggregate, fusion_weights, svm_choice))
     return table
 
 
-def results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights):
+def results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights,
+                     svm_choice=None):
     """results.md: the table, how the scores were made, where the reference figures come from, and
     the classes fusion helps and hurts most."""
     dataset = settings.get("dataset", "?")
@@ -627,11 +747,12 @@ def results_markdown(table, results, per_class, classes, skipped, settings, aggr
         lines += [f"Fusion (averaging): weighted average of the two streams' video scores, spatial : temporal = "
                   f"{fusion_weights[0]:g} : {fusion_weights[1]:g}.", ""]
     if "svm" in results:
-        lines += ["Fusion (SVM): a linear multi-class SVM (Crammer and Singer, C = 1) trained on the training "
-                  "videos' scores, each stream's softmax L2-normalised and the streams concatenated.", ""]
+        lines += ["Fusion (SVM): a linear multi-class SVM (Crammer and Singer) trained on the training videos' "
+                  "scores, each stream's softmax L2-normalised, the streams concatenated and each feature "
+                  f"standardised; {svm_text(svm_choice)}.", ""]
     if references_apply(settings):
         lines += ["Reference figures (top-1, %) and their sources:", ""]
-        lines += reference_notes(dataset, "split1", row_order(results))
+        lines += reference_notes(dataset, "split1", row_order(results), settings.get("temporal_net", "alone"))
     else:
         lines += [f"The reference figures are for all of UCF-101 or HMDB-51, split 1 (or the mean over its three "
                   f"splits); they do not apply to this run ({'; '.join(references_missing(settings))}), "
@@ -647,6 +768,14 @@ def results_markdown(table, results, per_class, classes, skipped, settings, aggr
     if skipped:
         lines += ["", "## Skipped videos (missing frames or flow)", ""] + [f"- {name}" for name in skipped]
     return "\n".join(lines) + "\n"
+
+
+def svm_text(choice):
+    """The SVM's C and how it was chosen, for results.md."""
+    if not choice:
+        return "C unknown"
+    accuracy = ", ".join(f"{100 * a:.1f}% at C = {c}" for c, a in choice["accuracy"].items())
+    return f"C = {choice['C']:g} ({choice['how']}" + (f"; mean validation accuracy {accuracy}" if accuracy else "") + ")"
 
 
 def side_by_side(results_dir, pairs):

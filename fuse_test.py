@@ -12,12 +12,16 @@ Per test video, 25 frames (spatial) and 25 flow stacks (temporal) at uniform spa
 into ten crops (the four corners and the centre, and their mirror images); the softmax scores of
 all of them are averaged (--aggregate vote: the seed's voting). Fusion: the average of the two
 streams' video scores, and a linear SVM (Crammer & Singer) on their L2-normalised scores, trained
-on the training list's videos scored the same way. Each stream's per-sample scores are saved as
-they are computed in results/<run>/scores_<stream>[_train].npz: an interrupted run started again
-resumes where it stopped, scores of another model file are computed again, and --from-scores
-redoes aggregation and fusion without any model. Also written there: results.md (the table),
-per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more than one split has
-results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the splits.
+on the training list's videos scored the same way, its C chosen by cross-validation on them (folds by
+UCF-101 group). Each stream's per-sample scores are saved as they are computed, in chunks of
+--save-every videos (results/<run>/scores_<stream>[_train].chunks/, each chunk written once), joined
+into scores_<stream>[_train].npz when the list is done: a run killed at any moment and started again
+resumes after its last complete chunk; scores of another model file are refused (--overwrite computes
+them again), and --from-scores redoes aggregation and fusion without any model. Also written there:
+results.md (the table), per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more
+than one split has results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the
+splits. Every file appears only complete (a temporary name, then a rename). A model is never tested on
+videos its config.json says it trained on (overlap.py).
 
 --shard K/N scores only part K of N of the test list (and of the training list, for the SVM):
 the videos whose name hashes to K, as prepare_data.py --shard K/N extracts them, so a machine can
@@ -29,12 +33,14 @@ parts) and fuses them as --from-scores does; the table is the one an unsharded r
 import argparse
 import os
 import re
+import shutil
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
 import checkpoints
+import overlap
 import presets
 import ucf101
 from errors import DataError, run
@@ -42,6 +48,7 @@ from prepare_data import parse_shard, shard_of
 
 STREAMS = ("spatial", "temporal")
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
+CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
 MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "split", "num_classes", "class_limit",
                   "max_videos", "trained_on", "multitask")  # the parts of one --shard K/N split must agree on these
 
@@ -67,14 +74,14 @@ def parse_args(argv=None):
     flag("--batch-size", "images per forward pass", type=int, default=250)
     flag("--workers", "threads reading and cropping frames while the model runs", type=int,
          default=min(4, os.cpu_count() or 1))
-    flag("--save-every", "save the scores computed so far every this many videos, so that a rerun resumes there",
-         type=int, default=50)
+    flag("--save-every", "save the scores in chunks of this many videos, each as soon as it is computed: a rerun "
+         "resumes after the last complete chunk", type=int, default=50)
     flag("--from-scores", "re-aggregate and re-fuse the scores_<stream>.npz saved in DIR; loads no model",
          metavar="DIR")
     flag("--skip-missing", "leave out test videos whose frames or flow are missing (default: list them and stop)",
          action="store_true")
-    flag("--overwrite", "compute the scores again even if results/<run>/scores_<stream>.npz exists",
-         action="store_true")
+    flag("--overwrite", "compute the scores again: removes results/<run>/scores_<stream>.npz and the chunks of an "
+         "interrupted run first (resume a killed --overwrite run without it)", action="store_true")
     flag("--results-dir", "parent folder of the run folders", default="results")
     flag("--run-name", "results/<run-name>/ (default: <dataset>_split<K>, with the quick-run limits appended; "
          "with --from-scores: write into that folder)")
@@ -104,12 +111,26 @@ def read_models(args, streams):
     for stream in streams:
         path = checkpoints.model_path(args.checkpoints, stream, getattr(args, stream))
         config, stream_classes = checkpoints.read(path, stream, args.dataset)
+        check_config(path, stream, config, stream_classes, args.dataset)
         if classes is not None and stream_classes != classes:
             raise DataError(f"{path} was trained on other classes than the {streams[0]} stream "
                             f"({len(stream_classes)} vs {len(classes)}, or in another order); "
                             "test models trained on the same classInd.txt")
         found[stream], classes = (path, config), stream_classes
     return found, classes
+
+
+def check_config(path, stream, config, classes, dataset):
+    """A model of the other stream, or one whose config.json and classInd.txt disagree: refused from its
+    config.json before anything is loaded."""
+    config_path = os.path.join(os.path.dirname(path), "config.json")
+    if config.get("stream", stream) != stream:
+        raise DataError(f"{path}: is a {config['stream']} model ({config_path}), given as the {stream} stream; "
+                        f"point --{stream} (or --checkpoints) at a {stream} model")
+    own_head = checkpoints.head(config, dataset) == config.get("dataset")
+    if own_head and config.get("num_classes", len(classes)) != len(classes):
+        raise DataError(f"{config_path}: says {config['num_classes']} classes but the classInd.txt beside it lists "
+                        f"{len(classes)}; the folder mixes two runs: retrain, or copy that run's classInd.txt back")
 
 
 def load_videos(args, classes, subset):
@@ -148,15 +169,28 @@ def drop_missing(videos, args, streams, subset):
 # ---------------------------------------------------------------------------- scores of one stream
 
 def scores_path(run_dir, stream, subset="test", partial=False, shard=None):
+    """A stream's score file; partial: the single file of scores so far that earlier versions rewrote every
+    --save-every videos (read on resume, never written)."""
     suffix = "" if subset == "test" else f"_{subset}"
     part = f".shard{shard[0]}of{shard[1]}" if shard else ""
     return os.path.join(run_dir, f"scores_{stream}{suffix}{part}{'.partial' if partial else ''}.npz")
 
 
-def saved_scores(path, settings, classes):
+def chunks_dir(final):
+    """The folder beside a score file where a run keeps its chunks of --save-every videos until it is whole."""
+    return final[:-len(".npz")] + ".chunks"
+
+
+def chunk_path(final, first, count):
+    """The chunk of `count` videos from position `first` of the list: every chunk is written once, atomically,
+    so a run's writes stay linear in its videos and a kill at any moment loses at most the chunk in progress."""
+    return os.path.join(chunks_dir(final), f"chunk{first:06d}_{count}.npz")
+
+
+def saved_scores(path, settings, classes, redo):
     """{video name: (label, sample scores [N, C])} from a scores file computed the same way."""
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
-    loaded = evaluation.load_scores(path)
+    loaded = evaluation.load_scores(path, redo)
     saved = loaded["settings"]
     differ = [f"{key}: saved {saved.get(key)!r}, now {settings[key]!r}" for key in REUSE_SETTINGS
               if key != "fingerprint" and saved.get(key) != settings[key]]
@@ -169,43 +203,68 @@ def saved_scores(path, settings, classes):
             zip(loaded["videos"], loaded["labels"], loaded["scores"])}
 
 
+def reusable_scores(args, final, settings, classes, wanted):
+    """The scores saved so far for the `wanted` videos: the whole file if there is one, else the chunks of an
+    interrupted run (and the .partial.npz of earlier versions). --overwrite removes them all first."""
+    partial, chunks = final[:-len(".npz")] + ".partial.npz", chunks_dir(final)
+    if args.overwrite:
+        for path in (final, partial):
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(chunks, ignore_errors=True)
+    redo = (f"delete it (a rerun computes its videos again{', for this part' if args.shard else ''}), "
+            "or pass --overwrite to compute all the scores again")
+    if os.path.exists(final):
+        return saved_scores(final, settings, classes, redo), final
+    sources = [partial] if os.path.exists(partial) else []
+    if os.path.isdir(chunks):
+        sources += sorted(os.path.join(chunks, name) for name in os.listdir(chunks) if CHUNK.fullmatch(name))
+    done = {}
+    for path in sources:
+        done.update(saved_scores(path, settings, classes, redo))
+    return {name: entry for name, entry in done.items() if name in wanted}, chunks if sources else None
+
+
 def stream_scores(args, stream, model_file, config, classes, videos, run_dir, settings, subset, strategy):
-    """Per-sample scores [V, N, C] of every video: reused, resumed or computed, saved as they come."""
+    """Per-sample scores [V, N, C] of every video: reused, resumed or computed. Computed scores are saved in
+    chunks of --save-every videos as they come, joined into the stream's score file at the end."""
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     final = scores_path(run_dir, stream, subset, shard=args.shard)
-    partial = scores_path(run_dir, stream, subset, partial=True, shard=args.shard)
-    done = {}
-    for path in (final, partial):
-        if os.path.exists(path) and not args.overwrite:
-            wanted = {v.name for v in videos}
-            done = {name: entry for name, entry in saved_scores(path, settings, classes).items() if name in wanted}
-            print(f"{path}: reusing {len(done)} of {len(videos)} videos' {stream} scores")
-            break
+    done, source = reusable_scores(args, final, settings, classes, {v.name for v in videos})
+    if source:
+        print(f"{source}: reusing {len(done)} of {len(videos)} videos' {stream} scores")
+    position = {v.name: i for i, v in enumerate(videos)}
     todo = [v for v in videos if v.name not in done]
-
-    def save(target):
-        names = [v.name for v in videos if v.name in done]
-        evaluation.save_scores(target, names, [done[n][0] for n in names], [done[n][1] for n in names],
-                               classes, settings)
-
     if todo:
         import training  # Keras loads here, once there is scoring to do
         with training.scope(strategy):
             model = checkpoints.load(model_file, stream, args.dataset)[0]
+        check_outputs(model, model_file, classes)
         with tqdm(total=len(videos), initial=len(done), desc=f"{stream} ({subset} list)", unit="video") as progress:
             for start in range(0, len(todo), args.save_every):
                 chunk = todo[start:start + args.save_every]
-                try:
-                    for video, scores in zip(chunk, predict_videos(model, chunk, args, stream, config)):
-                        done[video.name] = (video.label, scores)
-                finally:
-                    save(partial)  # what is done survives Ctrl-C and crashes
+                scores = predict_videos(model, chunk, args, stream, config)
+                evaluation.save_scores(chunk_path(final, position[chunk[0].name], len(chunk)),
+                                       [v.name for v in chunk], [v.label for v in chunk], scores, classes, settings)
+                done.update({video.name: (video.label, s) for video, s in zip(chunk, scores)})
                 progress.update(len(chunk))
-    if todo or not os.path.exists(final):  # scores reused whole are left as they are
-        save(final)
+    if todo or source != final:  # scores reused whole are left as they are
+        evaluation.save_scores(final, [v.name for v in videos], [done[v.name][0] for v in videos],
+                               [done[v.name][1] for v in videos], classes, settings)
+    shutil.rmtree(chunks_dir(final), ignore_errors=True)
+    partial = final[:-len(".npz")] + ".partial.npz"
     if os.path.exists(partial):
         os.remove(partial)
     return np.stack([done[v.name][1] for v in videos])
+
+
+def check_outputs(model, model_file, classes):
+    """A model whose softmax has another class count than its classInd.txt: refused before scoring."""
+    outputs = model.output_shape[-1]
+    if outputs != len(classes):
+        raise DataError(f"{model_file}: its softmax has {outputs} classes but the classInd.txt beside it lists "
+                        f"{len(classes)}; the folder mixes two runs: retrain, or point --spatial/--temporal at "
+                        "the .keras file of that run")
 
 
 def predict_videos(model, videos, args, stream, config):
@@ -235,6 +294,10 @@ def compute_all(args, run_dir):
         if not videos and args.shard:  # a part of a short list can be empty
             continue
         if subset == "test":
+            for stream in streams:
+                path, config = found[stream]
+                overlap.refuse_seen_test_videos(path, config, stream, checkpoints.head(config, args.dataset),
+                                                args.split, args.splits_dir, [v.name for v in videos])
             record = checkpoints.data_record(args.data_dir, videos[0])
             for stream in streams:
                 checkpoints.check_data(found[stream][1], record, stream, args.data_dir)
@@ -247,7 +310,7 @@ def compute_all(args, run_dir):
                         "num_classes": len(classes), "class_limit": args.class_limit,
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
                         "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
-                        "multitask": config.get("multitask"), "shard": args.shard}
+                        "multitask": config.get("multitask"), "init": config.get("init"), "shard": args.shard}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}
@@ -290,7 +353,8 @@ def merge_stream(args, run_dir, stream, subset, files):
         raise DataError(f"{run_dir}: holds {stream} {subset}-list parts of {' and '.join(map(str, counts))} shards; "
                         "keep the files of one --shard K/N split only")
     paths = [files[key] for key in sorted(files)]
-    parts = [evaluation.load_scores(path) for path in paths]
+    parts = [evaluation.load_scores(files[key], f"delete it and score part {key[0]}/{key[1]} again: fuse_test.py "
+                                                f"--shard {key[0]}/{key[1]} with the same flags") for key in sorted(files)]
     for part, path in zip(parts[1:], paths[1:]):
         if part["classes"] != parts[0]["classes"] or not same_scoring(part["settings"], parts[0]["settings"]):
             raise DataError(f"{path}: was scored otherwise than {paths[0]} (another model, classes, samples, crops "
@@ -322,18 +386,25 @@ def same_scoring(settings, other):
     return all(settings.get(key) == other.get(key) for key in MERGE_SETTINGS) and size(settings) == size(other)
 
 
-def load_saved(folder, streams=None):
-    """The score files in a results folder -> the same structure as compute_all."""
+def load_saved(folder, streams=None, svm=True):
+    """The score files in a results folder -> the same structure as compute_all. The training list's
+    (for the SVM, unless not svm) are loaded when there are any: then every stream's must be there."""
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
-    data = {}
-    for subset in ("test", "train"):
-        present = streams or [s for s in STREAMS if os.path.exists(scores_path(folder, s, subset))]
-        if subset == "train" and (len(present) < 2 or not all(os.path.exists(scores_path(folder, s, subset))
-                                                              for s in present)):
-            break
-        if not present:
-            raise DataError(f"{folder}: holds no scores_spatial.npz or scores_temporal.npz")
-        data[subset] = align({s: evaluation.load_scores(scores_path(folder, s, subset)) for s in present}, folder)
+    redo = (f"delete it and run fuse_test.py again without --from-scores or --merge, with --run-name "
+            f"{os.path.basename(os.path.normpath(folder))}: it computes the scores missing there (with the models)")
+    present = streams or [s for s in STREAMS if os.path.exists(scores_path(folder, s))]
+    if not present:
+        raise DataError(f"{folder}: holds no scores_spatial.npz or scores_temporal.npz")
+    data = {"test": align({s: evaluation.load_scores(scores_path(folder, s), redo) for s in present}, folder)}
+    train = {s: scores_path(folder, s, "train") for s in present}
+    found = [path for path in train.values() if os.path.exists(path)]
+    if svm and len(present) == 2 and found:
+        missing = [path for path in train.values() if not os.path.exists(path)]
+        if missing:
+            raise DataError(f"{missing[0]}: not found, but {found[0]} is: the SVM fusion needs both streams' "
+                            "training-list scores. Compute it with fuse_test.py without --from-scores (the same "
+                            "--run-name; it scores only what is missing), or pass --no-svm")
+        data["train"] = align({s: evaluation.load_scores(path, redo) for s, path in train.items()}, folder)
     return data
 
 
@@ -359,31 +430,36 @@ def align(data, folder):
 # ---------------------------------------------------------------------------- fusion and the report
 
 def video_scores(data, args):
-    """{row: video scores [V, C]}: each stream, their average, and the SVM on their scores."""
+    """({row: video scores [V, C]}: each stream, their average, and the SVM on their scores; the SVM's C and
+    how it was chosen, or None)."""
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     test = data["test"]
     scores = {stream: evaluation.aggregate(d["scores"], args.aggregate) for stream, d in test.items()}
     if len(scores) == 2:
         scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], args.fusion_weights)
-    train = data.get("train", {})
-    if len(scores) == 3 and len(set(next(iter(train.values()), {}).get("labels", []))) < 2:
+    train, svm = data.get("train", {}), None
+    if len(scores) == 3 and train and len(set(next(iter(train.values()))["labels"])) < 2:
         print("no SVM fusion: the training list's scores hold fewer than two classes")
-    elif len(scores) == 3:
+    elif len(scores) == 3 and train:
+        first = next(iter(train.values()))
         svm = evaluation.svm_fit({s: evaluation.aggregate(d["scores"], args.aggregate) for s, d in train.items()},
-                                 next(iter(train.values()))["labels"])
+                                 first["labels"], groups=evaluation.video_groups(first["videos"]))
         scores["svm"] = evaluation.svm_scores(svm, {s: scores[s] for s in train})
+        print(f"SVM fusion: {evaluation.svm_text(svm.choice_)}")
     if (test.get("temporal", {}).get("settings") or {}).get("multitask"):  # its own row and reference figures
         scores = {("temporal_multitask" if row == "temporal" else row): s for row, s in scores.items()}
-    return scores
+    return scores, svm and svm.choice_
 
 
 def report(data, args, out_dir):
     import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     first = next(iter(data["test"].values()))
     skipped = sorted(set().union(*(d["settings"].get("skipped", []) for d in data["test"].values())))
-    table = evaluation.write_report(out_dir, first["videos"], first["labels"], first["classes"],
-                                    video_scores(data, args), first["settings"], args.aggregate, args.fusion_weights,
-                                    skipped)
+    scores, svm_choice = video_scores(data, args)
+    temporal = data["test"].get("temporal", {}).get("settings") or {}
+    settings = {**first["settings"], "temporal_net": evaluation.temporal_net(temporal) if temporal else None}
+    table = evaluation.write_report(out_dir, first["videos"], first["labels"], first["classes"], scores, settings,
+                                    args.aggregate, args.fusion_weights, skipped, svm_choice)
     print(table)
     print(f"{len(first['videos'])} test videos" + (f", {len(skipped)} skipped for missing frames or flow" if skipped
                                                    else "")
@@ -411,7 +487,7 @@ def main(argv=None):
         return
     if args.merge:
         merge_shards(args, run_dir)
-    data = load_saved(args.from_scores or run_dir, args.streams) if args.from_scores or args.merge \
+    data = load_saved(args.from_scores or run_dir, args.streams, not args.no_svm) if args.from_scores or args.merge \
         else compute_all(args, run_dir)
     report(data, args, run_dir)
 

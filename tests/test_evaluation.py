@@ -2,9 +2,13 @@
 import csv
 import json
 import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import evaluation
 import ucf101
@@ -121,7 +125,58 @@ def test_svm_fusion_learns_from_training_scores_and_beats_each_stream():
     assert scores.shape == (80, 4)
     assert top1(labels, spatial) < 0.75 and top1(labels, temporal) < 0.75
     assert top1(labels, scores) == 1.0
-    assert svm.multi_class == "crammer_singer" and svm.C == 1.0
+    assert svm[-1].multi_class == "crammer_singer" and svm.choice_["C"] in evaluation.SVM_C_GRID
+    assert "stratified" in svm.choice_["how"]  # no UCF-101 names given: no groups
+
+
+def weak_net_scores(videos_per_class=10, classes=12, seed=0, strength=0.01):
+    """Softmax scores of two weak nets (as on the mini set: 20-35% top-1), all close to 1 / classes."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), videos_per_class)
+    streams = {}
+    for stream, signal in (("spatial", 1.0), ("temporal", 1.5)):
+        logits = strength * (rng.normal(size=(len(labels), classes)) + signal * np.eye(classes)[labels])
+        streams[stream] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return labels, streams
+
+
+def test_the_svm_converges_on_weak_nets_scores_and_rounding_does_not_change_it():
+    """Scores near 1 / C: liblinear stopped unconverged at decision values near 1e-7 (issue 16), so that
+    scores rounded otherwise (merged shards, another batch size) gave another SVM row."""
+    labels, train = weak_net_scores(seed=0)
+    test = weak_net_scores(seed=1)[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        svm = evaluation.svm_fit(train, labels, C=1.0)
+    rng = np.random.default_rng(2)
+    rounded = {s: (v * (1 + 1e-6 * rng.standard_normal(v.shape))).astype(np.float32) for s, v in train.items()}
+    again = evaluation.svm_fit(rounded, labels, C=1.0)
+    first, second = (evaluation.svm_scores(m, test).argmax(axis=1) for m in (svm, again))
+    assert (first == second).all()
+    assert np.abs(evaluation.svm_scores(svm, test)).max() > 1e-3
+
+
+def test_svm_c_is_cross_validated_on_folds_by_group():
+    """UCF-101 names: folds by group (gNN), never splitting a group; the chosen C is one of the grid's, with the
+    validation accuracy of each; too few groups keep the default C and say why."""
+    labels, train = weak_net_scores(videos_per_class=6, seed=3, strength=3.0)
+    names = [f"v_C{label}_g{8 + i % 6:02d}_c01" for i, label in enumerate(labels)]
+    groups = evaluation.video_groups(names)
+    assert groups[:7] == [8, 9, 10, 11, 12, 13, 8]
+    assert evaluation.video_groups(names + ["April_09_brush_hair_u_nm_np1_ba_goo_0"]) is None  # HMDB-51: none
+    folds, how = evaluation.svm_folds(labels, groups)
+    assert "5-fold" in how and "group" in how
+    for fit, validate in folds.split(np.zeros(len(labels)), labels, groups):
+        assert not {groups[i] for i in fit} & {groups[i] for i in validate}
+    svm = evaluation.svm_fit(train, labels, groups=groups)
+    assert svm.choice_["C"] in evaluation.SVM_C_GRID and set(svm.choice_["accuracy"]) == {
+        f"{c:g}" for c in evaluation.SVM_C_GRID}
+    best = max(svm.choice_["accuracy"].values())
+    assert svm.choice_["accuracy"][f"{svm.choice_['C']:g}"] == best
+    assert svm[-1].C == svm.choice_["C"]
+    one_group = evaluation.svm_fit(train, labels, groups=[8] * len(labels))
+    assert one_group.choice_["C"] == evaluation.SVM_DEFAULT_C and "not cross-validated" in one_group.choice_["how"]
+    assert "C = 1 (C not cross-validated" in evaluation.svm_text(one_group.choice_)
 
 
 def test_svm_fusion_wins_where_averaging_cannot():
@@ -234,6 +289,50 @@ def test_load_scores_names_a_bad_file(tmp_path):
         evaluation.load_scores(str(tmp_path / "missing.npz"))
 
 
+def test_a_truncated_scores_file_is_named_with_what_computes_it_again(tmp_path):
+    path = tmp_path / "scores_spatial.npz"
+    evaluation.save_scores(str(path), ["a", "b"], [0, 1], np.ones((2, 3, 2)) / 2, ["X", "Y"], {"samples": 3})
+    whole = path.read_bytes()
+    for size in (len(whole) // 2, len(whole) - 30, 100, 0):
+        path.write_bytes(whole[:size])  # what a copy cut short, or a disk that filled up, leaves
+        with pytest.raises(ucf101.DataError, match=r"scores_spatial.npz: damaged.*To compute it again, pass --redo"):
+            evaluation.load_scores(str(path), "pass --redo")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    path = tmp_path / "results.md"
+    evaluation.write_text(str(path), "old")
+    with pytest.raises(ZeroDivisionError):
+        with evaluation.atomic_path(str(path)) as temp:
+            assert temp.endswith(".md") and os.path.dirname(temp) == str(tmp_path)
+            with open(temp, "w") as f:
+                f.write("half of the new")
+            1 / 0
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.md"]
+
+
+def test_a_full_disk_leaves_the_old_scores_and_names_the_file(tmp_path):
+    """A real write failure: the process's file size limit (RLIMIT_FSIZE) stands in for a full disk (EFBIG
+    where a disk gives ENOSPC). The old file stays whole, no temporary file is left, one line names the file."""
+    path = tmp_path / "scores_spatial.npz"
+    evaluation.save_scores(str(path), ["a"], [0], np.ones((1, 2, 2)) / 2, ["X", "Y"])
+    before = path.read_bytes()
+    script = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+import errors, evaluation
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+sys.exit(errors.run(lambda argv: evaluation.save_scores({str(path)!r}, ["a"] * 500, [0] * 500,
+                                                        np.ones((500, 25, 2)) / 2, ["X", "Y"])))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {path}: could not be written")
+    assert "Traceback" not in done.stderr
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["scores_spatial.npz"]
+
+
 # ---------------------------------------------------------------------------- tables and reports
 
 def table_results():
@@ -246,31 +345,74 @@ def table_rows(table):
 
 
 def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
-    split1 = evaluation.REFERENCES[("ucf101", "split1")]
+    split1 = evaluation.reference_rows("ucf101", "split1", "alone")
     ours = evaluation.reference_for(split1, "fusion")
     assert ours[2] == 85.9 and ours[0] == "Fusion by averaging (uni-directional flow)"
     assert [ref[0] for ref in split1 if ref[2] == 85.6] == ["Fusion by averaging (bi-directional flow)"]
-    assert evaluation.reference_for(split1, "svm")[:3] == ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0)
+    assert evaluation.reference_for(split1, "svm") is None  # the paper's SVM figure is the multi-task net's
+    multitask = evaluation.reference_rows("ucf101", "split1", "multitask")
+    assert evaluation.reference_for(multitask, "svm")[:3] == ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0)
     notes = " ".join(evaluation.REFERENCE_NOTES.values())
     assert "averaging 85.9 with uni-directional flow" in notes and "85.6 with bi-directional flow" in notes
     assert "Feichtenhofer" not in notes and "re-run" not in notes
 
 
 def test_every_reference_figure_is_the_papers():
-    figures = {key: {ref[0]: ref[2] for ref in rows} for key, rows in evaluation.REFERENCES.items()}
-    assert figures[("ucf101", "split1")] == {
+    figures = {}
+    for dataset, scope, _, _, name, paper, seed in evaluation.PAPER_FIGURES:
+        figures.setdefault((dataset, scope), {})[name] = (paper, seed)
+    assert {name: paper for name, (paper, _) in figures[("ucf101", "split1")].items()} == {
         "Spatial (pre-trained + last layer)": 72.7,
         "Temporal (L = 10, mean subtraction, uni-directional flow)": 81.0,
         "Temporal (multi-task, UCF-101 + HMDB-51)": 81.5, "Fusion by averaging (uni-directional flow)": 85.9,
         "Fusion by averaging (bi-directional flow)": 85.6, "Fusion by averaging (multi-task temporal)": 86.2,
         "Fusion by SVM (multi-task temporal)": 87.0}
-    assert list(figures[("ucf101", "mean")].values()) == [73.0, 83.7, 86.9, 88.0]
-    assert list(figures[("hmdb51", "mean")].values()) == [40.5, 54.6, 58.0, 59.4]
-    assert list(figures[("hmdb51", "split1")].values()) == [46.6, 49.0, 52.8, 55.4]
-    seed = {ref[0]: ref[3] for ref in evaluation.REFERENCES[("ucf101", "split1")] if ref[3] is not None}
-    assert list(seed.values()) == [73.1, 78.8, 82.0]
-    assert all(ref[3] is None for key, rows in evaluation.REFERENCES.items() if key != ("ucf101", "split1")
-               for ref in rows)  # the seed reported UCF-101 split 1 only
+    assert [paper for paper, _ in figures[("ucf101", "mean")].values()] == [73.0, 83.7, 86.9, 88.0]
+    assert [paper for paper, _ in figures[("hmdb51", "mean")].values()] == [40.5, 54.6, 58.0, 59.4]
+    assert [paper for paper, _ in figures[("hmdb51", "split1")].values()] == [46.6, 49.0, 52.8, 55.4]
+    assert [seed for _, seed in figures[("ucf101", "split1")].values() if seed] == [73.1, 78.8, 82.0]
+    assert all(seed is None for key, rows in figures.items() if key != ("ucf101", "split1")
+               for _, seed in rows.values())  # the seed reported UCF-101 split 1 only
+
+
+# The paper's figure beside each of our rows, for every kind of run (None: "—", the paper has none).
+EXPECTED_FIGURES = {
+    ("ucf101", "split1", "alone"): {"spatial": 72.7, "temporal": 81.0, "fusion": 85.9, "svm": None},
+    ("ucf101", "split1", "multitask"): {"spatial": 72.7, "temporal_multitask": 81.5, "fusion": 86.2, "svm": 87.0},
+    ("ucf101", "split1", "init"): {"spatial": 72.7, "temporal": None, "fusion": None, "svm": None},
+    ("ucf101", "mean", "alone"): {"spatial": 73.0, "temporal": None, "fusion": None, "svm": None},
+    ("ucf101", "mean", "multitask"): {"spatial": 73.0, "temporal_multitask": 83.7, "fusion": 86.9, "svm": 88.0},
+    ("ucf101", "mean", "init"): {"spatial": 73.0, "temporal": None, "fusion": None, "svm": None},
+    ("hmdb51", "split1", "alone"): {"spatial": None, "temporal": 46.6, "fusion": None, "svm": None},
+    ("hmdb51", "split1", "multitask"): {"spatial": None, "temporal_multitask": 55.4, "fusion": None, "svm": None},
+    ("hmdb51", "split1", "init"): {"spatial": None, "temporal": 49.0, "fusion": None, "svm": None},
+    ("hmdb51", "mean", "alone"): {"spatial": 40.5, "temporal": None, "fusion": None, "svm": None},
+    ("hmdb51", "mean", "multitask"): {"spatial": 40.5, "temporal_multitask": 54.6, "fusion": 58.0, "svm": 59.4},
+    ("hmdb51", "mean", "init"): {"spatial": 40.5, "temporal": None, "fusion": None, "svm": None},
+}
+
+
+@pytest.mark.parametrize("dataset, scope, net", list(EXPECTED_FIGURES))
+def test_each_row_is_compared_with_the_figure_of_its_kind_of_run(dataset, scope, net):
+    """Every dataset, one split or the mean of three, and temporal net trained alone, multi-task or fine-tuned
+    (--init): each row beside its own figure or "—", and every other figure of the paper's table listed once,
+    as "not run"."""
+    expected = EXPECTED_FIGURES[(dataset, scope, net)]
+    m = table_results()["fusion"]
+    table = table_rows(evaluation.results_table({row: m for row in expected}, dataset, scope, net))
+    ours = {evaluation.ROW_NAMES[row]: row for row in expected}
+    shown = {cells[0]: cells[1] for cells in table[2:] if cells[0] in ours}
+    assert shown == {name: evaluation.figure(expected[row]) for name, row in ours.items()}
+    not_run = [cells[1] for cells in table[2:] if cells[3] == "not run"]
+    published = [paper for d, s, *_, paper, _ in evaluation.PAPER_FIGURES if (d, s) == (dataset, scope)]
+    assert sorted(not_run + [f for f in shown.values() if f != "—"]) == sorted(map(evaluation.figure, published))
+
+
+def test_the_kind_of_temporal_net_comes_from_the_run_settings():
+    assert evaluation.temporal_net({}) == "alone"
+    assert evaluation.temporal_net({"multitask": {"dataset": "hmdb51", "videos": "all"}, "init": "x.keras"}) == \
+        "multitask"
+    assert evaluation.temporal_net({"multitask": None, "init": "checkpoints/ucf101/temporal/last.keras"}) == "init"
 
 
 def test_results_table_compares_each_row_with_its_reference():
@@ -279,23 +421,25 @@ def test_results_table_compares_each_row_with_its_reference():
     assert rows[2:] == [["Spatial", "72.7", "73.1", "50.0", "90.0", "45.0"],
                         ["Temporal", "81.0", "78.8", "60.0", "—", "55.0"],
                         ["Fusion (averaging)", "85.9", "82.0", "80.0", "100.0", "78.9"],
-                        ["Fusion (SVM)", "87.0", "—", "not run", "—", "—"],
+                        ["Fusion (SVM)", "—", "—", "not run", "—", "—"],
                         # the paper's rows we have no counterpart for
                         ["Temporal (multi-task, UCF-101 + HMDB-51)", "81.5", "—", "not run", "—", "—"],
                         ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run", "—", "—"],
-                        ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run", "—", "—"]]
+                        ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run", "—", "—"],
+                        ["Fusion by SVM (multi-task temporal)", "87.0", "—", "not run", "—", "—"]]
 
 
 def test_results_table_places_svm_and_multitask_rows_beside_their_figures():
     m = table_results()["fusion"]
-    results = {"temporal_multitask": m, "svm": m, "temporal": m}
+    results = {"temporal_multitask": m, "svm": m, "fusion": m, "spatial": m}
     rows = table_rows(evaluation.results_table(results, "ucf101", "split1"))
-    assert [row[:3] for row in rows[2:5]] == [["Temporal", "81.0", "78.8"], ["Temporal (multi-task)", "81.5", "—"],
+    assert [row[:3] for row in rows[2:6]] == [["Spatial", "72.7", "73.1"], ["Temporal (multi-task)", "81.5", "—"],
+                                             ["Fusion (averaging)", "86.2", "—"],
                                              ["Fusion (SVM)", "87.0", "—"]]  # table order, whatever the dict's
-    assert [row[:4] for row in rows[5:]] == [["Spatial (pre-trained + last layer)", "72.7", "73.1", "not run"],
-                                             ["Fusion by averaging (uni-directional flow)", "85.9", "82.0", "not run"],
-                                             ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run"],
-                                             ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run"]]
+    assert [row[:4] for row in rows[6:]] == [
+        ["Temporal (L = 10, mean subtraction, uni-directional flow)", "81.0", "78.8", "not run"],
+        ["Fusion by averaging (uni-directional flow)", "85.9", "82.0", "not run"],
+        ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run"]]
     hmdb = table_rows(evaluation.results_table({"temporal": m, "spatial": m}, "hmdb51", "split1"))
     assert [row[:4] for row in hmdb[2:]] == [["Spatial", "—", "—", "80.0"], ["Temporal", "46.6", "—", "80.0"],
                                              ["Temporal (fine-tuned from UCF-101)", "49.0", "—", "not run"],
@@ -395,16 +539,25 @@ def test_mean_over_splits_refuses_to_average_different_things():
 
 
 def test_mean_table_compares_with_table_4_only_over_all_three_splits():
-    all_three = {1: split_results(0.5), 2: split_results(0.6), 3: split_results(0.7)}
-    text = evaluation.mean_table(all_three, "ucf101")
+    multitask = ("spatial", "temporal_multitask", "fusion")
+    all_three = {1: split_results(0.5, rows=multitask), 2: split_results(0.6, rows=multitask),
+                 3: split_results(0.7, rows=multitask)}
+    text = evaluation.mean_table(all_three, "ucf101", nets=("multitask",) * 3)
     rows = table_rows(text.split("\n\n")[0])
     assert rows[2:] == [["Spatial", "73.0", "—", "60.0", "90.0", "60.0"],
-                        ["Temporal", "83.7", "—", "70.0", "90.0", "60.0"],
+                        ["Temporal (multi-task)", "83.7", "—", "70.0", "90.0", "60.0"],
                         ["Fusion (averaging)", "86.9", "—", "80.0", "90.0", "60.0"],
                         ["Fusion (SVM)", "88.0", "—", "not run", "—", "—"]]
     assert "Mean over splits 1, 2, 3 (300 test videos in all)." in text and "does not apply" not in text
-    hmdb = table_rows(evaluation.mean_table({s: split_results(0.5, classes=51) for s in (1, 2, 3)}, "hmdb51"))
+    hmdb = table_rows(evaluation.mean_table({s: split_results(0.5, classes=51, rows=multitask) for s in (1, 2, 3)},
+                                            "hmdb51", nets=("multitask",) * 3))
     assert [row[1] for row in hmdb[2:6]] == ["40.5", "54.6", "58.0", "59.4"]
+    # Table 4 is the multi-task net's: a single-task temporal net and its fusions have no figure there.
+    alone = table_rows(evaluation.mean_table({s: split_results(0.5) for s in (1, 2, 3)}, "ucf101"))
+    assert [row[:2] for row in alone[2:6]] == [["Spatial", "73.0"], ["Temporal", "—"], ["Fusion (averaging)", "—"],
+                                              ["Fusion (SVM)", "—"]]
+    mixed = evaluation.mean_table(all_three, "ucf101", nets=("multitask", "alone", "multitask"))
+    assert "83.7" not in mixed and "the splits' temporal nets differ (alone, multitask)" in mixed
 
     missing = evaluation.mean_table({1: split_results(0.5), 3: split_results(0.7)}, "ucf101")
     assert [row[1] for row in table_rows(missing.split("\n\n")[0])[2:]] == ["—"] * 4
@@ -471,8 +624,10 @@ def read_report(out_dir):
 
 def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
     videos, labels, classes, scores = report_inputs(101)
+    choice = {"C": 0.1, "how": "5-fold cross-validation on the training videos, folds by UCF-101 group",
+              "accuracy": {"0.1": 0.8, "1": 0.7}}
     table = evaluation.write_report(tmp_path, videos, labels, classes, scores, {**FULL_RUN, "skipped": []},
-                                    "mean", (1.0, 1.0), ["v_Gone_g01_c01"])
+                                    "mean", (1.0, 1.0), ["v_Gone_g01_c01"], choice)
     for name in ("results.md", "per_class.csv", "confusion.png", "misclassified.csv", "metrics.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     markdown, rows, saved = read_report(tmp_path)
@@ -480,7 +635,10 @@ def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
     assert rows["Spatial"] == ["72.7", "73.1", "75.0", "75.0", "75.0"]  # 9 of 12 right, one video per class
     assert rows["Temporal"] == ["81.0", "78.8", "75.0", "75.0", "75.0"]
     assert rows["Fusion (averaging)"][:3] == ["85.9", "82.0", "91.7"]
-    assert rows["Fusion (SVM)"][:3] == ["87.0", "—", "83.3"]
+    assert rows["Fusion (SVM)"][:3] == ["—", "—", "83.3"]  # 87.0 is the multi-task net's SVM
+    assert rows["Fusion by SVM (multi-task temporal)"][:3] == ["87.0", "—", "not run"]
+    assert "C = 0.1 (5-fold cross-validation on the training videos, folds by UCF-101 group" in markdown
+    assert "80.0% at C = 0.1, 70.0% at C = 1" in markdown
     assert rows["Fusion by averaging (bi-directional flow)"][:3] == ["85.6", "—", "not run"]
     assert 'Fusion (averaging): compared with the paper\'s "Fusion by averaging (uni-directional flow)"' in markdown
     assert "do not apply" not in markdown and "mean softmax" in markdown and "Crammer and Singer" in markdown
@@ -488,7 +646,8 @@ def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
     assert "1 skipped" in markdown and "- v_Gone_g01_c01" in markdown
     # The final row is the SVM's: the confusion matrix and the misclassified list are about it.
     assert saved["final"] == "svm" and saved["num_classes"] == 101 and saved["settings"]["num_classes"] == 101
-    assert saved["references"] == "split1" and saved["skipped"] == ["v_Gone_g01_c01"]
+    assert saved["references"] == "split1" and saved["skipped"] == ["v_Gone_g01_c01"] and saved["svm"] == choice
+    assert saved["settings"]["temporal_net"] == "alone"
     assert saved["results"]["fusion"]["top1"] == pytest.approx(11 / 12) and saved["results"]["svm"]["classes"] == 101
     wrong = read_csv(tmp_path / "misclassified.csv")
     assert wrong[0] == ["video", "true_class", "svm_prediction", "svm_score", "spatial_prediction",
@@ -558,8 +717,15 @@ def test_write_splits_mean_averages_the_split_runs_found(tmp_path):
 
     write_split_metrics(tmp_path, 2, split_results(0.6))
     markdown = evaluation.write_splits_mean(str(tmp_path), "ucf101")
-    assert "| Fusion (averaging) | 86.9 | — | 80.0 |" in markdown and "Simonyan et al. 2014: " in markdown
+    assert "| Spatial | 73.0 | — | 60.0 |" in markdown and "Simonyan et al. 2014: " in markdown
+    assert "| Fusion (averaging) | — | — | 80.0 |" in markdown  # Table 4's 86.9 is with the multi-task net
     assert "Seed repository: " not in markdown  # the seed reported split 1 only
+    multitask = tmp_path / "multitask"
+    for split in (1, 2, 3):
+        write_split_metrics(multitask, split, split_results(0.5, rows=("spatial", "temporal_multitask", "fusion")),
+                            temporal_net="multitask")
+    together = evaluation.write_splits_mean(str(multitask), "ucf101")
+    assert "| Temporal (multi-task) | 83.7 |" in together and "| Fusion (averaging) | 86.9 |" in together
     with open(tmp_path / "ucf101_mean" / "metrics.json") as f:
         saved = json.load(f)
     assert saved["references"] == "mean" and saved["results"]["spatial"]["splits"] == [1, 2, 3]

@@ -5,6 +5,10 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+import types
 
 import numpy as np
 import pytest
@@ -17,6 +21,8 @@ import fuse_test
 import generators
 import media
 import models
+import overlap
+import prepare_data
 import presets
 import ucf101
 
@@ -25,6 +31,7 @@ SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
 SAMPLES = 3
 TEST_VIDEOS = [f"v_{c}_g01_c01" for c in CLASSES]  # fakedata: group 1 is split 1's test list, group 8 its training list
 TRAIN_VIDEOS = [f"v_{c}_g08_c01" for c in CLASSES]
+FUSE_TEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuse_test.py")
 
 
 @pytest.fixture(autouse=True)
@@ -208,7 +215,8 @@ def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
         scored.extend(v.name for v in videos)
         return np.full((len(videos), args.samples, len(CLASSES)), 1 / len(CLASSES), np.float32)
 
-    monkeypatch.setattr(checkpoints, "load", lambda path, stream, dataset=None: (None, None, None))
+    model = types.SimpleNamespace(output_shape=(None, len(CLASSES)))  # all check_outputs reads of it
+    monkeypatch.setattr(checkpoints, "load", lambda path, stream, dataset=None: (model, None, None))
     monkeypatch.setattr(fuse_test, "predict_videos", fake_predict)
     assert run(cli(setup, "--no-svm", results=tmp_path)) == 0
     folder = tmp_path / "synthetic_split1"
@@ -340,19 +348,26 @@ def counting_predict(monkeypatch, fail_at=None, error=Interrupted):
     return calls
 
 
+def chunk_videos(folder, stream="temporal"):
+    """The videos of each chunk file an interrupted run left, in list order."""
+    chunks = fuse_test.chunks_dir(fuse_test.scores_path(str(folder), stream))
+    return [evaluation.load_scores(os.path.join(chunks, name))["videos"] for name in sorted(os.listdir(chunks))]
+
+
 def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, monkeypatch):
     args = cli(setup, "--streams", "temporal", "--crops", "10", "--save-every", "1", "--run-name", "resumed")
     folder = setup["root"] / "results" / "resumed"
     counting_predict(monkeypatch, fail_at=3)
     with pytest.raises(Interrupted):
         fuse_test.main(args)
-    assert evaluation.load_scores(str(folder / "scores_temporal.partial.npz"))["videos"] == TEST_VIDEOS[:2]
+    assert chunk_videos(folder) == [TEST_VIDEOS[:1], TEST_VIDEOS[1:2]]
     assert not (folder / "scores_temporal.npz").exists()
 
     calls = counting_predict(monkeypatch)
     assert run(args) == 0
     assert calls == [TEST_VIDEOS[2:]]  # only the third video was computed
-    assert not (folder / "scores_temporal.partial.npz").exists()
+    assert sorted(os.listdir(folder)) == ["confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
+                                          "results.md", "scores_temporal.npz"]  # chunks joined and removed
     resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
     complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
     assert resumed["videos"] == complete["videos"]
@@ -364,14 +379,96 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, mon
     assert calls == [] and os.path.getmtime(folder / "scores_temporal.npz") == mtime
 
 
-def test_ctrl_c_saves_the_videos_done_so_far(setup, monkeypatch, capsys):
+def test_ctrl_c_keeps_the_chunks_done_so_far(setup, monkeypatch, capsys):
     counting_predict(monkeypatch, fail_at=2, error=KeyboardInterrupt)
     args = cli(setup, "--streams", "temporal", "--crops", "center", "--save-every", "2", "--run-name", "ctrl_c")
     assert run(args) == 130
     assert "resumes where this one stopped" in capsys.readouterr().err
     folder = setup["root"] / "results" / "ctrl_c"
-    assert evaluation.load_scores(str(folder / "scores_temporal.partial.npz"))["videos"] == TEST_VIDEOS[:2]
+    assert chunk_videos(folder) == [TEST_VIDEOS[:2]]
     assert not (folder / "scores_temporal.npz").exists()
+
+
+def test_ctrl_c_in_the_first_chunk_is_reported_as_ctrl_c(setup, monkeypatch, capsys):
+    """It surfaced as `ValueError: 0 videos` from the save of the scores so far (issue 16)."""
+    counting_predict(monkeypatch, fail_at=1, error=KeyboardInterrupt)
+    args = cli(setup, "--streams", "temporal", "--crops", "center", "--run-name", "ctrl_c_first")
+    assert run(args) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (setup["root"] / "results" / "ctrl_c_first" / "scores_temporal.npz").exists()
+
+
+def test_a_corrupt_jpeg_in_the_first_chunk_is_the_error_reported(setup, tmp_path, capsys):
+    data = str(tmp_path / "data")
+    splits = fakedata.write_dataset(data, CLASSES)
+    for j in range(11):  # every flow image of the first test video: whichever the samples read
+        with open(ucf101.frame_path(ucf101.flow_dir(data, "u", TEST_VIDEOS[0]), j), "r+b") as f:
+            f.truncate(40)
+    args = cli(setup, "--data-dir", data, "--splits-dir", splits, "--streams", "temporal", "--crops", "center",
+               results=tmp_path / "results")
+    assert run(args) == 2
+    error = capsys.readouterr().err
+    assert TEST_VIDEOS[0] in error and "unreadable" in error and "0 videos" not in error
+
+
+def test_scores_are_written_once_not_again_with_every_chunk(setup, monkeypatch, tmp_path):
+    """Linear I/O: each video's scores are written twice in all (its chunk, then the joined file), however many
+    chunks; the earlier single partial file was rewritten whole every --save-every videos (quadratic)."""
+    written = []
+    real_save = evaluation.save_scores
+    monkeypatch.setattr(evaluation, "save_scores", lambda path, videos, *a, **k: written.append(len(videos)) or
+                        real_save(path, videos, *a, **k))
+    args = cli(setup, "--streams", "temporal", "--crops", "center", "--save-every", "1", results=tmp_path)
+    assert run(args) == 0
+    assert written == [1, 1, 1, 3]
+
+
+def kill_during_scoring(argv, folder, delay):
+    """Start fuse_test.py, SIGKILL it `delay` seconds after its first chunk file appears (or at once when
+    delay is None), and return what the score files then are."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    process = subprocess.Popen([sys.executable, FUSE_TEST, *argv], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    chunks = fuse_test.chunks_dir(fuse_test.scores_path(str(folder), "temporal"))
+    deadline = time.monotonic() + 300
+    while delay is not None and process.poll() is None and time.monotonic() < deadline:
+        if os.path.isdir(chunks) and os.listdir(chunks):
+            time.sleep(delay)
+            break
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_scores(setup, full_run, tmp_path):
+    """Real SIGKILLs of the scoring process, at start, right after its first chunk and a little later: every file
+    left is whole (loads), and the same command then finishes with the scores of an uninterrupted run."""
+    folder = tmp_path / "synthetic_split1"
+    argv = cli(setup, "--streams", "temporal", "--crops", "10", "--save-every", "1", results=tmp_path)
+    for delay in (None, 0.0, 0.05, 0.3):
+        kill_during_scoring(argv, folder, delay)
+        for path in folder.rglob("*.npz") if folder.exists() else []:
+            evaluation.load_scores(str(path))  # whole, or not there at all
+    assert run(argv) == 0
+    resumed = evaluation.load_scores(fuse_test.scores_path(str(folder), "temporal"))
+    complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
+    assert resumed["videos"] == complete["videos"]
+    np.testing.assert_allclose(resumed["scores"], complete["scores"], atol=1e-5)
+    assert not [p for p in folder.rglob("*") if "chunk" in p.name or ".tmp-" in p.name]
+
+
+def test_a_truncated_scores_file_is_named_with_the_flag_that_redoes_it(setup, full_run, tmp_path, capsys):
+    folder = tmp_path / "synthetic_split1"
+    shutil.copytree(full_run, folder)
+    path = fuse_test.scores_path(str(folder), "spatial")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    assert run(cli(setup, "--crops", "10", results=tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: damaged") and "--overwrite" in error and "Traceback" not in error
+    assert run(["--from-scores", str(folder)]) == 2
+    assert path in capsys.readouterr().err
 
 
 def test_saved_scores_computed_differently_are_not_reused(setup, full_run, capsys):
@@ -526,3 +623,145 @@ def test_data_made_otherwise_than_the_model_is_warned_about(tmp_path, capsys):
     assert "64x48" in err and "340x256" in err and "dis" in err and "tvl1" in err
     checkpoints.check_data({"frame_size": [64, 48], "flow": {"method": "tvl1"}}, record, "spatial", "here")
     assert capsys.readouterr().err == ""  # the spatial stream does not read flow
+
+
+def test_a_model_of_the_other_stream_is_refused_from_its_config(setup, tmp_path, capsys):
+    spatial = os.path.join(setup["checkpoints"], "spatial", "last.keras")
+    assert run(cli(setup, "--streams", "temporal", "--temporal", spatial, results=tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {spatial}: is a spatial model") and "--temporal" in error
+    assert "Traceback" not in error and not list(tmp_path.iterdir())
+
+
+def test_a_config_of_another_class_count_is_refused(setup, tmp_path, capsys):
+    folder = tmp_path / "checkpoints" / "temporal"
+    shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
+    config = read_json(folder / "config.json")
+    (folder / "config.json").write_text(json.dumps({**config, "num_classes": 5}))
+    assert run(cli(setup, "--streams", "temporal", results=tmp_path / "results",
+                   checkpoints_dir=str(tmp_path / "checkpoints"))) == 2
+    error = capsys.readouterr().err
+    assert "config.json: says 5 classes but the classInd.txt beside it lists 3" in error
+
+
+def test_from_scores_names_a_missing_training_list_file(tmp_path, capsys):
+    write_cue_scores(tmp_path, "test", seed=0)
+    write_cue_scores(tmp_path, "train", seed=1)
+    os.remove(fuse_test.scores_path(str(tmp_path), "temporal", "train"))
+    assert run(["--from-scores", str(tmp_path), "--results-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "scores_temporal_train.npz: not found" in error and "--no-svm" in error
+    assert not (tmp_path / "results.md").exists()
+    assert run(["--from-scores", str(tmp_path), "--no-svm"]) == 0  # the table without the SVM row, as asked
+    assert table_rows(read_text(tmp_path / "results.md"))["Fusion (SVM)"][2] == "not run"
+
+
+def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
+    """Scores of two weak nets (as the mini set's: 20-35% top-1), close to uniform, for the synthetic dataset;
+    noise: a relative change like that of scoring the videos in other batches."""
+    rng, rounding = np.random.default_rng(seed), np.random.default_rng(shard)
+    for stream, signal in (("spatial", 1.0), ("temporal", 1.5)):
+        logits = 0.01 * (rng.normal(size=(len(names), 2, 12)) + signal * np.eye(12)[labels][:, None])
+        scores = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+        settings = {"stream": stream, "dataset": "synthetic", "split": 1, "samples": 2, "crops": "center",
+                    "num_classes": 12, "class_limit": None, "max_videos": None, "skipped": [], "shard": shard}
+        for subset, keep in (("test", [g == 1 for g in groups_of(names)]), ("train", [g != 1 for g in groups_of(names)])):
+            rows = [i for i, k in enumerate(keep) if k and (not shard or prepare_data.shard_of(names[i], 2) == shard[0])]
+            noisy = scores[rows] * (1 + noise * rounding.standard_normal(scores[rows].shape))
+            evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset, shard=shard),
+                                   [names[i] for i in rows], labels[rows], noisy, [f"C{k:02d}" for k in range(12)],
+                                   settings)
+
+
+def groups_of(names):
+    return [ucf101.parse_name(name)[1] for name in names]
+
+
+def test_merged_shards_give_the_unsharded_table_svm_row_included(tmp_path):
+    """Weak nets' scores, near 1 / C: an unconverged SVM's row moved with rounding (42.9% vs 50.0% after
+    --merge on the mini set, issue 16). Parts scored in other batches differ in the last bits."""
+    classes = [f"C{k:02d}" for k in range(12)]
+    videos = [(cls, f"v_{cls}_g{g:02d}_c{c:02d}.avi") for cls in classes for g in (1, 8, 9, 10, 11, 12, 13, 14)
+              for c in (1, 2)]
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for file, lines in ucf101.make_splits(videos, classes).items():
+        ucf101.write_lines(str(splits / file), lines)
+    names = [ucf101.video_name(path) for _, path in videos]
+    labels = np.array([classes.index(cls) for cls, _ in videos])
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded" / "synthetic_split1"
+    write_weak_scores(whole, names, labels, seed=0)
+    for k in (1, 2):
+        write_weak_scores(sharded, names, labels, seed=0, shard=(k, 2), noise=1e-7)
+    flags = ["--dataset", "synthetic", "--splits-dir", str(splits), "--data-dir", str(tmp_path / "data")]
+    assert run(flags + ["--from-scores", str(whole)]) == 0
+    assert run(flags + ["--merge", "--results-dir", str(tmp_path / "sharded")]) == 0
+    merged, unsharded = (table_rows(read_text(folder / "results.md")) for folder in (sharded, whole))
+    assert merged["Fusion (SVM)"][2] != "not run" and merged == unsharded
+    svm = read_json(sharded / "metrics.json")["svm"]
+    assert svm == read_json(whole / "metrics.json")["svm"] and "folds by UCF-101 group" in svm["how"]
+    assert f"C = {svm['C']:g} (" in read_text(sharded / "results.md")
+
+
+def write_full_scores(folder, dataset, num_classes, **settings):
+    """Fake scores of one video per class of a whole dataset's split 1 (no training list: no SVM)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(num_classes)
+    for stream in fuse_test.STREAMS:
+        scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
+        evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
+                               scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels],
+                               {"stream": stream, "dataset": dataset, "split": 1, "samples": 2, "crops": "10",
+                                "num_classes": num_classes, "class_limit": None, "max_videos": None,
+                                **(settings if stream == "temporal" else {})})
+
+
+@pytest.mark.parametrize("dataset, classes, settings, rows", [
+    ("ucf101", 101, {}, {"Temporal": "81.0", "Fusion (averaging)": "85.9"}),
+    ("ucf101", 101, {"multitask": {"dataset": "hmdb51", "videos": "all"}},
+     {"Temporal (multi-task)": "81.5", "Fusion (averaging)": "86.2", "Fusion by averaging (multi-task temporal)": None}),
+    ("hmdb51", 51, {"init": "checkpoints/ucf101/temporal/last.keras"},
+     {"Temporal": "49.0", "Temporal (trained on HMDB-51 alone)": "46.6"}),
+])
+def test_the_temporal_net_of_the_scores_picks_the_papers_figures(tmp_path, dataset, classes, settings, rows):
+    """The kind of temporal net (alone, multi-task, fine-tuned with --init) comes from its score file's settings:
+    a multi-task run's averaging is compared with 86.2, an --init HMDB-51 net with 49.0 (46.6 "not run")."""
+    folder = tmp_path / f"{dataset}_split1"
+    write_full_scores(folder, dataset, classes, **settings)
+    assert run(["--from-scores", str(folder), "--results-dir", str(tmp_path)]) == 0
+    table = table_rows(read_text(folder / "results.md"))
+    for row, figure in rows.items():
+        assert (row in table) == (figure is not None), row
+        if figure:
+            assert table[row][0] == figure, row
+
+
+def test_a_head_is_not_tested_on_videos_it_trained_on(setup, tmp_path, capsys):
+    """A head trained on split 2's training list (groups 1-7 and 15-25) holds split 1's test videos (group 1);
+    one that recorded split 1's test list among its training lists (a multi-task head, --multitask-videos all)
+    too. Both are refused, naming the overlap and a clean head's command."""
+    for name, entries in (("split2", {"split": 2}),
+                          ("all", {"trained_on": {"synthetic": ["trainlist01.txt", "testlist01.txt"]}})):
+        folder = tmp_path / name / "temporal"
+        shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
+        config = read_json(folder / "config.json")
+        (folder / "config.json").write_text(json.dumps({**config, **entries}))
+        assert run(cli(setup, "--streams", "temporal", results=tmp_path / "results",
+                       checkpoints_dir=str(tmp_path / name))) == 2
+        error = capsys.readouterr().err
+        listed = "trainlist02.txt" if name == "split2" else "testlist01.txt"
+        assert f"trained on {listed}" in error and "3 of the 3 split 1 test videos" in error, error
+        assert "v_Alpha_g01_c01" in error and "temporal_train.py --dataset synthetic --split 1" in error
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_lists_a_head_trained_on_are_derived_for_runs_without_a_record():
+    assert overlap.trained_lists({"dataset": "ucf101", "split": 2}) == {"ucf101": ["trainlist02.txt"]}
+    assert overlap.trained_lists({"dataset": "ucf101", "split": 1, "multitask": {"dataset": "hmdb51",
+                                                                                "videos": "all"}}) == {
+        "ucf101": ["trainlist01.txt"], "hmdb51": ["trainlist01.txt", "testlist01.txt"]}
+    assert overlap.trained_lists({"dataset": "hmdb51", "split": 3, "multitask": {"dataset": "ucf101",
+                                                                                "videos": "train"}}) == {
+        "hmdb51": ["trainlist03.txt"], "ucf101": ["trainlist01.txt"]}
+    recorded = {"ucf101": ["trainlist01.txt"]}
+    assert overlap.trained_lists({"dataset": "ucf101", "split": 2, "trained_on": recorded}) == recorded

@@ -1,0 +1,79 @@
+"""Which videos a trained head has seen, and refusing to test it on them (fuse_test.py, demo.py).
+
+A head tested on videos it trained on measures memory, not recognition: a multi-task run with
+--multitask-videos all trained its second head on that dataset's test list too, and a head trained on
+split 1's training list overlaps the test lists of splits 2 and 3. config.json's "trained_on",
+{dataset: [list file names]}, records the lists each head trained on; for runs written before it,
+trained_lists reads the same from the run's dataset, split and multitask entries. The videos are
+compared by name (case aside), read from the lists in the tested dataset's splits folder.
+"""
+import os
+
+import ucf101
+from errors import DataError, warn
+
+
+def trained_lists(config):
+    """{dataset: [list file names]} a run trained on: config["trained_on"], or, for runs without it, its
+    own dataset's training list of its split, and with multitask its second dataset's split 1 training list
+    (--multitask-videos train) or training and test lists (all)."""
+    if config.get("trained_on"):
+        return config["trained_on"]
+    lists = {}
+    if config.get("dataset"):
+        lists[config["dataset"]] = [os.path.basename(ucf101.split_files("", config.get("split") or 1)[0])]
+    second = config.get("multitask") or {}
+    if second.get("dataset"):
+        train, test = (os.path.basename(path) for path in ucf101.split_files("", 1))
+        lists[second["dataset"]] = [train, test] if second.get("videos") == "all" else [train]
+    return lists
+
+
+def seen_videos(config, dataset, splits_dir):
+    """{video name, lower case: the list file naming it} of the `dataset` videos a run trained on, read from
+    the lists in splits_dir; the paths of lists missing there under the key None."""
+    classes_path = os.path.join(splits_dir, "classInd.txt")
+    seen = {}
+    for file in trained_lists(config).get(dataset, []):
+        path = os.path.join(splits_dir, file)
+        if os.path.isfile(path) and os.path.isfile(classes_path):
+            seen.update({name.lower(): file for name, _ in ucf101.read_split(path, ucf101.read_classes(classes_path))})
+        else:
+            seen.setdefault(None, []).append(path)
+    return seen
+
+
+def clean_head_command(config, stream, dataset, split):
+    """The training command of a head of `stream` for `dataset` that never saw split `split`'s test list."""
+    if dataset == config.get("dataset"):
+        return f"python {stream}_train.py --dataset {dataset} --split {split}"
+    return (f"python temporal_train.py --dataset {config.get('dataset')} --multitask {dataset} --multitask-videos "
+            f"train, tested on --split 1 (its {dataset} head trains on split 1's training list)")
+
+
+def refuse_seen_test_videos(model_path, config, stream, dataset, split, splits_dir, videos):
+    """A DataError when a head trained on some of the `dataset` videos (names) of split `split`'s test list."""
+    seen = seen_videos(config, dataset, splits_dir)
+    if seen.get(None):
+        warn(f"{model_path}: trained on {', '.join(seen[None])}, not found: cannot check that it never saw the "
+             "videos it is tested on")
+    overlap = [name for name in videos if name.lower() in seen]
+    if overlap:
+        files = sorted({seen[name.lower()] for name in overlap})
+        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
+        raise DataError(f"{model_path}: its {dataset} head trained on {', '.join(files)} (config.json), which hold "
+                        f"{len(overlap)} of the {len(videos)} split {split} test videos to score "
+                        f"({', '.join(overlap[:3])}{more}): it would be tested on videos it learnt. Test it on a split "
+                        f"whose test list it never saw, or train a clean head: "
+                        f"{clean_head_command(config, stream, dataset, split)}")
+
+
+def refuse_seen_video(model_path, config, stream, dataset, splits_dir, video_path):
+    """A DataError when the demo's video file is one a head trained on: its name (without folder and
+    extension) in a `dataset` list the run trained on, read from splits_dir."""
+    name = ucf101.video_name(video_path)
+    file = seen_videos(config, dataset, splits_dir).get(name.lower())
+    if file:
+        raise DataError(f"{video_path}: is {name} of {dataset}'s {file}, which the {stream} model {model_path} "
+                        "trained on (config.json): its prediction would be of a video it learnt. Try a video of "
+                        "the test list of the split it trained on, or a video of your own")

@@ -15,15 +15,15 @@ checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     .lock         held by the process training into the folder
 
 Every file here that a later step reads appears only whole: it is written under a temporary name
-in the same folder (TEMP_PREFIX), then renamed over the old one (os.replace), so a kill at any
-moment leaves the previous version or the new one, never a part.
+in the same folder, then renamed over the old one (atomic.replacing), so a kill at any moment
+leaves the previous version or the new one, never a part.
 """
-import contextlib
 import json
 import os
 import shutil
 import zipfile
 
+import atomic
 import media
 import ucf101
 from errors import DataError, warn
@@ -31,7 +31,6 @@ from errors import DataError, warn
 MODEL_FILE = "last.keras"
 PHASE1_FILE = "phase1.keras"
 LOCK_FILE = ".lock"
-TEMP_PREFIX = ".tmp-"  # + pid + the final name, which keeps its extension (Keras checks it)
 # The backup first: a kill during --overwrite then leaves no state to resume from, and a rerun starts afresh.
 RUN_FILES = ("backup", "best.keras", MODEL_FILE, PHASE1_FILE, "log.csv", "tensorboard")
 # A resumed run must train the same thing: these config.json entries may not change.
@@ -137,33 +136,13 @@ def trained_on(config):
 
 # ---------------------------------------------------------------------------- files that appear only whole
 
-def temporary_path(path):
-    """A temporary name beside `path`, of this process, ending as `path` does."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{name}")
-
-
-@contextlib.contextmanager
-def replacing(path):
-    """Yield a temporary name beside `path` to write; when the block ends, rename what was written
-    there to `path` (nothing written: nothing changes). On any error or interruption the temporary
-    file goes and `path` keeps its previous contents."""
-    temp = temporary_path(path)
-    try:
-        yield temp
-        if os.path.exists(temp):
-            os.replace(temp, path)
-    finally:
-        media.remove_if_exists(temp)
-
-
 def write_lines(path, lines):
-    with replacing(path) as temp:
+    with atomic.replacing(path) as temp:
         ucf101.write_lines(temp, lines)
 
 
 def write_json(path, data):
-    with replacing(path) as temp, open(temp, "w") as f:
+    with atomic.replacing(path) as temp, open(temp, "w") as f:
         json.dump(data, f, indent=2)
 
 
@@ -178,7 +157,7 @@ def read_json(path):
 
 def save_model(model, path):
     """model.save(path), appearing only whole."""
-    with replacing(path) as temp:
+    with atomic.replacing(path) as temp:
         model.save(temp)
 
 
@@ -197,7 +176,7 @@ def remove_temporaries(folder):
     cluster's other workers, which are theirs)."""
     for parent, _, files in [next(os.walk(folder)), *os.walk(os.path.join(folder, "backup"))]:
         for name in files:
-            if name.startswith(TEMP_PREFIX):
+            if atomic.is_temporary(name):
                 media.remove_if_exists(os.path.join(parent, name))
 
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
+import atomic
 import checkpoints
 import media
 import overlap
@@ -141,9 +142,8 @@ def print_top(name, scores, classes, k):
 
 def write_annotated(path, frames, label, fps):
     import cv2
-    import evaluation
     height, width = frames[0].shape[:2]
-    with evaluation.atomic_path(path) as temp:
+    with atomic.replacing(path) as temp:
         writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise DataError(f"{path}: OpenCV cannot write this file; use an .mp4 or .avi name")

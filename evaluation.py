@@ -6,11 +6,9 @@ Pure numpy, scikit-learn and matplotlib (Agg): no model, no data loading. Shapes
     video scores   [V, C]                            one row per video after aggregation
 Accuracies are fractions (0..1) in the code and percentages in the tables.
 """
-import contextlib
 import csv
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 
@@ -26,6 +24,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler, normalize  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
+import atomic  # noqa: E402
 import ucf101  # noqa: E402
 
 AGGREGATIONS = ("mean", "vote")
@@ -272,44 +271,15 @@ def per_class_accuracy(labels, scores, num_classes):
 
 # ---------------------------------------------------------------------------- score files
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """A temporary name beside `path`, with its extension (matplotlib and OpenCV pick the format from it),
-    renamed to `path` when the block ends without error and removed otherwise: a reader, or a rerun after
-    a kill at any moment, sees the old file or the whole new one, never a part of it. An OSError (a full
-    disk) becomes a DataError naming `path`."""
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, extension = os.path.splitext(name)
-    temp = None
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.tmp-", suffix=extension)
-        os.close(fd)
-        yield temp
-        os.replace(temp, path)
-    except BaseException as error:  # interrupted or failed: leave no temp file behind
-        if temp and os.path.exists(temp):
-            os.remove(temp)
-        if isinstance(error, OSError):  # a full disk, a folder without write permission
-            raise ucf101.DataError(f"{path}: could not be written ({error.strerror or error}); free space or fix "
-                                   "the folder, then run the same command again") from error
-        raise
-
-
-def write_text(path, text):
-    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
-        f.write(text)
-
-
 def save_scores(path, videos, labels, sample_scores, classes, settings=None):
-    """Write per-sample scores to an .npz atomically (atomic_path): no pickle, strings as unicode.
+    """Write per-sample scores to an .npz atomically (atomic.replacing): no pickle, strings as unicode.
 
     settings: a JSON-able dict of how the scores were computed (samples, crops, model...).
     """
     sample_scores = np.asarray(sample_scores, np.float32)
     if sample_scores.ndim != 3 or len(sample_scores) != len(videos) or len(labels) != len(videos):
         raise ValueError(f"{len(videos)} videos, {len(labels)} labels, scores of shape {sample_scores.shape}")
-    with atomic_path(path) as temp, open(temp, "wb") as f:
+    with atomic.replacing(path) as temp, open(temp, "wb") as f:
         np.savez(f, videos=np.array(list(videos), dtype=str).reshape(-1),
                  labels=np.asarray(labels, np.int32), scores=sample_scores,
                  classes=np.array(list(classes), dtype=str), settings=np.array(json.dumps(settings or {})))
@@ -564,9 +534,9 @@ def write_splits_mean(results_dir, dataset):
     out_dir = os.path.join(results_dir, f"{dataset}_mean")
     os.makedirs(out_dir, exist_ok=True)
     markdown = "\n".join(lines) + "\n"
-    write_text(os.path.join(out_dir, "metrics.json"),
+    atomic.write_text(os.path.join(out_dir, "metrics.json"),
                json.dumps({"results": mean, "references": scope, "runs": [paths[s] for s in saved]}, indent=1))
-    write_text(os.path.join(out_dir, "results.md"), markdown)
+    atomic.write_text(os.path.join(out_dir, "results.md"), markdown)
     return markdown
 
 
@@ -599,7 +569,7 @@ def write_per_class_csv(path, classes, labels, per_class):
     header = ["class", "videos"] + [f"{name}_accuracy" for name in streams]
     if "fusion" in per_class and "spatial" in per_class and "temporal" in per_class:
         header.append("fusion_gain_over_better_stream")
-    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
+    with atomic.replacing(path) as temp, open(temp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, name in enumerate(classes):
@@ -631,7 +601,7 @@ def misclassified(videos, labels, scores, classes, final):
 
 def write_misclassified_csv(path, videos, labels, scores, classes, final):
     others = [name for name in scores if name != final]
-    with atomic_path(path) as temp, open(temp, "w", newline="") as f:
+    with atomic.replacing(path) as temp, open(temp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video", "true_class", f"{final}_prediction", f"{final}_score"]
                         + [f"{name}_prediction" for name in others])
@@ -655,7 +625,7 @@ def plot_confusion(path, matrix, classes, title):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    with atomic_path(path) as temp:
+    with atomic.replacing(path) as temp:
         fig.savefig(temp, dpi=150)
     plt.close(fig)
 
@@ -671,7 +641,7 @@ def plot_top_scores(path, scores, classes, k=5):
         ax.set_title(name)
         ax.set_xlabel("softmax score")
     fig.tight_layout()
-    with atomic_path(path) as temp:
+    with atomic.replacing(path) as temp:
         fig.savefig(temp, dpi=120)
     plt.close(fig)
 
@@ -723,11 +693,11 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
                    classes, f"{final}: {settings.get('dataset', '')} split {settings.get('split', '')}, "
                             f"top-1 {percent(results[final]['top1'])}%")
     write_misclassified_csv(os.path.join(out_dir, "misclassified.csv"), videos, labels, video_scores, classes, final)
-    write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
+    atomic.write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
         {"results": results, "final": final, "num_classes": len(classes), "references": scope, "aggregate": aggregate,
          "fusion_weights": list(fusion_weights), "svm": svm_choice, "skipped": list(skipped), "settings": settings},
         indent=1))
-    write_text(os.path.join(out_dir, "results.md"), results_markdown(
+    atomic.write_text(os.path.join(out_dir, "results.md"), results_markdown(
         table, results, per_class, classes, skipped, settings, aggregate, fusion_weights, svm_choice))
     return table
 

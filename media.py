@@ -10,6 +10,7 @@ import os
 import cv2
 import numpy as np
 
+import atomic
 import ucf101
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
@@ -252,7 +253,7 @@ def flow_info(method, size, bound=FLOW_BOUND):
 def write_flow_info(flow_dir, info):
     """Write flow_info.json into the flow folder (beside u/ and v/), atomically."""
     os.makedirs(flow_dir, exist_ok=True)
-    ucf101.write_atomically(os.path.join(flow_dir, FLOW_INFO_FILE), json.dumps(info, indent=2) + "\n")
+    atomic.write_text(os.path.join(flow_dir, FLOW_INFO_FILE), json.dumps(info, indent=2) + "\n")
 
 
 def read_flow_info(flow_dir):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import keras
 
+import atomic
 import checkpoints
 import errors
 import generators
@@ -264,12 +265,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch{self._current_epoch:06d}.weights.h5"
-        with checkpoints.replacing(os.path.join(self.backup_dir, name)) as temp:
+        with atomic.replacing(os.path.join(self.backup_dir, name)) as temp:
             self.model.save_weights(temp)
         checkpoints.write_json(self._training_metadata_path,
                                {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
         for old in os.listdir(self.backup_dir):
-            if old.endswith(".weights.h5") and old != name and not old.startswith(checkpoints.TEMP_PREFIX):
+            if old.endswith(".weights.h5") and old != name and not atomic.is_temporary(old):
                 os.remove(os.path.join(self.backup_dir, old))
 
 
@@ -280,7 +281,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     def _save_model(self, epoch, batch, logs):
         final = self.filepath
         try:
-            with checkpoints.replacing(final) as self.filepath:
+            with atomic.replacing(final) as self.filepath:
                 super()._save_model(epoch, batch, logs)
         finally:
             self.filepath = final
@@ -305,7 +306,7 @@ def logged_rows(log_path, before_epoch):
     kept = [row for row in rows if None not in row and None not in row.values() and row["epoch"].isdigit()
             and int(row["epoch"]) < before_epoch]
     if len(kept) < len(rows):
-        with checkpoints.replacing(log_path) as temp, open(temp, "w", newline="") as f:
+        with atomic.replacing(log_path) as temp, open(temp, "w", newline="") as f:
             writer = csv.DictWriter(f, reader.fieldnames)
             writer.writeheader()
             writer.writerows(kept)

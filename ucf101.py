@@ -7,12 +7,11 @@ On-disk layouts (the public downloads'):
     splits    classInd.txt, trainlist0K.txt, testlist0K.txt
 where <video> is the file stem, e.g. v_ApplyEyeMakeup_g08_c01.
 """
-import contextlib
 import os
 import re
-import secrets
 from dataclasses import dataclass
 
+import atomic
 from errors import DataError  # noqa: F401  (ucf101.DataError: the name the data code raises)
 
 RGB_DIR = "jpegs_256"
@@ -65,22 +64,7 @@ def parse_lines(text):
 
 def write_lines(path, lines):
     """A list file as the official ones are: one entry a line, LF endings; written atomically."""
-    write_atomically(path, "\n".join(lines) + "\n")
-
-
-def write_atomically(path, text):
-    """Write a text file so that it appears only complete: a temporary file in the same folder, under
-    a name no other process uses (processes on other machines may write the same file), then
-    os.replace."""
-    folder, name = os.path.split(path)
-    temp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
-    try:
-        with open(temp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def class_index_lines(classes):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+import atomic
 import evaluation
 import ucf101
 
@@ -301,9 +302,9 @@ def test_a_truncated_scores_file_is_named_with_what_computes_it_again(tmp_path):
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     path = tmp_path / "results.md"
-    evaluation.write_text(str(path), "old")
+    atomic.write_text(str(path), "old")
     with pytest.raises(ZeroDivisionError):
-        with evaluation.atomic_path(str(path)) as temp:
+        with atomic.replacing(str(path)) as temp:
             assert temp.endswith(".md") and os.path.dirname(temp) == str(tmp_path)
             with open(temp, "w") as f:
                 f.write("half of the new")
@@ -311,9 +312,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.md"]
 
 
-def test_a_full_disk_leaves_the_old_scores_and_names_the_file(tmp_path):
-    """A real write failure: the process's file size limit (RLIMIT_FSIZE) stands in for a full disk (EFBIG
-    where a disk gives ENOSPC). The old file stays whole, no temporary file is left, one line names the file."""
+def test_a_failed_write_leaves_the_old_scores_and_names_the_file(tmp_path):
+    """A real write failure, the process's file size limit (RLIMIT_FSIZE: EFBIG; a full disk's ENOSPC goes
+    on to errors.run, exit 1): the old file stays whole, no temporary file is left, one line names the file."""
     path = tmp_path / "scores_spatial.npz"
     evaluation.save_scores(str(path), ["a"], [0], np.ones((1, 2, 2)) / 2, ["X", "Y"])
     before = path.read_bytes()

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+import atomic
 import checkpoints
 import errors
 import fakedata
@@ -82,7 +83,7 @@ def assert_finished(folder, epochs, models_=("last.keras", "best.keras")):
     assert logged_epochs(folder) == list(range(epochs))
     for name in models_:
         models.load_model(os.path.join(folder, name))
-    left = [name for _, _, files in os.walk(folder) for name in files if name.startswith(checkpoints.TEMP_PREFIX)]
+    left = [name for _, _, files in os.walk(folder) for name in files if atomic.is_temporary(name)]
     assert not left
 
 

@@ -1,0 +1,55 @@
+"""Files that appear only whole. Every file a later step reads (split lists, flow_info.json,
+config.json, backups, .keras models, log rows, score files, results) is written under a temporary
+name in its own folder, then renamed over the old one (os.replace): a reader, or a rerun after a
+kill at any moment, sees the old file or the whole new one, never a part of it.
+
+Temporary names start with TEMP_PREFIX and keep the final name's extension, which Keras,
+matplotlib and OpenCV read the format from; they hold the process id and a random token, so that
+processes on one machine or several never share one.
+"""
+import contextlib
+import errno
+import os
+import secrets
+
+from errors import DataError
+
+TEMP_PREFIX = ".tmp-"  # + pid + token + the final name
+
+
+def temporary_path(path):
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}")
+
+
+def is_temporary(name):
+    """Whether a file name is one of temporary_path's (left behind by a killed process)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary name beside `path` to write; when the block ends, rename what was written
+    there to `path` (nothing written: nothing changes). On any error or interruption the temporary
+    file goes and `path` keeps its previous contents. A write that fails for want of permission or
+    of a file-size limit is a DataError naming `path`; a full disk goes on to errors.run (exit 1)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temp = temporary_path(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        yield temp
+        if os.path.exists(temp):
+            os.replace(temp, path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise
+        raise DataError(f"{path}: could not be written ({error.strerror or error}); free space or fix the "
+                        "folder, then run the same command again: what was finished is kept") from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
+
+
+def write_text(path, text):
+    with replacing(path) as temp, open(temp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)

@@ -101,7 +101,7 @@ def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, 
         for i, images in enumerate(written_flow(tmp_path / "flow", name, frames - 1)):
             for component, ours, theirs in zip("uv", images, alone[i]):
                 reference = tmp_path / f"{name}_{component}_{i}.jpg"
-                media.write_image(str(reference), theirs)
+                media.write_image(str(reference), theirs, media.FLOW_JPEG_QUALITY)
                 with open(ucf101.frame_path(tmp_path / "flow" / component / name, i), "rb") as file:
                     same_bytes = file.read() == reference.read_bytes()
                 decoded = media.read_image(str(reference), grayscale=True).astype(int)

@@ -186,7 +186,7 @@ def plan(args):
     ucf, hmdb = os.path.join(data, "ucf101"), os.path.join(data, "hmdb51")
     iterations = ["--iterations", args.iterations]
     test_flags = ["--data-dir", ucf, "--splits-dir", os.path.join(ucf, "splits"), "--results-dir", results,
-                  "--workers", 2]
+                  "--workers", 2, "--streams", *args.streams]
     return {
         "generate": [Step("generate", python("prepare_data.py", "synthetic", "--full", args.lists, "--out", data,
                                              "--fraction", args.fraction, "--workers", 2), [data], r"UCF-101 folders")],
@@ -226,7 +226,7 @@ def prepare(step_name, args):
     if step_name == "check":
         sample_splits(os.path.join(args.work, "data"), os.path.join(args.work, "sample_splits"), args.decode_classes)
     if step_name == "score-all":
-        for stream in ("spatial", "temporal"):
+        for stream in args.streams:
             stand_in(os.path.join(args.work, "checkpoints", stream), os.path.join(args.work, "stand_in", stream), stream)
 
 
@@ -260,6 +260,8 @@ def main():
     parser.add_argument("--sample-videos", type=int, default=2, help="test videos scored with the real networks")
     parser.add_argument("--decode-classes", type=int, default=2, help="classes whose JPEGs check --decode decodes")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--streams", nargs="+", choices=("spatial", "temporal"), default=["spatial", "temporal"],
+                        help="streams the scoring steps test (both: also both fusions)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} cores", help="what to call this machine in the table")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)

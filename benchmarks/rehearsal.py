@@ -46,7 +46,7 @@ class Step:
 
     def __init__(self, name, argv, out_dirs, first=None, env=None):
         self.name, self.argv, self.out_dirs, self.first = name, argv, out_dirs, first
-        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}  # lines timed as printed
         self.lines = []  # (seconds since start, text)
 
     def run(self, log):

@@ -19,7 +19,7 @@ Steps, each a subprocess of the real script:
                 --samples 1 --crops center: every list, file, table, plot and the SVM at full size
 For each: start-up (seconds until the first batch or video), steady rate, peak resident memory of the
 process tree (wait4), files and bytes written (write_bytes of /proc/<pid>/io, and what is left in
-its output folder). The table goes to stdout and <work>/rehearsal.md. The generated data lives in
+its output folder). The table goes to stdout and <work>/rehearsal.md (--table), after every step. The generated data lives in
 <work>/data and is reused by a rerun with the same --fraction.
 """
 import argparse
@@ -262,6 +262,7 @@ def main():
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--streams", nargs="+", choices=("spatial", "temporal"), default=["spatial", "temporal"],
                         help="streams the scoring steps test (both: also both fusions)")
+    parser.add_argument("--table", default="rehearsal.md", help="file in --work for the table (default: %(default)s)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} cores", help="what to call this machine in the table")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
@@ -273,7 +274,12 @@ def main():
     steps, all_steps = [], plan(args)
     for name in args.steps:
         prepare(name, args)
-        steps += [step.run(log) for step in all_steps[name]]
+        for step in all_steps[name]:
+            steps.append(step.run(log))
+            write_table(args, steps)  # after every step: a long rehearsal stopped early keeps what it measured
+
+
+def write_table(args, steps):
     cores = os.cpu_count()
     table = ["| step | wall s | start-up s | steady rate | peak RSS GB | files | MB left | MB written |",
              "|---|--:|--:|---|--:|--:|--:|--:|"] + [row(step, cores, args.batch_size) for step in steps]
@@ -281,12 +287,10 @@ def main():
     text = (f"Rehearsal at {args.fraction:g} of full size on {args.machine}: UCF-101 {settings.get('ucf101_videos')} "
             f"videos ({settings.get('ucf101_frames', 0):,} frames), HMDB-51 {settings.get('hmdb51_clips')} clips; "
             f"training {args.iterations} iterations of batch {args.batch_size} (--accumulate {args.accumulate}), "
-            f"{args.image_size} crops.\n\n"
-            + "\n".join(table) + "\n")
-    print("\n" + text)
-    with open(os.path.join(args.work, "rehearsal.md"), "w") as f:
+            f"{args.image_size} crops.\n\n" + "\n".join(table) + "\n")
+    print("\n" + text, flush=True)
+    with open(os.path.join(args.work, args.table), "w") as f:
         f.write(text)
-
 
 if __name__ == "__main__":
     main()

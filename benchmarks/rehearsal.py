@@ -292,5 +292,6 @@ def write_table(args, steps):
     with open(os.path.join(args.work, args.table), "w") as f:
         f.write(text)
 
+
 if __name__ == "__main__":
     main()

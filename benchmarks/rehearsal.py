@@ -38,7 +38,9 @@ import synthetic  # noqa: E402
 
 STEPS = ("generate", "check", "temporal", "spatial", "multitask", "score-sample", "score-all")
 PROGRESS = re.compile(r"(\d+)/(\d+) \[")  # tqdm: "  123/3783 [00:10<..."
-KERAS_STEP = re.compile(r"(\d+(?:\.\d+)?)(m?s)/step")  # Keras's epoch line: "1/1 - 56s - 56s/step - loss: ..."
+# Keras's epoch line, "4/4 - 407s - 102s/step - loss: ...": the epoch's seconds (its steps are the parts
+# of --accumulate, so its s/step is not an optimizer step's)
+KERAS_EPOCH = re.compile(r"^\d+/\d+ - (\d+(?:\.\d+)?)(m?s) - ")
 
 
 class Step:
@@ -114,12 +116,13 @@ def folder_usage(folders):
 
 
 def keras_epochs(step):
-    """[(seconds at the end of the epoch, seconds per step Keras printed)] of every epoch (of one step)."""
-    return [(t, float(m[1]) / (1000 if m[2] == "ms" else 1)) for t, text in step.lines if (m := KERAS_STEP.search(text))]
+    """[(seconds at the end of the epoch, the epoch's seconds)] of every epoch: one optimizer step each
+    (--epoch-steps 1), with its checkpoint."""
+    return [(t, float(m[1]) / (1000 if m[2] == "ms" else 1)) for t, text in step.lines if (m := KERAS_EPOCH.search(text))]
 
 
 def keras_step_seconds(step):
-    """The steady step: the last epoch's per-step time (with epoch-steps 1, it includes writing a checkpoint)."""
+    """The steady step: the last epoch's time (an optimizer step and writing a checkpoint)."""
     epochs = keras_epochs(step)
     return epochs[-1][1] if len(epochs) > 1 else None
 
@@ -237,7 +240,7 @@ def row(step, cores, batch):
     epochs = keras_epochs(step)
     if keras_step:
         samples = batch / keras_step
-        steady = (f"{keras_step:.1f} s/step = {samples:.1f} samples/s ({samples / cores:.1f}/core); "
+        steady = (f"{keras_step:.0f} s/step = {samples:.2f} samples/s ({samples / cores:.2f}/core); "
                   f"first step {epochs[0][1]:.0f} s")
     elif rate:
         steady = f"{rate:.1f} videos/s ({rate / cores:.2f}/core)"

@@ -36,6 +36,9 @@ at 1/2, a temporal one at 1/3. Clip names are HMDB's "<source>_<class>_<tags>_<n
 awkward as the real ones ('#', '(', ')', '!', '&', ',', ';', '.', a double '_', 100+ characters).
 In each split a class has 14 training and 6 test clips (HMDB-51's 70/30 at a fifth) and 4 unused;
 the two clips of a source are always on the same side, and the three test sets are disjoint.
+
+generate_full() (prepare_data.py synthetic --full) writes UCF-101 and HMDB-51 at their real shape and
+size, already extracted, for the full-size rehearsal (benchmarks/rehearsal.py): see its section below.
 """
 import functools
 import json

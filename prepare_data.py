@@ -874,6 +874,14 @@ def bad_jpegs(kind, folder, count, decode):
 def run_synthetic(args):
     import synthetic  # only this command needs it
 
+    if args.full:
+        if not args.out:
+            raise ucf101.DataError("--full needs --out: the folder to write ucf101/, hmdb51/ and pool/ into")
+        settings = synthetic.generate_full(args.out, args.full, fraction=args.fraction, seed=args.seed,
+                                           overwrite=args.overwrite, workers=args.workers)
+        print(f"{args.out}: UCF-101 {settings['ucf101_videos']} videos ({settings['ucf101_frames']:,} frames), "
+              f"HMDB-51 {settings['hmdb51_clips']} clips; {settings['linked_files']:,} images hard-linked from pool/")
+        return 0
     out = args.out or SYNTHETIC_DIRS[args.dataset]
     settings = synthetic.generated_settings(out)
     if (settings and settings.get("dataset", "ucf101") == args.dataset and settings["seed"] == args.seed
@@ -998,6 +1006,15 @@ def build_parser():
     synthetic.add_argument("--seed", type=int, default=0, help="random seed; same seed, same dataset")
     synthetic.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synthetic.add_argument("--workers", type=int, default=os.cpu_count(), help="processes writing videos")
+    synthetic.add_argument("--full", metavar="LISTS_DIR",
+                           help="instead, UCF-101 and HMDB-51 at their real shape, already extracted, for "
+                                "rehearsing every command at full size (benchmarks/rehearsal.py): every video of "
+                                "the official lists in LISTS_DIR (classInd.txt, the six lists, frame_counts.csv) "
+                                "with its real frame count at 340x256, and 6,766 HMDB-style clips; a few distinct "
+                                "JPEGs per class hard-linked into place, so it takes about 100 MB. Needs --out")
+    synthetic.add_argument("--fraction", type=float, default=1.0,
+                           help="with --full: keep this fraction of each class's videos, all classes "
+                                "(default: %(default)s)")
     synthetic.set_defaults(run=run_synthetic)
     return parser
 

@@ -36,7 +36,11 @@ at 1/2, a temporal one at 1/3. Clip names are HMDB's "<source>_<class>_<tags>_<n
 awkward as the real ones ('#', '(', ')', '!', '&', ',', ';', '.', a double '_', 100+ characters).
 In each split a class has 14 training and 6 test clips (HMDB-51's 70/30 at a fifth) and 4 unused;
 the two clips of a source are always on the same side, and the three test sets are disjoint.
+
+generate_full() (prepare_data.py synthetic --full) writes UCF-101 and HMDB-51 at their real shape and
+size, already extracted, for the full-size rehearsal (benchmarks/rehearsal.py): see its section below.
 """
+import functools
 import json
 import multiprocessing
 import os
@@ -48,6 +52,8 @@ import numpy as np
 from tqdm import tqdm
 
 import hmdb51
+import media
+import prepare_data
 import ucf101
 
 # Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
@@ -217,6 +223,12 @@ class DotField:
         return np.bincount(index, share * np.tile(weight, 4), h * w).astype(np.float32).reshape(h, w)
 
 
+def chroma_offset(tint):
+    """RGB offset of a (Cb, Cr) tint (BT.601): zero luminance, so grey images stay the same."""
+    cb, cr = tint
+    return np.float32([1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb])
+
+
 def render(clip):
     """The clip's frames: uint8 RGB, [frames, height, width, 3]."""
     width, height = clip.size
@@ -226,8 +238,7 @@ def render(clip):
     sigmas = [s * width for s in DOT_SIGMAS]
     margin = int(np.ceil(3 * max(sigmas)))
     fields = [DotField(rng, step, shift, d / scale**2, width, height, margin) for d in DOT_DENSITIES]
-    tint = np.array(clip.tint)
-    chroma = np.float32([1.402 * tint[1], -0.344136 * tint[0] - 0.714136 * tint[1], 1.772 * tint[0]])
+    chroma = chroma_offset(clip.tint)
     frames = np.empty((clip.frames, height, width, 3), np.uint8)
     for t in range(-DOT_LIFE, clip.frames):  # the first DOT_LIFE frames fill the field
         for field in fields:
@@ -303,14 +314,19 @@ def write_clip(job):
 
 def write_clips(jobs, workers, progress):
     """Render and write [(clip, folder, fps)], in `workers` processes if more than 1."""
-    bar = dict(total=len(jobs), desc="synthetic videos", disable=not progress)
+    run_jobs(write_clip, jobs, workers, progress, "synthetic videos")
+
+
+def run_jobs(work, jobs, workers, progress, desc):
+    """work(job) for every job, in `workers` processes if more than 1, with a progress bar."""
+    bar = dict(total=len(jobs), desc=desc, disable=not progress, mininterval=5)
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(write_clip, jobs), **bar):
+            for _ in tqdm(pool.imap_unordered(work, jobs, chunksize=max(1, len(jobs) // (100 * workers))), **bar):
                 pass
     else:
         for job in tqdm(jobs, **bar):
-            write_clip(job)
+            work(job)
 
 
 def finish(partial, out_dir, settings):
@@ -416,3 +432,202 @@ def generate_hmdb51(out_dir, seed=0, overwrite=False, size=FRAME_SIZE, classes=H
     videos = [(HMDB_CLASS_NAMES[clip.label], os.path.join(out_dir, folder, clip.name + ".avi"))
               for (clip, _), folder in zip(clips, folders)]
     return sorted(videos, key=lambda v: (v[0].lower(), ucf101.video_name(v[1]).lower()))
+
+
+# ---------------------------------------------------------------------------- full-size shapes
+
+# generate_full() writes UCF-101 and HMDB-51 at their real size, already extracted, for rehearsing
+# every command at full scale (benchmarks/rehearsal.py):
+#     <out>/ucf101/splits/            the official classInd.txt and six lists (thinned by `fraction`)
+#     <out>/ucf101/jpegs_256/<video>/frame000001.jpg ...   each video's real frame count (frame_counts.csv)
+#     <out>/ucf101/tvl1_flow/{u,v}/<video>/frame000001.jpg ...   frames - 1 images; flow_info.json
+#     <out>/hmdb51/testTrainMulti_7030_splits/   51 classes x 3 official split files (ids 0/1/2)
+#     <out>/hmdb51/splits/, jpegs_256/, tvl1_flow/   as for UCF-101, 6,766 clips of drawn lengths
+#     <out>/pool/<dataset>/<class>/   the only image data: POOL_FRAMES distinct frames of the class
+#                                   (a colour of its own and one of the mini dataset's motions, at
+#                                   340x256) and their DIS flow, hard-linked into every folder
+# Every frame and flow folder has the record prepare_data.py writes after extraction, so `check`
+# and training accept it as extracted; there are no videos. Disk: the pool (about 100 MB) and the
+# directory entries (7.4 million, a few hundred MB of file-system metadata).
+POOL_FRAMES = 12  # distinct frames a class; flow images cycle through POOL_FRAMES - 1 pairs
+FULL_SIZE = (340, 256)  # media.FRAME_SIZE, the public jpegs_256 frames
+HMDB51_CLASS_NAMES = (
+    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive", "draw_sword", "dribble",
+    "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf", "handstand", "hit", "hug", "jump", "kick",
+    "kick_ball", "kiss", "laugh", "pick", "pour", "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse",
+    "run", "shake_hands", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
+    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave")
+HMDB_CLIP_FRAMES = (90, 0.6, 19, 1000)  # drawn clip lengths: lognormal median, sigma, and the range kept
+
+
+@dataclass(frozen=True)
+class FullVideo:
+    name: str  # folder name under jpegs_256/ and tvl1_flow/{u,v}/
+    cls: str
+    frames: int
+
+
+def ucf101_full_videos(lists_dir, fraction=1.0):
+    """The videos of the official lists in lists_dir with their real frame counts -> ([FullVideo],
+    {list file: lines}). Below fraction 1, each class keeps an evenly spread fraction (at least one)
+    of its split-1 training and of its test videos; the other lists keep only the videos kept."""
+    lists = {file: ucf101.read_lines(os.path.join(lists_dir, file))
+             for file in ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]}
+    with open(os.path.join(lists_dir, "frame_counts.csv")) as f:
+        # name as spelt in frame_counts.csv (the folder name) and its count, by lower-case name: the
+        # lists spell v_HandstandPushups_* as v_HandStandPushups_*
+        counts = {row[0].lower(): row for line in f.readlines()[1:] if (row := line.strip().rsplit(",", 1))[0]}
+    kept = set()
+    for file in ("trainlist01.txt", "testlist01.txt"):
+        by_class = {}
+        for line in lists[file]:
+            path = ucf101.list_path(line)
+            by_class.setdefault(path.split("/")[0], []).append(path)
+        for paths in by_class.values():
+            keep = max(1, round(len(paths) * fraction))
+            kept.update(paths[int(i * len(paths) / keep)] for i in range(keep))
+    lists = {file: lines if file == "classInd.txt" else [line for line in lines if ucf101.list_path(line) in kept]
+             for file, lines in lists.items()}
+    videos = [FullVideo(name, path.split("/")[0], int(frames))
+              for path in sorted(kept) for name, frames in [counts[ucf101.video_name(path).lower()]]]
+    return videos, lists
+
+
+def hmdb51_full_clips(seed=0, fraction=1.0):
+    """HMDB-51's shape: 51 classes, 6,766 clips (132 or 133 a class), in pairs from one source, with
+    HMDB-style names (the odd characters of HMDB_SOURCES) and drawn lengths -> ([FullVideo],
+    {class: [(clip, source index)]}, (training, test) clips a class in every split).
+    Below fraction 1 each class keeps a fraction of its clips and of the 70/30 (at least a source each).
+    The last source of a class with an odd count has one clip: it is never on either side."""
+    test_sources = max(1, round(hmdb51.TEST_PER_CLASS / CLIPS_PER_SOURCE * fraction))
+    train_sources = max(1, round(hmdb51.TRAIN_PER_CLASS / CLIPS_PER_SOURCE * fraction))
+    rng = np.random.default_rng((seed, hmdb51.NUM_CLIPS))
+    videos, by_class = [], {}
+    base, extra = divmod(hmdb51.NUM_CLIPS, len(HMDB51_CLASS_NAMES))
+    for label, cls in enumerate(HMDB51_CLASS_NAMES):
+        full = base + (label < extra)
+        count = max(round(full * fraction), CLIPS_PER_SOURCE * (max(3 * test_sources, test_sources + train_sources) + 1))
+        clips = []
+        for i in range(count):
+            source, n = divmod(i, CLIPS_PER_SOURCE)
+            title = f"{HMDB_SOURCES[source % len(HMDB_SOURCES)]}{source // len(HMDB_SOURCES) or ''}"
+            tags = "_".join(str(rng.choice(choices)) for choices in HMDB_TAGS)
+            median, sigma, low, high = HMDB_CLIP_FRAMES
+            frames = int(np.clip(rng.lognormal(np.log(median), sigma), low, high))
+            name = f"{title}_{cls}_{tags}_{n}"
+            clips.append((name, source))
+            videos.append(FullVideo(name, cls, frames))
+        by_class[cls] = clips
+    return videos, by_class, (test_sources, train_sources)
+
+
+def hmdb51_full_id(source, split, sources):
+    """The official id of a clip from `source` in `split`, sources = (test, training) sources a class:
+    split K tests on sources T(K-1) .. TK - 1 and trains on the first `training` of the others."""
+    test, train = sources
+    first = test * (split - 1)
+    if first <= source < first + test:
+        return hmdb51.TEST
+    rank = source - test if source >= first + test else source  # among the sources not tested on
+    return hmdb51.TRAIN if rank < train else hmdb51.UNUSED
+
+
+@functools.lru_cache(maxsize=None)
+def pool_motion(motion, seed):
+    """POOL_FRAMES grey frames of `motion` at FULL_SIZE and their quantised DIS flow, which every
+    class of that motion shares (flow cannot see colour). Rendered at FRAME_SIZE and resized: only
+    the shape of the data matters here, and rendering at 340x256 takes minutes on 2 cores."""
+    clip = draw_clip("pool", 0, ("pool", "Red", motion), np.random.default_rng(seed))
+    grey = render(Clip(**{**clip.__dict__, "frames": POOL_FRAMES, "tint": (0.0, 0.0)}))
+    frames = [cv2.resize(frame, FULL_SIZE, interpolation=cv2.INTER_LINEAR) for frame in grey]
+    return frames, media.compute_flow(frames, "dis")
+
+
+def render_pool(job):
+    """Write a class's pool: POOL_FRAMES frames of its motion in its own hue, and the motion's flow."""
+    folder, hue, motion, seed = job
+    frames, flow = pool_motion(motion, seed)
+    tint = np.mean(TINT) * np.array([np.cos(np.radians(hue)), np.sin(np.radians(hue))])
+    os.makedirs(folder, exist_ok=True)
+    for i, frame in enumerate(frames):
+        media.write_image(os.path.join(folder, f"rgb{i}.jpg"), np.clip(frame + chroma_offset(tint), 0, 255).astype(np.uint8))
+    for i, (u, v) in flow.items():
+        media.write_image(os.path.join(folder, f"u{i}.jpg"), u)
+        media.write_image(os.path.join(folder, f"v{i}.jpg"), v)
+
+
+def link_frames(pool, folder, count, prefix, record_name):
+    """`count` frames hard-linked from the pool, frame i from the pool's (i mod size), and the record
+    extraction writes last (prepare_data.write_record's fields; there is no video file)."""
+    size = POOL_FRAMES - (prefix != "rgb")
+    os.makedirs(folder)
+    for i in range(count):
+        os.link(os.path.join(pool, f"{prefix}{i % size}.jpg"), ucf101.frame_path(folder, i))
+    frames = count + (prefix != "rgb")
+    with open(os.path.join(folder, prepare_data.RECORD_FILE), "w") as f:
+        json.dump(dict(video=record_name, video_bytes=0, header_frames=frames, decoded_frames=frames, images=count), f)
+
+
+def link_video(job):
+    """A video's frame folder and its u and v flow folders."""
+    root, pool, video = job
+    link_frames(pool, ucf101.rgb_dir(root, video.name), video.frames, "rgb", video.name + ".avi")
+    for component in "uv":
+        link_frames(pool, ucf101.flow_dir(root, component, video.name), video.frames - 1, component,
+                    video.name + ".avi")
+
+
+def link_dataset(root, pool_dir, videos, workers, progress, desc):
+    """jpegs_256/, tvl1_flow/{u,v}/ and flow_info.json of `videos` -> the number of images linked."""
+    for component in "uv":
+        os.makedirs(os.path.join(root, ucf101.FLOW_DIR, component))
+    run_jobs(link_video, [(root, os.path.join(pool_dir, video.cls), video) for video in videos], workers,
+             progress, desc)
+    media.write_flow_info(os.path.join(root, ucf101.FLOW_DIR), media.flow_info("dis", FULL_SIZE))
+    return sum(3 * video.frames - 2 for video in videos)
+
+
+def generate_full(out_dir, lists_dir, fraction=1.0, seed=0, overwrite=False, workers=1, progress=True):
+    """Write UCF-101 (the official lists in lists_dir, with frame_counts.csv) and HMDB-51 at their real
+    shape under out_dir, extracted (see above) -> the settings, also written to its MARKER.
+    Written to <out_dir>.partial and renamed into place when complete, as generate()."""
+    if not 0 < fraction <= 1:
+        raise ucf101.DataError(f"--fraction {fraction}: expected a number in (0, 1]")
+    out_dir, partial = start(out_dir, overwrite)
+    ucf_videos, ucf_lists = ucf101_full_videos(lists_dir, fraction)
+    hmdb_videos, hmdb_clips, sources = hmdb51_full_clips(seed, fraction)
+    ucf_classes = ucf101.read_classes(os.path.join(lists_dir, "classInd.txt"))
+    jobs = [(os.path.join(partial, "pool", "ucf101", cls), 360 * i / len(ucf_classes), MOTIONS[i % 4], seed)
+            for i, cls in enumerate(ucf_classes)]
+    jobs += [(os.path.join(partial, "pool", "hmdb51", cls), 360 * i / len(HMDB51_CLASS_NAMES) + 3,
+              HMDB_MOTIONS[i % 2], seed) for i, cls in enumerate(HMDB51_CLASS_NAMES)]
+    run_jobs(render_pool, jobs, workers, progress, "pool frames")
+
+    ucf = os.path.join(partial, "ucf101")
+    os.makedirs(os.path.join(ucf, "splits"))
+    for file, lines in ucf_lists.items():
+        ucf101.write_lines(os.path.join(ucf, "splits", file), lines)
+    hmdb = os.path.join(partial, "hmdb51")
+    official = os.path.join(hmdb, hmdb51.SPLITS_DIR)
+    os.makedirs(official)
+    for cls, clips in hmdb_clips.items():
+        for split in hmdb51.SPLITS:
+            lines = sorted(f"{name}.avi {hmdb51_full_id(source, split, sources)} " for name, source in clips)
+            with open(hmdb51.split_file(official, cls, split), "w") as f:
+                f.write("\n".join(lines) + "\n")
+    counts = (CLIPS_PER_SOURCE * sources[1], CLIPS_PER_SOURCE * sources[0])
+    os.makedirs(os.path.join(hmdb, "splits"))
+    for file, lines in hmdb51.official_lists(official, counts, len(HMDB51_CLASS_NAMES)).items():
+        ucf101.write_lines(os.path.join(hmdb, "splits", file), lines)
+
+    files = link_dataset(ucf, os.path.join(partial, "pool", "ucf101"), ucf_videos, workers, progress, "UCF-101 folders")
+    files += link_dataset(hmdb, os.path.join(partial, "pool", "hmdb51"), hmdb_videos, workers, progress,
+                          "HMDB-51 folders")
+    settings = {"dataset": "full", "seed": seed, "fraction": fraction, "size": list(FULL_SIZE),
+                "pool_frames": POOL_FRAMES, "ucf101_videos": len(ucf_videos),
+                "ucf101_frames": sum(v.frames for v in ucf_videos), "hmdb51_clips": len(hmdb_videos),
+                "hmdb51_frames": sum(v.frames for v in hmdb_videos), "hmdb51_counts": list(counts),
+                "linked_files": files}
+    finish(partial, out_dir, settings)
+    return settings
+

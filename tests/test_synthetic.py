@@ -263,3 +263,105 @@ def test_hmdb_style_generation_is_deterministic_and_guarded(tmp_path):
     (foreign / "hmdb51_org").mkdir(parents=True)
     with pytest.raises(ucf101.DataError, match="did not generate"):
         synthetic.generate_hmdb51(str(foreign), overwrite=True, progress=False)
+
+
+# ---------------------------------------------------------------------------- full-size shapes
+
+UCF_LISTS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "ucf101")
+
+
+@pytest.fixture(scope="module")
+def tiny_lists(tmp_path_factory):
+    """Official-style lists of 3 classes x 25 groups x 2 clips, and frame_counts.csv (one video spelt
+    otherwise than in the lists, as UCF-101's HandstandPushups)."""
+    folder = tmp_path_factory.mktemp("lists")
+    classes = ["Archery", "HandstandPushups", "YoYo"]
+    videos = [(cls, f"{cls}/v_{'HandStandPushups' if cls == 'HandstandPushups' else cls}_g{g:02d}_c{c:02d}.avi")
+              for cls in classes for g in range(1, 26) for c in (1, 2)]
+    for file, lines in ucf101.make_splits(videos, classes).items():
+        ucf101.write_lines(str(folder / file), lines)
+    counts = [f"{ucf101.video_name(path).replace('HandStand', 'Handstand')},{30 + i % 17}"
+              for i, (_, path) in enumerate(videos)]
+    (folder / "frame_counts.csv").write_text("video,frames\n" + "\n".join(counts) + "\n")
+    return str(folder), dict(line.split(",") for line in counts)
+
+
+@pytest.fixture(scope="module")
+def full(tiny_lists, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("full") / "data")
+    return out, synthetic.generate_full(out, tiny_lists[0], fraction=0.1, workers=1, progress=False)
+
+
+@pytest.mark.slow
+def test_full_shape_has_every_listed_class_with_real_frame_counts(full, tiny_lists):
+    out, settings = full
+    root = os.path.join(out, "ucf101")
+    classes = ucf101.read_classes(os.path.join(root, "splits", "classInd.txt"))
+    assert classes == ["Archery", "HandstandPushups", "YoYo"]
+    for subset in ("train", "test"):
+        videos = ucf101.load_index(root, os.path.join(root, "splits"), 1, subset)
+        assert {v.label for v in videos} == {0, 1, 2}  # every class keeps videos on both sides
+        for video in videos:
+            assert video.frames == int(tiny_lists[1][video.name]) and video.flows == video.frames - 1
+    assert settings["ucf101_videos"] == 3 * (4 + 1)  # a tenth of 36 training and 14 test videos a class, rounded
+    assert os.path.isdir(ucf101.rgb_dir(root, "v_HandstandPushups_g01_c01"))  # spelt as frame_counts.csv
+    assert media.read_flow_info(os.path.join(root, ucf101.FLOW_DIR))["frame_size"] == [340, 256]
+
+
+@pytest.mark.slow
+def test_full_shape_frames_are_linked_distinct_jpegs_at_340x256(full):
+    out, _ = full
+    root = os.path.join(out, "ucf101")
+    video = ucf101.load_index(root, os.path.join(root, "splits"), 1, "test")[0]
+    first = ucf101.frame_path(ucf101.rgb_dir(root, video.name), 0)
+    assert media.read_image(first).shape == (256, 340, 3)
+    assert media.read_image(ucf101.frame_path(ucf101.flow_dir(root, "u", video.name), 0), True).shape == (256, 340)
+    assert os.stat(first).st_nlink > 1
+    frames = [media.read_image(ucf101.frame_path(ucf101.rgb_dir(root, video.name), i)) for i in range(3)]
+    assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
+
+
+@pytest.mark.slow
+def test_full_shape_passes_check(full):
+    out, _ = full
+    for dataset in ("ucf101", "hmdb51"):
+        root = os.path.join(out, dataset)
+        import prepare_data
+        assert prepare_data.main(["check", "--data-dir", root, "--splits", os.path.join(root, "splits"),
+                                  "--workers", "1"]) == 0
+
+
+@pytest.mark.slow
+def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
+    out, settings = full
+    official = os.path.join(out, "hmdb51", hmdb51.SPLITS_DIR)
+    assert hmdb51.find_classes(official) == sorted(synthetic.HMDB51_CLASS_NAMES) and len(synthetic.HMDB51_CLASS_NAMES) == 51
+    tested = {}
+    for cls in synthetic.HMDB51_CLASS_NAMES:
+        for split in hmdb51.SPLITS:
+            entries = hmdb51.read_split_file(hmdb51.split_file(official, cls, split))
+            ids = [kind for _, kind in entries]
+            assert (ids.count(hmdb51.TRAIN), ids.count(hmdb51.TEST)) == tuple(settings["hmdb51_counts"])
+            tested.setdefault(cls, []).append({clip for clip, kind in entries if kind == hmdb51.TEST})
+    assert all(not (a & b) for sets in tested.values() for a, b in [(sets[0], sets[1]), (sets[1], sets[2])])
+    names = [clip for clip, _ in hmdb51.read_split_file(hmdb51.split_file(official, "brush_hair", 1))]
+    assert any("#" in name for name in names) and any("(" in name for name in names)
+
+
+def test_full_shape_hmdb51_at_full_size_has_6766_clips_of_70_30():
+    videos, by_class, sources = synthetic.hmdb51_full_clips()
+    assert len(videos) == hmdb51.NUM_CLIPS and len(by_class) == 51
+    for clips in by_class.values():
+        for split in hmdb51.SPLITS:
+            ids = [synthetic.hmdb51_full_id(source, split, sources) for _, source in clips]
+            assert (ids.count(hmdb51.TRAIN), ids.count(hmdb51.TEST)) == hmdb51.COUNTS
+    assert len({v.name.lower() for v in videos}) == len(videos)
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(UCF_LISTS, "frame_counts.csv")), reason="needs ../shared/ucf101")
+def test_full_shape_ucf101_lists_are_the_official_ones():
+    videos, lists = synthetic.ucf101_full_videos(UCF_LISTS)
+    assert len(videos) == 13320 and sum(v.frames for v in videos) == 2469975
+    assert len(lists["trainlist01.txt"]) == 9537 and len(lists["testlist01.txt"]) == 3783
+    thinned, _ = synthetic.ucf101_full_videos(UCF_LISTS, fraction=0.01)
+    assert len({v.cls for v in thinned}) == 101 and 150 < len(thinned) < 300

@@ -253,7 +253,7 @@ def row(step, cores, batch):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="folder for the data, checkpoints, results and the table")
-    parser.add_argument("--lists", default=os.path.join(ROOT, "..", "..", "shared", "ucf101"),
+    parser.add_argument("--lists", default=os.path.join(ROOT, "..", "shared", "ucf101"),
                         help="the official UCF-101 lists and frame_counts.csv (default: %(default)s)")
     parser.add_argument("--fraction", type=float, default=1.0, help="fraction of each class's videos")
     parser.add_argument("--iterations", type=int, default=2, help="training iterations per run (phase)")

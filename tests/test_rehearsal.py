@@ -10,7 +10,7 @@ import pytest
 import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LISTS = os.path.join(ROOT, "..", "..", "shared", "ucf101")
+LISTS = os.path.join(ROOT, "..", "shared", "ucf101")
 
 
 @pytest.mark.slow

@@ -267,7 +267,7 @@ def test_hmdb_style_generation_is_deterministic_and_guarded(tmp_path):
 
 # ---------------------------------------------------------------------------- full-size shapes
 
-UCF_LISTS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "ucf101")
+UCF_LISTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "ucf101")
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 import atomic  # noqa: E402
 import ucf101  # noqa: E402
+from errors import DataError
 
 AGGREGATIONS = ("mean", "vote")
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
@@ -294,13 +295,13 @@ def load_scores(path, redo="run fuse_test.py again with --overwrite"):
                       "scores": data["scores"].astype(np.float32), "classes": [str(c) for c in data["classes"]],
                       "settings": json.loads(str(data["settings"]))}
     except FileNotFoundError:
-        raise ucf101.DataError(f"{path}: not found")
+        raise DataError(f"{path}: not found")
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ucf101.DataError(f"{path}: damaged, or not a scores file written by fuse_test.py ({error}). "
+        raise DataError(f"{path}: damaged, or not a scores file written by fuse_test.py ({error}). "
                                f"To compute it again, {redo}")
     scores = loaded["scores"]
     if scores.ndim != 3 or len(scores) != len(loaded["videos"]) or scores.shape[2] != len(loaded["classes"]):
-        raise ucf101.DataError(f"{path}: scores of shape {scores.shape} do not match "
+        raise DataError(f"{path}: scores of shape {scores.shape} do not match "
                                f"{len(loaded['videos'])} videos and {len(loaded['classes'])} classes")
     return loaded
 
@@ -427,18 +428,18 @@ def mean_over_splits(results_by_split):
     Splits must have the same rows and the same class count: a mean over different things is no mean.
     """
     if not results_by_split:
-        raise ucf101.DataError("no split's results to average: test at least one of splits 1, 2, 3")
+        raise DataError("no split's results to average: test at least one of splits 1, 2, 3")
     by_split = {int(split): results for split, results in results_by_split.items()}
     if set(by_split) - set(SPLITS):
-        raise ucf101.DataError(f"splits {sorted(set(by_split) - set(SPLITS))} are not among 1, 2, 3")
+        raise DataError(f"splits {sorted(set(by_split) - set(SPLITS))} are not among 1, 2, 3")
     splits = sorted(by_split)
     first = by_split[splits[0]]
     for split in splits[1:]:
         if set(by_split[split]) != set(first):
-            raise ucf101.DataError(f"split {split} has the rows {sorted(by_split[split])} but split {splits[0]} has "
+            raise DataError(f"split {split} has the rows {sorted(by_split[split])} but split {splits[0]} has "
                                    f"{sorted(first)}: test the same streams on every split")
         if class_counts(by_split[split]) != class_counts(first):
-            raise ucf101.DataError(f"split {split}'s scores rank {class_counts(by_split[split])} classes but split "
+            raise DataError(f"split {split}'s scores rank {class_counts(by_split[split])} classes but split "
                                    f"{splits[0]}'s {class_counts(first)}: "
                                    "test models of the same classes on every split")
     return {row: {"top1": float(np.mean([by_split[s][row]["top1"] for s in splits])),
@@ -497,7 +498,7 @@ def read_metrics(path):
     except (OSError, ValueError) as error:
         saved = error
     if not isinstance(saved, dict) or not {"results", "settings"} <= set(saved):
-        raise ucf101.DataError(f"{path}: not a metrics.json written by fuse_test.py; "
+        raise DataError(f"{path}: not a metrics.json written by fuse_test.py; "
                                "run that split's fuse_test.py again, or move its folder away")
     return saved
 
@@ -521,8 +522,8 @@ def write_splits_mean(results_dir, dataset):
     try:
         mean = mean_over_splits(results_by_split)
         table = mean_table(results_by_split, dataset, full_runs, nets)
-    except ucf101.DataError as error:
-        raise ucf101.DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
+    except DataError as error:
+        raise DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
     left_out = sorted(set().union(*(s["results"] for s in saved.values())) - set(common))
     lines = [f"# Two-stream results: {dataset}, mean over splits", "", table]
     if left_out:

@@ -44,7 +44,6 @@ import overlap
 import presets
 import ucf101
 from errors import DataError, run
-from prepare_data import parse_shard, shard_of
 
 STREAMS = ("spatial", "temporal")
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
@@ -91,7 +90,7 @@ def parse_args(argv=None):
          choices=("none", "mirrored"), default="none")
     flag("--shard", "score only part K of N (1-based) of the test and training lists: the videos with 1 + "
          "crc32(lower-case name) mod N = K, as prepare_data.py --shard; into scores_*.shardKofN.npz, no fusion. "
-         "Run K = 1..N on N machines, gather their files in one run folder, then --merge", type=parse_shard,
+         "Run K = 1..N on N machines, gather their files in one run folder, then --merge", type=presets.parse_shard,
          metavar="K/N")
     flag("--merge", "fuse the N parts that --shard K/N runs scored into this run folder (same flags, without "
          "--shard); refuses an incomplete set, naming the missing videos; loads no model", action="store_true")
@@ -321,7 +320,7 @@ def shard_videos(videos, shard, subset):
     """Part K of N of `videos` (--shard K/N), or all of them."""
     if not shard:
         return videos
-    part = [v for v in videos if shard_of(v.name, shard[1]) == shard[0]]
+    part = [v for v in videos if ucf101.shard_of(v.name, shard[1]) == shard[0]]
     print(f"shard {shard[0]}/{shard[1]}: {len(part)} of the {len(videos)} {subset}-list videos")
     return part
 
@@ -366,7 +365,7 @@ def merge_stream(args, run_dir, stream, subset, files):
     missing = [name for name in listed if name not in scored and name not in skipped]
     if missing:
         count, more = counts[0], f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        todo = " ".join(f"{k}/{count}" for k in sorted({shard_of(name, count) for name in missing}))
+        todo = " ".join(f"{k}/{count}" for k in sorted({ucf101.shard_of(name, count) for name in missing}))
         raise DataError(f"{run_dir}: no part file holds the {stream} scores of {len(missing)} of the {len(listed)} "
                         f"{subset}-list videos: {', '.join(missing[:10])}{more}. Score them with fuse_test.py "
                         f"--shard K/N for K/N = {todo} (a run resumes), put the scores_*.shard*of{count}.npz files "

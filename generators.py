@@ -54,6 +54,7 @@ from tqdm import tqdm
 import media
 import ucf101
 from presets import CROPS, EVAL_CROPS, SAMPLINGS
+from errors import DataError
 
 STREAMS = ("spatial", "temporal")
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
@@ -309,7 +310,7 @@ def file_names(folder):
 def missing_data_error(names, data_dir, stream):
     what = "optical flow (tvl1_flow/u and v)" if as_stream(stream).is_flow else "frames (jpegs_256)"
     listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return ucf101.DataError(
+    return DataError(
         f"{len(names)} video(s) have missing {what} under {data_dir}: {listed}. "
         f"Extract them with prepare_data.py, or leave them out (generators.missing_data lists them).")
 
@@ -356,7 +357,7 @@ class TrainSequence(keras.utils.PyDataset):
         self._loader = LoaderSlot()  # the ProcessLoader once started, shared with copies of this sequence
         self.stream = as_stream(stream, stack_length)
         if not videos:
-            raise ucf101.DataError("no training videos: check --data-dir, the split lists and --class-limit")
+            raise DataError("no training videos: check --data-dir, the split lists and --class-limit")
         part, parts = shard
         if not 0 <= part < parts or batch_size % parts:
             raise ValueError(f"shard {part} of {parts}: needs an index from 0 to {parts - 1} and a batch size "
@@ -485,7 +486,7 @@ class TrainSequence(keras.utils.PyDataset):
             if bad_path is None:
                 return video.label
             self.note_missing(bad_path)
-        raise ucf101.DataError(f"{MAX_TRIES} draws in a row met missing or unreadable JPEGs under "
+        raise DataError(f"{MAX_TRIES} draws in a row met missing or unreadable JPEGs under "
                                f"{self.data_dir}: re-extract the frames and flow (prepare_data.py)")
 
     def draw(self, video, rng, out):
@@ -690,7 +691,7 @@ class EvalSequence(keras.utils.PyDataset):
     uniform spacing (sample_starts), each cut into eval_windows' crops; one video's samples are
     contiguous, ordered (sample, crop). video_index indexes `videos`.
 
-    Raises ucf101.DataError naming the videos with missing frames or flow (missing_data), here
+    Raises DataError naming the videos with missing frames or flow (missing_data), here
     and in __getitem__ for a file found unreadable.
     """
 
@@ -737,7 +738,7 @@ class EvalSequence(keras.utils.PyDataset):
 def load_or_fail(data_dir, video, stream, start, size, windows_for, out):
     bad_path = load_sample(data_dir, video, stream, start, size, windows_for, out)
     if bad_path is not None:
-        raise ucf101.DataError(f"{video.name}: {bad_path} is missing or unreadable. Re-extract this "
+        raise DataError(f"{video.name}: {bad_path} is missing or unreadable. Re-extract this "
                                f"video's frames/flow, or leave it out (generators.missing_data).")
 
 
@@ -757,7 +758,7 @@ def eval_crops(image, size, mode, is_flow):
 
 def validation_data(videos, data_dir, stream, image_size=224, stack_length=10):
     """In-memory validation set (x uint8 [N, S, S, C], y int32 [N]): per video the centre frame
-    or the centre stack, centre crop. Raises ucf101.DataError naming a video with missing data."""
+    or the centre stack, centre crop. Raises DataError naming a video with missing data."""
     stream = as_stream(stream, stack_length)
     check_complete(videos, data_dir, stream)
     x = np.empty((len(videos), image_size, image_size, stream.channels), np.uint8)

@@ -18,6 +18,7 @@ import os
 import re
 
 import ucf101
+from errors import DataError
 
 # The paper's settings (Simonyan & Zisserman 2014): 51 classes, three splits of 3,570 training
 # and 1,530 test clips, results the mean accuracy over the three splits. Its temporal stream on
@@ -45,11 +46,11 @@ def find_classes(official_dir):
     although climb_stairs_test_split1.txt sorts before climb_test_split1.txt.
     """
     if not os.path.isdir(official_dir):
-        raise ucf101.DataError(f"{official_dir}: no such folder. Extract test_train_splits.rar and point "
+        raise DataError(f"{official_dir}: no such folder. Extract test_train_splits.rar and point "
                                f"--official-dir at the {SPLITS_DIR} folder it holds")
     classes = sorted({match["cls"] for file in os.listdir(official_dir) if (match := SPLIT_FILE.match(file))})
     if not classes:
-        raise ucf101.DataError(f"{official_dir}: no <class>_test_split<K>.txt files. Point --official-dir at the "
+        raise DataError(f"{official_dir}: no <class>_test_split<K>.txt files. Point --official-dir at the "
                                f"{SPLITS_DIR} folder of test_train_splits.rar")
     return classes
 
@@ -57,22 +58,22 @@ def find_classes(official_dir):
 def read_split_file(path):
     """One official split file -> [(clip file name, id)] in file order; ids are "0", "1" or "2"."""
     if not os.path.isfile(path):
-        raise ucf101.DataError(f"{path}: missing. HMDB-51 has one split file per class and split (1, 2, 3); "
+        raise DataError(f"{path}: missing. HMDB-51 has one split file per class and split (1, 2, 3); "
                                "extract test_train_splits.rar again")
     try:
         with open(path, encoding="utf-8-sig") as f:
             lines = ucf101.parse_lines(f.read())  # strips the trailing space and CR of the official files
     except UnicodeDecodeError as error:
-        raise ucf101.DataError(f"{path}: not a text file ({error})") from error
+        raise DataError(f"{path}: not a text file ({error})") from error
     entries, seen = [], set()
     for line in lines:
         parts = line.rsplit(maxsplit=1)  # from the right: a clip name may hold spaces
         if (len(parts) != 2 or parts[1] not in (UNUSED, TRAIN, TEST)
                 or not parts[0].lower().endswith(ucf101.VIDEO_EXTENSIONS)):
-            raise ucf101.DataError(f"{path}: malformed line {line!r}; expected '<clip>.avi <id>' with id 0 "
+            raise DataError(f"{path}: malformed line {line!r}; expected '<clip>.avi <id>' with id 0 "
                                    "(unused), 1 (training) or 2 (test)")
         if parts[0] in seen:
-            raise ucf101.DataError(f"{path}: {parts[0]} is listed twice")
+            raise DataError(f"{path}: {parts[0]} is listed twice")
         seen.add(parts[0])
         entries.append((parts[0], parts[1]))
     return entries
@@ -82,7 +83,7 @@ def check_counts(path, entries, counts):
     train = sum(1 for _, kind in entries if kind == TRAIN)
     test = sum(1 for _, kind in entries if kind == TEST)
     if counts and (train, test) != tuple(counts):
-        raise ucf101.DataError(f"{path}: {train} training (id 1) and {test} test (id 2) clips, expected "
+        raise DataError(f"{path}: {train} training (id 1) and {test} test (id 2) clips, expected "
                                f"{counts[0]} and {counts[1]}. Extract test_train_splits.rar again, or accept "
                                "other counts with --any-counts if this is deliberately not all of HMDB-51")
 
@@ -96,7 +97,7 @@ def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
     """
     classes = find_classes(official_dir)
     if num_classes and len(classes) != num_classes:
-        raise ucf101.DataError(f"{official_dir}: split files for {len(classes)} classes, expected {num_classes}. "
+        raise DataError(f"{official_dir}: split files for {len(classes)} classes, expected {num_classes}. "
                                "Extract test_train_splits.rar again, or accept other numbers with --any-counts "
                                "if this is deliberately not all of HMDB-51")
     lists = {"classInd.txt": ucf101.class_index_lines(classes)}
@@ -110,7 +111,7 @@ def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
             for clip, kind in entries:
                 key = ucf101.video_name(clip).lower()  # folder names match regardless of case (ucf101.folder_names)
                 if class_of.setdefault(key, cls) != cls:
-                    raise ucf101.DataError(f"{path}: {clip} is also listed for class {class_of[key]}; the "
+                    raise DataError(f"{path}: {clip} is also listed for class {class_of[key]}; the "
                                            f"frames of both would go to one folder, {ucf101.video_name(clip)}")
                 if kind == TRAIN:
                     train.append(f"{cls}/{clip} {label + 1}")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 import atomic
-import ucf101
+from errors import DataError
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
 FRAME_SIZE = (340, 256)  # (width, height) of the public jpegs_256 frames
@@ -266,10 +266,10 @@ def read_flow_info(flow_dir):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise ucf101.DataError(f"{path}: unreadable ({error}); delete it, or run prepare_data.py flow again "
+        raise DataError(f"{path}: unreadable ({error}); delete it, or run prepare_data.py flow again "
                                "to rewrite it") from error
     if not isinstance(info, dict) or not {"method", "frame_size", "bound"} <= set(info):
-        raise ucf101.DataError(f"{path}: not a flow record (method, frame_size, bound); delete it, or run "
+        raise DataError(f"{path}: not a flow record (method, frame_size, bound); delete it, or run "
                                "prepare_data.py flow again to rewrite it")
     return info
 

@@ -44,7 +44,6 @@ import sys
 import threading
 import time
 import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,7 +54,9 @@ from tqdm import tqdm
 import errors
 import hmdb51
 import media
+import presets
 import ucf101
+from errors import DataError
 
 OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]
 # Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core);
@@ -110,7 +111,7 @@ class CheckJob:
 def run_splits(args):
     if args.dataset == "hmdb51":
         if not args.official_dir:
-            raise ucf101.DataError(f"--dataset hmdb51 needs --official-dir: the {hmdb51.SPLITS_DIR} folder of "
+            raise DataError(f"--dataset hmdb51 needs --official-dir: the {hmdb51.SPLITS_DIR} folder of "
                                    "test_train_splits.rar")
         lists = hmdb51.official_lists(args.official_dir, counts=None if args.any_counts else hmdb51.COUNTS,
                                       num_classes=None if args.any_counts else hmdb51.NUM_CLASSES)
@@ -128,7 +129,7 @@ def run_splits(args):
 def check_known_classes(videos, classes, classes_path):
     unknown = sorted({cls for cls, _ in videos} - set(classes or []))
     if classes and unknown:
-        raise ucf101.DataError(f"{classes_path}: does not list the classes {', '.join(unknown[:5])}"
+        raise DataError(f"{classes_path}: does not list the classes {', '.join(unknown[:5])}"
                                f"{' ...' if len(unknown) > 5 else ''} of the videos found")
 
 
@@ -139,12 +140,12 @@ def read_official_zip(path):
             members = {os.path.basename(name): name for name in archive.namelist()}
             missing = [file for file in OFFICIAL_LISTS if file not in members]
             if missing:
-                raise ucf101.DataError(f"{path}: {', '.join(missing)} not in the zip; expected the official "
+                raise DataError(f"{path}: {', '.join(missing)} not in the zip; expected the official "
                                        "UCF101TrainTestSplits-RecognitionTask.zip")
             return {file: ucf101.parse_lines(archive.read(members[file]).decode("utf-8-sig"))
                     for file in OFFICIAL_LISTS}
     except (OSError, zipfile.BadZipFile) as error:
-        raise ucf101.DataError(f"{path}: cannot read the zip ({error})") from error
+        raise DataError(f"{path}: cannot read the zip ({error})") from error
 
 
 def write_lists(lists, out, overwrite):
@@ -153,7 +154,7 @@ def write_lists(lists, out, overwrite):
     existing = {file for file, path in paths.items() if os.path.exists(path)}
     differing = [file for file in existing if ucf101.read_lines(paths[file]) != lists[file]]
     if differing and not overwrite:
-        raise ucf101.DataError(f"{out}: {', '.join(sorted(differing))} already exist with other contents; "
+        raise DataError(f"{out}: {', '.join(sorted(differing))} already exist with other contents; "
                                "pass --overwrite to replace them")
     os.makedirs(out, exist_ok=True)
     for file, lines in lists.items():
@@ -205,21 +206,13 @@ def record_flow_method(out, method, size, overwrite, complete):
     that records one, unless --overwrite (which redoes every video)."""
     info, recorded = media.flow_info(method, size), media.read_flow_info(out)
     if recorded and not overwrite and any(recorded[key] != info[key] for key in ("method", "frame_size", "bound")):
-        raise ucf101.DataError(
+        raise DataError(
             f"{os.path.join(out, media.FLOW_INFO_FILE)}: this flow was computed with {recorded['method']} at "
             f"{'x'.join(map(str, recorded['frame_size']))} (bound {recorded['bound']}), not {method} at "
             f"{size[0]}x{size[1]}; pass --overwrite to recompute every video, or choose another --out")
     if complete and not recorded:
         print(f"flow: {out} holds flow without a record of its method; recording {method} for all of it")
     media.write_flow_info(out, info)
-
-
-def shard_of(name, count):
-    """The 1-based shard (of `count`) that video `name` belongs to: 1 + crc32(lower-case name) mod count.
-
-    It depends on the name alone, so machines that see different copies of the video list agree.
-    """
-    return zlib.crc32(name.lower().encode("utf-8")) % count + 1
 
 
 def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
@@ -234,7 +227,7 @@ def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
     paths = [path for _, path in ucf101.find_videos(videos_dir)]
     if shard:
         total = len(paths)
-        paths = [path for path in paths if shard_of(ucf101.video_name(path), shard[1]) == shard[0]]
+        paths = [path for path in paths if ucf101.shard_of(ucf101.video_name(path), shard[1]) == shard[0]]
         print(f"shard {shard[0]}/{shard[1]}: {len(paths)} of {total} videos")
     for parent in parents:
         remove_stale(parent)
@@ -509,7 +502,7 @@ def extract_frames(job):
         for count, frame in enumerate(media.iter_video(job.path, job.size), 1):
             media.write_image(ucf101.frame_path(temp, count - 1), frame)
         if count == 0:
-            raise ucf101.DataError("OpenCV decoded no frames (unreadable or not a video)")
+            raise DataError("OpenCV decoded no frames (unreadable or not a video)")
         write_record(temp, job.path, header, count, count)
     return header, count
 
@@ -523,7 +516,7 @@ def extract_flow(job):
         for pairs, flow in enumerate(media.iter_flow(media.iter_video(job.path, job.size), job.method, job.batch), 1):
             media.write_flow(ucf101.frame_path(temp_u, pairs - 1), ucf101.frame_path(temp_v, pairs - 1), flow)
         if pairs == 0:
-            raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
+            raise DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
         for temp in (temp_u, temp_v):
             write_record(temp, job.path, header, pairs + 1, pairs)
     return header, pairs + 1
@@ -655,7 +648,7 @@ class FlowPipeline:
                     return
                 count = index + 1
             if not count:
-                raise ucf101.DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
+                raise DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
             self.advance(video, pairs=count)
         except Exception as error:  # reported in the summary at the end
             self.end(video, failure(video.job, error))
@@ -796,7 +789,7 @@ def duration(seconds):
 
 def run_check(args):
     if not os.path.isdir(args.data_dir):
-        raise ucf101.DataError(f"{args.data_dir}: no such folder. Point --data-dir at the folder holding "
+        raise DataError(f"{args.data_dir}: no such folder. Point --data-dir at the folder holding "
                                f"{ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/")
     videos = [video for subset in ("train", "test")
               for video in ucf101.load_index(args.data_dir, args.splits, args.split, subset)]
@@ -876,7 +869,7 @@ def run_synthetic(args):
 
     if args.full:
         if not args.out:
-            raise ucf101.DataError("--full needs --out: the folder to write ucf101/, hmdb51/ and pool/ into")
+            raise DataError("--full needs --out: the folder to write ucf101/, hmdb51/ and pool/ into")
         settings = synthetic.generate_full(args.out, args.full, fraction=args.fraction, seed=args.seed,
                                            overwrite=args.overwrite, workers=args.workers)
         print(f"{args.out}: UCF-101 {settings['ucf101_videos']} videos ({settings['ucf101_frames']:,} frames), "
@@ -908,14 +901,6 @@ def positive(text):
     return int(text)
 
 
-def parse_shard(text):
-    """'K/N' -> (K, N) with 1 <= K <= N."""
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N with 1 <= K <= N, e.g. 3/8")
-    return int(match[1]), int(match[2])
-
-
 def add_extraction_flags(parser, out):
     parser.add_argument("--videos", default="data/ucf101/UCF-101",
                         help="folder of videos: UCF-101/<Class>/<video>.avi, or flat as `unrar e` leaves them")
@@ -932,7 +917,7 @@ def add_extraction_flags(parser, out):
     parser.add_argument("--verify", action="store_true",
                         help="also read the end of every JPEG of finished folders and redo videos with a "
                              "truncated one, as plain `check` finds them (slow on millions of files)")
-    parser.add_argument("--shard", type=parse_shard, metavar="K/N",
+    parser.add_argument("--shard", type=presets.parse_shard, metavar="K/N",
                         help="do only part K of N (1-based): the videos with 1 + crc32(lower-case video name) "
                              "mod N = K. The N parts never overlap and together are every video, whatever "
                              "list each machine sees; run K = 1..N on N machines or as a job array (e.g. "

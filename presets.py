@@ -10,7 +10,9 @@ The PAPER values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD 
 20k; 25 samples x 10 crops per test video. README "Where this differs from the paper" lists the
 mini presets' departures and why.
 """
+import argparse
 import os
+import re
 
 DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
@@ -71,6 +73,14 @@ def describe(script, key):
 
 def show(value):
     return " ".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N with 1 <= K <= N, e.g. 3/8")
+    return int(match[1]), int(match[2])
 
 
 def add_flag(parser, script, flag, help, **kwargs):

@@ -55,6 +55,7 @@ import hmdb51
 import media
 import prepare_data
 import ucf101
+from errors import DataError
 
 # Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
 COLOURS = {"Red": 108.7, "Green": 231.7, "Blue": 350.8}
@@ -259,7 +260,7 @@ def write_video(path, frames, fps=FPS):
     height, width = frames.shape[1:3]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"XVID"), fps, (width, height))
     if not writer.isOpened():
-        raise ucf101.DataError(f"{path}: OpenCV cannot write XviD video here (no FFmpeg backend?)")
+        raise DataError(f"{path}: OpenCV cannot write XviD video here (no FFmpeg backend?)")
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
@@ -285,14 +286,14 @@ def generated_settings(out_dir):
 def check_target(out_dir, overwrite):
     """Refuse to replace anything but an earlier generated dataset, and that only with overwrite."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ucf101.DataError(f"{out_dir}: is a file, not a folder; choose another --out")
+        raise DataError(f"{out_dir}: is a file, not a folder; choose another --out")
     if not os.path.isdir(out_dir) or not os.listdir(out_dir):
         return
     if not os.path.isfile(os.path.join(out_dir, MARKER)):
-        raise ucf101.DataError(f"{out_dir}: already holds files that synthetic.py did not generate; "
+        raise DataError(f"{out_dir}: already holds files that synthetic.py did not generate; "
                                "choose another --out or empty it yourself")
     if not overwrite:
-        raise ucf101.DataError(f"{out_dir}: a generated dataset is already there; pass --overwrite to "
+        raise DataError(f"{out_dir}: a generated dataset is already there; pass --overwrite to "
                                "replace it (its frames and flow go too, as they would no longer match)")
 
 
@@ -348,7 +349,7 @@ def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAM
     """
     unknown = set(classes) - set(CLASS_NAMES)
     if unknown:
-        raise ucf101.DataError(f"unknown synthetic classes {sorted(unknown)}; choose from {CLASS_NAMES}")
+        raise DataError(f"unknown synthetic classes {sorted(unknown)}; choose from {CLASS_NAMES}")
     classes = [name for name in CLASS_NAMES if name in classes]  # classInd.txt order
     out_dir, partial = start(out_dir, overwrite)
     jobs, videos = [], []
@@ -409,7 +410,7 @@ def generate_hmdb51(out_dir, seed=0, overwrite=False, size=FRAME_SIZE, classes=H
     files have CRLF line ends, as some of HMDB-51's have."""
     unknown = set(classes) - set(HMDB_CLASS_NAMES)
     if unknown:
-        raise ucf101.DataError(f"unknown HMDB-style classes {sorted(unknown)}; choose from {HMDB_CLASS_NAMES}")
+        raise DataError(f"unknown HMDB-style classes {sorted(unknown)}; choose from {HMDB_CLASS_NAMES}")
     out_dir, partial = start(out_dir, overwrite)
     clips = make_hmdb51_clips(seed, size, classes)
     official = os.path.join(partial, hmdb51.SPLITS_DIR)
@@ -592,7 +593,7 @@ def generate_full(out_dir, lists_dir, fraction=1.0, seed=0, overwrite=False, wor
     shape under out_dir, extracted (see above) -> the settings, also written to its MARKER.
     Written to <out_dir>.partial and renamed into place when complete, as generate()."""
     if not 0 < fraction <= 1:
-        raise ucf101.DataError(f"--fraction {fraction}: expected a number in (0, 1]")
+        raise DataError(f"--fraction {fraction}: expected a number in (0, 1]")
     out_dir, partial = start(out_dir, overwrite)
     ucf_videos, ucf_lists = ucf101_full_videos(lists_dir, fraction)
     hmdb_videos, hmdb_clips, sources = hmdb51_full_clips(seed, fraction)

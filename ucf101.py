@@ -9,10 +9,11 @@ where <video> is the file stem, e.g. v_ApplyEyeMakeup_g08_c01.
 """
 import os
 import re
+import zlib
 from dataclasses import dataclass
 
 import atomic
-from errors import DataError  # noqa: F401  (ucf101.DataError: the name the data code raises)
+from errors import DataError
 
 RGB_DIR = "jpegs_256"
 FLOW_DIR = "tvl1_flow"
@@ -242,3 +243,11 @@ def folder_names(parent):
 def class_names(splits_dir, class_limit=None):
     classes = read_classes(os.path.join(splits_dir, "classInd.txt"))
     return classes[:class_limit] if class_limit else classes
+
+
+def shard_of(name, count):
+    """The 1-based shard (of `count`) that video `name` belongs to: 1 + crc32(lower-case name) mod count.
+
+    It depends on the name alone, so machines that see different copies of the video list agree.
+    """
+    return zlib.crc32(name.lower().encode("utf-8")) % count + 1

@@ -36,7 +36,6 @@ import media  # noqa: E402
 import prepare_data  # noqa: E402
 import synthetic  # noqa: E402
 import tvl1  # noqa: E402
-import ucf101  # noqa: E402
 
 FRAME_COUNTS = "/work/shared/ucf101/frame_counts.csv"
 

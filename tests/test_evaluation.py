@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import atomic
 import evaluation
-import ucf101
+from errors import DataError
 
 
 def softmax_rows(*rows):
@@ -284,9 +284,9 @@ def test_save_scores_replaces_atomically_and_checks_shapes(tmp_path):
 def test_load_scores_names_a_bad_file(tmp_path):
     bad = tmp_path / "scores_temporal.npz"
     bad.write_bytes(b"not an npz")
-    with pytest.raises(ucf101.DataError, match="scores_temporal.npz"):
+    with pytest.raises(DataError, match="scores_temporal.npz"):
         evaluation.load_scores(str(bad))
-    with pytest.raises(ucf101.DataError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         evaluation.load_scores(str(tmp_path / "missing.npz"))
 
 
@@ -296,7 +296,7 @@ def test_a_truncated_scores_file_is_named_with_what_computes_it_again(tmp_path):
     whole = path.read_bytes()
     for size in (len(whole) // 2, len(whole) - 30, 100, 0):
         path.write_bytes(whole[:size])  # what a copy cut short, or a disk that filled up, leaves
-        with pytest.raises(ucf101.DataError, match=r"scores_spatial.npz: damaged.*To compute it again, pass --redo"):
+        with pytest.raises(DataError, match=r"scores_spatial.npz: damaged.*To compute it again, pass --redo"):
             evaluation.load_scores(str(path), "pass --redo")
 
 
@@ -529,13 +529,13 @@ def test_mean_over_splits_averages_each_row_and_records_the_splits():
 
 
 def test_mean_over_splits_refuses_to_average_different_things():
-    with pytest.raises(ucf101.DataError, match="same streams"):
+    with pytest.raises(DataError, match="same streams"):
         evaluation.mean_over_splits({1: split_results(0.5), 2: split_results(0.5, rows=("spatial", "temporal"))})
-    with pytest.raises(ucf101.DataError, match="same classes"):
+    with pytest.raises(DataError, match="same classes"):
         evaluation.mean_over_splits({1: split_results(0.5), 2: split_results(0.5, classes=10)})
-    with pytest.raises(ucf101.DataError, match="not among 1, 2, 3"):
+    with pytest.raises(DataError, match="not among 1, 2, 3"):
         evaluation.mean_over_splits({1: split_results(0.5), 4: split_results(0.5)})
-    with pytest.raises(ucf101.DataError, match="at least one"):
+    with pytest.raises(DataError, match="at least one"):
         evaluation.mean_over_splits({})
 
 
@@ -741,8 +741,8 @@ def test_write_splits_mean_compares_limited_runs_with_nothing_and_names_bad_file
     assert "73.0" not in markdown and "part of its classes or test videos" in markdown
     write_split_metrics(tmp_path / "other", 1, split_results(0.5))
     write_split_metrics(tmp_path / "other", 2, split_results(0.5, classes=10), num_classes=10)
-    with pytest.raises(ucf101.DataError, match=r"ucf101_split2/metrics.json.*same classes"):
+    with pytest.raises(DataError, match=r"ucf101_split2/metrics.json.*same classes"):
         evaluation.write_splits_mean(str(tmp_path / "other"), "ucf101")
     (tmp_path / "ucf101_split2" / "metrics.json").write_text("{")
-    with pytest.raises(ucf101.DataError, match=r"ucf101_split2/metrics.json: not a metrics.json"):
+    with pytest.raises(DataError, match=r"ucf101_split2/metrics.json: not a metrics.json"):
         evaluation.write_splits_mean(str(tmp_path), "ucf101")

@@ -22,9 +22,9 @@ import generators
 import media
 import models
 import overlap
-import prepare_data
 import presets
 import ucf101
+from errors import DataError
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
@@ -268,7 +268,7 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
     folder = results / "synthetic_split1"
     assert run(cli(setup, *flags, "--shard", "1/2", results=results)) == 0  # 1 + crc32 % 2: Alpha and Beta
     assert not (folder / "results.md").exists()  # a part is not fused
-    with pytest.raises(ucf101.DataError, match=r"of 1 of the 3 test-list videos: v_Gamma_g01_c01\. .* = 2/2"):
+    with pytest.raises(DataError, match=r"of 1 of the 3 test-list videos: v_Gamma_g01_c01\. .* = 2/2"):
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
     assert run(cli(setup, *flags, "--shard", "2/2", results=results)) == 0
     parts = [evaluation.load_scores(fuse_test.scores_path(folder, "temporal", shard=(k, 2)))["videos"] for k in (1, 2)]
@@ -289,7 +289,7 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
 
     # Parts of another split into N, or scored otherwise, are refused.
     os.rename(fuse_test.scores_path(folder, "spatial", shard=(2, 2)), fuse_test.scores_path(folder, "spatial", shard=(2, 3)))
-    with pytest.raises(ucf101.DataError, match="parts of 2 and 3 shards"):
+    with pytest.raises(DataError, match="parts of 2 and 3 shards"):
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
 
 
@@ -666,7 +666,7 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
         settings = {"stream": stream, "dataset": "synthetic", "split": 1, "samples": 2, "crops": "center",
                     "num_classes": 12, "class_limit": None, "max_videos": None, "skipped": [], "shard": shard}
         for subset, keep in (("test", [g == 1 for g in groups_of(names)]), ("train", [g != 1 for g in groups_of(names)])):
-            rows = [i for i, k in enumerate(keep) if k and (not shard or prepare_data.shard_of(names[i], 2) == shard[0])]
+            rows = [i for i, k in enumerate(keep) if k and (not shard or ucf101.shard_of(names[i], 2) == shard[0])]
             noisy = scores[rows] * (1 + noise * rounding.standard_normal(scores[rows].shape))
             evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset, shard=shard),
                                    [names[i] for i in rows], labels[rows], noisy, [f"C{k:02d}" for k in range(12)],

@@ -16,6 +16,7 @@ import fakedata
 import generators
 import media
 import ucf101
+from errors import DataError
 
 SIZE = 32  # crop side
 HEIGHT, WIDTH = 48, 64  # frame size
@@ -460,7 +461,7 @@ def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
     for video in train:  # every frame gone: each draw fails, MAX_TRIES in a row -> DataError in a worker
         for j in range(video.frames):
             os.remove(frame_path(root, video, j))
-    with pytest.raises(ucf101.DataError, match="re-extract"):  # (the workers warn on their own stderr)
+    with pytest.raises(DataError, match="re-extract"):  # (the workers warn on their own stderr)
         dataset[1]
     for process in dataset.process_loader().processes:
         os.kill(process.pid, signal.SIGKILL)
@@ -629,16 +630,16 @@ def test_missing_test_data_raises_data_error_naming_the_video(tmp_path):
     reindexed = ucf101.load_index(root, splits, 1, "test")
     assert generators.missing_data(reindexed, root, "temporal") == [gone, damaged]
     assert generators.missing_data(reindexed, root, "spatial") == []
-    with pytest.raises(ucf101.DataError, match=gone):
+    with pytest.raises(DataError, match=gone):
         generators.EvalSequence(reindexed, root, "temporal")
-    with pytest.raises(ucf101.DataError, match=damaged):
+    with pytest.raises(DataError, match=damaged):
         generators.EvalSequence(test[1:], root, "temporal")  # counts from before the deletion
-    with pytest.raises(ucf101.DataError, match=gone):
+    with pytest.raises(DataError, match=gone):
         generators.validation_data(reindexed, root, "temporal", image_size=SIZE, stack_length=L)
     generators.EvalSequence(reindexed, root, "spatial", image_size=SIZE)  # the frames are all there
     with open(frame_path(root, test[2], 6), "wb") as f:
         f.write(b"not a jpeg")
-    with pytest.raises(ucf101.DataError, match=test[2].name):
+    with pytest.raises(DataError, match=test[2].name):
         generators.EvalSequence(test[2:], root, "spatial", samples=1, image_size=SIZE)[0]
 
 

@@ -9,6 +9,7 @@ import hmdb51
 import media
 import synthetic
 import ucf101
+from errors import DataError
 
 # HMDB-51's classes in the order their split files sort in (climb_stairs_... before climb_...).
 CLASSES = sorted("""brush_hair cartwheel catch chew clap climb climb_stairs dive draw_sword dribble drink eat
@@ -123,7 +124,7 @@ def test_a_bad_line_names_the_file(tmp_path, line, problem):
     path = hmdb51.split_file(folder, "hug", 2)
     with open(path, "a") as f:
         f.write(line + "\n")
-    with pytest.raises(ucf101.DataError, match=problem) as error:
+    with pytest.raises(DataError, match=problem) as error:
         hmdb51.official_lists(folder, num_classes=2)
     assert path in str(error.value) and (problem != "malformed" or repr(line) in str(error.value))
 
@@ -131,7 +132,7 @@ def test_a_bad_line_names_the_file(tmp_path, line, problem):
 def test_a_missing_split_file_names_the_file(tmp_path):
     folder = write_official(str(tmp_path / "splits"), ["clap", "hug"])
     os.remove(hmdb51.split_file(folder, "clap", 3))
-    with pytest.raises(ucf101.DataError, match="clap_test_split3.txt: missing"):
+    with pytest.raises(DataError, match="clap_test_split3.txt: missing"):
         hmdb51.official_lists(folder, num_classes=2)
 
 
@@ -143,7 +144,7 @@ def test_counts_other_than_70_30_are_an_error_unless_allowed(tmp_path):
     first_train = next(i for i, line in enumerate(lines) if line.split()[1] == "1")
     lines[first_train] = lines[first_train].replace(" 1", " 2")
     write_split_file(path, lines, trailing="")
-    with pytest.raises(ucf101.DataError, match="69 training .* and 31 test") as error:
+    with pytest.raises(DataError, match="69 training .* and 31 test") as error:
         hmdb51.official_lists(folder, num_classes=2)
     assert path in str(error.value)
     lists = hmdb51.official_lists(folder, counts=None, num_classes=2)
@@ -153,7 +154,7 @@ def test_counts_other_than_70_30_are_an_error_unless_allowed(tmp_path):
 
 def test_fewer_classes_than_51_are_an_error_unless_allowed(tmp_path):
     folder = write_official(str(tmp_path / "splits"), CLASSES[:50])
-    with pytest.raises(ucf101.DataError, match="50 classes, expected 51"):
+    with pytest.raises(DataError, match="50 classes, expected 51"):
         hmdb51.official_lists(folder)
     assert len(hmdb51.official_lists(folder, num_classes=None)["classInd.txt"]) == 50
 
@@ -163,16 +164,16 @@ def test_a_clip_in_two_classes_is_an_error(tmp_path):
     path = hmdb51.split_file(folder, "hug", 1)
     with open(path, "a") as f:
         f.write("#20_RHYTHM_clap_u_cm_np1_fr_med_0.avi 0 \n")  # its frame folder would be clap's
-    with pytest.raises(ucf101.DataError, match="also listed for class clap") as error:
+    with pytest.raises(DataError, match="also listed for class clap") as error:
         hmdb51.official_lists(folder, counts=None, num_classes=None)
     assert path in str(error.value)
 
 
 def test_a_wrong_folder_says_where_to_point(tmp_path):
-    with pytest.raises(ucf101.DataError, match="no such folder.*testTrainMulti_7030_splits"):
+    with pytest.raises(DataError, match="no such folder.*testTrainMulti_7030_splits"):
         hmdb51.official_lists(str(tmp_path / "nowhere"))
     (tmp_path / "readme.txt").write_text("not a split file")
-    with pytest.raises(ucf101.DataError, match="no <class>_test_split<K>.txt files"):
+    with pytest.raises(DataError, match="no <class>_test_split<K>.txt files"):
         hmdb51.official_lists(str(tmp_path))
 
 
@@ -210,7 +211,7 @@ def test_mini_split_files_convert_to_its_lists(mini):
     assert lists == {file: ucf101.read_lines(os.path.join(root, "splits", file)) for file in lists}
     assert lists["classInd.txt"] == ["1 cyan_expand", "2 cyan_saddle"]
     assert len(lists["trainlist01.txt"]) == 28 and len(lists["testlist03.txt"]) == 12
-    with pytest.raises(ucf101.DataError, match="14 training .* and 6 test .* expected 70 and 30"):
+    with pytest.raises(DataError, match="14 training .* and 6 test .* expected 70 and 30"):
         hmdb51.official_lists(official, num_classes=None)  # the mini dataset is not HMDB-51's size
     index = ucf101.load_index(root, os.path.join(root, "splits"), split=2, subset="train")
     clips = {clip.name: clip for clip, _ in synthetic.make_hmdb51_clips(classes=MINI_CLASSES)}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import media
-import ucf101
+from errors import DataError
 
 SHIFT = (3, 2)  # right, down (pixels)
 
@@ -118,7 +118,7 @@ def test_flow_info_round_trips_and_bad_records_name_the_file(tmp_path):
     path = tmp_path / "flow" / media.FLOW_INFO_FILE
     for text in ("{not json", '{"method": "dis"}', "[1, 2]"):
         path.write_text(text)
-        with pytest.raises(ucf101.DataError, match=str(path)):
+        with pytest.raises(DataError, match=str(path)):
             media.read_flow_info(str(tmp_path / "flow"))
 
 

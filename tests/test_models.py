@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import models
-import ucf101
+from errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = models.MIN_INCEPTION_SIZE  # 75: the smallest InceptionV3 input, fastest to build
@@ -306,18 +306,18 @@ def test_cross_modality_initialisation_of_the_temporal_inception(tmp_path):
 # ---------------------------------------------------------------------------- weights and files
 
 def test_missing_weights_file_and_offline_imagenet_give_clear_errors(monkeypatch, tmp_path):
-    with pytest.raises(ucf101.DataError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         models.weights_file(str(tmp_path / "nothing.h5"))
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(ucf101.DataError, match=r"--weights /path/to/inception_v3_weights_tf_dim_ordering_tf_kernels_notop\.h5"):
+    with pytest.raises(DataError, match=r"--weights /path/to/inception_v3_weights_tf_dim_ordering_tf_kernels_notop\.h5"):
         models.spatial_model(3, image_size=SMALL, weights="imagenet")
     with pytest.raises(ValueError, match="no ImageNet weights for cnn_m_2048"):
         models.temporal_model(3, image_size=64, weights="imagenet")
-    with pytest.raises(ucf101.DataError, match="no such model file"):
+    with pytest.raises(DataError, match="no such model file"):
         models.load_model(str(tmp_path / "missing.keras"))
 
 

@@ -138,10 +138,10 @@ def test_flow_refuses_to_mix_methods_in_one_folder(videos, tmp_path, capsys):
 
 def test_the_shard_rule_is_fixed_balanced_and_ignores_case():
     # machines running different versions must agree: this value must never change
-    assert prepare_data.shard_of("v_ApplyEyeMakeup_g08_c01", 8) == 8
-    assert prepare_data.shard_of("V_APPLYEYEMAKEUP_G08_C01", 8) == 8
+    assert ucf101.shard_of("v_ApplyEyeMakeup_g08_c01", 8) == 8
+    assert ucf101.shard_of("V_APPLYEYEMAKEUP_G08_C01", 8) == 8
     names = [f"v_Class{c}_g{g:02d}_c{k:02d}" for c in range(101) for g in range(1, 26) for k in range(1, 6)]
-    sizes = np.bincount([prepare_data.shard_of(name, 8) for name in names], minlength=9)
+    sizes = np.bincount([ucf101.shard_of(name, 8) for name in names], minlength=9)
     assert sizes[0] == 0 and sizes.sum() == len(names)
     assert np.abs(sizes[1:] / (len(names) / 8) - 1).max() < 0.05
     for bad in ("0/4", "5/4", "3", "a/b", "-1/4"):
@@ -153,7 +153,7 @@ def test_two_shards_extract_disjoint_parts_whose_union_is_every_video(tmp_path, 
     names = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (1, 8, 9)]
     for seed, name in enumerate(names):
         write_video(tmp_path / "UCF-101" / ucf101.parse_name(name)[0] / f"{name}.avi", frames=4, seed=seed)
-    parts = {k: {name for name in names if prepare_data.shard_of(name, 2) == k} for k in (1, 2)}
+    parts = {k: {name for name in names if ucf101.shard_of(name, 2) == k} for k in (1, 2)}
     assert parts[1] and parts[2]  # both parts have work, so the test shows the split
     videos, data = tmp_path / "UCF-101", tmp_path / "data"
     for k in (1, 2):  # each part on its own, as on two machines

@@ -12,6 +12,7 @@ import hmdb51
 import media
 import synthetic
 import ucf101
+from errors import DataError
 
 GROUPS = 8  # groups 1-7 are split 1's test list, group 8 its train list
 WORK_SIZE = (128, 96)  # the size the synthetic preset extracts frames and flow at
@@ -147,14 +148,14 @@ def test_same_seed_same_videos_other_seed_other(dataset, tmp_path):
 def test_refuses_to_overwrite(tmp_path):
     out = str(tmp_path / "data")
     synthetic.generate(out, seed=0, groups=1, progress=False)
-    with pytest.raises(ucf101.DataError, match="--overwrite"):
+    with pytest.raises(DataError, match="--overwrite"):
         synthetic.generate(out, seed=1, groups=1, progress=False)
     os.makedirs(os.path.join(out, "jpegs_256"))  # extracted from the old videos: stale after overwrite
     synthetic.generate(out, seed=1, groups=1, overwrite=True, progress=False)
     assert sorted(os.listdir(out)) == ["UCF-101", "splits", "synthetic.json"]
     foreign = tmp_path / "real"
     (foreign / "UCF-101").mkdir(parents=True)
-    with pytest.raises(ucf101.DataError, match="did not generate"):
+    with pytest.raises(DataError, match="did not generate"):
         synthetic.generate(str(foreign), overwrite=True, progress=False)
     assert os.listdir(foreign) == ["UCF-101"]
 
@@ -255,13 +256,13 @@ def test_hmdb_style_generation_is_deterministic_and_guarded(tmp_path):
     assert sum(clip.name in again for clip in other) < len(other) / 2  # other seed, other tags
     frames = read_frames(videos[0][1])
     assert len(frames) == again[ucf101.video_name(videos[0][1])].frames
-    with pytest.raises(ucf101.DataError, match="--overwrite"):
+    with pytest.raises(DataError, match="--overwrite"):
         synthetic.generate_hmdb51(out, classes=["magenta_saddle"], progress=False)
-    with pytest.raises(ucf101.DataError, match="unknown HMDB-style classes"):
+    with pytest.raises(DataError, match="unknown HMDB-style classes"):
         synthetic.generate_hmdb51(str(tmp_path / "x"), classes=["MagentaSaddle"], progress=False)
     foreign = tmp_path / "real"
     (foreign / "hmdb51_org").mkdir(parents=True)
-    with pytest.raises(ucf101.DataError, match="did not generate"):
+    with pytest.raises(DataError, match="did not generate"):
         synthetic.generate_hmdb51(str(foreign), overwrite=True, progress=False)
 
 

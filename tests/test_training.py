@@ -21,6 +21,7 @@ import spatial_train
 import temporal_train
 import training
 import ucf101
+from errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -151,7 +152,7 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     assert probabilities.shape == (2, 3)
 
     # Another setting in the same folder is refused; --overwrite starts again.
-    with pytest.raises(ucf101.DataError, match="different image_size"):
+    with pytest.raises(DataError, match="different image_size"):
         temporal_train.main(temporal_args(dataset, folder, "--iterations", "6", "--image-size", "60"))
     temporal_train.main(temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3", "--image-size", "60",
                                       "--overwrite"))
@@ -248,7 +249,7 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
                 os.remove(os.path.join(ucf101.flow_dir(str(empty), component, name), file))
     argv = ["--dataset", "synthetic", "--data-dir", str(empty), "--splits-dir", str(empty / "splits"),
             "--checkpoint-dir", str(tmp_path / "ck")]
-    with pytest.raises(ucf101.DataError, match="prepare_data.py flow"):
+    with pytest.raises(DataError, match="prepare_data.py flow"):
         temporal_train.main(argv)
     assert errors.run(temporal_train.main, argv) == 2
 
@@ -256,7 +257,7 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
 def test_distribution_needs_tensorflow():
     assert training.distribution_strategy("none") is None
     if keras.backend.backend() != "tensorflow":
-        with pytest.raises(ucf101.DataError, match="needs the TensorFlow backend"):
+        with pytest.raises(DataError, match="needs the TensorFlow backend"):
             training.distribution_strategy("mirrored")
 
 
@@ -313,5 +314,5 @@ def test_validation_holds_out_whole_groups_of_the_training_list(tmp_path):
     assert {ucf101.parse_name(v.name)[1] for v in train} == {8, 9}
     assert len(train) + len(held_out) == len(videos) and len(held_out) == 2 * len(CLASSES)
     assert ucf101.hold_out_groups(videos, 0) == (videos, [])
-    with pytest.raises(ucf101.DataError, match="every training group"):
+    with pytest.raises(DataError, match="every training group"):
         ucf101.hold_out_groups(videos, 3)

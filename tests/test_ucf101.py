@@ -5,6 +5,7 @@ import pytest
 
 import fakedata
 import ucf101
+from errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = os.path.join(REPO, "..", "shared", "ucf101")
@@ -80,18 +81,18 @@ def test_the_label_comes_from_the_folder_not_the_file_name(tmp_path):
 
 def test_bad_lists_and_names_are_data_errors(tmp_path):
     (tmp_path / "classInd.txt").write_text("1 Alpha\n3 Beta\n")
-    with pytest.raises(ucf101.DataError, match="line 2"):
+    with pytest.raises(DataError, match="line 2"):
         ucf101.read_classes(str(tmp_path / "classInd.txt"))
     (tmp_path / "list.txt").write_text("Gamma/v_Gamma_g01_c01.avi\n")
-    with pytest.raises(ucf101.DataError, match="Gamma"):
+    with pytest.raises(DataError, match="Gamma"):
         ucf101.read_split(str(tmp_path / "list.txt"), ["Alpha"])
-    with pytest.raises(ucf101.DataError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         ucf101.read_lines(str(tmp_path / "missing.txt"))
-    with pytest.raises(ucf101.DataError, match="not a UCF-101 video name"):
+    with pytest.raises(DataError, match="not a UCF-101 video name"):
         ucf101.parse_name("clip_01")
-    with pytest.raises(ucf101.DataError, match="no such folder"):
+    with pytest.raises(DataError, match="no such folder"):
         ucf101.find_videos(str(tmp_path / "nope"))
-    with pytest.raises(ucf101.DataError, match="no video files"):
+    with pytest.raises(DataError, match="no video files"):
         ucf101.find_videos(str(tmp_path))
 
 

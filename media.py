@@ -14,6 +14,7 @@ import atomic
 from errors import DataError
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
+FLOW_LEVELS = 255.0  # -FLOW_BOUND .. FLOW_BOUND maps onto grey levels 0 .. FLOW_LEVELS
 FRAME_SIZE = (340, 256)  # (width, height) of the public jpegs_256 frames
 JPEG_QUALITY = 95
 FLOW_JPEG_QUALITY = 75  # flow: ~1.2x faster to decode than 95, EPE 0.108 vs 0.071 px (README: On one GPU)
@@ -74,7 +75,7 @@ def jpeg_truncated(path):
 
 def quantize_flow(flow, bound=FLOW_BOUND):
     """float HxWx2 flow (pixels) -> two uint8 HxW images (u, v)."""
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
+    scaled = (np.clip(flow, -bound, bound) + bound) * (FLOW_LEVELS / (2 * bound))
     q = np.round(scaled).astype(np.uint8)
     return q[..., 0], q[..., 1]
 
@@ -87,8 +88,11 @@ def write_flow(u_path, v_path, flow):
 
 
 def dequantize_flow(quantized, bound=FLOW_BOUND):
-    """uint8 flow images -> float32 displacement in pixels (same shape)."""
-    return quantized.astype(np.float32) * (2 * bound / 255.0) - bound
+    """Flow images -> displacement in pixels (same shape): a uint8 numpy array gives float32; a float
+    tensor of any Keras backend (models.FlowNormalization) gives the same arithmetic in its dtype."""
+    if isinstance(quantized, np.ndarray):
+        quantized = quantized.astype(np.float32)
+    return quantized * (2 * bound / FLOW_LEVELS) - bound
 
 
 def read_video(path, size=FRAME_SIZE, max_frames=None):

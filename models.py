@@ -22,7 +22,7 @@ from keras import layers, ops
 
 import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
 from errors import DataError
-from media import FLOW_BOUND
+from media import FLOW_BOUND, dequantize_flow
 from presets import ARCHS, NORMS  # noqa: F401  (the flags' choices, kept in one place)
 
 MIN_INCEPTION_SIZE = 75  # keras.applications.InceptionV3 without its top
@@ -49,7 +49,7 @@ class FlowNormalization(layers.Layer):
         self.scale = scale
 
     def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype) * (2.0 * self.bound / 255.0) - self.bound
+        x = dequantize_flow(ops.cast(inputs, self.compute_dtype), self.bound)
         x = x - ops.mean(x, axis=(1, 2), keepdims=True)
         return x * self.scale
 

@@ -122,7 +122,7 @@ def flow_stacks(frames, samples, stack_length, method, threads):
         estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
         with ThreadPoolExecutor(threads) as pool:
             flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
-    return np.stack([np.stack([c for i in stack for c in flow[i]], axis=-1) for stack in stacks])
+    return np.stack([np.stack(generators.stack_channels(flow[i] for i in stack), axis=-1) for stack in stacks])
 
 
 def temporal_batch(stacks, image_size):

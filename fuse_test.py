@@ -270,7 +270,7 @@ def predict_videos(model, videos, args, stream, config):
     """Per-sample softmax [V, N, C] (crops averaged), the EvalSequence's batches read by its own
     workers (Keras's ordered enqueuer) while the model runs."""
     import generators
-    crops = 10 if args.crops == "10" else 1
+    crops = generators.CROPS_PER_SAMPLE[args.crops]
     sequence = generators.EvalSequence(
         videos, args.data_dir, generators.Stream(stream, config["stack_length"]), samples=args.samples,
         crops=args.crops, image_size=config["image_size"],

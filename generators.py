@@ -68,6 +68,7 @@ IMAGENET_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
                                   [-0.5808, -0.0045, -0.8140],
                                   [-0.5836, -0.6948, 0.4203]])
 LIGHTING_STD = 0.1
+CROPS_PER_SAMPLE = {"center": 1, "10": 10}  # eval_windows' crops for each test crop mode (EVAL_CROPS)
 TRIES_PER_VIDEO = 5  # unreadable draws before a training sample comes from another video
 MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (DataError)
 # Worker processes (ProcessLoader): batches asked for at once by Keras's threads, each in its own
@@ -133,7 +134,17 @@ def rgb_path(data_dir, name, index):
 def flow_paths(data_dir, name, indices):
     """Paths of u1, v1, ..., uL, vL for the flow frames `indices`."""
     u_dir, v_dir = ucf101.flow_dir(data_dir, "u", name), ucf101.flow_dir(data_dir, "v", name)
-    return [ucf101.frame_path(folder, i) for i in indices for folder in (u_dir, v_dir)]
+    return stack_channels((ucf101.frame_path(u_dir, i), ucf101.frame_path(v_dir, i)) for i in indices)
+
+
+def stack_channels(pairs):
+    """A flow stack's channel order: [(u1, v1), ..., (uL, vL)] -> [u1, v1, ..., uL, vL]."""
+    return [plane for pair in pairs for plane in pair]
+
+
+def u_channels(planes):
+    """The u planes of a stack in stack_channels' order (every other one, from the first)."""
+    return planes[0::2]
 
 
 # ---------------------------------------------------------------------------- where samples start
@@ -238,11 +249,10 @@ def crop(plane, window, size):
 
 
 def flip(planes, is_flow):
-    """Mirror the planes left-right. Mirrored flow's horizontal motion changes sign: u -> 255 - u
-    (the u planes are the even ones)."""
+    """Mirror the planes left-right. Mirrored flow's horizontal motion changes sign: u -> 255 - u."""
     flipped = [cv2.flip(plane, 1) for plane in planes]
     if is_flow:
-        for u in flipped[0::2]:
+        for u in u_channels(flipped):
             cv2.bitwise_not(u, dst=u)  # 255 - u on uint8
     return flipped
 
@@ -706,7 +716,7 @@ class EvalSequence(keras.utils.PyDataset):
         self.data_dir = data_dir
         self.samples = samples
         self.crops = crops
-        self.crops_per_sample = 1 if crops == "center" else 10
+        self.crops_per_sample = CROPS_PER_SAMPLE[crops]
         self.samples_per_video = samples * self.crops_per_sample
         self.image_size = image_size
         self.videos_per_batch = videos_per_batch

@@ -408,6 +408,7 @@ def section_fuse(args):
     import checkpoints
     import errors
     import fuse_test
+    import generators
     import models
     import ucf101
     size = args.size
@@ -440,7 +441,7 @@ def section_fuse(args):
         fuse_test.predict_videos(model, warm, test_args, stream, config)
         seconds = timed(lambda: fuse_test.predict_videos(model, timed_videos, test_args, stream, config))
         rates[stream] = len(timed_videos) / seconds
-        say(f"| {stream} | {rates[stream]:.2f} | {rates[stream] * size['samples'] * 10:.0f} |")
+        say(f"| {stream} | {rates[stream]:.2f} | {rates[stream] * size['samples'] * generators.CROPS_PER_SAMPLE['10']:.0f} |")
     both = 1 / sum(1 / rate for rate in rates.values())
     say(f"| both, one after the other | {both:.2f} | |")
     say(f"\n(UCF-101's 3,783 test videos of a split at this rate: {3783 / both / 60:.0f} min; the SVM's scores of "

@@ -26,9 +26,9 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 import atomic  # noqa: E402
 import ucf101  # noqa: E402
+from presets import AGGREGATIONS  # noqa: E402
 from errors import DataError
 
-AGGREGATIONS = ("mean", "vote")
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
 # The fusion SVM (the paper does not give its C): C from this grid by cross-validation on the training videos.
 SVM_C_GRID = (0.001, 0.01, 0.1, 1.0)  # larger C: slower to converge (minutes per fit at UCF-101's size)
@@ -417,7 +417,6 @@ def results_table(results, dataset="ucf101", scope="split1", net=None):
 
 # ---------------------------------------------------------------------------- the mean over splits
 
-SPLITS = (1, 2, 3)
 
 
 def mean_over_splits(results_by_split):
@@ -430,8 +429,8 @@ def mean_over_splits(results_by_split):
     if not results_by_split:
         raise DataError("no split's results to average: test at least one of splits 1, 2, 3")
     by_split = {int(split): results for split, results in results_by_split.items()}
-    if set(by_split) - set(SPLITS):
-        raise DataError(f"splits {sorted(set(by_split) - set(SPLITS))} are not among 1, 2, 3")
+    if set(by_split) - set(ucf101.SPLITS):
+        raise DataError(f"splits {sorted(set(by_split) - set(ucf101.SPLITS))} are not among 1, 2, 3")
     splits = sorted(by_split)
     first = by_split[splits[0]]
     for split in splits[1:]:
@@ -459,7 +458,7 @@ def mean_missing(mean, dataset, full_runs=True, nets=("alone",)):
     """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does.
     nets: the temporal net of each split's run (they must be of one kind)."""
     splits, classes = next(iter(mean.values()))["splits"], next(iter(mean.values()))["classes"]
-    missing = [s for s in SPLITS if s not in splits]
+    missing = [s for s in ucf101.SPLITS if s not in splits]
     reasons = [f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else []
     if dataset not in FULL_CLASSES:
         reasons.append(f"this is {dataset}")
@@ -510,7 +509,7 @@ def write_splits_mean(results_dir, dataset):
     Reads the default run folders <results_dir>/<dataset>_split{1,2,3}/metrics.json. Rows that not
     every split has (e.g. an SVM run on one split only) are left out of the mean, and said so.
     """
-    paths = {split: os.path.join(results_dir, f"{dataset}_split{split}", "metrics.json") for split in SPLITS}
+    paths = {split: os.path.join(results_dir, f"{dataset}_split{split}", "metrics.json") for split in ucf101.SPLITS}
     saved = {split: read_metrics(path) for split, path in paths.items() if os.path.isfile(path)}
     common = [row for row in ROW_NAMES if all(row in s["results"] for s in saved.values())]
     if len(saved) < 2 or not common:

@@ -44,8 +44,8 @@ import overlap
 import presets
 import ucf101
 from errors import DataError, run
+from ucf101 import STREAMS
 
-STREAMS = ("spatial", "temporal")
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
 CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
 MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "split", "num_classes", "class_limit",

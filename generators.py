@@ -56,7 +56,6 @@ import ucf101
 from presets import CROPS, EVAL_CROPS, SAMPLINGS
 from errors import DataError
 
-STREAMS = ("spatial", "temporal")
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
 # 192, 168 on 340x256 frames), height and width at most one scale apart, resized to S x S.
 MULTISCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
@@ -90,8 +89,8 @@ class Stream:
     stack_length: int = 10
 
     def __post_init__(self):
-        if self.name not in STREAMS:
-            raise ValueError(f"unknown stream {self.name!r}; choose from {', '.join(STREAMS)}")
+        if self.name not in ucf101.STREAMS:
+            raise ValueError(f"unknown stream {self.name!r}; choose from {', '.join(ucf101.STREAMS)}")
 
     @property
     def is_flow(self):

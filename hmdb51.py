@@ -25,7 +25,6 @@ from errors import DataError
 # HMDB-51 learns from UCF-101 too (multi-task: one softmax head per dataset, the losses summed).
 # Its accuracies are evaluation.py's reference figures.
 NUM_CLASSES = 51
-SPLITS = (1, 2, 3)
 TRAIN_PER_CLASS, TEST_PER_CLASS = 70, 30
 COUNTS = (TRAIN_PER_CLASS, TEST_PER_CLASS)
 NUM_CLIPS = 6766
@@ -100,9 +99,9 @@ def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
         raise DataError(f"{official_dir}: split files for {len(classes)} classes, expected {num_classes}. "
                                "Extract test_train_splits.rar again, or accept other numbers with --any-counts "
                                "if this is deliberately not all of HMDB-51")
-    lists = {"classInd.txt": ucf101.class_index_lines(classes)}
+    lists = {ucf101.CLASS_FILE: ucf101.class_index_lines(classes)}
     class_of = {}  # clip name -> class: frame folders are named by clip alone, so names must be unique
-    for split in SPLITS:
+    for split in ucf101.SPLITS:
         train, test = [], []
         for label, cls in enumerate(classes):
             path = split_file(official_dir, cls, split)
@@ -117,6 +116,5 @@ def official_lists(official_dir, counts=COUNTS, num_classes=NUM_CLASSES):
                     train.append(f"{cls}/{clip} {label + 1}")
                 elif kind == TEST:
                     test.append(f"{cls}/{clip}")
-        lists[f"trainlist{split:02d}.txt"] = train
-        lists[f"testlist{split:02d}.txt"] = test
+        lists.update(zip(ucf101.list_files(split), (train, test)))
     return lists

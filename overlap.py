@@ -32,7 +32,7 @@ def trained_lists(config):
 def seen_videos(config, dataset, splits_dir):
     """{video name, lower case: the list file naming it} of the `dataset` videos a run trained on, read from
     the lists in splits_dir; the paths of lists missing there under the key None."""
-    classes_path = os.path.join(splits_dir, "classInd.txt")
+    classes_path = os.path.join(splits_dir, ucf101.CLASS_FILE)
     seen = {}
     for file in trained_lists(config).get(dataset, []):
         path = os.path.join(splits_dir, file)

@@ -58,7 +58,7 @@ import presets
 import ucf101
 from errors import DataError
 
-OFFICIAL_LISTS = ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]
+OFFICIAL_LISTS = list(ucf101.LIST_FILES)
 # Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core);
 # tvl1_keras: per pair on a whole 2-core CPU with JAX (benchmarks/bench_flow.py; TensorFlow's CPU
 # compiler is about 4x slower, a GPU far faster).
@@ -974,7 +974,7 @@ def build_parser():
     check.add_argument("--data-dir", default="data/ucf101",
                        help=f"folder holding {ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/ (default: %(default)s)")
     check.add_argument("--splits", default="splits", help="folder of classInd.txt and the lists (default: %(default)s)")
-    check.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="which split's lists (default: 1)")
+    check.add_argument("--split", type=int, choices=ucf101.SPLITS, default=1, help="which split's lists (default: 1)")
     check.add_argument("--decode", action="store_true",
                        help="also decode every JPEG (slow: millions of files); without it, JPEGs are only tested "
                             "for truncation (size, end-of-image marker)")

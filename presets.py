@@ -14,6 +14,8 @@ import argparse
 import os
 import re
 
+import ucf101
+
 DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
 NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
@@ -99,7 +101,7 @@ def add_dataset_flags(parser, script):
     add_flag(parser, script, "--dataset", "ucf101 or hmdb51 with the paper's settings, or a generated mini dataset "
              "(synthetic: UCF-101's layout; synthetic_hmdb: HMDB-51's) with small, fast ones; it sets the "
              "defaults listed per dataset below", choices=DATASETS, default="ucf101")
-    add_flag(parser, script, "--split", "which of the three official splits", type=int, choices=(1, 2, 3), default=1)
+    add_flag(parser, script, "--split", "which of the three official splits", type=int, choices=ucf101.SPLITS, default=1)
     add_flag(parser, script, "--data-dir", "folder holding jpegs_256/ and tvl1_flow/")
     add_flag(parser, script, "--splits-dir", "folder holding classInd.txt and the split lists")
 

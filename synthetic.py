@@ -417,7 +417,7 @@ def generate_hmdb51(out_dir, seed=0, overwrite=False, size=FRAME_SIZE, classes=H
     os.makedirs(official)
     for label, cls in enumerate(HMDB_CLASS_NAMES):
         own = [(clip, source) for clip, source in clips if clip.label == label]
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             if own:
                 write_official_split(hmdb51.split_file(official, cls, split), own, split, crlf=label % 2 == 1)
     os.makedirs(os.path.join(partial, "splits"))
@@ -473,7 +473,7 @@ def ucf101_full_videos(lists_dir, fraction=1.0):
     {list file: lines}). Below fraction 1, each class keeps an evenly spread fraction (at least one)
     of its split-1 training and of its test videos; the other lists keep only the videos kept."""
     lists = {file: ucf101.read_lines(os.path.join(lists_dir, file))
-             for file in ["classInd.txt"] + [f"{kind}list{k:02d}.txt" for k in (1, 2, 3) for kind in ("train", "test")]}
+             for file in ucf101.LIST_FILES}
     with open(os.path.join(lists_dir, "frame_counts.csv")) as f:
         # name as spelt in frame_counts.csv (the folder name) and its count, by lower-case name: the
         # lists spell v_HandstandPushups_* as v_HandStandPushups_*
@@ -487,7 +487,7 @@ def ucf101_full_videos(lists_dir, fraction=1.0):
         for paths in by_class.values():
             keep = max(1, round(len(paths) * fraction))
             kept.update(paths[int(i * len(paths) / keep)] for i in range(keep))
-    lists = {file: lines if file == "classInd.txt" else [line for line in lines if ucf101.list_path(line) in kept]
+    lists = {file: lines if file == ucf101.CLASS_FILE else [line for line in lines if ucf101.list_path(line) in kept]
              for file, lines in lists.items()}
     videos = [FullVideo(name, path.split("/")[0], int(frames))
               for path in sorted(kept) for name, frames in [counts[ucf101.video_name(path).lower()]]]
@@ -597,7 +597,7 @@ def generate_full(out_dir, lists_dir, fraction=1.0, seed=0, overwrite=False, wor
     out_dir, partial = start(out_dir, overwrite)
     ucf_videos, ucf_lists = ucf101_full_videos(lists_dir, fraction)
     hmdb_videos, hmdb_clips, sources = hmdb51_full_clips(seed, fraction)
-    ucf_classes = ucf101.read_classes(os.path.join(lists_dir, "classInd.txt"))
+    ucf_classes = ucf101.read_classes(os.path.join(lists_dir, ucf101.CLASS_FILE))
     jobs = [(os.path.join(partial, "pool", "ucf101", cls), 360 * i / len(ucf_classes), MOTIONS[i % 4], seed)
             for i, cls in enumerate(ucf_classes)]
     jobs += [(os.path.join(partial, "pool", "hmdb51", cls), 360 * i / len(HMDB51_CLASS_NAMES) + 3,
@@ -612,7 +612,7 @@ def generate_full(out_dir, lists_dir, fraction=1.0, seed=0, overwrite=False, wor
     official = os.path.join(hmdb, hmdb51.SPLITS_DIR)
     os.makedirs(official)
     for cls, clips in hmdb_clips.items():
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             lines = sorted(f"{name}.avi {hmdb51_full_id(source, split, sources)} " for name, source in clips)
             with open(hmdb51.split_file(official, cls, split), "w") as f:
                 f.write("\n".join(lines) + "\n")

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import atomic
 from errors import DataError
 
+STREAMS = ("spatial", "temporal")  # the spatial stream reads frames (RGB_DIR), the temporal one flow (FLOW_DIR)
 RGB_DIR = "jpegs_256"
 FLOW_DIR = "tvl1_flow"
+SPLITS = (1, 2, 3)  # the official splits, UCF-101's and HMDB-51's alike
+CLASS_FILE = "classInd.txt"
 FRAME_NAME = "frame{:06d}.jpg"  # 1-based
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
 GROUPS_PER_SPLIT = 7  # split K tests on groups 7K-6 .. 7K
@@ -50,6 +53,14 @@ def frame_path(folder, index):
 
 
 # ---------------------------------------------------------------------------- split lists
+
+def list_files(split):
+    """The file names of a split's lists: (trainlist0K.txt, testlist0K.txt)."""
+    return f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"
+
+
+LIST_FILES = (CLASS_FILE,) + tuple(name for split in SPLITS for name in list_files(split))  # all seven
+
 
 def read_lines(path):
     """Non-empty, stripped lines; tolerates CRLF endings and a UTF-8 byte-order mark."""
@@ -155,9 +166,9 @@ def make_splits(videos, classes=None):
     if classes is None:
         classes = sorted({cls for cls, _ in videos}, key=str.lower)
     label_of = {name: i for i, name in enumerate(classes)}
-    lists = {"classInd.txt": class_index_lines(classes)}
+    lists = {CLASS_FILE: class_index_lines(classes)}
     ordered = sorted(videos, key=lambda v: (label_of[v[0]], video_name(v[1]).lower()))
-    for split in (1, 2, 3):
+    for split in SPLITS:
         train, test = [], []
         for cls, path in ordered:
             relpath = f"{cls}/{os.path.basename(path)}"
@@ -165,14 +176,12 @@ def make_splits(videos, classes=None):
                 test.append(relpath)
             else:
                 train.append(f"{relpath} {label_of[cls] + 1}")
-        lists[f"trainlist{split:02d}.txt"] = train
-        lists[f"testlist{split:02d}.txt"] = test
+        lists.update(zip(list_files(split), (train, test)))
     return lists
 
 
 def split_files(splits_dir, split):
-    return (os.path.join(splits_dir, f"trainlist{split:02d}.txt"),
-            os.path.join(splits_dir, f"testlist{split:02d}.txt"))
+    return tuple(os.path.join(splits_dir, name) for name in list_files(split))
 
 
 # ---------------------------------------------------------------------------- the index
@@ -199,7 +208,7 @@ def load_index(data_dir, splits_dir, split=1, subset="train", class_limit=None, 
     class_limit keeps the first N classes of classInd.txt; max_videos keeps an evenly spread
     subset of N videos (for quick runs). Folders are scanned once, here, not every epoch.
     """
-    classes = read_classes(os.path.join(splits_dir, "classInd.txt"))
+    classes = read_classes(os.path.join(splits_dir, CLASS_FILE))
     train_path, test_path = split_files(splits_dir, split)
     entries = read_split(train_path if subset == "train" else test_path, classes)
     if class_limit:
@@ -241,7 +250,7 @@ def folder_names(parent):
 
 
 def class_names(splits_dir, class_limit=None):
-    classes = read_classes(os.path.join(splits_dir, "classInd.txt"))
+    classes = read_classes(os.path.join(splits_dir, CLASS_FILE))
     return classes[:class_limit] if class_limit else classes
 
 

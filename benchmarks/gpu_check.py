@@ -417,7 +417,7 @@ def section_fuse(args):
     videos = ucf101.load_index(folder, splits, 1, "test")
     record = checkpoints.data_record(folder, videos[0])
     check_dir = os.path.join(args.work, "checkpoints")
-    for stream in ("spatial", "temporal"):
+    for stream in ucf101.STREAMS:
         image_size = size[f"{stream}_size"]
         model = (models.spatial_model(len(classes), image_size, "none") if stream == "spatial"
                  else models.temporal_model(len(classes), image_size, STACK_LENGTH))
@@ -436,7 +436,7 @@ def section_fuse(args):
     say("| stream | videos/s once compiled | samples/s |")
     say("|---|---|---|")
     rates = {}
-    for stream in ("spatial", "temporal"):
+    for stream in ucf101.STREAMS:
         model, config, _ = checkpoints.load(checkpoints.model_path(check_dir, stream), stream)
         fuse_test.predict_videos(model, warm, test_args, stream, config)
         seconds = timed(lambda: fuse_test.predict_videos(model, timed_videos, test_args, stream, config))

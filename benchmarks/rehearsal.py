@@ -35,6 +35,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import synthetic  # noqa: E402
+import ucf101  # noqa: E402
 
 STEPS = ("generate", "check", "temporal", "spatial", "multitask", "score-sample", "score-all")
 PROGRESS = re.compile(r"(\d+)/(\d+) \[")  # tqdm: "  123/3783 [00:10<..."
@@ -263,7 +264,7 @@ def main():
     parser.add_argument("--sample-videos", type=int, default=2, help="test videos scored with the real networks")
     parser.add_argument("--decode-classes", type=int, default=2, help="classes whose JPEGs check --decode decodes")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
-    parser.add_argument("--streams", nargs="+", choices=("spatial", "temporal"), default=["spatial", "temporal"],
+    parser.add_argument("--streams", nargs="+", choices=ucf101.STREAMS, default=list(ucf101.STREAMS),
                         help="streams the scoring steps test (both: also both fusions)")
     parser.add_argument("--table", default="rehearsal.md", help="file in --work for the table (default: %(default)s)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} cores", help="what to call this machine in the table")

@@ -41,7 +41,7 @@ def write_official(folder, classes=CLASSES, styles=None):
     """Official-format files; styles maps a class to write_split_file's keyword arguments."""
     os.makedirs(folder, exist_ok=True)
     for cls in classes:
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             lines = [f"{name} {official_id(i, split)}" for i, name in enumerate(clip_names(cls))]
             write_split_file(hmdb51.split_file(folder, cls, split), lines, **(styles or {}).get(cls, {}))
     return folder
@@ -51,7 +51,7 @@ def expected_lists(classes):
     """What official_lists must return: sorted classes, id-1 clips with 1-based labels, id-2 clips."""
     classes = sorted(classes)
     lists = {"classInd.txt": [f"{i + 1} {c}" for i, c in enumerate(classes)]}
-    for split in hmdb51.SPLITS:
+    for split in ucf101.SPLITS:
         lists[f"trainlist{split:02d}.txt"] = [f"{c}/{name} {label + 1}" for label, c in enumerate(classes)
                                               for i, name in enumerate(clip_names(c)) if official_id(i, split) == "1"]
         lists[f"testlist{split:02d}.txt"] = [f"{c}/{name}" for c in classes
@@ -80,7 +80,7 @@ def test_converts_to_ucf_lists_leaving_out_unused_clips(official):
     assert lists == expected_lists(CLASSES)
     assert list(lists) == ["classInd.txt"] + [f"{k}list0{s}.txt" for s in (1, 2, 3) for k in ("train", "test")]
     assert lists["classInd.txt"][5:7] == ["6 climb", "7 climb_stairs"]  # by class name, not by file name
-    for split in hmdb51.SPLITS:
+    for split in ucf101.SPLITS:
         train, test = lists[f"trainlist0{split}.txt"], lists[f"testlist0{split}.txt"]
         assert len(train) == 51 * 70 == 3570 and len(test) == 51 * 30 == 1530
         assert not {line.split()[0] for line in train} & set(test)
@@ -189,7 +189,7 @@ def test_mini_dataset_layout_and_official_format(mini):
     source_of = {clip.name + ".avi": source for clip, source in synthetic.make_hmdb51_clips(classes=MINI_CLASSES)}
     for cls, ending in zip(MINI_CLASSES, (b" \n", b" \r\n")):
         tests = []
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             with open(hmdb51.split_file(official, cls, split), "rb") as f:
                 raw = f.read().splitlines(keepends=True)
             assert all(line.endswith(ending) and line.count(b" ") == 2 for line in raw)

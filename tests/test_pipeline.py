@@ -94,7 +94,7 @@ def test_demo_predicts_the_class_of_a_test_video(run):
 
 
 def model_paths(run):
-    return [os.path.join(run["checkpoints"], stream, "last.keras") for stream in ("spatial", "temporal")]
+    return [os.path.join(run["checkpoints"], stream, "last.keras") for stream in ucf101.STREAMS]
 
 
 def demo_args(run):

@@ -227,7 +227,7 @@ def test_hmdb_style_classes_differ_from_the_ucf_style_ones():
         assert min(angle(hmdb_hue, h) for c, h in synthetic.HUES.items() if c != colour) >= 3 * synthetic.TINT_JITTER
     clips = synthetic.make_hmdb51_clips()
     assert len(clips) == 144  # about half the UCF-style 300, as HMDB-51 is about half of UCF-101
-    ids = [[synthetic.hmdb51_split_id(source, split) for _, source in clips] for split in hmdb51.SPLITS]
+    ids = [[synthetic.hmdb51_split_id(source, split) for _, source in clips] for split in ucf101.SPLITS]
     assert all((k.count("1"), k.count("2"), k.count("0")) == (84, 36, 24) for k in ids)
 
 
@@ -339,7 +339,7 @@ def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
     assert hmdb51.find_classes(official) == sorted(synthetic.HMDB51_CLASS_NAMES) and len(synthetic.HMDB51_CLASS_NAMES) == 51
     tested = {}
     for cls in synthetic.HMDB51_CLASS_NAMES:
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             entries = hmdb51.read_split_file(hmdb51.split_file(official, cls, split))
             ids = [kind for _, kind in entries]
             assert (ids.count(hmdb51.TRAIN), ids.count(hmdb51.TEST)) == tuple(settings["hmdb51_counts"])
@@ -353,7 +353,7 @@ def test_full_shape_hmdb51_at_full_size_has_6766_clips_of_70_30():
     videos, by_class, sources = synthetic.hmdb51_full_clips()
     assert len(videos) == hmdb51.NUM_CLIPS and len(by_class) == 51
     for clips in by_class.values():
-        for split in hmdb51.SPLITS:
+        for split in ucf101.SPLITS:
             ids = [synthetic.hmdb51_full_id(source, split, sources) for _, source in clips]
             assert (ids.count(hmdb51.TRAIN), ids.count(hmdb51.TEST)) == hmdb51.COUNTS
     assert len({v.name.lower() for v in videos}) == len(videos)

@@ -156,10 +156,8 @@ def drop_missing(videos, args, streams, subset):
     for stream in streams:
         missing.update(generators.missing_data(videos, args.data_dir, stream))
     if missing and not args.skip_missing:
-        names = "\n  ".join(v.name for v in videos if v.name in missing)
-        raise DataError(f"{len(missing)} of {len(videos)} {subset} videos have missing frames or flow under "
-                        f"{args.data_dir}:\n  {names}\nExtract them with prepare_data.py (frames, flow; "
-                        "`prepare_data.py check` lists what is missing), or pass --skip-missing to leave them out")
+        raise generators.missing_data_error([v.name for v in videos if v.name in missing], args.data_dir, streams,
+                                            len(videos), f"{subset} ", "pass --skip-missing to leave them out")
     if missing:
         print(f"leaving out {len(missing)} {subset} videos with missing frames or flow (--skip-missing)")
     return [v for v in videos if v.name not in missing], sorted(missing)

@@ -105,6 +105,16 @@ class Stream:
     def channels(self):
         return 2 * self.stack_length if self.is_flow else 3
 
+    @property
+    def data(self):
+        """What the stream reads, as prepare_data.py's command that extracts it names it."""
+        return "flow" if self.is_flow else "frames"
+
+    @property
+    def data_folder(self):
+        """The folder under a data directory that holds it."""
+        return ucf101.FLOW_DIR if self.is_flow else ucf101.RGB_DIR
+
     def count(self, video):
         """Frames (spatial) or flow frames (temporal) the video has on disk."""
         return video.flows if self.is_flow else video.frames
@@ -316,12 +326,20 @@ def file_names(folder):
         return set()
 
 
-def missing_data_error(names, data_dir, stream):
-    what = "optical flow (tvl1_flow/u and v)" if as_stream(stream).is_flow else "frames (jpegs_256)"
+def missing_data_error(names, data_dir, streams, total=None, what="",
+                       leave_out="leave them out (generators.missing_data lists them)"):
+    """The one error for videos without a complete set of frames or flow (missing_data's `names`, of
+    `total` `what` videos): the first ten names and the prepare_data.py commands that extract them.
+    `streams`: a stream, a stream name or a list of them; `leave_out`: how to go on without them, or None."""
+    streams = [as_stream(s) for s in (streams if isinstance(streams, (list, tuple)) else [streams])]
+    count = f"{len(names)} of {total}" if total is not None else str(len(names))
+    data = " or ".join(s.data for s in streams)
     listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return DataError(
-        f"{len(names)} video(s) have missing {what} under {data_dir}: {listed}. "
-        f"Extract them with prepare_data.py, or leave them out (generators.missing_data lists them).")
+    commands = "; ".join(f"python prepare_data.py {s.data} --out {os.path.join(data_dir, s.data_folder)} ..."
+                         for s in streams)
+    return DataError(f"{count} {what}videos have no complete {data} under {data_dir}: {listed}. Extract them "
+                     f"first ({commands}; `prepare_data.py check` lists what is missing)"
+                     + (f", or {leave_out}" if leave_out else ""))
 
 
 def check_complete(videos, data_dir, stream):

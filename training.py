@@ -88,11 +88,7 @@ def check_videos(videos, data_dir, stream, what):
         raise DataError(f"no {what} videos: check the split lists and --class-limit")
     missing = generators.missing_data(videos, data_dir, stream)
     if missing:
-        kind = "flow" if stream.is_flow else "frames"
-        raise DataError(
-            f"{len(missing)} of {len(videos)} {what} videos have no complete {kind} under {data_dir} "
-            f"(e.g. {missing[0]}). Extract them first: python prepare_data.py {kind} --out "
-            f"{os.path.join(data_dir, ucf101.FLOW_DIR if stream.is_flow else ucf101.RGB_DIR)} ...")
+        raise generators.missing_data_error(missing, data_dir, stream, len(videos), f"{what} ", leave_out=None)
 
 
 def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):

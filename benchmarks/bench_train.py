@@ -60,8 +60,7 @@ def training_videos(stream):
     videos = ucf101.load_index(data_dir, splits_dir, 1, "train")
     missing = generators.missing_data(videos, data_dir, stream)
     if missing:
-        raise SystemExit(f"{len(missing)} videos without {stream.name} data under {data_dir}: "
-                         f"run prepare_data.py first")
+        raise SystemExit(str(generators.missing_data_error(missing, data_dir, stream, leave_out=None)))
     return videos, data_dir, len({v.label for v in videos})
 
 

@@ -4,11 +4,15 @@ Flow is stored as the public tvl1_flow download stores it: one grayscale JPEG pe
 value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion. Beside
 u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
+import contextlib
 import json
+import multiprocessing
 import os
+import signal
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 import atomic
 from errors import DataError
@@ -283,3 +287,21 @@ def remove_if_exists(path):
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+# ---------------------------------------------------------------------------- OpenCV in worker processes
+
+def run_parallel(work, jobs, workers, chunksize=1, **bar):
+    """[work(job) for job in jobs] in `workers` processes (this one if 1), in the order they finish,
+    with a tqdm progress bar (`bar`: its settings). The processes start from a forkserver, not by
+    fork: a child forked from a process whose OpenCV thread pool has run can deadlock."""
+    workers = max(1, min(workers, len(jobs)))
+    pool = multiprocessing.get_context("forkserver").Pool(workers, initializer=init_worker) if workers > 1 else None
+    with pool or contextlib.nullcontext():
+        results = pool.imap_unordered(work, jobs, chunksize) if pool else map(work, jobs)
+        return list(tqdm(results, total=len(jobs), **bar))
+
+
+def init_worker():
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool

@@ -33,13 +33,11 @@ import contextlib
 import errno
 import fcntl
 import json
-import multiprocessing
 import os
 import queue
 import re
 import secrets
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -47,7 +45,6 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -192,8 +189,8 @@ def extract(task, args, workers):
         if batched:
             outcomes = extract_flow_batched(jobs, workers, f"flow ({method})")
         else:
-            outcomes = run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
-                                    f"flow ({method})" if method else "frames")
+            outcomes = media.run_parallel(attempt_flow if method else attempt_frames, jobs, workers,
+                                          desc=f"flow ({method})" if method else "frames", unit="video")
     finally:
         release_locks()
         for parent in parents:
@@ -729,22 +726,6 @@ def extract_flow_batched(jobs, workers, desc):
     return outcomes
 
 
-def init_worker():
-    cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool
-
-
-def run_parallel(work, jobs, workers, desc):
-    """[work(job) for job in jobs] in `workers` processes (this one if 1), with a progress bar."""
-    workers = max(1, min(workers, len(jobs)))
-    # forkserver, not fork: a child forked from a process whose OpenCV thread pool has run can deadlock.
-    context = multiprocessing.get_context("forkserver")
-    pool = context.Pool(workers, initializer=init_worker) if workers > 1 else None
-    with pool or contextlib.nullcontext():
-        results = pool.imap_unordered(work, jobs) if pool else map(work, jobs)
-        return list(tqdm(results, total=len(jobs), desc=desc, unit="video"))
-
-
 def report(task, outcomes, complete, damaged_before):
     """Print a summary naming every failed and damaged video -> exit code (1 if any)."""
     failed = sorted((o.path, o.error) for o in outcomes if o.error)
@@ -798,7 +779,7 @@ def run_check(args):
                      ucf101.flow_dir(args.data_dir, "u", u_names.get(video.name.lower(), video.name)),
                      ucf101.flow_dir(args.data_dir, "v", v_names.get(video.name.lower(), video.name)),
                      args.decode) for video in videos]
-    results = sorted(run_parallel(check_video, jobs, args.workers, "check"))
+    results = sorted(media.run_parallel(check_video, jobs, args.workers, desc="check", unit="video"))
     bad = [(name, problems) for name, problems in results if problems]
     for name, problems in bad:
         print(f"{name}: {'; '.join(problems)}")

@@ -42,14 +42,12 @@ size, already extracted, for the full-size rehearsal (benchmarks/rehearsal.py): 
 """
 import functools
 import json
-import multiprocessing
 import os
 import shutil
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 import hmdb51
 import media
@@ -319,15 +317,9 @@ def write_clips(jobs, workers, progress):
 
 
 def run_jobs(work, jobs, workers, progress, desc):
-    """work(job) for every job, in `workers` processes if more than 1, with a progress bar."""
-    bar = dict(total=len(jobs), desc=desc, disable=not progress, mininterval=5)
-    if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(work, jobs, chunksize=max(1, len(jobs) // (100 * workers))), **bar):
-                pass
-    else:
-        for job in tqdm(jobs, **bar):
-            work(job)
+    """work(job) for every job, in `workers` processes if more than 1 (media.run_parallel), with a progress bar."""
+    media.run_parallel(work, jobs, workers, max(1, len(jobs) // (100 * workers)), desc=desc, disable=not progress,
+                       mininterval=5)
 
 
 def finish(partial, out_dir, settings):

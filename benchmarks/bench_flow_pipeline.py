@@ -100,7 +100,7 @@ def extraction_rate(videos, size, batch, workers, rounds, per_video):
             jobs = [prepare_data.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
             try:
                 if per_video:
-                    outcomes = prepare_data.run_parallel(prepare_data.attempt_flow, jobs, 1, "per video")
+                    outcomes = media.run_parallel(prepare_data.attempt_flow, jobs, 1, desc="per video", unit="video")
                 else:
                     outcomes = prepare_data.extract_flow_batched(jobs, workers, "pipeline")
             finally:

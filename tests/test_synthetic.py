@@ -366,3 +366,17 @@ def test_full_shape_ucf101_lists_are_the_official_ones():
     assert len(lists["trainlist01.txt"]) == 9537 and len(lists["testlist01.txt"]) == 3783
     thinned, _ = synthetic.ucf101_full_videos(UCF_LISTS, fraction=0.01)
     assert len({v.cls for v in thinned}) == 101 and 150 < len(thinned) < 300
+
+
+def write_parent_pid(path):
+    with open(path, "w") as f:
+        f.write(str(os.getppid()))
+
+
+def test_rendering_processes_are_not_forked_from_this_one(tmp_path):
+    # A child forked from a process whose OpenCV thread pool has run can deadlock: the workers must
+    # come from a forkserver (their parent), as prepare_data.py's do.
+    paths = [str(tmp_path / f"job{k}") for k in range(4)]
+    synthetic.run_jobs(write_parent_pid, paths, workers=2, progress=False, desc="test")
+    parents = {int(open(path).read()) for path in paths}
+    assert len(parents) == 1 and os.getpid() not in parents

@@ -117,7 +117,7 @@ class Stream:
 
     def count(self, video):
         """Frames (spatial) or flow frames (temporal) the video has on disk."""
-        return video.flows if self.is_flow else video.frames
+        return video.flow_count if self.is_flow else video.frames
 
     def folders(self, data_dir, video):
         if self.is_flow:
@@ -128,7 +128,7 @@ class Stream:
         """The JPEGs of the sample at `start`: [frame], or [u1, v1, ..., uL, vL] (a short video loops)."""
         if not self.is_flow:
             return [rgb_path(data_dir, video.name, start)]
-        return flow_paths(data_dir, video.flow_folder, stack_indices(start, self.span, video.flows))
+        return flow_paths(data_dir, video.flow_folder, stack_indices(start, self.span, video.flow_count))
 
 
 def as_stream(stream, stack_length=10):

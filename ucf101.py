@@ -31,7 +31,7 @@ class Video:
     name: str  # file stem: the folder name under jpegs_256/ and tvl1_flow/{u,v}/
     label: int  # 0-based class index
     frames: int = 0  # RGB frames on disk
-    flows: int = 0  # flow frames on disk (the smaller of the u and v counts)
+    flow_count: int = 0  # flow frames on disk (the smaller of the u and v counts)
     flow_name: str = ""  # the folder name under tvl1_flow/{u,v}/ where it is spelt otherwise than `name`
 
     @property
@@ -198,8 +198,8 @@ def count_frames(folder):
 def count_video(data_dir, name, label, flow_name=""):
     flow_name = flow_name if flow_name not in ("", name) else ""
     folder = flow_name or name
-    flows = min(count_frames(flow_dir(data_dir, "u", folder)), count_frames(flow_dir(data_dir, "v", folder)))
-    return Video(name, label, count_frames(rgb_dir(data_dir, name)), flows, flow_name)
+    flow_count = min(count_frames(flow_dir(data_dir, "u", folder)), count_frames(flow_dir(data_dir, "v", folder)))
+    return Video(name, label, count_frames(rgb_dir(data_dir, name)), flow_count, flow_name)
 
 
 def load_index(data_dir, splits_dir, split=1, subset="train", class_limit=None, max_videos=None):

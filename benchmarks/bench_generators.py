@@ -222,7 +222,7 @@ def flow_dataset(flows, quality, frames=40, batches=8):
     for j in range(frames):
         for component, plane in zip("uv", media.quantize_flow(flows[j % len(flows)])):
             media.write_image(ucf101.frame_path(ucf101.flow_dir(folder, component, name), j), plane, quality)
-    video = ucf101.Video(name, 0, frames=frames, flows=frames)
+    video = ucf101.Video(name, 0, frames=frames, flow_count=frames)
     dataset = generators.TrainSequence([video], folder, generators.Stream("temporal", args.stack_length),
                                        batch_size=args.batch_size, image_size=args.image_size, steps=batches)
     dataset[0]  # into the page cache

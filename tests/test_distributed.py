@@ -89,7 +89,7 @@ def dataset(tmp_path_factory):
     splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9), clips=2, frames=12, size=(80, 64))
     rng = np.random.default_rng(0)  # noise flow: every sample of every video differs
     for video in ucf101.load_index(root, splits, 1, "train"):
-        for j in range(video.flows):
+        for j in range(video.flow_count):
             for component in "uv":
                 path = ucf101.frame_path(ucf101.flow_dir(root, component, video.flow_folder), j)
                 media.write_image(path, rng.integers(0, 256, (64, 80), np.uint8))

@@ -42,7 +42,7 @@ def write_noise(root, videos):
     for video in videos:
         for j in range(video.frames):
             media.write_image(frame_path(root, video, j), noise(HEIGHT, WIDTH, 3))
-        for j in range(video.flows):
+        for j in range(video.flow_count):
             for c in "uv":
                 media.write_image(flow_path(root, video, c, j), noise(HEIGHT, WIDTH))
 
@@ -61,7 +61,7 @@ def read_frame(root, video, j):
 
 def read_stack(root, video, start, length=L):
     """The H x W x 2L stack u1, v1, ..., uL, vL from flow image `start`, looping a short video."""
-    indices = [(start + k) % video.flows for k in range(length)]
+    indices = [(start + k) % video.flow_count for k in range(length)]
     return np.stack([cv2.imread(flow_path(root, video, c, j), cv2.IMREAD_GRAYSCALE) for j in indices for c in "uv"],
                     axis=-1)
 
@@ -89,7 +89,7 @@ def candidates(root, videos, stream, offsets=CORNERS, key=exact, multiscale=Fals
     is_flow = stream == "temporal"
     table = {}
     for video in videos:
-        starts = range(video.frames) if not is_flow else range(max(video.flows - L + 1, 1))
+        starts = range(video.frames) if not is_flow else range(max(video.flow_count - L + 1, 1))
         for start in starts:
             image = read_frame(root, video, start) if not is_flow else read_stack(root, video, start)
             for crop, box in (multiscale_crops(image) if multiscale else crops_at(image, offsets)):
@@ -159,7 +159,7 @@ def test_stream_states_what_a_sample_reads():
     spatial, temporal = generators.Stream("spatial"), generators.Stream("temporal", stack_length=3)
     assert (spatial.is_flow, spatial.span, spatial.channels) == (False, 1, 3)
     assert (temporal.is_flow, temporal.span, temporal.channels) == (True, 3, 6)
-    video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flows=2, flow_name="v_HandStandPushups_g08_c01")
+    video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flow_count=2, flow_name="v_HandStandPushups_g08_c01")
     assert (spatial.count(video), temporal.count(video)) == (9, 2)
     assert spatial.paths("d", video, 4) == [os.path.join("d", "jpegs_256", video.name, "frame000005.jpg")]
     flow = lambda c, j: os.path.join("d", "tvl1_flow", c, "v_HandStandPushups_g08_c01", f"frame00000{j}.jpg")
@@ -592,7 +592,7 @@ def test_eval_sequence_batches_ten_crops_and_video_index(tmp_path):
     assert x.shape == (2 * 5 * 10, SIZE, SIZE, 2 * L) and index.dtype == np.int32
     assert list(index) == [0] * 50 + [1] * 50
     video = test[1]
-    for s, start in enumerate(generators.sample_starts(video.flows, 5, L)):
+    for s, start in enumerate(generators.sample_starts(video.flow_count, 5, L)):
         stack = read_stack(root, video, start)
         for c, (t, l) in enumerate(CORNERS):
             crop = stack[t:t + SIZE, l:l + SIZE]
@@ -606,7 +606,7 @@ def test_eval_sequence_batches_ten_crops_and_video_index(tmp_path):
 def test_eval_sequence_crops_equal_eval_crops_of_the_same_images(tmp_path, stream):
     root, _, test = make_dataset(tmp_path, classes=("Alpha",), noise=True)
     video, is_flow = test[0], stream == "temporal"
-    span, count = (L, video.flows) if is_flow else (1, video.frames)
+    span, count = (L, video.flow_count) if is_flow else (1, video.frames)
     for size in (SIZE, 56):  # 56: the frames are resized up first
         x, _ = generators.EvalSequence(test, root, stream, samples=3, crops="10", image_size=size, stack_length=L)[0]
         for s, start in enumerate(generators.sample_starts(count, 3, span)):
@@ -670,7 +670,7 @@ def test_flow_folders_spelt_otherwise_than_the_frame_folders_are_read(tmp_path):
     test = ucf101.load_index(root, splits, 1, "test")
     video = train[1]
     assert (video.name, video.flow_folder) == ("v_HandstandPushups_g08_c01", "v_HandStandPushups_g08_c01")
-    assert (video.frames, video.flows, test[1].flows) == (12, 11, 11)
+    assert (video.frames, video.flow_count, test[1].flow_count) == (12, 11, 11)
     assert generators.missing_data(train + test, root, "temporal") == []
 
     x, y = generators.TrainSequence(train, root, "temporal", batch_size=8, image_size=SIZE, stack_length=L)[0]

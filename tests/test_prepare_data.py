@@ -504,7 +504,7 @@ def test_names_with_spaces_work_end_to_end(tmp_path, capsys):
     assert run("check", "--data-dir", data, "--splits", splits, "--workers", 1) == 0
     assert "2 of 2 videos (train + test) complete" in capsys.readouterr().out
     test_videos = ucf101.load_index(str(data), str(splits), 1, "test")
-    assert [(v.name, v.label, v.frames, v.flows) for v in test_videos] == [("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
+    assert [(v.name, v.label, v.frames, v.flow_count) for v in test_videos] == [("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
 
 
 def test_plain_check_finds_a_truncated_jpeg_and_verify_redoes_it(videos, tmp_path, capsys):

@@ -303,7 +303,7 @@ def test_full_shape_has_every_listed_class_with_real_frame_counts(full, tiny_lis
         videos = ucf101.load_index(root, os.path.join(root, "splits"), 1, subset)
         assert {v.label for v in videos} == {0, 1, 2}  # every class keeps videos on both sides
         for video in videos:
-            assert video.frames == int(tiny_lists[1][video.name]) and video.flows == video.frames - 1
+            assert video.frames == int(tiny_lists[1][video.name]) and video.flow_count == video.frames - 1
     assert settings["ucf101_videos"] == 3 * (4 + 1)  # a tenth of 36 training and 14 test videos a class, rounded
     assert os.path.isdir(ucf101.rgb_dir(root, "v_HandstandPushups_g01_c01"))  # spelt as frame_counts.csv
     assert media.read_flow_info(os.path.join(root, ucf101.FLOW_DIR))["frame_size"] == [340, 256]

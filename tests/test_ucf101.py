@@ -110,7 +110,7 @@ def test_load_index_counts_frames_and_flow(tmp_path):
     assert [v.label for v in ucf101.load_index(str(tmp_path), splits, 1, "train", class_limit=2)] == [0, 1]
     assert len(ucf101.load_index(str(tmp_path), splits, 1, "train", max_videos=2)) == 2
     os.remove(ucf101.frame_path(ucf101.flow_dir(str(tmp_path), "v", "v_Beta_g08_c01"), 3))
-    assert ucf101.load_index(str(tmp_path), splits, 1, "train")[1].flows == 3  # the smaller of u and v
+    assert ucf101.load_index(str(tmp_path), splits, 1, "train")[1].flow_count == 3  # the smaller of u and v
 
 
 def test_load_index_matches_folders_regardless_of_case(tmp_path):

@@ -5,12 +5,12 @@ overwritten with random noise (every crop then differs) and each sample is looke
 the crops the test itself computes from the same JPEGs, with its own crop and flip.
 """
 import os
+import warnings
 
 import cv2
 import keras
 import numpy as np
 import pytest
-from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
 import fakedata
 import generators
@@ -410,21 +410,40 @@ def test_two_workers_give_the_same_batches_with_different_draws(tmp_path, proces
     root, train, _ = make_dataset(tmp_path, groups=(8, 9, 10), noise=True)
     dataset = generators.TrainSequence(train, root, "spatial", batch_size=2, image_size=SIZE, steps=5, seed=7,
                                        workers=2, use_multiprocessing=processes)
-    adapter = PyDatasetAdapter(dataset, shuffle=False)
-    epochs = []
-    for epoch in range(2):
+    by_epoch = fit_batches(dataset, epochs=2)
+    assert len(by_epoch) == 2 and dataset.epoch == max(by_epoch) + 1  # fit moved the epoch on after each
+    samples_of = []
+    for epoch, batches in by_epoch.items():
+        dataset.epoch = epoch
         expected = epoch_batches(dataset)  # the same epoch computed in this process
-        adapter.on_epoch_begin()
-        batches = list(adapter.get_numpy_iterator())
-        adapter.on_epoch_end()
         assert len(batches) == len(expected) == 5
         for (x, y), (ex, ey) in zip(batches, expected):
             np.testing.assert_array_equal(x, ex)
             np.testing.assert_array_equal(y, ey)
         samples = [exact(sample) for x, _ in batches for sample in x]
         assert len(set(samples)) == len(samples), "workers repeat the same draws"
-        epochs.append(samples)
-    assert dataset.epoch == 2 and epochs[0] != epochs[1]
+        samples_of.append(samples)
+    assert samples_of[0] != samples_of[1]
+
+
+def fit_batches(dataset, epochs):
+    """{epoch: [(x, y)]}: the batches model.fit trains on, by the dataset's epoch when each arrives.
+    The model passes x to the loss, which records it with y (run eagerly)."""
+    by_epoch = {}
+
+    def record(y, x):
+        by_epoch.setdefault(dataset.epoch, []).append((keras.ops.convert_to_numpy(x).astype(np.uint8),
+                                                       keras.ops.convert_to_numpy(y)))
+        return keras.ops.mean(x) * 0.0
+
+    inputs = keras.Input(dataset[0][0].shape[1:], dtype="uint8")
+    scale = keras.layers.Rescaling(1.0)  # no trainable weight: fit's optimizer then has nothing to update
+    model = keras.Model(inputs, scale(inputs))
+    model.compile(loss=record, run_eagerly=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The model does not have any trainable weights")
+        model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+    return by_epoch
 
 
 @pytest.mark.slow  # spawned processes import Keras: a minute on 2 busy cores

@@ -2,12 +2,7 @@
 # The whole two-stream pipeline on the generated mini dataset, from a fresh clone:
 # set up, generate the videos, extract frames and flow, train both streams, test and fuse.
 # A rerun resumes: finished steps are skipped, nothing already made is overwritten.
-set -euo pipefail
-cd "$(dirname "$0")"
-bash .ci/setup
-export TF_CPP_MIN_LOG_LEVEL=2
-SECONDS=0
-python=.venv/bin/python
+source "$(dirname "$0")/.ci/setup"  # .venv, $python, the clock
 data=data/synthetic
 size=128x96  # small frames so that the whole run fits in minutes on 2 CPU cores
 
@@ -19,4 +14,4 @@ $python prepare_data.py check --data-dir $data --splits $data/splits --split 1
 $python spatial_train.py --dataset synthetic
 $python temporal_train.py --dataset synthetic
 $python fuse_test.py --dataset synthetic
-echo "run_mini.sh: the pipeline took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up; results in results/synthetic_split1/"
+took "run_mini.sh: the pipeline" results/synthetic_split1/

@@ -3,12 +3,7 @@
 # network trained on each dataset alone (the paper's Tables 2-3 in miniature). From a fresh clone:
 # set up, generate both datasets, extract their flow, train three temporal nets, test each head.
 # A rerun resumes: finished steps are skipped, nothing already made is overwritten.
-set -euo pipefail
-cd "$(dirname "$0")"
-bash .ci/setup
-export TF_CPP_MIN_LOG_LEVEL=2
-SECONDS=0
-python=.venv/bin/python
+source "$(dirname "$0")/.ci/setup"  # .venv, $python, the clock
 size=128x96  # as run_mini.sh
 
 $python prepare_data.py synthetic --out data/synthetic
@@ -36,4 +31,4 @@ test_head synthetic checkpoints/synthetic_hmdb/temporal_multitask/last.keras mul
 $python -c "import evaluation; print(evaluation.side_by_side('results/multitask_mini', {
     'HMDB-style head': ('hmdb_alone', 'hmdb_multitask'), 'UCF-style head': ('ucf_alone', 'ucf_multitask')}))" \
   | tee results/multitask_mini/results.md
-echo "run_multitask_mini.sh: took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up; results in results/multitask_mini/"
+took run_multitask_mini.sh: results/multitask_mini/

@@ -179,6 +179,7 @@ def test_a_wrong_folder_says_where_to_point(tmp_path):
 
 # ---------------------------------------------------------------------------- the generated mini dataset
 
+@pytest.mark.slow
 def test_mini_dataset_layout_and_official_format(mini):
     root, videos = mini
     assert sorted(os.listdir(root)) == ["hmdb51_org", "splits", "synthetic.json", "testTrainMulti_7030_splits"]
@@ -204,6 +205,7 @@ def test_mini_dataset_layout_and_official_format(mini):
         assert not tests[0] & tests[1] and not tests[0] & tests[2] and not tests[1] & tests[2]
 
 
+@pytest.mark.slow
 def test_mini_split_files_convert_to_its_lists(mini):
     root = mini[0]
     official = os.path.join(root, hmdb51.SPLITS_DIR)
@@ -220,6 +222,7 @@ def test_mini_split_files_convert_to_its_lists(mini):
     assert all(clips[v.name].label == v.label for v in index)  # cyan_* are HMDB_CLASSES 0 and 1
 
 
+@pytest.mark.slow
 def test_odd_clip_names_decode_and_survive_a_frame_folder(mini, tmp_path):
     root, videos = mini
     chosen = [(cls, path) for cls, path in videos if cls == "cyan_expand" and path.endswith("_0.avi")]  # one a source

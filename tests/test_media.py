@@ -36,7 +36,7 @@ def four_pairs():
     return (textured_pair() * 3)[:5]
 
 
-@pytest.mark.parametrize("method", ["dis", "tvl1", "tvl1_keras"])
+@pytest.mark.parametrize("method", ["dis", "tvl1", pytest.param("tvl1_keras", marks=pytest.mark.slow)])
 def test_a_known_translation_survives_flow_quantisation_and_jpeg(method, tmp_path):
     quantized = media.compute_flow(four_pairs(), method, pairs=[0, 2, 3, 1])
     assert list(quantized) == [0, 1, 2, 3]
@@ -61,6 +61,7 @@ def test_compute_flow_only_computes_the_requested_pairs():
     assert sorted(media.compute_flow(frames, "dis", pairs=[2, 0])) == [0, 2]
 
 
+@pytest.mark.slow
 def test_tvl1_keras_is_opencvs_tvl1():
     ours, theirs = (media.compute_flow(four_pairs(), method) for method in ("tvl1_keras", "tvl1"))
     for i in range(4):

@@ -171,6 +171,7 @@ def spatial():
     return models.spatial_model(5, image_size=SMALL, weights="none")
 
 
+@pytest.mark.slow
 def test_spatial_model_top(spatial):
     assert spatial.input.dtype == "uint8"
     assert spatial.get_layer("fc1024").units == 1024
@@ -178,6 +179,7 @@ def test_spatial_model_top(spatial):
     assert spatial.get_layer("predictions").dtype_policy.compute_dtype == "float32"
 
 
+@pytest.mark.slow
 def test_phase_1_trains_only_the_new_top(spatial):
     models.set_spatial_phase(spatial, 1)
     base = spatial.get_layer("inception_v3")
@@ -186,6 +188,7 @@ def test_phase_1_trains_only_the_new_top(spatial):
     assert trainable == {"fc1024", "predictions"}
 
 
+@pytest.mark.slow
 def test_phase_2_also_trains_mixed9_and_mixed10(spatial):
     models.set_spatial_phase(spatial, 2)
     base = spatial.get_layer("inception_v3")
@@ -205,6 +208,7 @@ def test_phase_2_also_trains_mixed9_and_mixed10(spatial):
     assert not base.get_layer("mixed9").trainable
 
 
+@pytest.mark.slow
 def test_frozen_batchnorm_runs_in_inference_mode(spatial):
     models.set_spatial_phase(spatial, 2)
     base = spatial.get_layer("inception_v3")
@@ -237,6 +241,7 @@ def calibrated():
     return model, x, before
 
 
+@pytest.mark.slow
 def test_random_base_batchnorm_calibration_restores_the_feature_scale(calibrated):
     model, x, before = calibrated
     features = keras.Model(model.input, model.get_layer("avg_pool").output)
@@ -248,6 +253,7 @@ def test_random_base_batchnorm_calibration_restores_the_feature_scale(calibrated
     assert all(np.all(keras.ops.convert_to_numpy(layer.moving_mean) == 0) for layer in norms)
 
 
+@pytest.mark.slow
 def test_batchnorm_calibration_sets_each_variance_to_its_inputs_mean_square_layer_after_layer(calibrated):
     model, x, _ = calibrated
     base = model.get_layer("inception_v3")
@@ -284,6 +290,7 @@ def test_cross_modality_kernel_is_the_rgb_mean_replicated():
         np.testing.assert_allclose(flow[:, :, channel], kernel.mean(axis=2), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cross_modality_initialisation_of_the_temporal_inception(tmp_path):
     rgb = models.inception_v3((SMALL, SMALL, 3))  # random weights stand in for ImageNet's
     path = str(tmp_path / "rgb.weights.h5")
@@ -321,6 +328,7 @@ def test_missing_weights_file_and_offline_imagenet_give_clear_errors(monkeypatch
         models.load_model(str(tmp_path / "missing.keras"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", models.NORMS)
 def test_saved_model_reloads_and_predicts_the_same(tmp_path, norm):
     model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5, norm=norm)

@@ -98,6 +98,7 @@ def test_classes_cross_every_colour_with_every_motion():
     assert synthetic.CLASS_NAMES == sorted(synthetic.CLASS_NAMES, key=str.lower)
 
 
+@pytest.mark.slow
 def test_layout_and_split_lists(dataset):
     root, videos = dataset
     assert sorted(os.listdir(root)) == ["UCF-101", "splits", "synthetic.json"]
@@ -120,6 +121,7 @@ def test_layout_and_split_lists(dataset):
     assert synthetic.generated_settings(root)["dataset"] == "ucf101"
 
 
+@pytest.mark.slow
 def test_videos_decode_at_their_length(dataset):
     root, videos = dataset
     clips = {clip.name: clip for clip in synthetic.make_clips(seed=0, groups=GROUPS)}
@@ -134,6 +136,7 @@ def test_videos_decode_at_their_length(dataset):
     assert any(n < 35 for n in lengths) and sum(n >= 40 for n in lengths) > len(lengths) / 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_videos_other_seed_other(dataset, tmp_path):
     first_videos = dataset[1]
     again = synthetic.generate(str(tmp_path / "again"), seed=0, groups=1, progress=False)
@@ -145,6 +148,7 @@ def test_same_seed_same_videos_other_seed_other(dataset, tmp_path):
         assert a.shape[1:] == b.shape[1:] and not np.array_equal(a[:20], b[:20])
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite(tmp_path):
     out = str(tmp_path / "data")
     synthetic.generate(out, seed=0, groups=1, progress=False)
@@ -162,6 +166,7 @@ def test_refuses_to_overwrite(tmp_path):
 
 # ---------------------------------------------------------------------------- what each stream can see
 
+@pytest.mark.slow
 def test_a_frame_shows_the_colour_but_not_the_motion(decoded):
     colours, motions = factors(decoded)
     stills = np.array([frame_stats(r["frames"][len(r["frames"]) // 2]) for r in decoded])
@@ -170,6 +175,7 @@ def test_a_frame_shows_the_colour_but_not_the_motion(decoded):
     assert accuracy(stills[:, 3:], colours) < 0.6  # the grey image that flow sees: chance is 0.33
 
 
+@pytest.mark.slow
 def test_flow_shows_the_motion_but_not_the_colour(decoded):
     colours, motions = factors(decoded)
     stats = np.array([video_flow_stats(r["flow"]) for r in decoded])
@@ -184,6 +190,7 @@ def test_flow_shows_the_motion_but_not_the_colour(decoded):
     assert accuracy(stats, colours) < 0.6  # chance is 0.33
 
 
+@pytest.mark.slow
 def test_mirroring_keeps_every_class_and_a_wrong_flow_flip_swaps_expand_and_saddle(decoded):
     _, motions = factors(decoded)
     plain = np.array([video_flow_stats(r["flow"]) for r in decoded])
@@ -231,6 +238,7 @@ def test_hmdb_style_classes_differ_from_the_ucf_style_ones():
     assert all((k.count("1"), k.count("2"), k.count("0")) == (84, 36, 24) for k in ids)
 
 
+@pytest.mark.slow
 def test_hmdb_style_clips_show_their_colour_and_motion():
     clips = [clip for clip, source in synthetic.make_hmdb51_clips() if source == 6]  # one a class
     assert [clip.label for clip in clips] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -244,6 +252,7 @@ def test_hmdb_style_clips_show_their_colour_and_motion():
         assert b == c == 0 and d > 1.02 and (a == d if motion == "Expand" else a * d == pytest.approx(1))
 
 
+@pytest.mark.slow
 def test_hmdb_style_generation_is_deterministic_and_guarded(tmp_path):
     out = str(tmp_path / "hmdb")
     videos = synthetic.generate_hmdb51(out, classes=["magenta_saddle"], progress=False)
@@ -349,6 +358,7 @@ def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
     assert any("#" in name for name in names) and any("(" in name for name in names)
 
 
+@pytest.mark.slow
 def test_full_shape_hmdb51_at_full_size_has_6766_clips_of_70_30():
     videos, by_class, sources = synthetic.hmdb51_full_clips()
     assert len(videos) == hmdb51.NUM_CLIPS and len(by_class) == 51
@@ -373,6 +383,7 @@ def write_parent_pid(path):
         f.write(str(os.getppid()))
 
 
+@pytest.mark.slow
 def test_rendering_processes_are_not_forked_from_this_one(tmp_path):
     # A child forked from a process whose OpenCV thread pool has run can deadlock: the workers must
     # come from a forkserver (their parent), as prepare_data.py's do.

@@ -137,6 +137,7 @@ def test_finite_differences_use_opencvs_border_rules():
 
 # ---------------------------------------------------------------------------- the flow
 
+@pytest.mark.slow
 def test_flow_matches_opencv_on_natural_photos(photo_pairs):
     ours, reference = keras_flow(photo_pairs), opencv_flow(photo_pairs)
     assert ours.shape == (4, 72, 96, 2) and ours.dtype == np.float32
@@ -145,6 +146,7 @@ def test_flow_matches_opencv_on_natural_photos(photo_pairs):
         assert share_within(flow, expected) > 0.98  # measured 99.7-100%
 
 
+@pytest.mark.slow
 def test_flow_matches_opencv_on_the_mini_dataset():
     pairs = [mini_dataset_pair(label) for label in (0, 1, 2, 3)]  # Blue: Expand, Rotate, Saddle, Translate
     ours, reference = keras_flow(pairs), opencv_flow(pairs)
@@ -154,6 +156,7 @@ def test_flow_matches_opencv_on_the_mini_dataset():
         assert share_within(flow, expected) > 0.98
 
 
+@pytest.mark.slow
 def test_a_known_translation_is_found(photo_pairs):
     flow = keras_flow(photo_pairs)
     for index, shift in ((0, (1.6, -0.7)), (2, (-1.3, 0.9))):
@@ -161,6 +164,7 @@ def test_a_known_translation_is_found(photo_pairs):
         np.testing.assert_allclose(np.median(interior, axis=(0, 1)), shift, atol=0.05)
 
 
+@pytest.mark.slow
 def test_each_pair_of_a_batch_stops_on_its_own(photo_pairs):
     """A pair's flow must not depend on the pairs beside it (they stop iterating at other times)."""
     alone = keras_flow([photo_pairs[1]] * 4)[0]
@@ -174,6 +178,7 @@ def test_images_of_different_shapes_are_refused(photo_pairs):
         tvl1.estimate_flow(first, second[:-1])
 
 
+@pytest.mark.slow
 def test_the_jax_backend_gives_opencvs_flow_too():
     """Backend-agnostic: one level, one warp (a quick compile) on JAX matches OpenCV to float precision."""
     script = """if True:

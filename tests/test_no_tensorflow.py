@@ -46,6 +46,7 @@ def run(script, args, env):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_shim_hides_tensorflow(tmp_path):
     env = without_tensorflow(tmp_path)
     code = ("import importlib.util, sys, keras\ntry:\n    import tensorflow\nexcept ImportError:\n    print('absent')\n"

@@ -22,6 +22,8 @@ import synthetic
 import temporal_train
 import ucf101
 
+pytestmark = pytest.mark.slow  # end to end: the module's pipeline takes minutes
+
 CLASSES = ["BlueExpand", "BlueSaddle", "RedExpand", "RedSaddle"]
 SIZE = "96x72"
 

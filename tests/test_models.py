@@ -20,6 +20,7 @@ SMALL = models.MIN_INCEPTION_SIZE  # 75: the smallest InceptionV3 input, fastest
 
 # ---------------------------------------------------------------------------- CNN-M-2048
 
+@pytest.mark.slow
 def test_cnn_m_2048_shapes_at_224_match_the_paper():
     model = models.temporal_model(101, image_size=224, stack_length=10)
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
@@ -46,6 +47,7 @@ def test_cnn_m_2048_shapes_at_224_match_the_paper():
     assert model.get_layer("conv2").activation is keras.activations.relu
 
 
+@pytest.mark.slow
 def test_cnn_m_2048_batchnorm_variant():
     model = models.temporal_model(101, image_size=224, stack_length=10, norm="batchnorm")
     assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 512)

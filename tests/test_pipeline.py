@@ -88,7 +88,7 @@ def test_demo_predicts_the_class_of_a_test_video(run):
     paths = [os.path.join(run["data"], "UCF-101", CLASSES[label], name + ".avi") for name, label in test_videos]
     right = 0
     for path, (_, label) in zip(paths[::7], test_videos[::7]):  # one per group of 7: every class
-        _, classes, scores, _ = demo.classify(path, *model_paths(run), samples=5, flow="dis")
+        _, classes, scores, _ = demo.classify(path, *model_paths(run), samples=5, flow_method="dis")
         right += classes[int(np.argmax(scores["fusion"]))] == CLASSES[label]
     assert right >= 3 and len(paths[::7]) == 4
 
@@ -99,7 +99,7 @@ def model_paths(run):
 
 def demo_args(run):
     spatial, temporal = model_paths(run)
-    return ["--spatial", spatial, "--temporal", temporal, "--flow", "dis", "--samples", "5"]
+    return ["--spatial", spatial, "--temporal", temporal, "--flow-method", "dis", "--samples", "5"]
 
 
 def test_demo_writes_annotated_video_and_plot_for_a_10_frame_clip(run, tmp_path, capsys):

@@ -167,7 +167,7 @@ def add_flag(parser, script, flag, help, **kwargs):
     preset = presets.describe(script, key)
     if preset:
         help = f"{help} ({preset})"
-    elif "default" in kwargs and kwargs.get("action") != "store_true" and "%(default)s" not in help:
+    elif "default" in kwargs and kwargs.get("action") != "store_true" and "(default:" not in help:
         help = f"{help} (default: %(default)s)"
     return parser.add_argument(flag, help=help, **kwargs)
 

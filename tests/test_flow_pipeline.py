@@ -30,8 +30,8 @@ def short_videos(tmp_path):
 
 
 def flow_command(videos, out, batch=4, workers=2):
-    return ["flow", "--videos", videos, "--out", out, "--method", "tvl1_keras", "--size", "x".join(map(str, SIZE)),
-            "--batch", batch, "--workers", workers]
+    return ["flow", "--videos", videos, "--out", out, "--flow-method", "tvl1_keras", "--size", "x".join(map(str, SIZE)),
+            "--batch-size", batch, "--workers", workers]
 
 
 def fake_tvl1(monkeypatch):

@@ -35,7 +35,7 @@ def run(tmp_path_factory):
     assert prepare_data.main(["frames", "--videos", videos, "--out", os.path.join(data, "jpegs_256"),
                               "--size", SIZE, "--workers", "2"]) == 0
     assert prepare_data.main(["flow", "--videos", videos, "--out", os.path.join(data, "tvl1_flow"),
-                              "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+                              "--size", SIZE, "--flow-method", "dis", "--workers", "2"]) == 0
     common = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     spatial_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "spatial"), "--image-size", "75",
                                  "--epoch-steps", "5", "--phase1-iterations", "150",
@@ -135,7 +135,7 @@ def multitask_run(run, tmp_path_factory):
     data, checkpoint, results = str(root / "data"), str(root / "temporal"), str(root / "results")
     synthetic.generate_hmdb51(data, progress=False)
     assert prepare_data.main(["flow", "--videos", os.path.join(data, "hmdb51_org"), "--out",
-                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--flow-method", "dis", "--workers", "2"]) == 0
     hmdb = ["--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     temporal_train.main(["--dataset", "synthetic_hmdb", *hmdb, "--multitask", "synthetic",
                          "--multitask-data-dir", run["data"], "--multitask-splits-dir",

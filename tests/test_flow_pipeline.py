@@ -1,4 +1,4 @@
-"""`prepare_data.py flow --method tvl1_keras` through FlowPipeline: batches mix videos, so only the
+"""`prepare_data.py flow --flow-method tvl1_keras` through FlowPipeline: batches mix videos, so only the
 run's last batch is padded; the flow written equals each video's own; a killed run resumes.
 
 Tiny generated XviD videos; tvl1 at 32x24 (two pyramid levels: a quick compile)."""

@@ -10,7 +10,6 @@ prepare_data.py's commands "splits", "frames", "flow", "check", "synthetic".
 import argparse
 import re
 
-import media
 import presets
 import ucf101
 
@@ -27,6 +26,22 @@ def positive(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
     return int(text)
+
+
+# The two flags that need media.py's constants are functions, so that only the scripts computing flow
+# wait for OpenCV's import in --help.
+def flow_method_flag():
+    import media
+    return dict(help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at 320x240, "
+                "16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), batches of frame "
+                "pairs on the Keras backend's device, made for a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x "
+                "faster, approximate; farneback: ~60x faster", choices=media.FLOW_METHODS, default="tvl1")
+
+
+def flow_batch_size_flag():
+    import media
+    return dict(help="frame pairs per device call for --flow-method tvl1_keras: larger keeps a GPU busier; each new "
+                "size compiles once", type=positive, default=media.FLOW_BATCH)
 
 
 DISTRIBUTIONS = ("none", "mirrored", "multiworker")
@@ -52,11 +67,7 @@ SHARED = {
     "--samples": dict(help="frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=25),
     "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; TSN: 1 1.5)",
                              type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
-    "--flow-method": dict(help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at 320x240, "
-                          "16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), batches "
-                          "of frame pairs on the Keras backend's device, made for a GPU (fastest with "
-                          "KERAS_BACKEND=jax); dis: ~100x faster, approximate; farneback: ~60x faster",
-                          choices=media.FLOW_METHODS, default="tvl1"),
+    "--flow-method": flow_method_flag,
     "--class-limit": dict(help="use the first N classes only (quick runs; recorded, and fuse_test.py compares such a "
                           "run with no published figure)", type=int),
     "--max-videos": dict(help="use an evenly spread subset of N videos only (quick runs: N training videos in "
@@ -116,8 +127,7 @@ BY_SCRIPT = {
         "spatial": dict(help="samples per optimizer step (the paper: 256)", type=int),
         "temporal": dict(help="samples per optimizer step (the paper: 256)", type=int),
         "test": dict(help="images per forward pass", type=int, default=250),
-        "flow": dict(help="frame pairs per device call for --flow-method tvl1_keras: larger keeps a GPU busier; each "
-                     "new size compiles once", type=positive, default=media.FLOW_BATCH),
+        "flow": flow_batch_size_flag,
     },
     "--overwrite": {
         "spatial": "start again from scratch, deleting the run in --checkpoint-dir",
@@ -152,13 +162,18 @@ def add(parser, script, *names):
     """Add the shared flags `names` (SHARED or BY_SCRIPT) to the parser of `script`."""
     for name in names:
         if name in SHARED:
-            add_flag(parser, script, name, **SHARED[name])
+            add_flag(parser, script, name, **evaluated(SHARED[name]))
             continue
-        kwargs = BY_SCRIPT[name][script]
+        kwargs = evaluated(BY_SCRIPT[name][script])
         kwargs = {**BY_SCRIPT_KWARGS.get(name, {}), **(kwargs if isinstance(kwargs, dict) else dict(help=kwargs))}
         if name == "--workers":
             kwargs["help"] += f" (default: {ALL_CORES}, %(default)s)"
         add_flag(parser, script, name, **kwargs)
+
+
+def evaluated(entry):
+    """An entry of SHARED or BY_SCRIPT (a function: see flow_method_flag)."""
+    return entry() if callable(entry) else entry
 
 
 def add_flag(parser, script, flag, help, **kwargs):

@@ -40,32 +40,33 @@ def plot_extensions():
     return tuple(f".{name}" for name in plt.figure().canvas.get_supported_filetypes())
 
 
-def check_outputs(args):
+def check_outputs(video, output, plot, overwrite):
     """Refuse, before any work, an output with an extension nothing here writes, one naming the input
-    video, and one that exists (without --overwrite)."""
-    for flag, path, extensions in (("--output", args.output, OUTPUT_EXTENSIONS), ("--plot", args.plot, None)):
+    video, and one that exists (unless overwrite)."""
+    for flag, path, extensions in (("--output", output, OUTPUT_EXTENSIONS), ("--plot", plot, None)):
         if not path:
             continue
         extensions = extensions or plot_extensions()
         if os.path.splitext(path)[1].lower() not in extensions:
             raise DataError(f"{flag} {path}: unknown extension; use one of {', '.join(extensions)}")
-        if os.path.exists(path) and os.path.exists(args.video) and os.path.samefile(path, args.video):
+        if os.path.exists(path) and os.path.exists(video) and os.path.samefile(path, video):
             raise DataError(f"{flag} {path}: is the input video; name another file")
-        if os.path.isdir(path) or (os.path.exists(path) and not args.overwrite):
+        if os.path.isdir(path) or (os.path.exists(path) and not overwrite):
             raise DataError(f"{flag} {path}: exists; pass --overwrite to replace it, or name another file")
-    if args.output and args.plot and os.path.abspath(args.output) == os.path.abspath(args.plot):
-        raise DataError(f"--output and --plot name the same file {args.output}")
+    if output and plot and os.path.abspath(output) == os.path.abspath(plot):
+        raise DataError(f"--output and --plot name the same file {output}")
 
 
-def check_not_trained_on(args, paths):
-    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head."""
+def check_not_trained_on(video, paths, dataset_tested):
+    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head of
+    `dataset_tested`."""
     for stream, path in paths.items():
-        config, _ = checkpoints.read(path, stream, args.dataset)
-        dataset = checkpoints.head(config, args.dataset)
+        config, _ = checkpoints.read(path, stream, dataset_tested)
+        dataset = checkpoints.head(config, dataset_tested)
         splits_dir = (config.get("splits_dir") if dataset == config.get("dataset")
                       else presets.values(dataset, "demo")["splits_dir"])
         if splits_dir:
-            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, args.video)
+            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, video)
 
 
 def read_frames(path, frame_size):
@@ -182,15 +183,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    report(parse_args(argv))
-
-
-def report(args):
-    """Classify args.video, print the top classes and timings, write the annotated video and plot."""
+    """Classify the video, print the top classes and timings, write the annotated video and plot."""
+    args = parse_args(argv)
     spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
     temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
-    check_outputs(args)
-    check_not_trained_on(args, {"spatial": spatial_path, "temporal": temporal_path})
+    check_outputs(args.video, args.output, args.plot, args.overwrite)
+    check_not_trained_on(args.video, {"spatial": spatial_path, "temporal": temporal_path}, args.dataset)
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
                                                 args.flow_method, args.workers, args.fusion_weights, args.dataset)
     height, width = frames[0].shape[:2]

@@ -59,7 +59,8 @@ SHARED = {
                           "temporal/ (as spatial_train.py and temporal_train.py write them; each with last.keras, "
                           "config.json and classInd.txt)"),
     "--checkpoint-dir": dict(help="this stream's run folder, where its checkpoints, config.json and logs go "
-                             "(default: <the dataset's --checkpoints folder>/<stream>, e.g. checkpoints/ucf101/spatial)"),
+                             "(default: the dataset's checkpoints folder, as fuse_test.py's --checkpoints, and the "
+                             "stream: checkpoints/<dataset>/spatial or checkpoints/<dataset>/temporal)"),
     "--spatial": dict(help="spatial model .keras, with config.json and classInd.txt beside it "
                       "(default: <checkpoints>/spatial/last.keras, the fixed schedule's final model)"),
     "--temporal": dict(help="temporal model .keras, with config.json and classInd.txt beside it "

@@ -9,7 +9,7 @@ frames, optical flow, and a check that everything a split needs is on disk.
     python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --flow-method tvl1_keras
     python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --shard 3/8
     python prepare_data.py check --data-dir data/ucf101 --splits-dir splits --split 1
-    python prepare_data.py frames --dataset hmdb51    # the folders of presets.py: data/hmdb51/hmdb51_org -> jpegs_256
+    python prepare_data.py frames --dataset hmdb51    # --videos and --out from presets.py
 
 `frames` and `flow` are resumable and safe to kill at any moment, or to run twice on one --out:
 each video is written into a temporary folder of this process (.<video>.<token>.tmp) and renamed

@@ -66,8 +66,8 @@ SHARED = {
     "--temporal": dict(help="temporal model .keras, with config.json and classInd.txt beside it "
                        "(default: <checkpoints>/temporal/last.keras, the fixed schedule's final model)"),
     "--samples": dict(help="frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=25),
-    "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; TSN: 1 1.5)",
-                             type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
+    "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; "
+                             "TSN: 1 1.5)", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
     "--flow-method": flow_method_flag,
     "--class-limit": dict(help="use the first N classes only (quick runs; recorded, and fuse_test.py compares such a "
                           "run with no published figure)", type=int),

@@ -2,7 +2,7 @@
 
     python demo.py my_video.mp4
     python demo.py my_video.mp4 --top 3 --output annotated.mp4 --plot scores.png
-    python demo.py clip.avi --dataset synthetic --flow dis
+    python demo.py clip.avi --dataset synthetic --flow-method dis
 
 Frames are prepared exactly as for training (resized to the frame size each stream was trained
 on), flow is computed only for the frames the sampled stacks need, both streams score N
@@ -25,36 +25,13 @@ from tqdm import tqdm
 
 import atomic
 import checkpoints
+import flags
 import media
 import overlap
 import presets
 from errors import DataError, run
 
 OUTPUT_EXTENSIONS = (".mp4", ".avi")  # containers cv2.VideoWriter writes with the mp4v codec
-
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
-presets.add_flag(parser, "demo", "--dataset", "which preset's checkpoints to use", choices=presets.DATASETS,
-                 default="ucf101")
-presets.add_flag(parser, "demo", "--checkpoints",
-                 "folder with spatial/ and temporal/ checkpoint folders (last.keras, config.json, classInd.txt)")
-parser.add_argument("--spatial", help="spatial model .keras (default: <checkpoints>/spatial/last.keras)")
-parser.add_argument("--temporal", help="temporal model .keras (default: <checkpoints>/temporal/last.keras)")
-parser.add_argument("--top", type=int, default=5, help="how many classes to print per stream")
-parser.add_argument("--samples", type=int, default=25, help="frames and flow stacks sampled per video (paper: 25)")
-parser.add_argument("--flow", default="tvl1", choices=media.FLOW_METHODS,
-                    help="flow method: tvl1 as in training (slow: about 1 frame pair/s per core at 340x256), "
-                         "tvl1_keras the same TV-L1 through Keras (fast on a GPU), dis a fast approximation "
-                         "(default: %(default)s)")
-parser.add_argument("--fusion-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL"),
-                    help="weights of the spatial and temporal softmax scores in the average")
-parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads computing flow")
-parser.add_argument("--output", help="write the video with the fused top prediction drawn on it "
-                                     f"({' or '.join(OUTPUT_EXTENSIONS)}, e.g. out.mp4)")
-parser.add_argument("--plot", help="write a bar chart of the top-k scores per stream (e.g. scores.png, .pdf, .svg)")
-parser.add_argument("--overwrite", action="store_true", help="replace --output and --plot files that exist "
-                                                             "(never the input video)")
-
 
 def plot_extensions():
     import matplotlib
@@ -63,32 +40,33 @@ def plot_extensions():
     return tuple(f".{name}" for name in plt.figure().canvas.get_supported_filetypes())
 
 
-def check_outputs(args):
+def check_outputs(video, output, plot, overwrite):
     """Refuse, before any work, an output with an extension nothing here writes, one naming the input
-    video, and one that exists (without --overwrite)."""
-    for flag, path, extensions in (("--output", args.output, OUTPUT_EXTENSIONS), ("--plot", args.plot, None)):
+    video, and one that exists (unless overwrite)."""
+    for flag, path, extensions in (("--output", output, OUTPUT_EXTENSIONS), ("--plot", plot, None)):
         if not path:
             continue
         extensions = extensions or plot_extensions()
         if os.path.splitext(path)[1].lower() not in extensions:
             raise DataError(f"{flag} {path}: unknown extension; use one of {', '.join(extensions)}")
-        if os.path.exists(path) and os.path.exists(args.video) and os.path.samefile(path, args.video):
+        if os.path.exists(path) and os.path.exists(video) and os.path.samefile(path, video):
             raise DataError(f"{flag} {path}: is the input video; name another file")
-        if os.path.isdir(path) or (os.path.exists(path) and not args.overwrite):
+        if os.path.isdir(path) or (os.path.exists(path) and not overwrite):
             raise DataError(f"{flag} {path}: exists; pass --overwrite to replace it, or name another file")
-    if args.output and args.plot and os.path.abspath(args.output) == os.path.abspath(args.plot):
-        raise DataError(f"--output and --plot name the same file {args.output}")
+    if output and plot and os.path.abspath(output) == os.path.abspath(plot):
+        raise DataError(f"--output and --plot name the same file {output}")
 
 
-def check_not_trained_on(args, paths):
-    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head."""
+def check_not_trained_on(video, paths, dataset_tested):
+    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head of
+    `dataset_tested`."""
     for stream, path in paths.items():
-        config, _ = checkpoints.read(path, stream, args.dataset)
-        dataset = checkpoints.head(config, args.dataset)
+        config, _ = checkpoints.read(path, stream, dataset_tested)
+        dataset = checkpoints.head(config, dataset_tested)
         splits_dir = (config.get("splits_dir") if dataset == config.get("dataset")
                       else presets.values(dataset, "demo")["splits_dir"])
         if splits_dir:
-            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, args.video)
+            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, video)
 
 
 def read_frames(path, frame_size):
@@ -107,7 +85,7 @@ def spatial_batch(frames, samples, image_size):
     return np.concatenate([generators.eval_crops(frames[s], image_size, "center", False) for s in starts])
 
 
-def flow_stacks(frames, samples, stack_length, method, threads):
+def flow_stacks(frames, samples, stack_length, method, workers):
     """Sampled flow stacks [N, H, W, 2L], computing flow only for the pairs they use."""
     import generators
     num_flows = max(len(frames) - 1, 1)
@@ -120,7 +98,7 @@ def flow_stacks(frames, samples, stack_length, method, threads):
         flow = media.compute_flow(frames, method, pairs)  # batches of pairs on the Keras backend's device
     else:
         estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
-        with ThreadPoolExecutor(threads) as pool:
+        with ThreadPoolExecutor(workers) as pool:
             flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
     return np.stack([np.stack(generators.stack_channels(flow[i] for i in stack), axis=-1) for stack in stacks])
 
@@ -155,8 +133,8 @@ def write_annotated(path, frames, label, fps):
         writer.release()
 
 
-def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", threads=1, fusion_weights=(1, 1),
-             dataset=None):
+def classify(video_path, spatial_path, temporal_path, samples=25, flow_method="tvl1", workers=1,
+             fusion_weights=(1, 1), dataset=None):
     """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds}).
     A multi-task temporal model answers with the head of `dataset` (default: the one it was trained for)."""
     spatial, spatial_config, classes = checkpoints.load(spatial_path, "spatial", dataset)
@@ -172,7 +150,7 @@ def classify(video_path, spatial_path, temporal_path, samples=25, flow="tvl1", t
     timings["decode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    stacks = flow_stacks(flow_frames, samples, temporal_config["stack_length"], flow, threads)
+    stacks = flow_stacks(flow_frames, samples, temporal_config["stack_length"], flow_method, workers)
     timings["flow"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -190,19 +168,29 @@ def frame_size(config):
     return tuple(config.get("frame_size", media.FRAME_SIZE))
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
+    flags.add(parser, "demo", "--dataset", "--checkpoints", "--spatial", "--temporal")
+    flag = lambda *a, **k: flags.add_flag(parser, "demo", *a, **k)
+    flag("--top", "how many classes to print per stream", type=int, default=5)
+    flags.add(parser, "demo", "--samples", "--flow-method", "--fusion-weights", "--workers")
+    flag("--output", f"write the video with the fused top prediction drawn on it ({' or '.join(OUTPUT_EXTENSIONS)}, "
+         "e.g. out.mp4)")
+    flag("--plot", "write a bar chart of the top-k scores per stream (e.g. scores.png, .pdf, .svg)")
+    flags.add(parser, "demo", "--overwrite")
+    return flags.parse(parser, "demo", argv)
+
+
 def main(argv=None):
-    args = presets.parse(parser, "demo", argv)
-    report(args)
-
-
-def report(args):
-    """Classify args.video, print the top classes and timings, write the annotated video and plot."""
+    """Classify the video, print the top classes and timings, write the annotated video and plot."""
+    args = parse_args(argv)
     spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
     temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
-    check_outputs(args)
-    check_not_trained_on(args, {"spatial": spatial_path, "temporal": temporal_path})
+    check_outputs(args.video, args.output, args.plot, args.overwrite)
+    check_not_trained_on(args.video, {"spatial": spatial_path, "temporal": temporal_path}, args.dataset)
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
-                                                args.flow, args.threads, args.fusion_weights, args.dataset)
+                                                args.flow_method, args.workers, args.fusion_weights, args.dataset)
     height, width = frames[0].shape[:2]
     print(f"{args.video}: {len(frames)} frames at {width}x{height}")
     for name, stream_scores in scores.items():

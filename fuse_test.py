@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoints
+import flags
 import overlap
 import presets
 import ucf101
@@ -54,47 +55,33 @@ MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    flag = lambda *a, **k: presets.add_flag(parser, "test", *a, **k)
-    presets.add_dataset_flags(parser, "test")
-    flag("--checkpoints", "folder with spatial/ and temporal/, each holding last.keras, config.json and classInd.txt")
-    flag("--spatial", "spatial model .keras, with config.json and classInd.txt beside it "
-         "(default: <checkpoints>/spatial/last.keras, the fixed schedule's final model)")
-    flag("--temporal", "temporal model .keras, with config.json and classInd.txt beside it "
-         "(default: <checkpoints>/temporal/last.keras)")
+    flags.add(parser, "test", *flags.DATASET_FLAGS, "--checkpoints", "--spatial", "--temporal")
+    flag = lambda *a, **k: flags.add_flag(parser, "test", *a, **k)
     flag("--streams", "streams to test (default: both, and their fusions; with --from-scores: those saved there)",
          nargs="+", choices=STREAMS)
-    flag("--samples", "frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=25)
+    flags.add(parser, "test", "--samples")
     flag("--crops", "centre crop only, or 4 corners + centre and their flips (the paper's)", choices=presets.EVAL_CROPS)
     flag("--aggregate", "samples -> video score: mean softmax (the paper) or votes of the samples (the seed; "
          "ties go to the class with the higher mean softmax)", choices=presets.AGGREGATIONS, default="mean")
-    flag("--fusion-weights", "weights of the two streams' video scores in the average (the paper: 1 1; TSN: 1 1.5)",
-         type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL"))
+    flags.add(parser, "test", "--fusion-weights")
     flag("--no-svm", "skip SVM fusion, which scores the training list's videos too", action="store_true")
-    flag("--batch-size", "images per forward pass", type=int, default=250)
-    flag("--workers", "threads reading and cropping frames while the model runs", type=int,
-         default=min(4, os.cpu_count() or 1))
+    flags.add(parser, "test", "--batch-size", "--workers")
     flag("--save-every", "save the scores in chunks of this many videos, each as soon as it is computed: a rerun "
          "resumes after the last complete chunk", type=int, default=50)
     flag("--from-scores", "re-aggregate and re-fuse the scores_<stream>.npz saved in DIR; loads no model",
          metavar="DIR")
     flag("--skip-missing", "leave out test videos whose frames or flow are missing (default: list them and stop)",
          action="store_true")
-    flag("--overwrite", "compute the scores again: removes results/<run>/scores_<stream>.npz and the chunks of an "
-         "interrupted run first (resume a killed --overwrite run without it)", action="store_true")
+    flags.add(parser, "test", "--overwrite")
     flag("--results-dir", "parent folder of the run folders", default="results")
     flag("--run-name", "results/<run-name>/ (default: <dataset>_split<K>, with the quick-run limits appended; "
          "with --from-scores: write into that folder)")
-    flag("--class-limit", "test only the first N classes (quick runs)", type=int)
-    flag("--max-videos", "test only N evenly spread videos of the test list (quick runs)", type=int)
-    flag("--distribute", "mirrored: run inference on all local GPUs (TensorFlow backend only)",
-         choices=("none", "mirrored"), default="none")
-    flag("--shard", "score only part K of N (1-based) of the test and training lists: the videos with 1 + "
-         "crc32(lower-case name) mod N = K, as prepare_data.py --shard; into scores_*.shardKofN.npz, no fusion. "
-         "Run K = 1..N on N machines, gather their files in one run folder, then --merge", type=presets.parse_shard,
-         metavar="K/N")
+    flags.add(parser, "test", "--class-limit", "--max-videos", "--distribute", "--shard")
     flag("--merge", "fuse the N parts that --shard K/N runs scored into this run folder (same flags, without "
          "--shard); refuses an incomplete set, naming the missing videos; loads no model", action="store_true")
-    args = presets.parse(parser, "test", argv)
+    args = flags.parse(parser, "test", argv)
+    flags.refuse(parser, args, "--distribute", "multiworker", "fuse_test.py runs on one machine: use mirrored for "
+                 "its GPUs, and --shard K/N to share the videos between machines")
     if args.samples < 1 or args.batch_size < 1 or args.save_every < 1:
         parser.error("--samples, --batch-size and --save-every must be at least 1")
     if sum(map(bool, (args.shard, args.merge, args.from_scores))) > 1:

@@ -1,14 +1,15 @@
-"""Prepare UCF-101 (or the generated mini dataset) for two-stream training: split lists, RGB
+"""Prepare UCF-101, HMDB-51 or a generated mini dataset for two-stream training: split lists, RGB
 frames, optical flow, and a check that everything a split needs is on disk.
 
     python prepare_data.py synthetic --out data/synthetic
     python prepare_data.py splits --videos data/ucf101/UCF-101 --out splits
     python prepare_data.py splits --official-zip UCF101TrainTestSplits-RecognitionTask.zip --out splits
     python prepare_data.py frames --videos data/ucf101/UCF-101 --out data/ucf101/jpegs_256
-    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --method tvl1
-    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --method tvl1_keras
+    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --flow-method tvl1
+    python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --flow-method tvl1_keras
     python prepare_data.py flow --videos data/ucf101/UCF-101 --out data/ucf101/tvl1_flow --shard 3/8
-    python prepare_data.py check --data-dir data/ucf101 --splits splits --split 1
+    python prepare_data.py check --data-dir data/ucf101 --splits-dir splits --split 1
+    python prepare_data.py frames --dataset hmdb51    # --videos and --out from presets.py
 
 `frames` and `flow` are resumable and safe to kill at any moment, or to run twice on one --out:
 each video is written into a temporary folder of this process (.<video>.<token>.tmp) and renamed
@@ -19,9 +20,9 @@ deletes the temporary folders of killed processes. A video that decodes to fewer
 header says is reported as damaged (exit 1) and its frames kept.
 
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
-about 16 CPU-days, so consider --method tvl1_keras on a GPU (the same algorithm, --batch pairs at a
-time in batches that mix videos, decoded and written by threads while the device computes), the
-public ucf101_tvl1_flow download, or --method dis (~100x faster, approximate).
+about 16 CPU-days, so consider --flow-method tvl1_keras on a GPU (the same algorithm, --batch-size
+pairs at a time in batches that mix videos, decoded and written by threads while the device
+computes), the public ucf101_tvl1_flow download, or --flow-method dis (~100x faster, approximate).
 
 --shard K/N splits the work between N machines or the N tasks of a cluster job array: task K does
 the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,
@@ -49,6 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 import errors
+import flags
 import hmdb51
 import media
 import presets
@@ -61,7 +63,6 @@ OFFICIAL_LISTS = list(ucf101.LIST_FILES)
 # compiler is about 4x slower, a GPU far faster).
 PAIR_SECONDS = {"tvl1": 1.0, "tvl1_keras": 0.6, "farneback": 0.015, "dis": 0.008}
 FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")
-SYNTHETIC_DIRS = {"ucf101": "data/synthetic", "hmdb51": "data/synthetic_hmdb"}
 # Each frame or flow folder holds a record, written last, of the video's header frame count and of
 # what was written (write_record); a rerun reads it instead of decoding JPEGs (folder_state).
 RECORD_FILE = ".extraction.json"
@@ -106,10 +107,10 @@ class CheckJob:
 # ---------------------------------------------------------------------------- splits
 
 def run_splits(args):
-    if args.dataset == "hmdb51":
+    if args.layout == "hmdb51":
         if not args.official_dir:
-            raise DataError(f"--dataset hmdb51 needs --official-dir: the {hmdb51.SPLITS_DIR} folder of "
-                                   "test_train_splits.rar")
+            raise DataError(f"--dataset {args.dataset} needs --official-dir: the {hmdb51.SPLITS_DIR} folder of "
+                            "test_train_splits.rar")
         lists = hmdb51.official_lists(args.official_dir, counts=None if args.any_counts else hmdb51.COUNTS,
                                       num_classes=None if args.any_counts else hmdb51.NUM_CLASSES)
     elif args.official_zip:
@@ -165,27 +166,27 @@ def write_lists(lists, out, overwrite):
 # ---------------------------------------------------------------------------- frames and flow
 
 def run_frames(args):
-    return extract("frames", args, args.workers)
+    return extract("frames", args.videos, args.out, args.size, args.workers, args.overwrite, args.shard, args.verify)
 
 
 def run_flow(args):
-    return extract("flow", args, args.workers)
+    return extract("flow", args.videos, args.out, args.size, args.workers, args.overwrite, args.shard, args.verify,
+                   args.flow_method, args.batch_size)
 
 
-def extract(task, args, workers):
-    """Plan, extract what is not complete in `workers` processes, report -> exit code."""
-    method = args.method if task == "flow" else ""
-    parents = [os.path.join(args.out, component) for component in "uv"] if method else [args.out]
+def extract(task, videos, out, size, workers, overwrite=False, shard=None, verify=False, method="",
+            batch=media.FLOW_BATCH):
+    """Plan, extract what is not complete in `workers` processes, report -> exit code. Flow if a
+    `method` is given (`batch` pairs per device call for the batched methods), else frames."""
+    parents = [os.path.join(out, component) for component in "uv"] if method else [out]
     try:
-        todo, complete, damaged = plan(args.videos, parents, 1 if method else 0, args.overwrite, args.shard,
-                                       args.verify)
+        todo, complete, damaged = plan(videos, parents, 1 if method else 0, overwrite, shard, verify)
         if method:
-            record_flow_method(args.out, method, args.size, args.overwrite, complete)
-        batch = args.batch if method else media.FLOW_BATCH
-        jobs = [Job(path, name, args.out, args.size, args.overwrite, method, batch, args.verify) for path, name in todo]
+            record_flow_method(out, method, size, overwrite, complete)
+        jobs = [Job(path, name, out, size, overwrite, method, batch, verify) for path, name in todo]
         batched = method in media.BATCHED_FLOW_METHODS  # one process on one device, threads around it
         if method:
-            print_flow_estimate(jobs, method, args.size, 1 if batched else workers)
+            print_flow_estimate(jobs, method, size, 1 if batched else workers)
         if batched:
             outcomes = extract_flow_batched(jobs, workers, f"flow ({method})")
         else:
@@ -556,7 +557,7 @@ def attempt_flow(job):
 
 
 # ---------------------------------------------------------------------------- batched flow across videos
-# tvl1_keras computes --batch pairs per device call. One process keeps the device busy (more would
+# tvl1_keras computes --batch-size pairs per device call. One process keeps the device busy (more would
 # each compile and compete for its memory); threads around it decode videos and encode JPEGs
 # (OpenCV releases the GIL in both), so that while the device computes batch k, batch k + 1 is
 # decoded and batch k - 1 written. Batches mix videos: a video's pairs follow the previous video's
@@ -755,8 +756,8 @@ def print_flow_estimate(jobs, method, size, workers):
     print(f"flow: {len(jobs)} videos, about {pairs:,.0f} frame pairs at {size[0]}x{size[1]}; {method} takes about "
           f"{speed}: roughly {duration(seconds)} with {workers} {'process' if workers == 1 else 'workers'}")
     if method == "tvl1":
-        print("flow: TV-L1 is slow (all of UCF-101: about 16 CPU-days); --method tvl1_keras on a GPU, the public "
-              "ucf101_tvl1_flow download or --method dis is much faster")
+        print("flow: TV-L1 is slow (all of UCF-101: about 16 CPU-days); --flow-method tvl1_keras on a GPU, the public "
+              "ucf101_tvl1_flow download or --flow-method dis is much faster")
 
 
 def duration(seconds):
@@ -769,23 +770,27 @@ def duration(seconds):
 # ---------------------------------------------------------------------------- check
 
 def run_check(args):
-    if not os.path.isdir(args.data_dir):
-        raise DataError(f"{args.data_dir}: no such folder. Point --data-dir at the folder holding "
-                               f"{ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/")
-    videos = [video for subset in ("train", "test")
-              for video in ucf101.load_index(args.data_dir, args.splits, args.split, subset)]
-    u_names, v_names = (ucf101.folder_names(os.path.join(args.data_dir, ucf101.FLOW_DIR, c)) for c in "uv")
-    jobs = [CheckJob(video.name, ucf101.rgb_dir(args.data_dir, video.name),
-                     ucf101.flow_dir(args.data_dir, "u", u_names.get(video.name.lower(), video.name)),
-                     ucf101.flow_dir(args.data_dir, "v", v_names.get(video.name.lower(), video.name)),
-                     args.decode) for video in videos]
-    results = sorted(media.run_parallel(check_video, jobs, args.workers, desc="check", unit="video"))
+    return check(args.data_dir, args.splits_dir, args.split, args.decode, args.workers)
+
+
+def check(data_dir, splits_dir, split, decode, workers):
+    """Check every video of a split's lists (check_video) in `workers` processes -> exit code."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: no such folder. Point --data-dir at the folder holding "
+                        f"{ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/")
+    videos = [video for subset in ("train", "test") for video in ucf101.load_index(data_dir, splits_dir, split, subset)]
+    u_names, v_names = (ucf101.folder_names(os.path.join(data_dir, ucf101.FLOW_DIR, c)) for c in "uv")
+    jobs = [CheckJob(video.name, ucf101.rgb_dir(data_dir, video.name),
+                     ucf101.flow_dir(data_dir, "u", u_names.get(video.name.lower(), video.name)),
+                     ucf101.flow_dir(data_dir, "v", v_names.get(video.name.lower(), video.name)),
+                     decode) for video in videos]
+    results = sorted(media.run_parallel(check_video, jobs, workers, desc="check", unit="video"))
     bad = [(name, problems) for name, problems in results if problems]
     for name, problems in bad:
         print(f"{name}: {'; '.join(problems)}")
-    print(f"check: split {args.split}: {len(jobs) - len(bad)} of {len(jobs)} videos (train + test) complete"
+    print(f"check: split {split}: {len(jobs) - len(bad)} of {len(jobs)} videos (train + test) complete"
           f"{'' if bad else ', all frames and flow present'}"
-          f"{'' if args.decode else ' (JPEGs tested for truncation only; --decode decodes every one, slow)'}")
+          f"{'' if decode else ' (JPEGs tested for truncation only; --decode decodes every one, slow)'}")
     if bad:
         print("check: `prepare_data.py frames` and `flow` run again (same --videos and --out) redo missing and "
               "incomplete folders; add --verify to redo those with truncated JPEGs")
@@ -856,13 +861,13 @@ def run_synthetic(args):
         print(f"{args.out}: UCF-101 {settings['ucf101_videos']} videos ({settings['ucf101_frames']:,} frames), "
               f"HMDB-51 {settings['hmdb51_clips']} clips; {settings['linked_files']:,} images hard-linked from pool/")
         return 0
-    out = args.out or SYNTHETIC_DIRS[args.dataset]
+    out = args.out or presets.PRESETS[presets.GENERATED[args.layout]]["data"]["data_dir"]
     settings = synthetic.generated_settings(out)
-    if (settings and settings.get("dataset", "ucf101") == args.dataset and settings["seed"] == args.seed
+    if (settings and settings.get("dataset", "ucf101") == args.layout and settings["seed"] == args.seed
             and not args.overwrite):
-        print(f"{out}: the {args.dataset}-style dataset for seed {args.seed} is already there; nothing to do")
+        print(f"{out}: the {args.layout}-style dataset for seed {args.seed} is already there; nothing to do")
         return 0
-    generate = synthetic.generate_hmdb51 if args.dataset == "hmdb51" else synthetic.generate
+    generate = synthetic.generate_hmdb51 if args.layout == "hmdb51" else synthetic.generate
     generate(out, seed=args.seed, overwrite=args.overwrite, workers=args.workers)
     return 0
 
@@ -876,33 +881,22 @@ def frame_size(text):
     return int(match[1]), int(match[2])
 
 
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
-    return int(text)
+def add_video_flags(parser, command):
+    """--dataset, and the videos it reads and the folder it writes by default."""
+    flags.add(parser, command, "--dataset")
+    flags.add_flag(parser, command, "--videos", "folder of videos: UCF-101/<Class>/<video>.avi, HMDB-51's "
+                   "<class>/<clip>.avi, or flat as `unrar e` leaves them")
+    flags.add_flag(parser, command, "--out", "output folder")
 
 
-def add_extraction_flags(parser, out):
-    parser.add_argument("--videos", default="data/ucf101/UCF-101",
-                        help="folder of videos: UCF-101/<Class>/<video>.avi, or flat as `unrar e` leaves them")
-    parser.add_argument("--out", default=out, help="output folder (default: %(default)s)")
-    parser.add_argument("--size", type=frame_size, default=media.FRAME_SIZE,
-                        help="resize frames to WIDTHxHEIGHT before saving or computing flow "
-                             "(default: 340x256, as jpegs_256)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes working on videos in parallel; for flow --method tvl1_keras, threads "
-                             "decoding videos and writing JPEGs around the device (default: all %(default)s cores)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo every video, complete or not (default: redo only missing, incomplete and "
-                             "damaged folders, so a rerun resumes)")
-    parser.add_argument("--verify", action="store_true",
-                        help="also read the end of every JPEG of finished folders and redo videos with a "
-                             "truncated one, as plain `check` finds them (slow on millions of files)")
-    parser.add_argument("--shard", type=presets.parse_shard, metavar="K/N",
-                        help="do only part K of N (1-based): the videos with 1 + crc32(lower-case video name) "
-                             "mod N = K. The N parts never overlap and together are every video, whatever "
-                             "list each machine sees; run K = 1..N on N machines or as a job array (e.g. "
-                             "--shard $SLURM_ARRAY_TASK_ID/N), then `check` the whole (default: all videos)")
+def add_extraction_flags(parser, command):
+    add_video_flags(parser, command)
+    flags.add_flag(parser, command, "--size", "resize frames to WIDTHxHEIGHT before saving or computing flow "
+                   "(default: 340x256, as jpegs_256)", type=frame_size, default=media.FRAME_SIZE)
+    flags.add(parser, command, "--workers", "--overwrite")
+    flags.add_flag(parser, command, "--verify", "also read the end of every JPEG of finished folders and redo videos "
+                   "with a truncated one, as plain `check` finds them (slow on millions of files)", action="store_true")
+    flags.add(parser, command, "--shard")
 
 
 def add_command(commands, name, summary):
@@ -913,65 +907,48 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    splits = add_command(commands, "splits", "write classInd.txt and the train/test lists of splits 1-3")
-    splits.add_argument("--videos", default="data/ucf101/UCF-101",
-                        help="folder of videos whose names give the lists (UCF-101/<Class>/<video>.avi or flat)")
-    splits.add_argument("--out", default="splits", help="folder for the seven list files (default: %(default)s)")
+    splits = add_command(commands, "splits", "write classInd.txt and the train/test lists of splits 1-3: UCF-101's "
+                         "from --videos or --official-zip, HMDB-51's converted from --official-dir")
+    add_video_flags(splits, "splits")
     splits.add_argument("--official-zip", metavar="PATH",
                         help="extract the lists from UCF101TrainTestSplits-RecognitionTask.zip instead")
     splits.add_argument("--classes", metavar="classInd.txt",
                         help="class list to use (recommended for the flat layout, whose file names spell "
                              "HandstandPushups as HandStandPushups); default: the class folders found")
-    splits.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
-                        help="ucf101: lists from --videos or --official-zip; hmdb51: converted from --official-dir "
-                             "(default: %(default)s)")
     splits.add_argument("--official-dir", metavar="DIR",
-                        help=f"hmdb51: the {hmdb51.SPLITS_DIR} folder of test_train_splits.rar")
+                        help=f"HMDB-51's layout: the {hmdb51.SPLITS_DIR} folder of test_train_splits.rar")
     splits.add_argument("--any-counts", action="store_true",
-                        help="hmdb51: accept other numbers of classes and of clips per class than HMDB-51's 51 "
-                             "and 70/30 (a subset of it, or the generated mini dataset)")
-    splits.add_argument("--overwrite", action="store_true", help="replace existing lists that differ")
+                        help="HMDB-51's layout: accept other numbers of classes and of clips per class than HMDB-51's "
+                             "51 and 70/30 (a subset of it, or the generated mini dataset)")
+    flags.add(splits, "splits", "--overwrite")
     splits.set_defaults(run=run_splits)
 
     frames = add_command(commands, "frames", "decode videos into resized JPEG frames")
-    add_extraction_flags(frames, "data/ucf101/jpegs_256")
+    add_extraction_flags(frames, "frames")
     frames.set_defaults(run=run_frames)
 
     flow = add_command(commands, "flow", "compute quantised optical flow (u/ and v/ JPEGs) between frames")
-    add_extraction_flags(flow, "data/ucf101/tvl1_flow")
-    flow.add_argument("--method", choices=media.FLOW_METHODS, default="tvl1",
-                      help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at "
-                           "320x240, 16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), "
-                           "--batch pairs at a time in this one process on the Keras backend's device, batches "
-                           "filled across videos, --workers threads decoding and writing JPEGs meanwhile; made for "
-                           "a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster; farneback: ~60x faster "
-                           "(default: %(default)s)")
-    flow.add_argument("--batch", type=positive, default=media.FLOW_BATCH,
-                      help="frame pairs per call for tvl1_keras: larger keeps a GPU busier; each new size "
-                           "compiles once (default: %(default)s)")
+    add_extraction_flags(flow, "flow")
+    flags.add(flow, "flow", "--flow-method", "--batch-size")
     flow.set_defaults(run=run_flow)
 
     check = add_command(commands, "check", "report videos of a split with missing or inconsistent data")
-    check.add_argument("--data-dir", default="data/ucf101",
-                       help=f"folder holding {ucf101.RGB_DIR}/ and {ucf101.FLOW_DIR}/ (default: %(default)s)")
-    check.add_argument("--splits", default="splits", help="folder of classInd.txt and the lists (default: %(default)s)")
-    check.add_argument("--split", type=int, choices=ucf101.SPLITS, default=1, help="which split's lists (default: 1)")
+    flags.add(check, "check", *flags.DATASET_FLAGS)
     check.add_argument("--decode", action="store_true",
                        help="also decode every JPEG (slow: millions of files); without it, JPEGs are only tested "
                             "for truncation (size, end-of-image marker)")
-    check.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                       help="processes checking videos in parallel (default: %(default)s)")
+    flags.add(check, "check", "--workers")
     check.set_defaults(run=run_check)
 
-    synthetic = add_command(commands, "synthetic", "generate the mini dataset (XviD videos and split lists)")
-    synthetic.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101",
-                           help="ucf101: UCF-101's layout, 12 classes; hmdb51: HMDB-51's layout and official "
-                                "split files, 6 other classes (default: %(default)s)")
-    synthetic.add_argument("--out", help="output folder (default: data/synthetic, or data/synthetic_hmdb "
-                                         "with --dataset hmdb51)")
-    synthetic.add_argument("--seed", type=int, default=0, help="random seed; same seed, same dataset")
-    synthetic.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
-    synthetic.add_argument("--workers", type=int, default=os.cpu_count(), help="processes writing videos")
+    synthetic = add_command(commands, "synthetic", "generate a mini dataset (XviD videos and split lists)")
+    synthetic.add_argument("--layout", choices=presets.LAYOUTS, default="ucf101",
+                           help="ucf101: UCF-101's layout, 12 classes (--dataset synthetic); hmdb51: HMDB-51's layout "
+                                "and official split files, 6 other classes (--dataset synthetic_hmdb) "
+                                "(default: %(default)s)")
+    synthetic.add_argument("--out", help="output folder (default: the generated dataset's folder, "
+                                         f"{presets.PRESETS['synthetic']['data']['data_dir']} or "
+                                         f"{presets.PRESETS['synthetic_hmdb']['data']['data_dir']})")
+    flags.add(synthetic, "synthetic", "--seed", "--overwrite", "--workers")
     synthetic.add_argument("--full", metavar="LISTS_DIR",
                            help="instead, UCF-101 and HMDB-51 at their real shape, already extracted, for "
                                 "rehearsing every command at full size (benchmarks/rehearsal.py): every video of "
@@ -985,12 +962,22 @@ def build_parser():
     return parser
 
 
+def parse_args(argv=None):
+    """Parse, with the --dataset's folders (presets.py) for those not given."""
+    args = build_parser().parse_args(argv)
+    if "dataset" in args:
+        for key, value in presets.values(args.dataset, args.command).items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+    return args
+
+
 def main(argv=None):
     return errors.run(run_command, argv)
 
 
 def run_command(argv):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     return args.run(args)
 
 

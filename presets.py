@@ -1,8 +1,9 @@
-"""Every dataset's settings in one plain table, and the command-line flags that set them: the
-paper's for UCF-101 and HMDB-51, small and fast ones for the generated mini datasets. Each script takes its flag defaults from its part of the table
-(data, spatial, temporal, test, demo), and the same values write its --help, so the two never
-disagree. A flag given on the command line always wins. Nothing here imports Keras, so every
-script's --help is instant.
+"""Every dataset's settings in one plain table: its folders, and the paper's settings for UCF-101
+and HMDB-51, small and fast ones for the generated mini datasets. Each script takes its flag
+defaults from its part of the table (data, the prepare_data.py commands splits, frames and flow,
+spatial, temporal, test, demo), and flags.py writes the same values into its --help, so the two
+never disagree. A flag given on the command line always wins. Nothing here imports Keras, so
+every script's --help is instant.
 
 The PAPER values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD with momentum
 0.9 and weight decay 5e-4 at batch 256; from scratch (temporal) learning rate 1e-2, 1e-3 after
@@ -10,9 +11,7 @@ The PAPER values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD 
 20k; 25 samples x 10 crops per test video. README "Where this differs from the paper" lists the
 mini presets' departures and why.
 """
-import argparse
 import os
-import re
 
 import ucf101
 
@@ -47,21 +46,38 @@ MINI = {
                      lr=1e-2, lr_drops=[200, 260], iterations=300),
     "test": dict(crops="center"),
 }
+def row(data_dir, splits_dir, videos, layout, settings):
+    """One dataset's row: its folders (the videos, the extracted frames and flow, the split lists, the
+    checkpoints), what each prepare_data.py command reads and writes by default, its layout ("ucf101" or
+    "hmdb51": folders, video names and official split files as UCF-101's or HMDB-51's), and `settings`."""
+    name = os.path.basename(data_dir)
+    return {"data": dict(data_dir=data_dir, splits_dir=splits_dir, checkpoints=os.path.join("checkpoints", name)),
+            "splits": dict(videos=videos, out=splits_dir, layout=layout),
+            "frames": dict(videos=videos, out=os.path.join(data_dir, ucf101.RGB_DIR)),
+            "flow": dict(videos=videos, out=os.path.join(data_dir, ucf101.FLOW_DIR)), **settings}
+
+
 PRESETS = {
-    "ucf101": {"data": dict(data_dir="data/ucf101", splits_dir="splits", checkpoints="checkpoints/ucf101"), **PAPER},
-    "hmdb51": {"data": dict(data_dir="data/hmdb51", splits_dir="data/hmdb51/splits",
-                            checkpoints="checkpoints/hmdb51"), **PAPER},
-    "synthetic": {"data": dict(data_dir="data/synthetic", splits_dir="data/synthetic/splits",
-                               checkpoints="checkpoints/synthetic"), **MINI},
+    "ucf101": row("data/ucf101", "splits", "data/ucf101/UCF-101", "ucf101", PAPER),
+    "hmdb51": row("data/hmdb51", "data/hmdb51/splits", "data/hmdb51/hmdb51_org", "hmdb51", PAPER),
+    "synthetic": row("data/synthetic", "data/synthetic/splits", "data/synthetic/UCF-101", "ucf101", MINI),
     # HMDB-51's layout, clip names and official split files, with other classes (synthetic.generate_hmdb51).
-    "synthetic_hmdb": {"data": dict(data_dir="data/synthetic_hmdb", splits_dir="data/synthetic_hmdb/splits",
-                                    checkpoints="checkpoints/synthetic_hmdb"), **MINI},
+    "synthetic_hmdb": row("data/synthetic_hmdb", "data/synthetic_hmdb/splits", "data/synthetic_hmdb/hmdb51_org",
+                          "hmdb51", MINI),
 }
+LAYOUTS = ("ucf101", "hmdb51")
+GENERATED = {"ucf101": "synthetic", "hmdb51": "synthetic_hmdb"}  # layout -> the mini dataset generated in it
 
 
 def values(dataset, script):
-    """The defaults of `script` ("spatial", "temporal", "test" or "demo") for `dataset`."""
+    """The defaults of `script` ("spatial", "temporal", "test", "demo", or prepare_data.py's "splits",
+    "frames", "flow", "check") for `dataset`."""
     return {**PRESETS[dataset]["data"], **PRESETS[dataset].get(script, {})}
+
+
+def run_folder(dataset, stream):
+    """A stream's run folder (training's --checkpoint-dir) by default: <the dataset's checkpoints>/<stream>."""
+    return os.path.join(PRESETS[dataset]["data"]["checkpoints"], stream)
 
 
 def describe(script, key):
@@ -75,86 +91,3 @@ def describe(script, key):
 
 def show(value):
     return " ".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
-
-
-def parse_shard(text):
-    """'K/N' -> (K, N) with 1 <= K <= N."""
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N with 1 <= K <= N, e.g. 3/8")
-    return int(match[1]), int(match[2])
-
-
-def add_flag(parser, script, flag, help, **kwargs):
-    """parser.add_argument, with the presets' values (or the plain default) appended to the help."""
-    key = kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
-    preset = describe(script, key)
-    if preset:
-        help = f"{help} ({preset})"
-    elif "default" in kwargs and kwargs.get("action") not in ("store_true", "store_false"):
-        help = f"{help} (default: %(default)s)"
-    return parser.add_argument(flag, help=help, **kwargs)
-
-
-def add_dataset_flags(parser, script):
-    """--dataset, --split and the folders, which every script shares."""
-    add_flag(parser, script, "--dataset", "ucf101 or hmdb51 with the paper's settings, or a generated mini dataset "
-             "(synthetic: UCF-101's layout; synthetic_hmdb: HMDB-51's) with small, fast ones; it sets the "
-             "defaults listed per dataset below", choices=DATASETS, default="ucf101")
-    add_flag(parser, script, "--split", "which of the three official splits", type=int, choices=ucf101.SPLITS, default=1)
-    add_flag(parser, script, "--data-dir", "folder holding jpegs_256/ and tvl1_flow/")
-    add_flag(parser, script, "--splits-dir", "folder holding classInd.txt and the split lists")
-
-
-def parse(parser, script, argv=None):
-    """Parse with the chosen --dataset's preset as the defaults."""
-    known, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**values(known.dataset, script))
-    return parser.parse_args(argv)
-
-
-def add_training_flags(parser, script):
-    """The flags both training scripts share."""
-    flag = lambda *a, **k: add_flag(parser, script, *a, **k)
-    add_dataset_flags(parser, script)
-    flag("--checkpoint-dir", "where checkpoints and logs go (default: checkpoints/<dataset>/<stream>)")
-    flag("--class-limit", "train on the first N classes only (quick runs; recorded, and fuse_test.py "
-         "compares such a run with no published figure)", type=int)
-    flag("--max-videos", "train on an evenly spread subset of N videos (quick runs)", type=int)
-    flag("--val-groups", "hold out the last N groups of the training list for validation and best.keras "
-         "(0: none, the paper's fixed schedule; the test list is never used)", type=int, default=0)
-    flag("--image-size", "crop side S in pixels", type=int)
-    flag("--batch-size", "samples per optimizer step (the paper: 256)", type=int)
-    flag("--accumulate", "split each batch into this many smaller ones and accumulate their gradients "
-         "(when batch 256 does not fit the device: the optimizer still steps on the whole batch)",
-         type=int, default=1)
-    flag("--epoch-steps", "optimizer steps per epoch (checkpoint, log line and validation after each)", type=int)
-    flag("--sampling", "classes: each sample draws a class uniformly, then one of its videos (the paper's); "
-         "videos: each epoch is a shuffled pass over the videos", choices=SAMPLINGS, default="classes")
-    flag("--crop", "training crops: 'random' S x S windows anywhere in the frame (the paper's), 'corners' "
-         "(4 corners and centre) or TSN's 'multiscale'", choices=CROPS, default="random")
-    flag("--momentum", "SGD momentum", type=float, default=0.9)
-    flag("--weight-decay", "SGD weight decay as Caffe's (the paper's): added to the gradient before the "
-         "momentum, on the kernels of convolutions and dense layers only (no biases, no BatchNorm)",
-         type=float, default=5e-4)
-    flag("--workers", "processes decoding JPEGs into training batches (1: in the training process); the default is "
-         "every core this process may use", type=int, default=CORES)
-    flag("--seed", "random seed for weights and sampling", type=int, default=0)
-    flag("--distribute", "none; mirrored: all local GPUs (or logical CPUs); multiworker: the cluster in "
-         "TF_CONFIG. TensorFlow backend only", choices=("none", "mirrored", "multiworker"), default="none")
-    flag("--precision", "compute dtype: float32 (the paper's), or bfloat16 / float16 mixed precision (float32 "
-         "weights, softmax and loss; bfloat16 for current GPUs, float16 for older ones)", choices=PRECISIONS,
-         default="float32")
-    flag("--jit", "XLA-compile the training step with TensorFlow (off: slower on CPU); JAX always compiles",
-         action="store_true")
-    flag("--overwrite", "start again from scratch, deleting the run in --checkpoint-dir", action="store_true")
-    return parser
-
-
-def parse_training(parser, script, argv=None):
-    args = parse(parser, script, argv)
-    if args.checkpoint_dir is None:
-        args.checkpoint_dir = os.path.join("checkpoints", args.dataset, script)
-    if args.accumulate < 1 or args.batch_size % args.accumulate:
-        parser.error(f"--accumulate must divide --batch-size ({args.batch_size}) into equal parts")
-    return args

@@ -9,8 +9,8 @@ size=128x96  # small frames so that the whole run fits in minutes on 2 CPU cores
 $python prepare_data.py synthetic --out $data
 $python prepare_data.py frames --videos $data/UCF-101 --out $data/jpegs_256 --size $size --workers 2
 # DIS instead of TV-L1: TV-L1 runs about 1 frame pair/s per core, too slow for a 10-minute demo.
-$python prepare_data.py flow --videos $data/UCF-101 --out $data/tvl1_flow --size $size --method dis --workers 2
-$python prepare_data.py check --data-dir $data --splits $data/splits --split 1
+$python prepare_data.py flow --videos $data/UCF-101 --out $data/tvl1_flow --size $size --flow-method dis --workers 2
+$python prepare_data.py check --data-dir $data --splits-dir $data/splits --split 1
 $python spatial_train.py --dataset synthetic
 $python temporal_train.py --dataset synthetic
 $python fuse_test.py --dataset synthetic

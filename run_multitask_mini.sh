@@ -7,11 +7,11 @@ source "$(dirname "$0")/.ci/setup"  # .venv, $python, the clock
 size=128x96  # as run_mini.sh
 
 $python prepare_data.py synthetic --out data/synthetic
-$python prepare_data.py synthetic --dataset hmdb51 --out data/synthetic_hmdb
+$python prepare_data.py synthetic --layout hmdb51 --out data/synthetic_hmdb
 for dataset in synthetic synthetic_hmdb; do
   videos=data/$dataset/UCF-101
   [ "$dataset" = synthetic ] || videos=data/$dataset/hmdb51_org
-  $python prepare_data.py flow --videos $videos --out data/$dataset/tvl1_flow --size $size --method dis --workers 2
+  $python prepare_data.py flow --videos $videos --out data/$dataset/tvl1_flow --size $size --flow-method dis --workers 2
 done
 
 # Each dataset alone, then one net with a head for each: the HMDB-style set is the target, and

@@ -21,16 +21,14 @@ import copy
 import os
 import sys
 
-import presets
+import flags
 from errors import DataError, run
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    presets.add_training_flags(parser, "spatial")
-    flag = lambda *a, **k: presets.add_flag(parser, "spatial", *a, **k)
-    flag("--weights", "imagenet (the Keras download), none, or a local InceptionV3 no-top .h5 file")
-    flag("--dropout", "dropout before the softmax", type=float)
+    flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--weights", "--dropout")
+    flag = lambda *a, **k: flags.add_flag(parser, "spatial", *a, **k)
     flag("--lighting", "standard deviation of the PCA lighting noise (Krizhevsky et al.; 0: none)",
          type=float, default=0.1)
     flag("--phase1-optimizer", "optimizer of phase 1: sgd (the paper's) or rmsprop", choices=("sgd", "rmsprop"))
@@ -42,7 +40,7 @@ def parse_args(argv=None):
     flag("--phase2-lr-drops", "iterations of phase 2 after which its learning rate is divided by 10",
          type=int, nargs="*")
     flag("--phase2-iterations", "optimizer steps of phase 2 (the top two inception blocks too)", type=int)
-    return presets.parse_training(parser, "spatial", argv)
+    return flags.parse_training(parser, "spatial", argv)
 
 
 def phase1_optimizer(args):

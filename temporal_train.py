@@ -24,21 +24,19 @@ import argparse
 import os
 import sys
 
+import flags
 import presets
 from errors import run, warn
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    presets.add_training_flags(parser, "temporal")
-    flag = lambda *a, **k: presets.add_flag(parser, "temporal", *a, **k)
+    flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--weights", "--dropout")
+    flag = lambda *a, **k: flags.add_flag(parser, "temporal", *a, **k)
     flag("--arch", "cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS, default="cnn_m_2048")
     flag("--norm", "cnn_m_2048's normalisation after conv1: lrn (the paper's; none after conv2) or "
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)
-    flag("--weights", "none (from scratch); imagenet or a local InceptionV3 .h5 file for --arch inception_v3 "
-         "(cross-modality initialisation)", default="none")
     flag("--stack-length", "L, flow frames per stack", type=int, default=10)
-    flag("--dropout", "dropout after full6 and full7", type=float)
     flag("--lr", "initial learning rate", type=float)
     flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=int, nargs="*")
     flag("--iterations", "optimizer steps in all", type=int)
@@ -50,7 +48,7 @@ def parse_args(argv=None):
     flag("--multitask-splits-dir", "the second dataset's classInd.txt and split lists")
     flag("--multitask-videos", "the second dataset's videos: all (the paper's) or train (its training list only, "
          "so that its head can be tested too)", choices=("all", "train"), default="all")
-    args = presets.parse_training(parser, "temporal", argv)
+    args = flags.parse_training(parser, "temporal", argv)
     if args.multitask == args.dataset:
         parser.error("--multitask needs another dataset than --dataset")
     if args.multitask and args.batch_size % (2 * args.accumulate):

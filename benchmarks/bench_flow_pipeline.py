@@ -1,5 +1,5 @@
 """tvl1_keras extraction, end to end, against the TV-L1 kernel alone: how close `prepare_data.py flow
---method tvl1_keras` (FlowPipeline: decoding and JPEG-writing threads around the device) comes to
+--flow-method tvl1_keras` (FlowPipeline: decoding and JPEG-writing threads around the device) comes to
 tvl1.estimate_flow on pre-decoded arrays, and what padding each batching wastes.
 
     KERAS_BACKEND=jax python benchmarks/bench_flow_pipeline.py                  # 64x48, batch 16

@@ -40,7 +40,7 @@ def write_clip(path, frames=12):
 
 def demo_run(models, video, *extra):
     return errors.run(demo.main, [video, "--dataset", "synthetic", "--spatial", models["spatial"], "--temporal",
-                                  models["temporal"], "--flow", "dis", "--samples", "2", "--threads", "1", *extra])
+                                  models["temporal"], "--flow-method", "dis", "--samples", "2", "--workers", "1", *extra])
 
 
 def test_the_input_video_is_never_written_over(models, tmp_path, capsys):

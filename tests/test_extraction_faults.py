@@ -34,7 +34,7 @@ def videos(tmp_path_factory):
 def command(task, videos, data):
     if task == "frames":  # full size: slow enough to be killed in the middle of a video
         return ["frames", "--videos", videos, "--out", data / ucf101.RGB_DIR, "--workers", 2]
-    return ["flow", "--videos", videos, "--out", data / ucf101.FLOW_DIR, "--method", "dis", "--size", "64x48",
+    return ["flow", "--videos", videos, "--out", data / ucf101.FLOW_DIR, "--flow-method", "dis", "--size", "64x48",
             "--workers", 2]
 
 
@@ -103,7 +103,7 @@ def assert_complete(videos, data, tmp_path):
     splits = tmp_path / "splits"
     if not splits.exists():
         assert finish(["splits", "--videos", videos, "--out", splits])[0] == 0
-    code, output = finish(["check", "--data-dir", data, "--splits", splits, "--workers", 1])
+    code, output = finish(["check", "--data-dir", data, "--splits-dir", splits, "--workers", 1])
     assert code == 0, output
     assert f"{len(NAMES)} of {len(NAMES)} videos (train + test) complete, all frames and flow present" in output
 

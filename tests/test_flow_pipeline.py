@@ -1,4 +1,4 @@
-"""`prepare_data.py flow --method tvl1_keras` through FlowPipeline: batches mix videos, so only the
+"""`prepare_data.py flow --flow-method tvl1_keras` through FlowPipeline: batches mix videos, so only the
 run's last batch is padded; the flow written equals each video's own; a killed run resumes.
 
 Tiny generated XviD videos; tvl1 at 32x24 (two pyramid levels: a quick compile)."""
@@ -30,8 +30,8 @@ def short_videos(tmp_path):
 
 
 def flow_command(videos, out, batch=4, workers=2):
-    return ["flow", "--videos", videos, "--out", out, "--method", "tvl1_keras", "--size", "x".join(map(str, SIZE)),
-            "--batch", batch, "--workers", workers]
+    return ["flow", "--videos", videos, "--out", out, "--flow-method", "tvl1_keras", "--size", "x".join(map(str, SIZE)),
+            "--batch-size", batch, "--workers", workers]
 
 
 def fake_tvl1(monkeypatch):

@@ -22,7 +22,6 @@ import generators
 import media
 import models
 import overlap
-import presets
 import ucf101
 from errors import DataError
 
@@ -131,15 +130,6 @@ def full_run(setup):
 
 
 # ---------------------------------------------------------------------------- flags
-
-def test_every_flag_has_help(monkeypatch):
-    parsers = []
-    real_parse = presets.parse
-    monkeypatch.setattr(presets, "parse", lambda parser, *a: parsers.append(parser) or real_parse(parser, *a))
-    fuse_test.parse_args([])
-    for action in parsers[0]._actions:
-        assert action.help, f"{action.option_strings} has no help text"
-
 
 def test_dataset_presets_and_default_run_names():
     args = fuse_test.parse_args(["--dataset", "synthetic", "--class-limit", "5", "--max-videos", "20"])

@@ -84,5 +84,5 @@ def test_trains_tests_and_runs_the_demo_without_tensorflow(tmp_path):
         writer.write(rng.integers(0, 255, (72, 96, 3), np.uint8))
     writer.release()
     out = run("demo.py", [video, "--dataset", "synthetic", "--checkpoints", checkpoints, "--samples", "2",
-                          "--flow", "dis"], env)
+                          "--flow-method", "dis"], env)
     assert "fusion" in out.lower()

@@ -37,7 +37,7 @@ def run(tmp_path_factory):
     assert prepare_data.main(["frames", "--videos", videos, "--out", os.path.join(data, "jpegs_256"),
                               "--size", SIZE, "--workers", "2"]) == 0
     assert prepare_data.main(["flow", "--videos", videos, "--out", os.path.join(data, "tvl1_flow"),
-                              "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+                              "--size", SIZE, "--flow-method", "dis", "--workers", "2"]) == 0
     common = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     spatial_train.main(common + ["--checkpoint-dir", os.path.join(checkpoints, "spatial"), "--image-size", "75",
                                  "--epoch-steps", "5", "--phase1-iterations", "150",
@@ -90,7 +90,7 @@ def test_demo_predicts_the_class_of_a_test_video(run):
     paths = [os.path.join(run["data"], "UCF-101", CLASSES[label], name + ".avi") for name, label in test_videos]
     right = 0
     for path, (_, label) in zip(paths[::7], test_videos[::7]):  # one per group of 7: every class
-        _, classes, scores, _ = demo.classify(path, *model_paths(run), samples=5, flow="dis")
+        _, classes, scores, _ = demo.classify(path, *model_paths(run), samples=5, flow_method="dis")
         right += classes[int(np.argmax(scores["fusion"]))] == CLASSES[label]
     assert right >= 3 and len(paths[::7]) == 4
 
@@ -101,7 +101,7 @@ def model_paths(run):
 
 def demo_args(run):
     spatial, temporal = model_paths(run)
-    return ["--spatial", spatial, "--temporal", temporal, "--flow", "dis", "--samples", "5"]
+    return ["--spatial", spatial, "--temporal", temporal, "--flow-method", "dis", "--samples", "5"]
 
 
 def test_demo_writes_annotated_video_and_plot_for_a_10_frame_clip(run, tmp_path, capsys):
@@ -137,7 +137,7 @@ def multitask_run(run, tmp_path_factory):
     data, checkpoint, results = str(root / "data"), str(root / "temporal"), str(root / "results")
     synthetic.generate_hmdb51(data, progress=False)
     assert prepare_data.main(["flow", "--videos", os.path.join(data, "hmdb51_org"), "--out",
-                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--method", "dis", "--workers", "2"]) == 0
+                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--flow-method", "dis", "--workers", "2"]) == 0
     hmdb = ["--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     temporal_train.main(["--dataset", "synthetic_hmdb", *hmdb, "--multitask", "synthetic",
                          "--multitask-data-dir", run["data"], "--multitask-splits-dir",

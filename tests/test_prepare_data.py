@@ -80,7 +80,7 @@ def test_frames_have_the_right_count_and_size(videos, tmp_path):
 
 def test_flow_has_one_image_fewer_with_the_right_size_and_motion(videos, tmp_path):
     out = tmp_path / "tvl1_flow"
-    assert run("flow", "--videos", videos, "--out", out, "--method", "dis", "--size", "32x24", "--workers", 2) == 0
+    assert run("flow", "--videos", videos, "--out", out, "--flow-method", "dis", "--size", "32x24", "--workers", 2) == 0
     for name in NAMES:
         for component in "uv":
             folder = out / component / name
@@ -105,8 +105,8 @@ def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
     write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
     flags = ("--videos", tmp_path / "UCF-101", "--size", "96x72", "--workers", 1)
     # 5 pairs in batches of 4 (test_tvl1's compiled shape): the second batch is padded
-    assert run("flow", *flags, "--out", tmp_path / "keras", "--method", "tvl1_keras", "--batch", 4) == 0
-    assert run("flow", *flags, "--out", tmp_path / "opencv", "--method", "tvl1") == 0
+    assert run("flow", *flags, "--out", tmp_path / "keras", "--flow-method", "tvl1_keras", "--batch-size", 4) == 0
+    assert run("flow", *flags, "--out", tmp_path / "opencv", "--flow-method", "tvl1") == 0
     for component, shift in zip("uv", SHIFT):
         ours, theirs = (tmp_path / kind / component / "v_Alpha_g01_c01" for kind in ("keras", "opencv"))
         assert frame_files(ours) == expected_files(5)
@@ -123,15 +123,15 @@ def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
 def test_flow_refuses_to_mix_methods_in_one_folder(videos, tmp_path, capsys):
     out = tmp_path / "tvl1_flow"
     flags = ("flow", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1)
-    assert run(*flags, "--method", "dis") == 0
+    assert run(*flags, "--flow-method", "dis") == 0
     assert media.read_flow_info(str(out))["method"] == "dis"
     before = mtimes(out / "u" / NAMES[0])
-    assert run(*flags, "--method", "farneback") == 2
+    assert run(*flags, "--flow-method", "farneback") == 2
     error = capsys.readouterr().err
     assert f"{out / media.FLOW_INFO_FILE}: this flow was computed with dis at 32x24" in error
-    assert run(*flags, "--method", "dis", "--size", "40x30") == 2  # another size is another dataset too
+    assert run(*flags, "--flow-method", "dis", "--size", "40x30") == 2  # another size is another dataset too
     assert mtimes(out / "u" / NAMES[0]) == before
-    assert run(*flags, "--method", "farneback", "--overwrite") == 0
+    assert run(*flags, "--flow-method", "farneback", "--overwrite") == 0
     assert media.read_flow_info(str(out))["method"] == "farneback"
     assert mtimes(out / "u" / NAMES[0]) != before
 
@@ -163,12 +163,12 @@ def test_two_shards_extract_disjoint_parts_whose_union_is_every_video(tmp_path, 
         assert set(os.listdir(out)) == parts[k]
     assert not parts[1] & parts[2] and parts[1] | parts[2] == set(names)
     assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
-    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--split", 1)
+    check = ("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--split", 1)
     for k in (1, 2):  # both parts into one dataset, as a job array on a shared disk
         assert run("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1,
                    "--shard", f"{k}/2") == 0
         assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--size", "32x24", "--workers", 1,
-                   "--method", "dis", "--shard", f"{k}/2") == 0
+                   "--flow-method", "dis", "--shard", f"{k}/2") == 0
         done = set().union(*(parts[j] for j in range(1, k + 1)))
         assert set(os.listdir(data / "jpegs_256")) == done
         assert set(os.listdir(data / "tvl1_flow" / "u")) == set(os.listdir(data / "tvl1_flow" / "v")) == done
@@ -204,7 +204,7 @@ def test_a_killed_run_resumes_without_redoing_finished_videos(videos, tmp_path, 
 
 def test_flow_resumes_after_a_kill_between_publishing_u_and_v(videos, tmp_path):
     out = tmp_path / "tvl1_flow"
-    args = ("flow", "--videos", videos, "--out", out, "--method", "dis", "--size", "32x24", "--workers", 1)
+    args = ("flow", "--videos", videos, "--out", out, "--flow-method", "dis", "--size", "32x24", "--workers", 1)
     assert run(*args) == 0
     u_before = mtimes(out / "u" / NAMES[1])
     os.rename(out / "v" / NAMES[1], out / "v" / f".{NAMES[1]}.tmp")  # v still in its temporary folder
@@ -226,7 +226,7 @@ def test_a_corrupt_video_is_reported_and_the_others_are_done(videos, tmp_path, c
     assert sorted(os.listdir(out)) == list(NAMES)  # nothing, not even a temporary folder, for the corrupt one
     for name in NAMES:
         assert frame_files(out / name) == expected_files(FRAMES)
-    assert run("flow", "--videos", videos, "--out", tmp_path / "flow", "--method", "dis", "--workers", 1) == 1
+    assert run("flow", "--videos", videos, "--out", tmp_path / "flow", "--flow-method", "dis", "--workers", 1) == 1
     assert f"failed: {corrupt}" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "flow" / "u")) == list(NAMES)
 
@@ -250,9 +250,9 @@ def test_check_passes_on_extracted_data_and_finds_a_deleted_flow_frame(videos, t
     data = tmp_path / "data"
     assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
     assert run("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1) == 0
-    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--flow-method", "dis", "--size", "32x24",
                "--workers", 1) == 0
-    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--split", 1)
+    check = ("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--split", 1)
     capsys.readouterr()
     assert run(*check, "--decode") == 0
     assert "2 of 2 videos" in capsys.readouterr().out
@@ -267,7 +267,7 @@ def test_check_passes_on_extracted_data_and_finds_a_deleted_flow_frame(videos, t
 @pytest.fixture
 def fake_data(tmp_path):
     splits = fakedata.write_dataset(str(tmp_path), frames=6, size=(16, 12))
-    return tmp_path, ("check", "--data-dir", tmp_path, "--splits", splits, "--split", 1)
+    return tmp_path, ("check", "--data-dir", tmp_path, "--splits-dir", splits, "--split", 1)
 
 
 def test_check_finds_gaps_unreadable_files_and_missing_videos(fake_data, capsys):
@@ -303,7 +303,7 @@ def test_check_matches_folders_regardless_of_case(fake_data):
 
 
 def test_check_reports_a_missing_data_dir(tmp_path, capsys):
-    assert run("check", "--data-dir", tmp_path / "nope", "--splits", tmp_path) == 2
+    assert run("check", "--data-dir", tmp_path / "nope", "--splits-dir", tmp_path) == 2
     assert "nope: no such folder" in capsys.readouterr().err
 
 
@@ -357,7 +357,7 @@ def test_splits_from_the_official_zip(tmp_path):
 
 
 def test_a_missing_videos_folder_exits_with_code_2(tmp_path, capsys):
-    assert run("flow", "--videos", tmp_path / "nope", "--out", tmp_path / "flow", "--method", "dis") == 2
+    assert run("flow", "--videos", tmp_path / "nope", "--out", tmp_path / "flow", "--flow-method", "dis") == 2
     assert "nope: no such folder" in capsys.readouterr().err
     result = subprocess.run([sys.executable, os.path.join(REPO, "prepare_data.py"), "frames",
                              "--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "out")],
@@ -367,12 +367,7 @@ def test_a_missing_videos_folder_exits_with_code_2(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_every_flag_has_help_and_sizes_are_validated():
-    commands = next(a for a in prepare_data.build_parser()._actions if a.dest == "command")
-    assert set(commands.choices) == {"splits", "frames", "flow", "check", "synthetic"}
-    for name, parser in commands.choices.items():
-        for action in parser._actions:
-            assert action.help, f"{name} {action.option_strings} has no help"
+def test_sizes_are_validated():  # every flag's help: tests/test_flags.py, from --help
     assert prepare_data.frame_size("340x256") == (340, 256)
     with pytest.raises(SystemExit):
         prepare_data.build_parser().parse_args(["frames", "--size", "340"])
@@ -427,12 +422,12 @@ def test_a_truncated_video_is_reported_as_damaged_and_its_frames_kept(videos, tm
     assert run(*frames) == 1  # said again, not decoded again
     assert "0 videos written, 2 already complete, 0 failed, 1 damaged" in capsys.readouterr().out
     assert mtimes(data / "jpegs_256" / "v_Gamma_g08_c01") == before
-    flow = ("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+    flow = ("flow", "--videos", videos, "--out", data / "tvl1_flow", "--flow-method", "dis", "--size", "32x24",
             "--workers", 1)
     assert run(*flow) == 1
     assert f"damaged: {damaged}: decoded to {decoded} frames" in capsys.readouterr().out
     assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
-    assert run("check", "--data-dir", data, "--splits", tmp_path / "splits", "--workers", 1) == 1
+    assert run("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--workers", 1) == 1
     assert (f"v_Gamma_g08_c01: the video decoded to {decoded} frames, but its header says 27"
             in capsys.readouterr().out)
     write_video(damaged, frames=27, seed=5)  # the user replaces the video: a rerun redoes it
@@ -498,10 +493,10 @@ def test_names_with_spaces_work_end_to_end(tmp_path, capsys):
     assert run("splits", "--videos", tmp_path / "UCF-101", "--out", splits) == 0
     assert run("frames", "--videos", tmp_path / "UCF-101", "--out", data / "jpegs_256", "--size", "32x24",
                "--workers", 1) == 0
-    assert run("flow", "--videos", tmp_path / "UCF-101", "--out", data / "tvl1_flow", "--method", "dis",
+    assert run("flow", "--videos", tmp_path / "UCF-101", "--out", data / "tvl1_flow", "--flow-method", "dis",
                "--size", "32x24", "--workers", 1) == 0
     capsys.readouterr()
-    assert run("check", "--data-dir", data, "--splits", splits, "--workers", 1) == 0
+    assert run("check", "--data-dir", data, "--splits-dir", splits, "--workers", 1) == 0
     assert "2 of 2 videos (train + test) complete" in capsys.readouterr().out
     test_videos = ucf101.load_index(str(data), str(splits), 1, "test")
     assert [(v.name, v.label, v.frames, v.flow_count) for v in test_videos] == [("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
@@ -511,10 +506,10 @@ def test_plain_check_finds_a_truncated_jpeg_and_verify_redoes_it(videos, tmp_pat
     data = tmp_path / "data"
     frames = ("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24", "--workers", 1)
     assert run(*frames) == 0
-    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--method", "dis", "--size", "32x24",
+    assert run("flow", "--videos", videos, "--out", data / "tvl1_flow", "--flow-method", "dis", "--size", "32x24",
                "--workers", 1) == 0
     assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
-    check = ("check", "--data-dir", data, "--splits", tmp_path / "splits", "--workers", 1)
+    check = ("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--workers", 1)
     truncated = ucf101.frame_path(data / "jpegs_256" / NAMES[1], 3)
     truncate(truncated, 0.5)
     capsys.readouterr()
@@ -531,7 +526,7 @@ def test_plain_check_finds_a_truncated_jpeg_and_verify_redoes_it(videos, tmp_pat
 
 def test_decode_finds_what_the_end_marker_test_cannot(tmp_path, capsys):
     splits = fakedata.write_dataset(str(tmp_path), frames=6, size=(16, 12))
-    check = ("check", "--data-dir", tmp_path, "--splits", splits, "--workers", 1)
+    check = ("check", "--data-dir", tmp_path, "--splits-dir", splits, "--workers", 1)
     with open(ucf101.frame_path(ucf101.rgb_dir(tmp_path, "v_Gamma_g01_c01"), 0), "wb") as f:
         f.write(b"not a jpeg\xff\xd9")
     assert run(*check) == 0

@@ -337,7 +337,7 @@ def test_full_shape_passes_check(full):
     for dataset in ("ucf101", "hmdb51"):
         root = os.path.join(out, dataset)
         import prepare_data
-        assert prepare_data.main(["check", "--data-dir", root, "--splits", os.path.join(root, "splits"),
+        assert prepare_data.main(["check", "--data-dir", root, "--splits-dir", os.path.join(root, "splits"),
                                   "--workers", "1"]) == 0
 
 

@@ -33,6 +33,9 @@ PHASE1_FILE = "phase1.keras"
 LOCK_FILE = ".lock"
 # The backup first: a kill during --overwrite then leaves no state to resume from, and a rerun starts afresh.
 RUN_FILES = ("backup", "best.keras", MODEL_FILE, PHASE1_FILE, "log.csv", "tensorboard")
+# What a resumed run reads in its folder: BackupAndRestore's state, log.csv (the best epoch so
+# far, for best.keras) and the spatial stream's phase 1 model.
+RESUME_FILES = ("backup", "log.csv", PHASE1_FILE)
 # A resumed run must train the same thing: these config.json entries may not change.
 MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask")
 MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1

@@ -61,6 +61,7 @@ def main(argv=None):
     import checkpoints
     import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
     import models
+    import distributed
     import training
 
     stream = generators.Stream("spatial")
@@ -76,7 +77,7 @@ def main(argv=None):
         print(f"phase 1: done ({phase1_path})")
     else:
         print(f"phase 1: the new top, {args.phase1_iterations} iterations")
-        with training.scope(run_.strategy):
+        with distributed.scope(run_.strategy):
             model = models.spatial_model(len(run_.classes), args.image_size, args.weights, args.dropout)
             if models.weights_file(args.weights) is None:  # a random base: give its BatchNorm usable statistics
                 whole = copy.copy(train)
@@ -89,7 +90,7 @@ def main(argv=None):
         checkpoints.save_model(model, phase1_path)  # a run started again trains nothing more in phase 1 first
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
-    with training.scope(run_.strategy):
+    with distributed.scope(run_.strategy):
         try:
             model = models.load_model(phase1_path)
         except (OSError, ValueError) as error:

@@ -64,6 +64,7 @@ def main(argv=None):
     import checkpoints
     import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
     import models
+    import distributed
     import training
 
     stream = generators.Stream("temporal", args.stack_length)
@@ -87,7 +88,7 @@ def main(argv=None):
         print(f"multi-task: half of every batch from {len(videos)} {args.multitask} videos "
               f"({len(classes)} classes, {args.multitask_videos})")
 
-    with training.scope(run_.strategy):
+    with distributed.scope(run_.strategy):
         model = models.temporal_model(len(run_.classes), args.image_size, args.stack_length, args.arch,
                                       args.weights, args.dropout, norm=norm or "lrn")
         if args.init:

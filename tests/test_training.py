@@ -14,6 +14,7 @@ import pytest
 
 import errors
 import fakedata
+import distributed
 import generators
 import media
 import models
@@ -255,10 +256,10 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
 
 
 def test_distribution_needs_tensorflow():
-    assert training.distribution_strategy("none") is None
+    assert distributed.distribution_strategy("none") is None
     if keras.backend.backend() != "tensorflow":
         with pytest.raises(DataError, match="needs the TensorFlow backend"):
-            training.distribution_strategy("mirrored")
+            distributed.distribution_strategy("mirrored")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend")

@@ -102,8 +102,8 @@ def test_mirrored_replicas_decay_once_not_once_each(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path[:0] = [{REPO!r}, {os.path.dirname(__file__)!r}]
-        import test_weight_decay as t, training
-        strategy = training.distribution_strategy("mirrored")
+        import distributed, test_weight_decay as t
+        strategy = distributed.distribution_strategy("mirrored")
         with strategy.scope():
             model = t.zero_input_model()
             model.compile(t.paper_sgd(), loss="mse")

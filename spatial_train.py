@@ -86,7 +86,8 @@ def main(argv=None):
             models.set_spatial_phase(model, 1)
             training.compile_model(model, phase1_optimizer(args), args)
         training.fit(model, train, validation, phase1_epochs,
-                     training.callbacks(run_.folder, train, validation is not None, "backup/phase1"))
+                     training.callbacks(run_.folder, train, validation is not None,
+                                        checkpoints.PHASE_BACKUP_DIRS[1]))
         checkpoints.save_model(model, phase1_path)  # a run started again trains nothing more in phase 1 first
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
@@ -99,7 +100,7 @@ def main(argv=None):
         models.set_spatial_phase(model, 2)
         training.compile_model(model, training.sgd(args, args.phase2_lr, args.phase2_lr_drops), args)
     training.fit(model, train, validation, phase1_epochs + phase2_epochs,
-                 training.callbacks(run_.folder, train, validation is not None, "backup/phase2",
+                 training.callbacks(run_.folder, train, validation is not None, checkpoints.PHASE_BACKUP_DIRS[2],
                                     initial_epoch=phase1_epochs),
                  initial_epoch=phase1_epochs)
     training.save_final_model(model, run_.folder, args.checkpoint_dir)

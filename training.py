@@ -176,7 +176,7 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_accuracy", initial_epoch=0):
+def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, monitor="val_accuracy", initial_epoch=0):
     """The checkpoints and logs of each epoch, then the backup, whose save is the epoch's commit.
 
     At the end of an epoch, best.keras, last.keras and the log row are written first, each whole;
@@ -187,10 +187,10 @@ def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_ac
     iterations it trains on from there. best.keras only when there is a validation set.
     `initial_epoch`: where fit starts without a backup (the spatial stream's phase 2).
     """
-    log = os.path.join(folder, "log.csv")
-    backup = AtomicBackupAndRestore(os.path.join(folder, backup_name))
+    log = os.path.join(folder, checkpoints.LOG_FILE)
+    backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
     logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
-    best = [AtomicModelCheckpoint(os.path.join(folder, "best.keras"), monitor=monitor, mode="max", save_best_only=True,
+    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max", save_best_only=True,
                                   initial_value_threshold=best_logged(logged, monitor))] if validated else []
     return [
         SyncEpoch(sequence),
@@ -199,7 +199,7 @@ def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_ac
         *best,
         AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
         keras.callbacks.CSVLogger(log, append=True),  # a row goes out in one write (one flush)
-    ] + tensorboard(os.path.join(folder, "tensorboard")) + [backup]
+    ] + tensorboard(os.path.join(folder, checkpoints.TENSORBOARD_DIR)) + [backup]
 
 
 KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)

@@ -1,6 +1,8 @@
-"""What spatial_train.py and temporal_train.py share: the videos of a run, the paper's optimizer
-and schedule, the checkpoints and logs of each epoch (callbacks), and fit. Their flags are in
-presets.py; distribution over GPUs or machines (tf.distribute) in distributed.py.
+"""The steps spatial_train.py and temporal_train.py share, in the order their main() takes them:
+the training videos and the run's folder, the training batches, the paper's optimizer and
+learning-rate schedule, the checkpoints and logs of each epoch (callbacks), and fit. Each
+function takes the values it uses (the scripts pass their flags); distribution over GPUs or
+machines (tf.distribute) is in distributed.py.
 
 The schedule counts iterations, as the paper's: a run of --iterations steps is cut into epochs
 of --epoch-steps steps, each ending with a checkpoint, a log line and, with --val-groups, a
@@ -13,7 +15,6 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
 
 import keras
 
@@ -27,53 +28,21 @@ import ucf101
 from errors import DataError
 
 
-# ---------------------------------------------------------------------------- a run
-
-@dataclass
-class Run:
-    strategy: object  # tf.distribute strategy, or None
-    train: list  # training videos
-    validation: list  # held-out training videos (--val-groups), or []
-    classes: list
-    folder: str
-
-
-def start(args, stream, **config):
-    """What every training run does first: seed, precision, distribution strategy, the videos, and
-    the checkpoint folder with its config.json (`config` adds the stream's own entries)."""
-    keras.utils.set_random_seed(args.seed)
-    keras.mixed_precision.set_global_policy(precision_policy(args.precision))
-    strategy = distributed.distribution_strategy(args.distribute)
-    folder = distributed.worker_folder(args.checkpoint_dir, strategy, args.overwrite)
-    train, validation, classes = load_videos(args, stream)
-    record = checkpoints.data_record(args.data_dir, train[0])  # frame size for the demo, flow method for testing
-    if record["frame_size"] is None:
-        raise DataError(f"{ucf101.frame_path(ucf101.rgb_dir(args.data_dir, train[0].name), 0)}: missing or "
-                        "unreadable, and so is its first flow image. Re-extract the frames with prepare_data.py")
-    if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
-        errors.warn(f"{args.data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
-                    f"{record['frame_size']}: the two streams' data were extracted at different sizes")
-    config = dict(stream=stream.name, image_size=args.image_size, stack_length=stream.stack_length,
-                  dataset=args.dataset, split=args.split, num_classes=len(classes), data_dir=args.data_dir,
-                  splits_dir=args.splits_dir, frame_size=record["frame_size"], flow=record["flow"],
-                  **config)
-    config["trained_on"] = checkpoints.trained_on(config)
-    checkpoints.prepare(folder, config, classes, args.overwrite)
-    return Run(strategy, train, validation, classes, folder)
-
+# ---------------------------------------------------------------------------- the data
 
 def precision_policy(precision):
     """Keras's dtype policy for --precision: float32, or mixed_bfloat16 / mixed_float16."""
     return "float32" if precision == "float32" else f"mixed_{precision}"
 
 
-def load_videos(args, stream):
-    """(training videos, validation videos, class names), from the split's training list only."""
-    classes = ucf101.class_names(args.splits_dir, args.class_limit)
-    videos = ucf101.load_index(args.data_dir, args.splits_dir, args.split, "train", args.class_limit, args.max_videos)
-    check_videos(videos, args.data_dir, stream, f"split {args.split}'s training")
-    train, validation = ucf101.hold_out_groups(videos, args.val_groups)
-    return train, validation, classes
+def load_videos(data_dir, splits_dir, split, stream, class_limit=None, max_videos=None, val_groups=0):
+    """(training videos, held-out videos for validation, class names) from the split's training
+    list only: its last `val_groups` groups are held out (none with 0)."""
+    classes = ucf101.class_names(splits_dir, class_limit)
+    videos = ucf101.load_index(data_dir, splits_dir, split, "train", class_limit, max_videos)
+    check_videos(videos, data_dir, stream, f"split {split}'s training")
+    train, held_out = ucf101.hold_out_groups(videos, val_groups)
+    return train, held_out, classes
 
 
 def check_videos(videos, data_dir, stream, what):
@@ -89,36 +58,52 @@ def check_videos(videos, data_dir, stream, what):
             f"{os.path.join(data_dir, ucf101.FLOW_DIR if stream.is_flow else ucf101.RGB_DIR)} ...")
 
 
-def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):
-    """The training batches: batch_size / accumulate samples each, epoch_steps optimizer steps an
-    epoch. Multi-task runs make one for each dataset (`videos`, `data_dir`), each filling half.
-    On a multi-worker cluster, each worker's sequence loads its own part of every batch."""
-    parts = args.accumulate * (2 if videos is not None or getattr(args, "multitask", None) else 1)
-    batch, shard = args.batch_size // parts, distributed.worker_shard(run.strategy)
-    replicas = run.strategy.num_replicas_in_sync if shard[1] > 1 else 1
+def prepare_checkpoint_dir(folder, stream, data_dir, video, classes, overwrite, **config):
+    """Lock and prepare the run's folder (checkpoints.prepare) with its config.json: the stream,
+    `config` (the script's own entries), and how the data were made, as `video`'s first image and
+    flow_info.json tell (the frame size for the demo, the flow method for testing)."""
+    record = checkpoints.data_record(data_dir, video)
+    if record["frame_size"] is None:
+        raise DataError(f"{ucf101.frame_path(ucf101.rgb_dir(data_dir, video.name), 0)}: missing or "
+                        "unreadable, and so is its first flow image. Re-extract the frames with prepare_data.py")
+    if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
+        errors.warn(f"{data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
+                    f"{record['frame_size']}: the two streams' data were extracted at different sizes")
+    config = dict(stream=stream.name, stack_length=stream.stack_length, num_classes=len(classes), data_dir=data_dir,
+                  frame_size=record["frame_size"], flow=record["flow"], **config)
+    config["trained_on"] = checkpoints.trained_on(config)
+    checkpoints.prepare(folder, config, classes, overwrite)
+
+
+def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate, epoch_steps, image_size,
+                   sampling, crop, seed, workers, lighting=None, datasets=1):
+    """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
+    part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
+    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`), each worker's
+    sequence loads its own part of every batch."""
+    parts = accumulate * datasets
+    batch, shard = batch_size // parts, distributed.worker_shard(strategy)
+    replicas = strategy.num_replicas_in_sync if shard[1] > 1 else 1
     if batch % replicas:
-        raise DataError(f"--batch-size {args.batch_size} does not split evenly over the cluster's {replicas} "
+        raise DataError(f"--batch-size {batch_size} does not split evenly over the cluster's {replicas} "
                         f"replicas ({batch} samples a step): choose a multiple of {replicas * parts}")
     return generators.TrainSequence(
-        run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=batch,
-        image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
-        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, use_multiprocessing=True,
+        videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
+        sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,
         shard=shard)
 
 
-def validation(args, run, stream):
-    """The held-out groups' centre samples, or None without --val-groups."""
-    if not run.validation:
-        return None
-    return generators.validation_data(run.validation, args.data_dir, stream, args.image_size)
+def validation_data(videos, data_dir, stream, image_size):
+    """The held-out videos' centre samples, or None without any (no --val-groups)."""
+    return generators.validation_data(videos, data_dir, stream, image_size) if videos else None
 
 
-def describe(name, args, run, sequence, iterations):
-    held_out = (f"validation on {len(run.validation)} videos of {args.val_groups} held-out training groups"
-                if run.validation else "no validation (the paper's fixed schedule)")
-    print(f"{name}: {len(run.train)} training videos, {len(run.classes)} classes, batch {args.batch_size}"
-          + (f" in {args.accumulate} parts" if args.accumulate > 1 else "")
-          + f", {iterations} iterations in epochs of {args.epoch_steps}; {held_out}", flush=True)
+def describe(name, videos, held_out, classes, batch_size, accumulate, iterations, epoch_steps, val_groups):
+    validation = (f"validation on {len(held_out)} videos of {val_groups} held-out training groups"
+                  if held_out else "no validation (the paper's fixed schedule)")
+    print(f"{name}: {len(videos)} training videos, {len(classes)} classes, batch {batch_size}"
+          + (f" in {accumulate} parts" if accumulate > 1 else "")
+          + f", {iterations} iterations in epochs of {epoch_steps}; {validation}", flush=True)
 
 
 # ---------------------------------------------------------------------------- optimizer and schedule
@@ -137,20 +122,23 @@ def schedule(lr, drops, accumulate=1):
                                                              [lr / 10 ** k for k in range(len(drops) + 1)])
 
 
-def sgd(args, lr, drops):
+def sgd(learning_rate, momentum, weight_decay, accumulate=1):
     """The paper's optimizer: SGD with momentum and Caffe's weight decay, on kernels only
-    (optimizers.SGD)."""
-    return optimizers.SGD(schedule(lr, drops, args.accumulate), momentum=args.momentum,
-                          weight_decay=args.weight_decay or None,
-                          gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
+    (optimizers.SGD). `learning_rate`: a number or a schedule; each step on the gradients of
+    `accumulate` parts of the batch."""
+    return optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay or None,
+                          gradient_accumulation_steps=accumulation_steps(accumulate))
 
 
-def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",),
-                  weighted_metrics=None):
-    """model.compile; weighted_metrics count each sample by its sample weight (multi-task heads)."""
-    model.compile(optimizer, loss=loss, metrics=list(metrics) if isinstance(metrics, tuple) else metrics,
-                  weighted_metrics=weighted_metrics,
-                  jit_compile=args.jit if keras.backend.backend() == "tensorflow" else "auto")
+def accumulation_steps(accumulate):
+    """Keras's gradient_accumulation_steps for --accumulate: None for 1 (Keras takes 2 or more)."""
+    return accumulate if accumulate > 1 else None
+
+
+def jit_compile(jit):
+    """model.compile's jit_compile for --jit: XLA on TensorFlow only when asked; JAX compiles every
+    step anyway ("auto")."""
+    return jit if keras.backend.backend() == "tensorflow" else "auto"
 
 
 # ---------------------------------------------------------------------------- callbacks and fit
@@ -190,8 +178,9 @@ def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, mo
     log = os.path.join(folder, checkpoints.LOG_FILE)
     backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
     logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
-    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max", save_best_only=True,
-                                  initial_value_threshold=best_logged(logged, monitor))] if validated else []
+    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max",
+                                  save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
+            ] if validated else []
     return [
         SyncEpoch(sequence),
         distributed.SameStartOnEveryWorker(),

@@ -206,7 +206,8 @@ def test_the_defaults_are_the_papers():
 
 def test_sgd_has_caffes_weight_decay_and_drops_count_optimizer_steps():
     args = temporal_train.parse_args(["--accumulate", "4"])
-    optimizer = training.sgd(args, 1e-2, [10])  # its update: tests/test_weight_decay.py
+    optimizer = training.sgd(training.schedule(1e-2, [10], args.accumulate), args.momentum, args.weight_decay,
+                             args.accumulate)  # its update: tests/test_weight_decay.py
     assert optimizer.caffe_weight_decay == 5e-4 and optimizer.gradient_accumulation_steps == 4
     # Keras evaluates a schedule on micro-steps: with 4 of them per update, "after 10 updates" is after 40.
     schedule = optimizer._learning_rate

@@ -24,7 +24,7 @@ LR, MOMENTUM, DECAY = 0.1, 0.9, 0.05  # a decay large enough that every step sho
 def paper_sgd(accumulate=1, lr=LR, decay=DECAY):
     args = temporal_train.parse_args(["--momentum", str(MOMENTUM), "--weight-decay", str(decay),
                                       "--batch-size", "4", "--accumulate", str(accumulate)])
-    return training.sgd(args, lr, None)
+    return training.sgd(lr, args.momentum, args.weight_decay, args.accumulate)
 
 
 def caffe_steps(w, gradients, decay, lr=LR, momentum=MOMENTUM):

@@ -3,7 +3,9 @@ fuse_test.py and demo.py.
 
 checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     last.keras    the model after the latest epoch; when training ends, the fixed schedule's final
-                  model, which fuse_test.py and demo.py use by default (MODEL_FILE)
+                  model, which fuse_test.py and demo.py use by default (MODEL_FILE). This file,
+                  best.keras and phase1.keras hold the network alone (network): the optimizer's
+                  state is in the backup only
     best.keras    only with --val-groups: the best epoch on the groups held out of the training list
     phase1.keras  spatial only: the model after phase 1 (a restart then goes straight to phase 2)
     log.csv       one row per epoch (CSVLogger)       tensorboard/  TensorBoard logs
@@ -170,10 +172,18 @@ def read_json(path):
                         "--checkpoint-dir") from error
 
 
+def network(model):
+    """`model` without its training state: the same layers and weights (not a copy), uncompiled, so
+    that saving it leaves out the optimizer's state (SGD's momentum: as many bytes as the weights).
+    What testing, the demo, --init and phase 2 read; resuming reads the backup, which keeps it."""
+    import keras
+    return keras.Model(model.input, model.output, name=model.name)
+
+
 def save_model(model, path):
-    """model.save(path), appearing only whole."""
+    """The network of `model` (network) saved as `path`, appearing only whole."""
     with atomic.replacing(path) as temp:
-        model.save(temp)
+        network(model).save(temp)
 
 
 def is_complete_model(path):

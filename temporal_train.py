@@ -71,6 +71,7 @@ def main(argv=None):
     import multitask
     import training
 
+    # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
     strategy = distributed.distribution_strategy(args.distribute)

@@ -166,6 +166,8 @@ class LogLearningRate(keras.callbacks.Callback):
 
 def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, monitor="val_accuracy", initial_epoch=0):
     """The checkpoints and logs of each epoch, then the backup, whose save is the epoch's commit.
+    The backup holds the training state (weights and the optimizer's); best.keras and last.keras
+    the network alone.
 
     At the end of an epoch, best.keras, last.keras and the log row are written first, each whole;
     the backup last: a kill before it is committed makes the rerun train that epoch again (its log
@@ -258,16 +260,19 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint whose file appears only whole: Keras saves in place, and a kill during the
-    save left a truncated model. Here Keras saves to a temporary name, renamed when complete."""
+    """ModelCheckpoint whose file appears only whole and holds the network alone. Keras saves in
+    place, and a kill during the save left a truncated model: here it saves to a temporary name,
+    renamed when complete. Keras saves the optimizer's state too, which the backup, written the
+    same epoch, holds already: here it saves checkpoints.network(model), half the bytes with SGD."""
 
     def _save_model(self, epoch, batch, logs):
-        final = self.filepath
+        final, trained = self.filepath, self.model  # self.model: on JAX, the trained values into the variables
         try:
             with atomic.replacing(final) as self.filepath:
+                self._model = checkpoints.network(trained)
                 super()._save_model(epoch, batch, logs)
         finally:
-            self.filepath = final
+            self.filepath, self._model = final, trained
 
 
 def save_final_model(model, folder, chief_folder):

@@ -3,7 +3,9 @@ fuse_test.py and demo.py.
 
 checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     last.keras    the model after the latest epoch; when training ends, the fixed schedule's final
-                  model, which fuse_test.py and demo.py use by default (MODEL_FILE)
+                  model, which fuse_test.py and demo.py use by default (MODEL_FILE). This file,
+                  best.keras and phase1.keras hold the network alone (network): the optimizer's
+                  state is in the backup only
     best.keras    only with --val-groups: the best epoch on the groups held out of the training list
     phase1.keras  spatial only: the model after phase 1 (a restart then goes straight to phase 2)
     log.csv       one row per epoch (CSVLogger)       tensorboard/  TensorBoard logs
@@ -28,11 +30,22 @@ import media
 import ucf101
 from errors import DataError, warn
 
+# The names of a run folder's files and folders (the layout above).
 MODEL_FILE = "last.keras"
+BEST_FILE = "best.keras"
 PHASE1_FILE = "phase1.keras"
+LOG_FILE = "log.csv"
+CONFIG_FILE = "config.json"
+CLASSES_FILE = "classInd.txt"
 LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
+BACKUP_DIR = "backup"
+PHASE_BACKUP_DIRS = {1: os.path.join(BACKUP_DIR, "phase1"), 2: os.path.join(BACKUP_DIR, "phase2")}  # spatial
 # The backup first: a kill during --overwrite then leaves no state to resume from, and a rerun starts afresh.
-RUN_FILES = ("backup", "best.keras", MODEL_FILE, PHASE1_FILE, "log.csv", "tensorboard")
+RUN_FILES = (BACKUP_DIR, BEST_FILE, MODEL_FILE, PHASE1_FILE, LOG_FILE, TENSORBOARD_DIR)
+# What a resumed run reads in its folder: BackupAndRestore's state, log.csv (the best epoch so
+# far, for best.keras) and the spatial stream's phase 1 model.
+RESUME_FILES = (BACKUP_DIR, LOG_FILE, PHASE1_FILE)
 # A resumed run must train the same thing: these config.json entries may not change.
 MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask")
 MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1
@@ -62,7 +75,7 @@ def prepare(folder, config, classes, overwrite=False):
         raise DataError(f"--checkpoint-dir {folder}: cannot be created ({error.strerror})") from error
     lock(folder)
     remove_temporaries(folder)  # left by a killed process (the lock says none is running)
-    config_path, classes_path = os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")
+    config_path, classes_path = os.path.join(folder, CONFIG_FILE), os.path.join(folder, CLASSES_FILE)
     class_lines = ucf101.class_index_lines(classes)
     old = None
     if overwrite:
@@ -110,7 +123,11 @@ def size_text(size):
 
 def write_head_classes(folder, dataset, classes):
     """A multi-task run's second head: its classes, beside classInd.txt."""
-    write_lines(os.path.join(folder, f"classInd_{dataset}.txt"), ucf101.class_index_lines(classes))
+    write_lines(os.path.join(folder, head_classes_file(dataset)), ucf101.class_index_lines(classes))
+
+
+def head_classes_file(dataset):
+    return f"classInd_{dataset}.txt"
 
 
 def multitask_subsets(videos):
@@ -155,10 +172,18 @@ def read_json(path):
                         "--checkpoint-dir") from error
 
 
+def network(model):
+    """`model` without its training state: the same layers and weights (not a copy), uncompiled, so
+    that saving it leaves out the optimizer's state (SGD's momentum: as many bytes as the weights).
+    What testing, the demo, --init and phase 2 read; resuming reads the backup, which keeps it."""
+    import keras
+    return keras.Model(model.input, model.output, name=model.name)
+
+
 def save_model(model, path):
-    """model.save(path), appearing only whole."""
+    """The network of `model` (network) saved as `path`, appearing only whole."""
     with atomic.replacing(path) as temp:
-        model.save(temp)
+        network(model).save(temp)
 
 
 def is_complete_model(path):
@@ -174,7 +199,7 @@ def is_complete_model(path):
 def remove_temporaries(folder):
     """Temporary files of killed processes in a run folder and its backup (not in the folders of a
     cluster's other workers, which are theirs)."""
-    for parent, _, files in [next(os.walk(folder)), *os.walk(os.path.join(folder, "backup"))]:
+    for parent, _, files in [next(os.walk(folder)), *os.walk(os.path.join(folder, BACKUP_DIR))]:
         for name in files:
             if atomic.is_temporary(name):
                 media.remove_if_exists(os.path.join(parent, name))
@@ -213,15 +238,15 @@ def read(path, stream, dataset=None):
     """config.json and classInd.txt beside a .keras file -> (config, classes). For a multi-task
     model tested on its second dataset (`dataset`), the classes of that head."""
     folder = os.path.dirname(path)
-    for needed in (path, os.path.join(folder, "config.json"), os.path.join(folder, "classInd.txt")):
+    for needed in (path, os.path.join(folder, CONFIG_FILE), os.path.join(folder, CLASSES_FILE)):
         if not os.path.isfile(needed):
             raise DataError(f"{needed}: not found. Train the stream with `python {stream}_train.py`, or point "
                             f"--checkpoints (or --{stream}) at the folder holding it")
-    with open(os.path.join(folder, "config.json")) as f:
+    with open(os.path.join(folder, CONFIG_FILE)) as f:
         config = json.load(f)
     for key in ("image_size", "stack_length"):
         if key not in config:
-            raise DataError(f"{os.path.join(folder, 'config.json')}: has no {key!r}")
+            raise DataError(f"{os.path.join(folder, CONFIG_FILE)}: has no {key!r}")
     return config, ucf101.read_classes(os.path.join(folder, classes_file(config, dataset)))
 
 
@@ -233,7 +258,7 @@ def head(config, dataset=None):
 
 def classes_file(config, dataset=None):
     own = head(config, dataset) == config.get("dataset")
-    return "classInd.txt" if own else f"classInd_{head(config, dataset)}.txt"
+    return CLASSES_FILE if own else head_classes_file(head(config, dataset))
 
 
 def load(path, stream, dataset=None):

@@ -220,8 +220,8 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
     position = {v.name: i for i, v in enumerate(videos)}
     todo = [v for v in videos if v.name not in done]
     if todo:
-        import training  # Keras loads here, once there is scoring to do
-        with training.scope(strategy):
+        import distributed  # Keras loads here, once there is scoring to do
+        with distributed.scope(strategy):
             model = checkpoints.load(model_file, stream, args.dataset)[0]
         check_outputs(model, model_file, classes)
         with tqdm(total=len(videos), initial=len(done), desc=f"{stream} ({subset} list)", unit="video") as progress:
@@ -266,9 +266,9 @@ def predict_videos(model, videos, args, stream, config):
 
 def compute_all(args, run_dir):
     """Per-sample scores of each stream -> {subset: {stream: {videos, labels, scores, classes, settings}}}."""
-    import training  # tf.distribute lives there only
+    import distributed  # tf.distribute lives there only
     streams = args.streams or list(STREAMS)
-    strategy = training.distribution_strategy(args.distribute)
+    strategy = distributed.distribution_strategy(args.distribute)
     found, classes = read_models(args, streams)
     subsets = ["test"] + (["train"] if len(streams) == 2 and not args.no_svm else [])
     data = {}

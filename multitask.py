@@ -101,7 +101,7 @@ def one_head(model, dataset):
 
 
 def compile_args(datasets):
-    """loss and metrics for training.compile_model: one cross-entropy and one accuracy per head, the
+    """loss and metrics for model.compile: one cross-entropy and one accuracy per head, the
     accuracy weighted by the sample weights, so that each head counts its own samples only."""
     heads = [head_name(d) for d in datasets]
     return dict(loss={h: "sparse_categorical_crossentropy" for h in heads}, metrics=None,

@@ -10,8 +10,9 @@ the momentum. The momentum carries Caffe's decay term on, so at momentum 0.9 it 
 = 10 times as strong: with a zero gradient, 20k steps at lr 1e-2 and decay 5e-4 leave a weight
 at 0.368 of its size against 0.905 with Keras's form.
 
-Its own module, not training.py, because every .keras file a training script saves names this
-class in its compile config: models.py imports it, so that loading one finds it registered.
+Its own module, not training.py, because a compiled model saved with model.save names this class
+in its compile config (the training scripts' .keras files did, before they saved the network
+alone): models.py imports it, so that loading such a file finds it registered.
 """
 import keras
 from keras import ops

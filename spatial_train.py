@@ -43,64 +43,96 @@ def parse_args(argv=None):
     return flags.parse_training(parser, "spatial", argv)
 
 
-def phase1_optimizer(args):
-    import keras
-    import training
-    if args.phase1_optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(training.schedule(args.phase1_lr, args.phase1_lr_drops, args.accumulate),
-                                        gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
-    return training.sgd(args, args.phase1_lr, args.phase1_lr_drops)
-
-
 def main(argv=None):
     args = parse_args(argv)
+    import keras  # Keras and TensorFlow load here, after the flags: --help stays instant
     import numpy as np
 
     import checkpoints
-    import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
+    import distributed
+    import generators
     import models
     import training
 
+    # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
+    keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
+    strategy = distributed.distribution_strategy(args.distribute)
+    folder = distributed.worker_folder(args.checkpoint_dir, strategy, args.overwrite)
+
+    # Data: single RGB frames of the training list's videos (a random video of a random class, a
+    # random frame, crop and flip, PCA lighting noise), minus the --val-groups held out for validation.
     stream = generators.Stream("spatial")
-    run_ = training.start(args, stream, arch="inception_v3")
-    train = training.train_sequence(args, run_, stream, lighting=args.lighting)
-    validation = training.validation(args, run_, stream)
+    videos, held_out, classes = training.load_videos(args.data_dir, args.splits_dir, args.split, stream,
+                                                     args.class_limit, args.max_videos, args.val_groups)
+    training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
+                                    image_size=args.image_size, dataset=args.dataset, split=args.split,
+                                    splits_dir=args.splits_dir, arch="inception_v3")
+    train = training.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
+                                    accumulate=args.accumulate, epoch_steps=args.epoch_steps,
+                                    image_size=args.image_size, sampling=args.sampling, crop=args.crop,
+                                    seed=args.seed, workers=args.workers, lighting=args.lighting)
+    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size)
+    training.describe("spatial", videos, held_out, classes, args.batch_size, args.accumulate,
+                      args.phase1_iterations + args.phase2_iterations, args.epoch_steps, args.val_groups)
     phase1_epochs = training.epochs_for(args.phase1_iterations, args.epoch_steps)
     phase2_epochs = training.epochs_for(args.phase2_iterations, args.epoch_steps)
-    training.describe("spatial", args, run_, train, args.phase1_iterations + args.phase2_iterations)
 
-    phase1_path = os.path.join(run_.folder, checkpoints.PHASE1_FILE)
+    phase1_path = os.path.join(folder, checkpoints.PHASE1_FILE)
     if checkpoints.is_complete_model(phase1_path):
         print(f"phase 1: done ({phase1_path})")
     else:
         print(f"phase 1: the new top, {args.phase1_iterations} iterations")
-        with training.scope(run_.strategy):
-            model = models.spatial_model(len(run_.classes), args.image_size, args.weights, args.dropout)
+        with distributed.scope(strategy):
+            # Model: InceptionV3's frozen ImageNet features and a new top.
+            model = models.spatial_model(len(classes), args.image_size, args.weights, args.dropout)
             if models.weights_file(args.weights) is None:  # a random base: give its BatchNorm usable statistics
                 whole = copy.copy(train)
                 whole.shard = (0, 1)  # every worker of a cluster calibrates on the same, whole batches
-                models.calibrate_random_batchnorm(model, np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])[:64])
+                first = np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])[:64]
+                models.calibrate_random_batchnorm(model, first)
             models.set_spatial_phase(model, 1)
-            training.compile_model(model, phase1_optimizer(args), args)
-        training.fit(model, train, validation, phase1_epochs,
-                     training.callbacks(run_.folder, train, validation is not None, "backup/phase1"))
+
+            # Compile: SGD with momentum and Caffe's weight decay (or RMSprop, the mini datasets'
+            # choice), the learning rate divided by 10 after each of --phase1-lr-drops, the softmax
+            # cross-entropy.
+            learning_rate = training.schedule(args.phase1_lr, args.phase1_lr_drops, args.accumulate)
+            if args.phase1_optimizer == "rmsprop":
+                optimizer = keras.optimizers.RMSprop(
+                    learning_rate, gradient_accumulation_steps=training.accumulation_steps(args.accumulate))
+            else:
+                optimizer = training.sgd(learning_rate, args.momentum, args.weight_decay, args.accumulate)
+            model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=training.jit_compile(args.jit))
+
+        # Callbacks and fit: each epoch's checkpoints, log and backup (backup/phase1); then phase1.keras.
+        callbacks = training.callbacks(folder, train, validation is not None, checkpoints.PHASE_BACKUP_DIRS[1])
+        training.fit(model, train, validation, phase1_epochs, callbacks)
         checkpoints.save_model(model, phase1_path)  # a run started again trains nothing more in phase 1 first
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
-    with training.scope(run_.strategy):
+    with distributed.scope(strategy):
+        # Model: phase 1's, with mixed9 and mixed10 unfrozen.
         try:
             model = models.load_model(phase1_path)
         except (OSError, ValueError) as error:
             raise DataError(f"{phase1_path}: unreadable ({error}). Delete it: the same command then saves it again "
                             "from phase 1's backup") from error
         models.set_spatial_phase(model, 2)
-        training.compile_model(model, training.sgd(args, args.phase2_lr, args.phase2_lr_drops), args)
-    training.fit(model, train, validation, phase1_epochs + phase2_epochs,
-                 training.callbacks(run_.folder, train, validation is not None, "backup/phase2",
-                                    initial_epoch=phase1_epochs),
-                 initial_epoch=phase1_epochs)
-    training.save_final_model(model, run_.folder, args.checkpoint_dir)
-    print(f"spatial: the final model, checkpoints, log.csv and TensorBoard logs are in {run_.folder}")
+
+        # Compile: SGD with momentum and Caffe's weight decay at --phase2-lr, divided by 10 after
+        # each of --phase2-lr-drops, the softmax cross-entropy.
+        learning_rate = training.schedule(args.phase2_lr, args.phase2_lr_drops, args.accumulate)
+        optimizer = training.sgd(learning_rate, args.momentum, args.weight_decay, args.accumulate)
+        model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=training.jit_compile(args.jit))
+
+    # Callbacks and fit: epochs numbered on from phase 1's, backed up in backup/phase2; then the final model.
+    callbacks = training.callbacks(folder, train, validation is not None, checkpoints.PHASE_BACKUP_DIRS[2],
+                                   initial_epoch=phase1_epochs)
+    training.fit(model, train, validation, phase1_epochs + phase2_epochs, callbacks, initial_epoch=phase1_epochs)
+    training.save_final_model(model, folder, args.checkpoint_dir)
+    print(f"spatial: the final model, checkpoints, log.csv and TensorBoard logs are in {folder}")
 
 
 if __name__ == "__main__":

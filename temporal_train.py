@@ -21,6 +21,7 @@ batch; each head's loss counts its own samples only and the losses are summed (m
 fuse_test.py and demo.py use the head of the dataset they test.
 """
 import argparse
+import collections
 import os
 import sys
 
@@ -59,65 +60,99 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    import keras  # Keras and TensorFlow load here, after the flags: --help stays instant
+
     import checkpoints
-    import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
+    import distributed
+    import generators
     import models
+    import multitask
     import training
 
-    stream = generators.Stream("temporal", args.stack_length)
-    norm = args.norm if args.arch == "cnn_m_2048" else None
-    second = multitask_data(args, stream) if args.multitask else None
-    run_ = training.start(args, stream, arch=args.arch, norm=norm, init=args.init,
-                          multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
-    train = training.train_sequence(args, run_, stream)
-    validation = training.validation(args, run_, stream)
-    training.describe("temporal", args, run_, train, args.iterations)
-    monitor = "val_accuracy"
-    if second:
-        import multitask
-        videos, classes = second
-        checkpoints.write_head_classes(run_.folder, args.multitask, classes)
-        other = training.train_sequence(args, run_, stream, videos=videos, data_dir=args.multitask_data_dir)
-        train = multitask.MultiTaskSequence({args.dataset: train, args.multitask: other}, workers=args.workers)
-        datasets = [args.dataset, args.multitask]
-        validation = validation and multitask.validation_for(validation, args.dataset, datasets)
-        monitor = f"val_{multitask.head_name(args.dataset)}_accuracy"
-        print(f"multi-task: half of every batch from {len(videos)} {args.multitask} videos "
-              f"({len(classes)} classes, {args.multitask_videos})")
+    # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
+    keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
+    strategy = distributed.distribution_strategy(args.distribute)
+    folder = distributed.worker_folder(args.checkpoint_dir, strategy, args.overwrite)
 
-    with training.scope(run_.strategy):
-        model = models.temporal_model(len(run_.classes), args.image_size, args.stack_length, args.arch,
+    # Data: stacks of L flow frames from the training list's videos (a random video of a random
+    # class, a random start, crop and flip), minus the --val-groups held out for validation; with
+    # --multitask, a second dataset fills half of every batch.
+    stream = generators.Stream("temporal", args.stack_length)
+    videos, held_out, classes = training.load_videos(args.data_dir, args.splits_dir, args.split, stream,
+                                                     args.class_limit, args.max_videos, args.val_groups)
+    second = multitask_data(args.multitask, args.multitask_data_dir, args.multitask_splits_dir,
+                            args.multitask_videos, stream, args.data_dir) if args.multitask else None
+    norm = args.norm if args.arch == "cnn_m_2048" else None
+    training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
+                                    image_size=args.image_size, dataset=args.dataset, split=args.split,
+                                    splits_dir=args.splits_dir, arch=args.arch, norm=norm, init=args.init,
+                                    multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
+    loading = dict(batch_size=args.batch_size, accumulate=args.accumulate, epoch_steps=args.epoch_steps,
+                   image_size=args.image_size, sampling=args.sampling, crop=args.crop, seed=args.seed,
+                   workers=args.workers, datasets=2 if second else 1)
+    train = training.train_sequence(videos, args.data_dir, stream, strategy, **loading)
+    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size)
+    training.describe("temporal", videos, held_out, classes, args.batch_size, args.accumulate, args.iterations,
+                      args.epoch_steps, args.val_groups)
+    if second:
+        datasets = [args.dataset, args.multitask]
+        checkpoints.write_head_classes(folder, args.multitask, second.classes)
+        other = training.train_sequence(second.videos, second.data_dir, stream, strategy, **loading)
+        train = multitask.MultiTaskSequence({args.dataset: train, args.multitask: other}, workers=args.workers)
+        validation = validation and multitask.validation_for(validation, args.dataset, datasets)
+        print(f"multi-task: half of every batch from {len(second.videos)} {args.multitask} videos "
+              f"({len(second.classes)} classes, {args.multitask_videos})")
+
+    with distributed.scope(strategy):
+        # Model: CNN-M-2048 (--arch), from scratch or from --init; with --multitask, one softmax head
+        # per dataset on the same trunk.
+        model = models.temporal_model(len(classes), args.image_size, args.stack_length, args.arch,
                                       args.weights, args.dropout, norm=norm or "lrn")
         if args.init:
             models.copy_weights(checkpoints.load(args.init, "temporal")[0], model, skip=("predictions",))
         if second:
-            model = multitask.with_heads(model, {args.dataset: len(run_.classes), args.multitask: len(second[1])})
-        training.compile_model(model, training.sgd(args, args.lr, args.lr_drops), args,
-                               **(multitask.compile_args(datasets) if second else {}))
-    epochs = training.epochs_for(args.iterations, args.epoch_steps)
-    training.fit(model, train, validation, epochs,
-                 training.callbacks(run_.folder, train, validation is not None, monitor=monitor))
-    training.save_final_model(model, run_.folder, args.checkpoint_dir)
-    print(f"temporal: the final model, checkpoints, log.csv and TensorBoard logs are in {run_.folder}")
+            model = multitask.with_heads(model, {args.dataset: len(classes), args.multitask: len(second.classes)})
+
+        # Compile: SGD with momentum and Caffe's weight decay, the learning rate divided by 10 after
+        # each of --lr-drops, the softmax cross-entropy (with --multitask, one per head, each over its
+        # own dataset's samples).
+        learning_rate = training.schedule(args.lr, args.lr_drops, args.accumulate)
+        optimizer = training.sgd(learning_rate, args.momentum, args.weight_decay, args.accumulate)
+        losses = (multitask.compile_args(datasets) if second else
+                  dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"]))
+        model.compile(optimizer, **losses, jit_compile=training.jit_compile(args.jit))
+
+    # Callbacks: each epoch's checkpoints (best.keras on the head of --dataset), log and backup.
+    monitor = f"val_{multitask.head_name(args.dataset)}_accuracy" if second else "val_accuracy"
+    callbacks = training.callbacks(folder, train, validation is not None, monitor=monitor)
+
+    # Fit: --iterations steps, in epochs of --epoch-steps; then the final model.
+    training.fit(model, train, validation, training.epochs_for(args.iterations, args.epoch_steps), callbacks)
+    training.save_final_model(model, folder, args.checkpoint_dir)
+    print(f"temporal: the final model, checkpoints, log.csv and TensorBoard logs are in {folder}")
 
 
-def multitask_data(args, stream):
-    """The second dataset's videos and classes, with its folders from its preset unless given."""
+SecondDataset = collections.namedtuple("SecondDataset", "videos classes data_dir splits_dir")
+
+
+def multitask_data(dataset, data_dir, splits_dir, subsets, stream, own_data_dir):
+    """The second dataset of a multi-task run: its videos (`subsets`: --multitask-videos) and
+    classes, and its folders, from its preset unless given (`data_dir`, `splits_dir`)."""
+    import checkpoints
     import media
     import training
     import ucf101
-    preset = presets.values(args.multitask, "temporal")
-    args.multitask_data_dir = args.multitask_data_dir or preset["data_dir"]
-    args.multitask_splits_dir = args.multitask_splits_dir or preset["splits_dir"]
-    import checkpoints
-    videos = [v for subset in checkpoints.multitask_subsets(args.multitask_videos) for v in
-              ucf101.load_index(args.multitask_data_dir, args.multitask_splits_dir, checkpoints.MULTITASK_SPLIT, subset)]
-    training.check_videos(videos, args.multitask_data_dir, stream, f"{args.multitask} (--multitask)")
+    preset = presets.values(dataset, "temporal")
+    data_dir, splits_dir = data_dir or preset["data_dir"], splits_dir or preset["splits_dir"]
+    videos = [v for subset in checkpoints.multitask_subsets(subsets) for v in
+              ucf101.load_index(data_dir, splits_dir, checkpoints.MULTITASK_SPLIT, subset)]
+    training.check_videos(videos, data_dir, stream, f"{dataset} (--multitask)")
     methods = {d: (media.read_flow_info(os.path.join(d, ucf101.FLOW_DIR)) or {}).get("method")
-               for d in (args.data_dir, args.multitask_data_dir)}
+               for d in (own_data_dir, data_dir)}
     if None not in methods.values() and len(set(methods.values())) > 1:
         warn(f"the two datasets' flow was computed with different methods ({methods}): one trunk learns from both")
-    return videos, ucf101.class_names(args.multitask_splits_dir)
+    return SecondDataset(videos, ucf101.class_names(splits_dir), data_dir, splits_dir)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,26 @@
-"""What spatial_train.py and temporal_train.py share: their common flags, the videos of a run,
-the paper's optimizer and schedule, callbacks, and distribution over the GPUs of one machine or
-over a cluster of machines (the only place that uses tf.* directly).
+"""The steps spatial_train.py and temporal_train.py share, in the order their main() takes them:
+the training videos and the run's folder, the training batches, the paper's optimizer and
+learning-rate schedule, the checkpoints and logs of each epoch (callbacks), and fit. Each
+function takes the values it uses (the scripts pass their flags); distribution over GPUs or
+machines (tf.distribute) is in distributed.py.
 
 The schedule counts iterations, as the paper's: a run of --iterations steps is cut into epochs
 of --epoch-steps steps, each ending with a checkpoint, a log line and, with --val-groups, a
 validation on groups held out of the training list. The test list is never read here.
 """
-import atexit
-import contextlib
 import csv
 import functools
 import importlib.util
 import json
 import math
 import os
-import shutil
 import sys
-from dataclasses import dataclass
 
 import keras
 
 import atomic
 import checkpoints
+import distributed
 import errors
 import generators
 import optimizers
@@ -29,57 +28,21 @@ import ucf101
 from errors import DataError
 
 
-# ---------------------------------------------------------------------------- a run
-
-@dataclass
-class Run:
-    strategy: object  # tf.distribute strategy, or None
-    train: list  # training videos
-    validation: list  # held-out training videos (--val-groups), or []
-    classes: list
-    folder: str
-
-
-def start(args, stream, **config):
-    """What every training run does first: seed, precision, distribution strategy, the videos, and
-    the checkpoint folder with its config.json (`config` adds the stream's own entries)."""
-    checkpoints.check_folder(args.checkpoint_dir)
-    keras.utils.set_random_seed(args.seed)
-    keras.mixed_precision.set_global_policy(precision_policy(args.precision))
-    strategy = distribution_strategy(args.distribute)
-    folder = worker_checkpoint_dir(args.checkpoint_dir, strategy)
-    if folder != args.checkpoint_dir:
-        start_worker_folder(args.checkpoint_dir, folder, args.overwrite)
-    describe_worker(strategy, folder)
-    train, validation, classes = load_videos(args, stream)
-    record = checkpoints.data_record(args.data_dir, train[0])  # frame size for the demo, flow method for testing
-    if record["frame_size"] is None:
-        raise DataError(f"{ucf101.frame_path(ucf101.rgb_dir(args.data_dir, train[0].name), 0)}: missing or "
-                        "unreadable, and so is its first flow image. Re-extract the frames with prepare_data.py")
-    if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
-        errors.warn(f"{args.data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
-                    f"{record['frame_size']}: the two streams' data were extracted at different sizes")
-    config = dict(stream=stream.name, image_size=args.image_size, stack_length=stream.stack_length,
-                  dataset=args.dataset, split=args.split, num_classes=len(classes), data_dir=args.data_dir,
-                  splits_dir=args.splits_dir, frame_size=record["frame_size"], flow=record["flow"],
-                  **config)
-    config["trained_on"] = checkpoints.trained_on(config)
-    checkpoints.prepare(folder, config, classes, args.overwrite)
-    return Run(strategy, train, validation, classes, folder)
-
+# ---------------------------------------------------------------------------- the data
 
 def precision_policy(precision):
     """Keras's dtype policy for --precision: float32, or mixed_bfloat16 / mixed_float16."""
     return "float32" if precision == "float32" else f"mixed_{precision}"
 
 
-def load_videos(args, stream):
-    """(training videos, validation videos, class names), from the split's training list only."""
-    classes = ucf101.class_names(args.splits_dir, args.class_limit)
-    videos = ucf101.load_index(args.data_dir, args.splits_dir, args.split, "train", args.class_limit, args.max_videos)
-    check_videos(videos, args.data_dir, stream, f"split {args.split}'s training")
-    train, validation = ucf101.hold_out_groups(videos, args.val_groups)
-    return train, validation, classes
+def load_videos(data_dir, splits_dir, split, stream, class_limit=None, max_videos=None, val_groups=0):
+    """(training videos, held-out videos for validation, class names) from the split's training
+    list only: its last `val_groups` groups are held out (none with 0)."""
+    classes = ucf101.class_names(splits_dir, class_limit)
+    videos = ucf101.load_index(data_dir, splits_dir, split, "train", class_limit, max_videos)
+    check_videos(videos, data_dir, stream, f"split {split}'s training")
+    train, held_out = ucf101.hold_out_groups(videos, val_groups)
+    return train, held_out, classes
 
 
 def check_videos(videos, data_dir, stream, what):
@@ -91,36 +54,52 @@ def check_videos(videos, data_dir, stream, what):
         raise generators.missing_data_error(missing, data_dir, stream, len(videos), f"{what} ", leave_out=None)
 
 
-def train_sequence(args, run, stream, lighting=None, videos=None, data_dir=None):
-    """The training batches: batch_size / accumulate samples each, epoch_steps optimizer steps an
-    epoch. Multi-task runs make one for each dataset (`videos`, `data_dir`), each filling half.
-    On a multi-worker cluster, each worker's sequence loads its own part of every batch."""
-    parts = args.accumulate * (2 if videos is not None or getattr(args, "multitask", None) else 1)
-    batch, shard = args.batch_size // parts, worker_shard(run.strategy)
-    replicas = run.strategy.num_replicas_in_sync if shard[1] > 1 else 1
+def prepare_checkpoint_dir(folder, stream, data_dir, video, classes, overwrite, **config):
+    """Lock and prepare the run's folder (checkpoints.prepare) with its config.json: the stream,
+    `config` (the script's own entries), and how the data were made, as `video`'s first image and
+    flow_info.json tell (the frame size for the demo, the flow method for testing)."""
+    record = checkpoints.data_record(data_dir, video)
+    if record["frame_size"] is None:
+        raise DataError(f"{ucf101.frame_path(ucf101.rgb_dir(data_dir, video.name), 0)}: missing or "
+                        "unreadable, and so is its first flow image. Re-extract the frames with prepare_data.py")
+    if record["flow"] and stream.is_flow and record["frame_size"] != record["flow"]["frame_size"]:
+        errors.warn(f"{data_dir}: its flow was computed at {record['flow']['frame_size']} but its frames are "
+                    f"{record['frame_size']}: the two streams' data were extracted at different sizes")
+    config = dict(stream=stream.name, stack_length=stream.stack_length, num_classes=len(classes), data_dir=data_dir,
+                  frame_size=record["frame_size"], flow=record["flow"], **config)
+    config["trained_on"] = checkpoints.trained_on(config)
+    checkpoints.prepare(folder, config, classes, overwrite)
+
+
+def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate, epoch_steps, image_size,
+                   sampling, crop, seed, workers, lighting=None, datasets=1):
+    """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
+    part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
+    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`), each worker's
+    sequence loads its own part of every batch."""
+    parts = accumulate * datasets
+    batch, shard = batch_size // parts, distributed.worker_shard(strategy)
+    replicas = strategy.num_replicas_in_sync if shard[1] > 1 else 1
     if batch % replicas:
-        raise DataError(f"--batch-size {args.batch_size} does not split evenly over the cluster's {replicas} "
+        raise DataError(f"--batch-size {batch_size} does not split evenly over the cluster's {replicas} "
                         f"replicas ({batch} samples a step): choose a multiple of {replicas * parts}")
     return generators.TrainSequence(
-        run.train if videos is None else videos, data_dir or args.data_dir, stream, batch_size=batch,
-        image_size=args.image_size, steps=args.epoch_steps * args.accumulate, sampling=args.sampling,
-        crop=args.crop, lighting=lighting, seed=args.seed, workers=args.workers, use_multiprocessing=True,
+        videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
+        sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,
         shard=shard)
 
 
-def validation(args, run, stream):
-    """The held-out groups' centre samples, or None without --val-groups."""
-    if not run.validation:
-        return None
-    return generators.validation_data(run.validation, args.data_dir, stream, args.image_size)
+def validation_data(videos, data_dir, stream, image_size):
+    """The held-out videos' centre samples, or None without any (no --val-groups)."""
+    return generators.validation_data(videos, data_dir, stream, image_size) if videos else None
 
 
-def describe(name, args, run, sequence, iterations):
-    held_out = (f"validation on {len(run.validation)} videos of {args.val_groups} held-out training groups"
-                if run.validation else "no validation (the paper's fixed schedule)")
-    print(f"{name}: {len(run.train)} training videos, {len(run.classes)} classes, batch {args.batch_size}"
-          + (f" in {args.accumulate} parts" if args.accumulate > 1 else "")
-          + f", {iterations} iterations in epochs of {args.epoch_steps}; {held_out}", flush=True)
+def describe(name, videos, held_out, classes, batch_size, accumulate, iterations, epoch_steps, val_groups):
+    validation = (f"validation on {len(held_out)} videos of {val_groups} held-out training groups"
+                  if held_out else "no validation (the paper's fixed schedule)")
+    print(f"{name}: {len(videos)} training videos, {len(classes)} classes, batch {batch_size}"
+          + (f" in {accumulate} parts" if accumulate > 1 else "")
+          + f", {iterations} iterations in epochs of {epoch_steps}; {validation}", flush=True)
 
 
 # ---------------------------------------------------------------------------- optimizer and schedule
@@ -139,20 +118,23 @@ def schedule(lr, drops, accumulate=1):
                                                              [lr / 10 ** k for k in range(len(drops) + 1)])
 
 
-def sgd(args, lr, drops):
+def sgd(learning_rate, momentum, weight_decay, accumulate=1):
     """The paper's optimizer: SGD with momentum and Caffe's weight decay, on kernels only
-    (optimizers.SGD)."""
-    return optimizers.SGD(schedule(lr, drops, args.accumulate), momentum=args.momentum,
-                          weight_decay=args.weight_decay or None,
-                          gradient_accumulation_steps=args.accumulate if args.accumulate > 1 else None)
+    (optimizers.SGD). `learning_rate`: a number or a schedule; each step on the gradients of
+    `accumulate` parts of the batch."""
+    return optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay or None,
+                          gradient_accumulation_steps=accumulation_steps(accumulate))
 
 
-def compile_model(model, optimizer, args, loss="sparse_categorical_crossentropy", metrics=("accuracy",),
-                  weighted_metrics=None):
-    """model.compile; weighted_metrics count each sample by its sample weight (multi-task heads)."""
-    model.compile(optimizer, loss=loss, metrics=list(metrics) if isinstance(metrics, tuple) else metrics,
-                  weighted_metrics=weighted_metrics,
-                  jit_compile=args.jit if keras.backend.backend() == "tensorflow" else "auto")
+def accumulation_steps(accumulate):
+    """Keras's gradient_accumulation_steps for --accumulate: None for 1 (Keras takes 2 or more)."""
+    return accumulate if accumulate > 1 else None
+
+
+def jit_compile(jit):
+    """model.compile's jit_compile for --jit: XLA on TensorFlow only when asked; JAX compiles every
+    step anyway ("auto")."""
+    return jit if keras.backend.backend() == "tensorflow" else "auto"
 
 
 # ---------------------------------------------------------------------------- callbacks and fit
@@ -178,8 +160,10 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_accuracy", initial_epoch=0):
+def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, monitor="val_accuracy", initial_epoch=0):
     """The checkpoints and logs of each epoch, then the backup, whose save is the epoch's commit.
+    The backup holds the training state (weights and the optimizer's); best.keras and last.keras
+    the network alone.
 
     At the end of an epoch, best.keras, last.keras and the log row are written first, each whole;
     the backup last: a kill before it is committed makes the rerun train that epoch again (its log
@@ -189,19 +173,20 @@ def callbacks(folder, sequence, validated, backup_name="backup", monitor="val_ac
     iterations it trains on from there. best.keras only when there is a validation set.
     `initial_epoch`: where fit starts without a backup (the spatial stream's phase 2).
     """
-    log = os.path.join(folder, "log.csv")
-    backup = AtomicBackupAndRestore(os.path.join(folder, backup_name))
+    log = os.path.join(folder, checkpoints.LOG_FILE)
+    backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
     logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
-    best = [AtomicModelCheckpoint(os.path.join(folder, "best.keras"), monitor=monitor, mode="max", save_best_only=True,
-                                  initial_value_threshold=best_logged(logged, monitor))] if validated else []
+    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max",
+                                  save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
+            ] if validated else []
     return [
         SyncEpoch(sequence),
-        SameStartOnEveryWorker(),
+        distributed.SameStartOnEveryWorker(),
         LogLearningRate(),
         *best,
         AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
         keras.callbacks.CSVLogger(log, append=True),  # a row goes out in one write (one flush)
-    ] + tensorboard(os.path.join(folder, "tensorboard")) + [backup]
+    ] + tensorboard(os.path.join(folder, checkpoints.TENSORBOARD_DIR)) + [backup]
 
 
 KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)
@@ -271,16 +256,19 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint whose file appears only whole: Keras saves in place, and a kill during the
-    save left a truncated model. Here Keras saves to a temporary name, renamed when complete."""
+    """ModelCheckpoint whose file appears only whole and holds the network alone. Keras saves in
+    place, and a kill during the save left a truncated model: here it saves to a temporary name,
+    renamed when complete. Keras saves the optimizer's state too, which the backup, written the
+    same epoch, holds already: here it saves checkpoints.network(model), half the bytes with SGD."""
 
     def _save_model(self, epoch, batch, logs):
-        final = self.filepath
+        final, trained = self.filepath, self.model  # self.model: on JAX, the trained values into the variables
         try:
             with atomic.replacing(final) as self.filepath:
+                self._model = checkpoints.network(trained)
                 super()._save_model(epoch, batch, logs)
         finally:
-            self.filepath = final
+            self.filepath, self._model = final, trained
 
 
 def save_final_model(model, folder, chief_folder):
@@ -338,215 +326,12 @@ def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0)
     A progress bar on a terminal, one line per epoch in a log file."""
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
     data = sequence
-    if is_multiworker(strategy):
+    if distributed.is_multiworker(strategy):
         first = sequence[0]
-        data = cluster_dataset(sequence, strategy, first)
-        work_around_keras_multiworker_bugs(model, first)
-    with hint_on_cluster_failure(strategy):
+        data = distributed.cluster_dataset(sequence, strategy, first)
+        distributed.work_around_keras_multiworker_bugs(model, first)
+    with distributed.hint_on_cluster_failure(strategy):
         return model.fit(data, shuffle=data is sequence,  # fit cannot shuffle a tf.data dataset (and warns)
                          validation_data=validation_set, validation_batch_size=sequence.batch_size,
                          epochs=epochs, initial_epoch=initial_epoch, callbacks=callback_list,
                          verbose=1 if sys.stdout.isatty() else 2)
-
-
-# ---------------------------------------------------------------------------- distribution
-
-def distribution_strategy(name):
-    """tf.distribute strategy for --distribute, or None for no distribution."""
-    if name == "none":
-        return None
-    if keras.backend.backend() != "tensorflow":
-        raise DataError(f"--distribute {name} needs the TensorFlow backend "
-                        f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()}")
-    import tensorflow as tf
-    if name == "mirrored":
-        # All GPUs; without any, the logical CPU devices (2 in the tests), else the one CPU.
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-    else:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    print(f"--distribute {name}: {strategy.num_replicas_in_sync} replicas", flush=True)
-    return strategy
-
-
-def scope(strategy):
-    """Build and compile the model in here: the strategy's scope, or nothing."""
-    return strategy.scope() if strategy else contextlib.nullcontext()
-
-
-def is_multiworker(strategy):
-    """Whether `strategy` is tf.distribute's MultiWorkerMirroredStrategy (with one worker or more)."""
-    if strategy is None or keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def worker_shard(strategy):
-    """(this worker's index, number of workers) in a multi-worker cluster, numbered as tf.distribute
-    numbers its input pipelines (a "chief" task first, then the "worker" tasks); (0, 1) otherwise."""
-    resolver = strategy.cluster_resolver if is_multiworker(strategy) else None
-    jobs = resolver.cluster_spec().as_dict() if resolver else {}
-    chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
-    if chiefs + workers <= 1:
-        return 0, 1
-    return (0 if resolver.task_type == "chief" else chiefs + resolver.task_id), chiefs + workers
-
-
-def worker_checkpoint_dir(folder, strategy):
-    """The folder this process writes its checkpoints and logs into: `folder`, except on a worker of
-    a multi-worker cluster that is not the chief: folder/workertemp_<task id>.
-
-    This is Keras's rule for multi-worker training (the multi-worker guide, and tf.keras's
-    distributed_file_utils, whose folder name this is): every worker saves the same files at the
-    same moments, since saving may read variables that need all the workers, but only the chief's
-    copies are kept; the others go to a temporary folder, deleted when the process ends.
-    """
-    if strategy is None or strategy.extended.should_checkpoint:
-        return folder
-    return os.path.join(folder, f"workertemp_{strategy.cluster_resolver.task_id}")
-
-
-# What a resumed run reads in its folder: BackupAndRestore's state, log.csv (the best epoch so
-# far, for best.keras) and the spatial stream's phase 1 model.
-RESUME_FILES = ("backup", "log.csv", checkpoints.PHASE1_FILE)
-
-
-def start_worker_folder(chief_folder, folder, overwrite):
-    """A fresh temporary folder for a worker that is not the chief, starting with copies of the
-    chief's RESUME_FILES (none with --overwrite): every worker then resumes from the chief's
-    backup and makes the same saving decisions. The chief's folder must be one that every worker
-    sees (a shared file system), as Keras asks of BackupAndRestore's folder."""
-    shutil.rmtree(folder, ignore_errors=True)  # left by a killed worker
-    os.makedirs(folder)
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    for name in () if overwrite else RESUME_FILES:
-        source, copy = os.path.join(chief_folder, name), os.path.join(folder, name)
-        if os.path.isdir(source):
-            shutil.copytree(source, copy)
-        elif os.path.isfile(source):
-            shutil.copy2(source, copy)
-
-
-def describe_worker(strategy, folder):
-    index, count = worker_shard(strategy)
-    if count > 1:
-        role = ("the chief" if strategy.extended.should_checkpoint
-                else f"not the chief: its copies of the chief's files go to {folder}, deleted at exit")
-        print(f"--distribute multiworker: worker {index} of {count}, {role}", flush=True)
-
-
-class SameStartOnEveryWorker(keras.callbacks.Callback):
-    """On a multi-worker cluster, stop at once unless every worker starts at the same epoch with the
-    same weights. A worker that restored another backup than the chief's (a --checkpoint-dir that
-    the workers do not share), or that changed its model from its own data, would otherwise train
-    on in step with the others from other weights, and nothing would fail before the end."""
-
-    def __init__(self):
-        super().__init__()
-        self.checked = False
-
-    def on_epoch_begin(self, epoch, logs=None):
-        strategy = getattr(self.model, "distribute_strategy", None)  # TensorFlow's trainer only
-        if self.checked or not is_multiworker(strategy):
-            return
-        self.checked = True
-        import numpy as np
-        import tensorflow as tf
-        weights = self.model.get_weights()
-        state = [epoch, sum(w.sum(dtype=np.float64) for w in weights),
-                 sum(np.abs(w).sum(dtype=np.float64) for w in weights)]
-        starts = strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
-        epochs = starts[:, 0].astype(int).tolist()
-        if len(set(epochs)) > 1:
-            raise DataError(f"the workers start at epochs {epochs}: they did not all restore the chief's backup. Give "
-                            "every worker the same --checkpoint-dir, on a file system that they all see (as "
-                            "BackupAndRestore needs), and start them all again.")
-        if (starts != starts[0]).any():
-            raise DataError(f"the workers start epoch {epoch} with different weights: each changed its model on its "
-                            "own before training (from data that differ between workers?), or their backups "
-                            "differ. Every worker must build the same model.")
-
-
-@contextlib.contextmanager
-def hint_on_cluster_failure(strategy):
-    """Say what to do when another worker stops (TensorFlow stops the others about 10 s later)."""
-    if not is_multiworker(strategy):
-        yield
-        return
-    import tensorflow as tf
-    try:
-        yield
-    except tf.errors.UnavailableError:
-        print("\nA worker of the cluster stopped, so this one stops too. Start every worker again with its same "
-              "command: training resumes from the chief's backup of the last finished epoch.", file=sys.stderr)
-        raise
-
-
-def work_around_keras_multiworker_bugs(model, batch):
-    """Keras 3.15's fit fails twice on a multi-worker cluster (keras-team/keras#20585,
-    tensorflow/tensorflow#72388); both workarounds change only what it does there.
-
-    1. Before training, it builds the model's metrics and loss from the first batch of the
-       distributed dataset, which it first tries to reduce across the workers as if the per-replica
-       (x, y) were one tensor. Only shapes and dtypes matter: build from this worker's `batch`.
-    2. After each step, it averages the replicas' logs with strategy.reduce(MEAN, value, axis=0),
-       which also reduces over axis 0 of each value, and the logs are scalars. Average over the
-       replicas only (axis=None).
-    """
-    from keras.src.backend.tensorflow import trainer  # where fit's step function finds reduce_per_replica
-    build = model._maybe_symbolic_build
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
-        data_batch=batch if data_batch is None else data_batch)
-    reduce = trainer.reduce_per_replica
-    if getattr(reduce, "over_replicas_only", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction == "auto" and is_multiworker(strategy):
-            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return reduce(values, strategy, reduction)
-
-    reduce_per_replica.over_replicas_only = True
-    trainer.reduce_per_replica = reduce_per_replica
-
-
-def cluster_dataset(sequence, strategy, first):
-    """The training sequence as each worker's own tf.data pipeline (tf.distribute's
-    distribute_datasets_from_function): worker k's batches are its sequence's shard of every
-    global batch, split further between its replicas if it has several (GPUs).
-
-    Handed the sequence itself, Keras would let tf.distribute treat every worker's batches as
-    whole global batches, split them between all the cluster's replicas and keep this worker's
-    part: every worker would load every sample. A dataset from a function is neither sharded
-    nor rebatched by tf.distribute. Keras makes a new iterator every epoch, after the callbacks'
-    on_epoch_begin, so SyncEpoch's epoch seeds the draws as without distribution. `first`:
-    sequence[0], for the batches' structure, dtypes and shapes.
-    """
-    import tensorflow as tf
-
-    def worker_dataset(context):
-        shard = getattr(sequence, "shard", None)
-        if shard is not None and shard != (context.input_pipeline_id, context.num_input_pipelines):
-            raise RuntimeError(f"the sequence holds shard {shard}, tf.distribute asks for "
-                               f"{(context.input_pipeline_id, context.num_input_pipelines)}")
-        specs = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + a.shape[1:], a.dtype), first)
-        flat_specs = tf.nest.flatten(specs)
-
-        def load(index):
-            arrays = tf.numpy_function(lambda i: tf.nest.flatten(sequence[int(i)]), [index],
-                                       [spec.dtype for spec in flat_specs])
-            for array, spec in zip(arrays, flat_specs):
-                array.set_shape(spec.shape)
-            return tf.nest.pack_sequence_as(specs, arrays)
-
-        dataset = tf.data.Dataset.range(len(sequence)).map(load, num_parallel_calls=max(1, sequence.workers),
-                                                          deterministic=True)
-        replicas = context.num_replicas_in_sync // context.num_input_pipelines
-        if replicas > 1:
-            per_replica = len(tf.nest.flatten(first)[0]) // replicas
-            dataset = dataset.rebatch(per_replica).apply(
-                tf.data.experimental.assert_cardinality(len(sequence) * replicas))
-        return dataset.prefetch(1)
-
-    return strategy.distribute_datasets_from_function(worker_dataset)

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import fakedata  # noqa: E402
 import generators  # noqa: E402
 import models  # noqa: E402
+import training  # noqa: E402
 import ucf101  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,8 +73,8 @@ def build(stream, classes):
     else:
         model = models.temporal_model(classes, args.image_size, args.stack_length, dropout=0.5)
         optimizer = keras.optimizers.SGD(1e-2, momentum=0.9)
-    jit = False if keras.backend.backend() == "tensorflow" else "auto"  # as the training scripts
-    model.compile(optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
+    model.compile(optimizer, loss="sparse_categorical_crossentropy",
+                  jit_compile=training.jit_compile(False))  # as the training scripts without --jit
     return model
 
 

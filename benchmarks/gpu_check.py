@@ -299,14 +299,12 @@ def section_train(args, name):
     stream = generators.Stream(name, STACK_LENGTH)
     videos = ucf101.load_index(folder, splits, 1, "train")
     classes = ucf101.class_names(splits)
-    run = training.Run(None, videos, [], classes, train_args.checkpoint_dir)
-    sequence = training.train_sequence(train_args, run, stream,
-                                       **({"lighting": train_args.lighting} if name == "spatial" else {}))
+    sequence = training_sequence(train_args, videos, stream, name)
     shape = f"{image_size}x{image_size}x{stream.channels}"
     model_name = "InceptionV3, phase 2 (mixed9, mixed10 and the top train)" if name == "spatial" else "CNN-M-2048"
     say(f"\n## Training: {name}, {model_name}, {shape}, batch {size['batch']}\n")
     loader = loader_rate(sequence, size["warmup"])
-    one = one_worker_rate(train_args, run, stream, name)
+    one = one_worker_rate(train_args, videos, stream, name)
     processes = getattr(sequence, "processes", 0) or sequence.workers
     say(f"loader alone ({describe_loader(sequence)}): {loader:.0f} samples/s = {loader / one:.1f}x one worker's "
         f"{one:.0f} (goal, issue 18: >= {0.75 * processes:.0f}x, 12x on 16 cores)\n")
@@ -327,7 +325,10 @@ def section_train(args, name):
             else:
                 model = models.temporal_model(len(classes), image_size, STACK_LENGTH, dropout=train_args.dropout,
                                               norm=train_args.norm)
-            training.compile_model(model, training.sgd(train_args, lr, drops), train_args)
+            optimizer = training.sgd(training.schedule(lr, drops, train_args.accumulate), train_args.momentum,
+                                     train_args.weight_decay, train_args.accumulate)
+            model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=training.jit_compile(train_args.jit))
             memory = in_memory_rate(model, x, y, size["warmup"], size["steps"])
             fed = fit_rate(model, sequence, size["warmup"])
             say(f"| {precision} | {memory:.0f} | {fed:.0f} | {fed / memory:.0%} | {loader / memory:.0%} |")
@@ -339,15 +340,19 @@ def section_train(args, name):
     assert np.all(np.isfinite(y))
 
 
-def one_worker_rate(train_args, run, stream, name, batches=2):
-    """Samples/s of the training loader with --workers 1 (in this process), after one batch."""
-    import copy
-
+def training_sequence(train_args, videos, stream, name, workers=None):
+    """The training script's loader for `videos`, as the script makes it from its flags (`train_args`)."""
     import training
-    single = copy.copy(train_args)
-    single.workers = 1
-    sequence = training.train_sequence(single, run, stream,
-                                       **({"lighting": train_args.lighting} if name == "spatial" else {}))
+    return training.train_sequence(
+        videos, train_args.data_dir, stream, None, batch_size=train_args.batch_size,
+        accumulate=train_args.accumulate, epoch_steps=train_args.epoch_steps, image_size=train_args.image_size,
+        sampling=train_args.sampling, crop=train_args.crop, seed=train_args.seed,
+        workers=workers or train_args.workers, lighting=train_args.lighting if name == "spatial" else None)
+
+
+def one_worker_rate(train_args, videos, stream, name, batches=2):
+    """Samples/s of the training loader with --workers 1 (in this process), after one batch."""
+    sequence = training_sequence(train_args, videos, stream, name, workers=1)
     sequence[0]
     seconds = timed(lambda: [sequence[i] for i in range(1, 1 + batches)])
     return batches * sequence.batch_size / seconds

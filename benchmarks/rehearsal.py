@@ -159,7 +159,9 @@ def stand_in(real_dir, out_dir, stream):
     """A stand-in for a trained stream: average pooling and a softmax, saved as a real .keras file
     with the trained run's config.json and classInd.txt, so fuse_test.py reads it as that run."""
     import keras
-    with open(os.path.join(real_dir, "config.json")) as f:
+
+    import checkpoints
+    with open(os.path.join(real_dir, checkpoints.CONFIG_FILE)) as f:
         config = json.load(f)
     size, classes = config["image_size"], config["num_classes"]
     channels = 3 if stream == "spatial" else 2 * config["stack_length"]
@@ -167,9 +169,9 @@ def stand_in(real_dir, out_dir, stream):
     pooled = keras.layers.Flatten()(keras.layers.AveragePooling2D(size // 4)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(pooled))
     os.makedirs(out_dir, exist_ok=True)
-    for name in ("config.json", "classInd.txt"):
+    for name in (checkpoints.CONFIG_FILE, checkpoints.CLASSES_FILE):
         shutil.copy(os.path.join(real_dir, name), out_dir)
-    model.save(os.path.join(out_dir, "last.keras"))
+    model.save(os.path.join(out_dir, checkpoints.MODEL_FILE))
 
 
 def sample_splits(data, out, classes):

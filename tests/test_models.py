@@ -364,7 +364,7 @@ for precision in ("float32", "bfloat16", "float16"):
     args = temporal_train.parse_args(["--precision", precision])
     keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
     model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
-    model.compile(training.sgd(args, 1e-3, []), loss="sparse_categorical_crossentropy")
+    model.compile(training.sgd(1e-3, args.momentum, args.weight_decay), loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 4)).astype(np.uint8)
     loss = model.train_on_batch(x, np.array([0, 2]))
     spatial = models.spatial_model(3, image_size=75, weights="none")  # built only: its step compiles for minutes

@@ -76,8 +76,8 @@ def test_each_heads_accuracy_counts_its_own_samples_only():
                                       bias_initializer=keras.initializers.Constant(bias))(inputs)
              for name, bias in (("a", [5.0, 0.0]), ("b", [0.0, 5.0]))}
     model = keras.Model(inputs, {multitask.head_name(name): head for name, head in heads.items()})
-    training.compile_model(model, keras.optimizers.SGD(), temporal_train.parse_args([]),
-                           **multitask.compile_args(["a", "b"]))
+    model.compile(keras.optimizers.SGD(), **multitask.compile_args(["a", "b"]),
+                  jit_compile=training.jit_compile(temporal_train.parse_args([]).jit))
     own = {"a": np.array([1, 1, 1, 0]), "b": np.array([1, 0, 0, 0])}
     labels = {multitask.head_name("a"): np.concatenate([own["a"], np.zeros(4, int)]),
               multitask.head_name("b"): np.concatenate([np.zeros(4, int), own["b"]])}

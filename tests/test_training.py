@@ -14,6 +14,7 @@ import pytest
 
 import errors
 import fakedata
+import distributed
 import generators
 import media
 import models
@@ -159,6 +160,19 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     assert logged_epochs(folder) == [0]
 
 
+def test_an_epoch_writes_the_training_state_once(dataset, tmp_path):
+    """The backup holds the weights and SGD's momentum, which resuming needs; last.keras, written
+    every epoch too, holds the network alone, at half the bytes (issue 19: CNN-M-2048's state is
+    0.72 GB at 224 px, and each epoch wrote it twice)."""
+    folder = tmp_path / "temporal"
+    temporal_train.main(temporal_args(dataset, folder, "--iterations", "1", "--epoch-steps", "1"))
+    state = os.path.getsize(folder / "backup" / "epoch000001.weights.h5")
+    network = os.path.getsize(folder / "last.keras")
+    assert network < 0.55 * state, (network, state)
+    model = models.load_model(str(folder / "last.keras"))
+    assert model.predict(np.full((1, 64, 64, 4), 128, np.uint8), verbose=0).shape == (1, 3)
+
+
 def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monkeypatch, capsys):
     root, splits = dataset
     folder = tmp_path / "spatial"
@@ -205,7 +219,8 @@ def test_the_defaults_are_the_papers():
 
 def test_sgd_has_caffes_weight_decay_and_drops_count_optimizer_steps():
     args = temporal_train.parse_args(["--accumulate", "4"])
-    optimizer = training.sgd(args, 1e-2, [10])  # its update: tests/test_weight_decay.py
+    optimizer = training.sgd(training.schedule(1e-2, [10], args.accumulate), args.momentum, args.weight_decay,
+                             args.accumulate)  # its update: tests/test_weight_decay.py
     assert optimizer.caffe_weight_decay == 5e-4 and optimizer.gradient_accumulation_steps == 4
     # Keras evaluates a schedule on micro-steps: with 4 of them per update, "after 10 updates" is after 40.
     schedule = optimizer._learning_rate
@@ -255,10 +270,10 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
 
 
 def test_distribution_needs_tensorflow():
-    assert training.distribution_strategy("none") is None
+    assert distributed.distribution_strategy("none") is None
     if keras.backend.backend() != "tensorflow":
         with pytest.raises(DataError, match="needs the TensorFlow backend"):
-            training.distribution_strategy("mirrored")
+            distributed.distribution_strategy("mirrored")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend")

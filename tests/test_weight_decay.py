@@ -24,7 +24,7 @@ LR, MOMENTUM, DECAY = 0.1, 0.9, 0.05  # a decay large enough that every step sho
 def paper_sgd(accumulate=1, lr=LR, decay=DECAY):
     args = temporal_train.parse_args(["--momentum", str(MOMENTUM), "--weight-decay", str(decay),
                                       "--batch-size", "4", "--accumulate", str(accumulate)])
-    return training.sgd(args, lr, None)
+    return training.sgd(lr, args.momentum, args.weight_decay, args.accumulate)
 
 
 def caffe_steps(w, gradients, decay, lr=LR, momentum=MOMENTUM):
@@ -102,8 +102,8 @@ def test_mirrored_replicas_decay_once_not_once_each(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path[:0] = [{REPO!r}, {os.path.dirname(__file__)!r}]
-        import test_weight_decay as t, training
-        strategy = training.distribution_strategy("mirrored")
+        import distributed, test_weight_decay as t
+        strategy = distributed.distribution_strategy("mirrored")
         with strategy.scope():
             model = t.zero_input_model()
             model.compile(t.paper_sgd(), loss="mse")

@@ -1,0 +1,232 @@
+"""Training on several GPUs of one machine or on a cluster of machines, with tf.distribute: the
+strategy for --distribute, each worker's share of the data and its checkpoint folder, and the
+workarounds Keras needs on a multi-worker cluster.
+
+The one module that uses TensorFlow for tf.distribute, imported inside the functions that need it,
+so that training without --distribute runs on any Keras backend (JAX without TensorFlow included).
+(tvl1.py also imports TensorFlow, for its own reason: to compile the TV-L1 flow with
+tf.function on that backend.)
+
+    strategy = distribution_strategy(args.distribute)              # None for --distribute none
+    folder = worker_folder(args.checkpoint_dir, strategy, args.overwrite)
+    with scope(strategy):
+        model = ...; model.compile(...)
+"""
+import atexit
+import contextlib
+import os
+import shutil
+import sys
+
+import keras
+
+import checkpoints
+from errors import DataError
+
+
+def distribution_strategy(name):
+    """tf.distribute strategy for --distribute, or None for no distribution."""
+    if name == "none":
+        return None
+    if keras.backend.backend() != "tensorflow":
+        raise DataError(f"--distribute {name} needs the TensorFlow backend "
+                        f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()}")
+    import tensorflow as tf
+    if name == "mirrored":
+        # All GPUs; without any, the logical CPU devices (2 in the tests), else the one CPU.
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    print(f"--distribute {name}: {strategy.num_replicas_in_sync} replicas", flush=True)
+    return strategy
+
+
+def scope(strategy):
+    """Build and compile the model in here: the strategy's scope, or nothing."""
+    return strategy.scope() if strategy else contextlib.nullcontext()
+
+
+def is_multiworker(strategy):
+    """Whether `strategy` is tf.distribute's MultiWorkerMirroredStrategy (with one worker or more)."""
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_shard(strategy):
+    """(this worker's index, number of workers) in a multi-worker cluster, numbered as tf.distribute
+    numbers its input pipelines (a "chief" task first, then the "worker" tasks); (0, 1) otherwise."""
+    resolver = strategy.cluster_resolver if is_multiworker(strategy) else None
+    jobs = resolver.cluster_spec().as_dict() if resolver else {}
+    chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+    if chiefs + workers <= 1:
+        return 0, 1
+    return (0 if resolver.task_type == "chief" else chiefs + resolver.task_id), chiefs + workers
+
+
+def worker_checkpoint_dir(folder, strategy):
+    """The folder this process writes its checkpoints and logs into: `folder`, except on a worker of
+    a multi-worker cluster that is not the chief: folder/workertemp_<task id>.
+
+    This is Keras's rule for multi-worker training (the multi-worker guide, and tf.keras's
+    distributed_file_utils, whose folder name this is): every worker saves the same files at the
+    same moments, since saving may read variables that need all the workers, but only the chief's
+    copies are kept; the others go to a temporary folder, deleted when the process ends.
+    """
+    if strategy is None or strategy.extended.should_checkpoint:
+        return folder
+    return os.path.join(folder, f"workertemp_{strategy.cluster_resolver.task_id}")
+
+
+def worker_folder(checkpoint_dir, strategy, overwrite):
+    """The folder this process writes its checkpoints and logs into (worker_checkpoint_dir): on a
+    worker that is not the chief, started afresh with copies of the chief's files
+    (start_worker_folder). Says which worker this is."""
+    checkpoints.check_folder(checkpoint_dir)
+    folder = worker_checkpoint_dir(checkpoint_dir, strategy)
+    if folder != checkpoint_dir:
+        start_worker_folder(checkpoint_dir, folder, overwrite)
+    describe_worker(strategy, folder)
+    return folder
+
+
+def start_worker_folder(chief_folder, folder, overwrite):
+    """A fresh temporary folder for a worker that is not the chief, starting with copies of the
+    chief's checkpoints.RESUME_FILES (none with --overwrite): every worker then resumes from the chief's
+    backup and makes the same saving decisions. The chief's folder must be one that every worker
+    sees (a shared file system), as Keras asks of BackupAndRestore's folder."""
+    shutil.rmtree(folder, ignore_errors=True)  # left by a killed worker
+    os.makedirs(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in () if overwrite else checkpoints.RESUME_FILES:
+        source, copy = os.path.join(chief_folder, name), os.path.join(folder, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, copy)
+        elif os.path.isfile(source):
+            shutil.copy2(source, copy)
+
+
+def describe_worker(strategy, folder):
+    index, count = worker_shard(strategy)
+    if count > 1:
+        role = ("the chief" if strategy.extended.should_checkpoint
+                else f"not the chief: its copies of the chief's files go to {folder}, deleted at exit")
+        print(f"--distribute multiworker: worker {index} of {count}, {role}", flush=True)
+
+
+class SameStartOnEveryWorker(keras.callbacks.Callback):
+    """On a multi-worker cluster, stop at once unless every worker starts at the same epoch with the
+    same weights. A worker that restored another backup than the chief's (a --checkpoint-dir that
+    the workers do not share), or that changed its model from its own data, would otherwise train
+    on in step with the others from other weights, and nothing would fail before the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.checked = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        strategy = getattr(self.model, "distribute_strategy", None)  # TensorFlow's trainer only
+        if self.checked or not is_multiworker(strategy):
+            return
+        self.checked = True
+        import numpy as np
+        import tensorflow as tf
+        weights = self.model.get_weights()
+        state = [epoch, sum(w.sum(dtype=np.float64) for w in weights),
+                 sum(np.abs(w).sum(dtype=np.float64) for w in weights)]
+        starts = strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
+        epochs = starts[:, 0].astype(int).tolist()
+        if len(set(epochs)) > 1:
+            raise DataError(f"the workers start at epochs {epochs}: they did not all restore the chief's backup. Give "
+                            "every worker the same --checkpoint-dir, on a file system that they all see (as "
+                            "BackupAndRestore needs), and start them all again.")
+        if (starts != starts[0]).any():
+            raise DataError(f"the workers start epoch {epoch} with different weights: each changed its model on its "
+                            "own before training (from data that differ between workers?), or their backups "
+                            "differ. Every worker must build the same model.")
+
+
+@contextlib.contextmanager
+def hint_on_cluster_failure(strategy):
+    """Say what to do when another worker stops (TensorFlow stops the others about 10 s later)."""
+    if not is_multiworker(strategy):
+        yield
+        return
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.UnavailableError:
+        print("\nA worker of the cluster stopped, so this one stops too. Start every worker again with its same "
+              "command: training resumes from the chief's backup of the last finished epoch.", file=sys.stderr)
+        raise
+
+
+def work_around_keras_multiworker_bugs(model, batch):
+    """Keras 3.15's fit fails twice on a multi-worker cluster (keras-team/keras#20585,
+    tensorflow/tensorflow#72388); both workarounds change only what it does there.
+
+    1. Before training, it builds the model's metrics and loss from the first batch of the
+       distributed dataset, which it first tries to reduce across the workers as if the per-replica
+       (x, y) were one tensor. Only shapes and dtypes matter: build from this worker's `batch`.
+    2. After each step, it averages the replicas' logs with strategy.reduce(MEAN, value, axis=0),
+       which also reduces over axis 0 of each value, and the logs are scalars. Average over the
+       replicas only (axis=None).
+    """
+    from keras.src.backend.tensorflow import trainer  # where fit's step function finds reduce_per_replica
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
+        data_batch=batch if data_batch is None else data_batch)
+    reduce = trainer.reduce_per_replica
+    if getattr(reduce, "over_replicas_only", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction == "auto" and is_multiworker(strategy):
+            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return reduce(values, strategy, reduction)
+
+    reduce_per_replica.over_replicas_only = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def cluster_dataset(sequence, strategy, first):
+    """The training sequence as each worker's own tf.data pipeline (tf.distribute's
+    distribute_datasets_from_function): worker k's batches are its sequence's shard of every
+    global batch, split further between its replicas if it has several (GPUs).
+
+    Handed the sequence itself, Keras would let tf.distribute treat every worker's batches as
+    whole global batches, split them between all the cluster's replicas and keep this worker's
+    part: every worker would load every sample. A dataset from a function is neither sharded
+    nor rebatched by tf.distribute. Keras makes a new iterator every epoch, after the callbacks'
+    on_epoch_begin, so SyncEpoch's epoch seeds the draws as without distribution. `first`:
+    sequence[0], for the batches' structure, dtypes and shapes.
+    """
+    import tensorflow as tf
+
+    def worker_dataset(context):
+        shard = getattr(sequence, "shard", None)
+        if shard is not None and shard != (context.input_pipeline_id, context.num_input_pipelines):
+            raise RuntimeError(f"the sequence holds shard {shard}, tf.distribute asks for "
+                               f"{(context.input_pipeline_id, context.num_input_pipelines)}")
+        specs = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + a.shape[1:], a.dtype), first)
+        flat_specs = tf.nest.flatten(specs)
+
+        def load(index):
+            arrays = tf.numpy_function(lambda i: tf.nest.flatten(sequence[int(i)]), [index],
+                                       [spec.dtype for spec in flat_specs])
+            for array, spec in zip(arrays, flat_specs):
+                array.set_shape(spec.shape)
+            return tf.nest.pack_sequence_as(specs, arrays)
+
+        dataset = tf.data.Dataset.range(len(sequence)).map(load, num_parallel_calls=max(1, sequence.workers),
+                                                          deterministic=True)
+        replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        if replicas > 1:
+            per_replica = len(tf.nest.flatten(first)[0]) // replicas
+            dataset = dataset.rebatch(per_replica).apply(
+                tf.data.experimental.assert_cardinality(len(sequence) * replicas))
+        return dataset.prefetch(1)
+
+    return strategy.distribute_datasets_from_function(worker_dataset)

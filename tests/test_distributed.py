@@ -216,6 +216,7 @@ def test_the_shards_of_a_batch_together_are_the_one_worker_batch(dataset, sampli
         make((3, 3))
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, tmp_path):
     folder, out = tmp_path / "run", tmp_path / "out"
@@ -254,6 +255,7 @@ def test_two_workers_train_one_model_on_disjoint_halves_of_every_batch(dataset, 
     assert "worker 0 of 2, the chief" in open(out / "log_0.txt").read()
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(dataset, tmp_path):
     folder, out = tmp_path / "run", tmp_path / "out"

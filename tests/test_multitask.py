@@ -101,6 +101,7 @@ def test_a_heads_masked_loss_is_the_mean_over_its_own_samples():
     assert masked == pytest.approx(own_mean, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_multitask_run_trains_two_heads_and_testing_picks_each_datasets_head(datasets, tmp_path):
     (ucf, ucf_splits), (hmdb, hmdb_splits) = datasets["ucf"], datasets["hmdb"]
     folder = tmp_path / "multitask"
@@ -127,6 +128,7 @@ def test_multitask_run_trains_two_heads_and_testing_picks_each_datasets_head(dat
     np.testing.assert_allclose(model.predict(x, verbose=0), expected / expected.sum(1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_another_checkpoint_but_its_softmax(datasets, tmp_path):
     source = models.temporal_model(5, image_size=64, stack_length=2, dropout=0.5)
     target = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)

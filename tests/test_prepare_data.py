@@ -101,6 +101,7 @@ def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
         assert median_flow(out / component / "v_Alpha_g01_c01", 3) == pytest.approx(shift, abs=0.3)
 
 
+@pytest.mark.slow
 def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
     write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
     flags = ("--videos", tmp_path / "UCF-101", "--size", "96x72", "--workers", 1)
@@ -270,6 +271,7 @@ def fake_data(tmp_path):
     return tmp_path, ("check", "--data-dir", tmp_path, "--splits-dir", splits, "--split", 1)
 
 
+@pytest.mark.slow
 def test_check_finds_gaps_unreadable_files_and_missing_videos(fake_data, capsys):
     root, check = fake_data
     assert run(*check) == 0

@@ -155,6 +155,7 @@ def test_spatial_run_killed_around_the_phase_boundary_resumes(dataset, tmp_path)
 
 # ---------------------------------------------------------------------------- files left by older versions
 
+@pytest.mark.slow
 def test_a_truncated_last_keras_is_not_a_finished_run(dataset, tmp_path, tiny_nets):
     folder = tmp_path / "temporal"
     argv = temporal_args(dataset, folder, 1)
@@ -170,6 +171,7 @@ def test_a_truncated_last_keras_is_not_a_finished_run(dataset, tmp_path, tiny_ne
     assert os.path.getmtime(folder / "last.keras") == stamp
 
 
+@pytest.mark.slow
 def test_a_truncated_backup_is_a_clear_error(dataset, tmp_path, tiny_nets, capsys):
     folder = tmp_path / "temporal"
     argv = temporal_args(dataset, folder, 1)
@@ -188,6 +190,7 @@ def test_a_truncated_backup_is_a_clear_error(dataset, tmp_path, tiny_nets, capsy
 
 # ---------------------------------------------------------------------------- the run's folder and config.json
 
+@pytest.mark.slow
 def test_a_resumed_run_never_rewrites_its_data_record(dataset, tmp_path, tiny_nets, capsys):
     folder = tmp_path / "temporal"
     temporal_train.main(temporal_args(dataset, folder, 1))

@@ -68,6 +68,7 @@ def logged_epochs(folder):
 
 # ---------------------------------------------------------------------------- learning
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss_and_the_model_reloads(dataset, tmp_path):
     root, splits = dataset
     keras.utils.set_random_seed(0)
@@ -111,6 +112,7 @@ class RecordingSequence(generators.TrainSequence):
         super().on_epoch_begin()
 
 
+@pytest.mark.slow
 def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkeypatch):
     folder = tmp_path / "temporal"
     argv = temporal_args(dataset, folder, "--iterations", "6", "--epoch-steps", "3", "--lr-drops", "4")
@@ -160,6 +162,7 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     assert logged_epochs(folder) == [0]
 
 
+@pytest.mark.slow
 def test_an_epoch_writes_the_training_state_once(dataset, tmp_path):
     """The backup holds the weights and SGD's momentum, which resuming needs; last.keras, written
     every epoch too, holds the network alone, at half the bytes (issue 19: CNN-M-2048's state is
@@ -173,6 +176,7 @@ def test_an_epoch_writes_the_training_state_once(dataset, tmp_path):
     assert model.predict(np.full((1, 64, 64, 4), 128, np.uint8), verbose=0).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monkeypatch, capsys):
     root, splits = dataset
     folder = tmp_path / "spatial"
@@ -276,6 +280,7 @@ def test_distribution_needs_tensorflow():
             distributed.distribution_strategy("mirrored")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend")
 def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
     folder = tmp_path / "mirrored"
@@ -299,6 +304,7 @@ def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
 
 # ---------------------------------------------------------------------------- the test list is for testing only
 
+@pytest.mark.slow
 def test_both_scripts_train_to_the_end_without_any_test_list_data(tmp_path):
     """The test-list videos have no frames and no flow on disk: training never needs them."""
     root = str(tmp_path / "data")

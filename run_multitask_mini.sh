@@ -33,7 +33,7 @@ test_head synthetic_hmdb checkpoints/synthetic_hmdb/temporal/last.keras multitas
 test_head synthetic_hmdb checkpoints/synthetic_hmdb/temporal_multitask/last.keras multitask_mini/hmdb_multitask
 test_head synthetic checkpoints/synthetic/temporal/last.keras multitask_mini/ucf_alone
 test_head synthetic checkpoints/synthetic_hmdb/temporal_multitask/last.keras multitask_mini/ucf_multitask
-$python -c "import evaluation; print(evaluation.side_by_side('results/multitask_mini', {
+$python -c "import report; print(report.side_by_side('results/multitask_mini', {
     'HMDB-style head': ('hmdb_alone', 'hmdb_multitask'), 'UCF-style head': ('ucf_alone', 'ucf_multitask')}))" \
   | tee results/multitask_mini/results.md
 echo "run_multitask_mini.sh: took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up; results in results/multitask_mini/"

@@ -23,6 +23,7 @@ import media
 import models
 import overlap
 import presets
+import report
 import ucf101
 from errors import DataError
 
@@ -141,6 +142,16 @@ def test_every_flag_has_help(monkeypatch):
         assert action.help, f"{action.option_strings} has no help text"
 
 
+def test_help_loads_neither_scikit_learn_nor_matplotlib_nor_keras():
+    """evaluation and report are imported on first use: --help answers at once."""
+    code = "import fuse_test\nfuse_test.parse_args(['--help'])"
+    check = ("import atexit, sys\natexit.register(lambda: print(sorted(m for m in ('sklearn', 'matplotlib', 'keras') "
+             "if m in sys.modules)))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", check + code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("[]"), done.stdout[-500:] + done.stderr[-2000:]
+
+
 def test_dataset_presets_and_default_run_names():
     args = fuse_test.parse_args(["--dataset", "synthetic", "--class-limit", "5", "--max-videos", "20"])
     assert fuse_test.run_dir_of(args) == os.path.join("results", "synthetic_split1_classes5_videos20")
@@ -182,8 +193,8 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     video = aggregated(full_run)
     fused = evaluation.fuse([video["spatial"], video["temporal"]])
     expected = evaluation.metrics(spatial["labels"], fused)
-    assert rows["Fusion (averaging)"][2] == evaluation.percent(expected["top1"])
-    assert rows["Fusion (averaging)"][4] == evaluation.percent(expected["mean_class"])
+    assert rows["Fusion (averaging)"][2] == report.percent(expected["top1"])
+    assert rows["Fusion (averaging)"][4] == report.percent(expected["mean_class"])
     assert read_json(os.path.join(full_run, "metrics.json"))["results"]["fusion"] == pytest.approx(expected, nan_ok=True)
 
     per_class = read_csv(os.path.join(full_run, "per_class.csv"))
@@ -204,7 +215,7 @@ def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
     saved = read_json(os.path.join(full_run, "metrics.json"))
     assert saved["final"] == "svm" and saved["results"]["svm"] == pytest.approx(expected, nan_ok=True)
     svm_row = table_rows(read_text(os.path.join(full_run, "results.md")))["Fusion (SVM)"]
-    assert svm_row[2] == evaluation.percent(expected["top1"]) and svm_row[2] != "not run"
+    assert svm_row[2] == report.percent(expected["top1"]) and svm_row[2] != "not run"
 
 
 def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):

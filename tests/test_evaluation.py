@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
 
 import atomic
 import evaluation
@@ -178,6 +179,24 @@ def test_svm_c_is_cross_validated_on_folds_by_group():
     one_group = evaluation.svm_fit(train, labels, groups=[8] * len(labels))
     assert one_group.choice_["C"] == evaluation.SVM_DEFAULT_C and "not cross-validated" in one_group.choice_["how"]
     assert "C = 1 (C not cross-validated" in report.svm_text(one_group.choice_)
+
+
+def test_svm_c_is_cross_validated_on_at_most_svm_cv_videos(monkeypatch):
+    """Issue 19: on near-uniform scores a fit's time grows faster than its video count (6.5 min for one fit of
+    UCF-101's 9,537 training videos, 20 in the grid): C is chosen on a sample by class of SVM_CV_VIDEOS videos.
+    Fewer videos than that: all of them, the choice unchanged; the final fit always on all."""
+    labels, train = weak_net_scores(videos_per_class=12, seed=3, strength=3.0)
+    groups = [8 + i % 6 for i in range(len(labels))]
+    features = evaluation.svm_features(train)
+    search = GridSearchCV(evaluation.svm_model(1.0), {"linearsvc__C": evaluation.SVM_C_GRID},
+                          cv=evaluation.svm_folds(labels, groups)[0]).fit(features, labels, groups=groups)
+    whole = evaluation.svm_fit(train, labels, groups=groups)
+    assert whole.choice_["C"] == search.best_params_["linearsvc__C"] and "sampled" not in whole.choice_["how"]
+    monkeypatch.setattr(evaluation, "SVM_CV_VIDEOS", 60)
+    sampled = evaluation.svm_fit(train, labels, groups=groups)
+    assert "(60 of them, sampled by class)" in sampled.choice_["how"]
+    assert sampled.choice_["C"] in evaluation.SVM_C_GRID and sampled[-1].n_features_in_ == features.shape[1]
+    np.testing.assert_allclose(sampled[0].mean_, features.mean(axis=0))  # the final fit saw every video
 
 
 def test_svm_fusion_wins_where_averaging_cannot():

@@ -20,8 +20,9 @@ resumes after its last complete chunk; scores of another model file are refused 
 them again), and --from-scores redoes aggregation and fusion without any model. Also written there:
 results.md (the table), per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more
 than one split has results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the
-splits. Every file appears only complete (a temporary name, then a rename). A model is never tested on
-videos its config.json says it trained on (overlap.py).
+splits. Every file appears only complete (a temporary name, then a rename); a second process scoring into
+the same run folder (and --shard part) stops, naming the first. A model is never tested on videos its
+config.json says it trained on (overlap.py).
 
 --shard K/N scores only part K of N of the test list (and of the training list, for the SVM):
 the videos whose name hashes to K, as prepare_data.py --shard K/N extracts them, so a machine can
@@ -188,8 +189,22 @@ def scores_path(run_dir, stream, subset="test", partial=False, shard=None):
     """A stream's score file; partial: the single file of scores so far that earlier versions rewrote every
     --save-every videos (read on resume, never written)."""
     suffix = "" if subset == "test" else f"_{subset}"
-    part = f".shard{shard[0]}of{shard[1]}" if shard else ""
-    return os.path.join(run_dir, f"scores_{stream}{suffix}{part}{'.partial' if partial else ''}.npz")
+    return os.path.join(run_dir, f"scores_{stream}{suffix}{shard_part(shard)}{'.partial' if partial else ''}.npz")
+
+
+def shard_part(shard):
+    """The part of a file name that says which --shard K/N wrote it ("" for an unsharded run)."""
+    return f".shard{shard[0]}of{shard[1]}" if shard else ""
+
+
+def lock_run(run_dir, shard):
+    """Hold the run folder's lock of this part (each --shard K/N its own, so that the parts of one split can score
+    into one shared folder at once), or stop naming the process that holds it: two processes scoring the
+    same videos would each join the chunks and remove them under the other."""
+    os.makedirs(run_dir, exist_ok=True)
+    part = f"part {shard[0]}/{shard[1]} of " if shard else ""
+    checkpoints.lock(run_dir, f"{checkpoints.LOCK_FILE}{shard_part(shard)}", f"scoring {part}this run into it",
+                     "use another --run-name")
 
 
 def chunks_dir(final):
@@ -492,6 +507,8 @@ def run_dir_of(args):
 def main(argv=None):
     args = parse_args(argv)
     run_dir = run_dir_of(args)
+    if not args.from_scores:
+        lock_run(run_dir, args.shard)
     if args.shard:
         compute_all(args, run_dir)
         print(f"part {args.shard[0]} of {args.shard[1]} scored into {run_dir}. Once every part is there: "

@@ -688,6 +688,31 @@ def groups_of(names):
     return [ucf101.parse_name(name)[1] for name in names]
 
 
+@pytest.mark.slow
+def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_score_alongside(tmp_path, capsys):
+    """Two processes scoring one part of one run folder: the second would join and remove the chunks under the
+    first. It stops (exit 2) naming the first's pid; another part, or the unsharded run (--merge), goes ahead."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run_dir = tmp_path / "results" / "shared"
+    hold = f"import time, fuse_test\nfuse_test.lock_run({str(run_dir)!r}, (1, 2))\nprint('locked', flush=True)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold + "time.sleep(120)"], cwd=root, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        flags = ["--dataset", "synthetic", "--results-dir", str(tmp_path / "results"), "--run-name", "shared"]
+        assert run(flags + ["--shard", "1/2"]) == 2
+        assert f"another process (pid {holder.pid}) is scoring part 1/2 of this run into it" in capsys.readouterr().err
+        for shard in ("(2, 2)", "None"):  # the other part, and the unsharded run (--merge), lock their own files
+            other = subprocess.run([sys.executable, "-c", f"import fuse_test\nfuse_test.lock_run({str(run_dir)!r}, "
+                                    f"{shard})"], cwd=root, capture_output=True, text=True, timeout=120)
+            assert other.returncode == 0, other.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(flags + ["--shard", "1/2"]) == 2  # the lock went with the process: now it is the missing models
+    assert "another process" not in capsys.readouterr().err
+
+
 def test_merged_shards_give_the_unsharded_table_svm_row_included(tmp_path):
     """Weak nets' scores, near 1 / C: an unconverged SVM's row moved with rounding (42.9% vs 50.0% after
     --merge on the mini set, issue 16). Parts scored in other batches differ in the last bits."""

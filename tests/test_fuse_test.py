@@ -377,7 +377,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, mon
     calls = counting_predict(monkeypatch)
     assert run(args) == 0
     assert calls == [TEST_VIDEOS[2:]]  # only the third video was computed
-    assert sorted(os.listdir(folder)) == ["confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
+    assert sorted(os.listdir(folder)) == [".lock", "confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
                                           "results.md", "scores_temporal.npz"]  # chunks joined and removed
     resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
     complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))

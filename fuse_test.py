@@ -258,6 +258,7 @@ def reusable_scores(args, final, settings, classes, wanted):
 def stream_scores(args, stream, model_file, config, classes, videos, run_dir, settings, subset, strategy):
     """Per-sample scores [V, N, C] of every video: reused, resumed or computed. Computed scores are saved in
     chunks of --save-every videos as they come, joined into the stream's score file at the end."""
+    lock_run(run_dir, args.shard)
     final = scores_path(run_dir, stream, subset, shard=args.shard)
     done, source = reusable_scores(args, final, settings, classes, {v.name for v in videos})
     if source:
@@ -401,6 +402,7 @@ def merge_stream(args, run_dir, stream, subset, files):
                         "here, and --merge again")
     names = [name for name in listed if name in scored]
     settings = {**parts[0]["settings"], "shard": None, "skipped": skipped}
+    lock_run(run_dir, None)  # the files an unsharded run writes
     evaluation.save_scores(scores_path(run_dir, stream, subset), names, [scored[n][0] for n in names],
                            [scored[n][1] for n in names], parts[0]["classes"], settings)
     print(f"{stream} {subset}-list scores: {len(names)} videos from {len(files)} parts of {counts[0]}")
@@ -507,8 +509,6 @@ def run_dir_of(args):
 def main(argv=None):
     args = parse_args(argv)
     run_dir = run_dir_of(args)
-    if not args.from_scores:
-        lock_run(run_dir, args.shard)
     if args.shard:
         compute_all(args, run_dir)
         print(f"part {args.shard[0]} of {args.shard[1]} scored into {run_dir}. Once every part is there: "

@@ -689,7 +689,8 @@ def groups_of(names):
 
 
 @pytest.mark.slow
-def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_score_alongside(tmp_path, capsys):
+def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_score_alongside(setup, tmp_path,
+                                                                                                capsys):
     """Two processes scoring one part of one run folder: the second would join and remove the chunks under the
     first. It stops (exit 2) naming the first's pid; another part, or the unsharded run (--merge), goes ahead."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -699,8 +700,9 @@ def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_s
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        flags = ["--dataset", "synthetic", "--results-dir", str(tmp_path / "results"), "--run-name", "shared"]
-        assert run(flags + ["--shard", "1/2"]) == 2
+        flags = cli(setup, "--streams", "temporal", "--shard", "1/2", "--run-name", "shared",
+                    results=tmp_path / "results")
+        assert run(flags) == 2 and not list(run_dir.glob("*.npz")) and not list(run_dir.glob("*.chunks"))
         assert f"another process (pid {holder.pid}) is scoring part 1/2 of this run into it" in capsys.readouterr().err
         for shard in ("(2, 2)", "None"):  # the other part, and the unsharded run (--merge), lock their own files
             other = subprocess.run([sys.executable, "-c", f"import fuse_test\nfuse_test.lock_run({str(run_dir)!r}, "
@@ -709,8 +711,8 @@ def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_s
     finally:
         holder.kill()
         holder.wait()
-    assert run(flags + ["--shard", "1/2"]) == 2  # the lock went with the process: now it is the missing models
-    assert "another process" not in capsys.readouterr().err
+    assert run(flags) == 0  # the lock went with the process
+    assert (run_dir / "scores_temporal.shard1of2.npz").exists()
 
 
 def test_merged_shards_give_the_unsharded_table_svm_row_included(tmp_path):

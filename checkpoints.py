@@ -205,28 +205,29 @@ def remove_temporaries(folder):
                 media.remove_if_exists(os.path.join(parent, name))
 
 
-_locks = {}  # folder -> open lock file, held until the process ends
+_locks = {}  # lock file -> its open handle, held until the process ends
 
 
-def lock(folder):
-    """Hold `folder`'s LOCK_FILE for the rest of this process, or stop if another process holds it:
-    two runs writing one folder would interleave their checkpoints and logs. The kernel releases
-    the lock when the process ends, however it ends."""
+def lock(folder, name=LOCK_FILE, doing="training into it", instead="use another --checkpoint-dir"):
+    """Hold `folder`'s lock file `name` for the rest of this process, or stop if another process holds it:
+    two runs writing one folder would interleave their checkpoints and logs (fuse_test.py: their scores;
+    `doing` and `instead` word the refusal). The kernel releases the lock when the process ends, however it
+    ends."""
     import fcntl
-    key = os.path.realpath(folder)
+    key = os.path.realpath(os.path.join(folder, name))
     if key in _locks:
         return
-    handle = open(os.path.join(folder, LOCK_FILE), "a+")
+    handle = open(key, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "?"
         handle.close()
-        raise DataError(f"{folder}: another process (pid {holder}) is training into it. Wait for it to end, or "
-                        "stop it (the same command then resumes), or use another --checkpoint-dir") from None
+        raise DataError(f"{folder}: another process (pid {holder}) is {doing}. Wait for it to end, or "
+                        f"stop it (the same command then resumes), or {instead}") from None
     except OSError as error:  # a file system without locks
-        warn(f"{folder}: cannot be locked ({error.strerror}); make sure no other process trains into it")
+        warn(f"{folder}: cannot be locked ({error.strerror}); make sure no other process is {doing}")
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")

@@ -203,8 +203,8 @@ def main(argv=None):
         write_annotated(args.output, frames, label, media.video_fps(args.video))
         print(f"wrote {args.output}")
     if args.plot:
-        import evaluation
-        evaluation.plot_top_scores(args.plot, scores, classes, args.top)
+        import report
+        report.plot_top_scores(args.plot, scores, classes, args.top)
         print(f"wrote {args.plot}")
 
 

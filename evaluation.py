@@ -1,33 +1,28 @@
-"""Score arithmetic, SVM fusion, metrics and reports for the two-stream test protocol, shared by
-fuse_test.py and demo.py.
+"""Score arithmetic of the two-stream test protocol: aggregation of the samples, fusion (averaging and the
+SVM), metrics, and the score files; shared by fuse_test.py and demo.py. report.py turns its numbers into
+tables, files and plots.
 
-Pure numpy, scikit-learn and matplotlib (Agg): no model, no data loading. Shapes:
+Pure numpy and scikit-learn: no model, no data loading. Shapes:
     sample scores  [V videos, N samples, C classes]  softmax of each sample, crops averaged
     video scores   [V, C]                            one row per video after aggregation
-Accuracies are fractions (0..1) in the code and percentages in the tables.
+Accuracies are fractions (0..1).
 """
-import csv
 import json
-import os
 import warnings
 import zipfile
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, top_k_accuracy_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.svm import LinearSVC
+from sklearn.utils import resample
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,  # noqa: E402
-                             top_k_accuracy_score)
-from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler, normalize  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
-
-import atomic  # noqa: E402
-import ucf101  # noqa: E402
-from presets import AGGREGATIONS  # noqa: E402
+import atomic
+import ucf101
 from errors import DataError
+from presets import AGGREGATIONS
 
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
 # The fusion SVM (the paper does not give its C): C from this grid by cross-validation on the training videos.
@@ -35,60 +30,13 @@ SVM_C_GRID = (0.001, 0.01, 0.1, 1.0)  # larger C: slower to converge (minutes pe
 SVM_DEFAULT_C = 1.0  # when the training videos are too few to cross-validate
 SVM_FOLDS = 5
 SVM_TOLERANCE = 1e-4  # liblinear's stopping tolerance (scikit-learn's default), reached once standardised
-SVM_MAX_ITER = 100_000  # far beyond what the standardised problem needs; liblinear warns if reached
-
-# Our result rows, in table order. temporal_multitask: a temporal net trained on UCF-101 and HMDB-51 at once.
-ROW_NAMES = {"spatial": "Spatial", "temporal": "Temporal", "temporal_multitask": "Temporal (multi-task)",
-             "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
-
-# Which temporal net a run tested: trained on its dataset alone, multi-task (a second dataset's head beside
-# its own, temporal_train.py --multitask), or fine-tuned from another dataset's net (--init).
-TEMPORAL_NETS = ("alone", "multitask", "init")
-
-# Every published top-1 accuracy (%) we compare with, and which of our rows it fits: the one place that says so.
-# (dataset, scope, our row, the temporal nets it fits, what the figure is, Simonyan et al. 2014, seed repository).
-# scope: "split1" or "mean" (over splits 1-3, the paper's Table 4). Our row None: a setting this repository does
-# not build (listed as "not run"). Temporal nets None: any (the spatial row does not depend on it).
-PAPER = "Simonyan et al. 2014"
-SEED = "Seed repository"
-FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}  # the references are for all of a dataset's classes
-PAPER_FIGURES = [
-    # UCF-101 split 1: Tables 1-3; the seed's README
-    ("ucf101", "split1", "spatial", None, "Spatial (pre-trained + last layer)", 72.7, 73.1),
-    ("ucf101", "split1", "temporal", ("alone",), "Temporal (L = 10, mean subtraction, uni-directional flow)", 81.0,
-     78.8),
-    ("ucf101", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 81.5, None),
-    ("ucf101", "split1", "fusion", ("alone",), "Fusion by averaging (uni-directional flow)", 85.9, 82.0),
-    ("ucf101", "split1", None, None, "Fusion by averaging (bi-directional flow)", 85.6, None),
-    ("ucf101", "split1", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.2, None),
-    ("ucf101", "split1", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 87.0, None),
-    # UCF-101, mean over the three splits: Table 4, whose temporal net is the multi-task one, as are both fusions'
-    ("ucf101", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 73.0, None),
-    ("ucf101", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 83.7, None),
-    ("ucf101", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.9, None),
-    ("ucf101", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 88.0, None),
-    # HMDB-51 split 1: Table 2, the temporal net only
-    ("hmdb51", "split1", "temporal", ("alone",), "Temporal (trained on HMDB-51 alone)", 46.6, None),
-    ("hmdb51", "split1", "temporal", ("init",), "Temporal (fine-tuned from UCF-101)", 49.0, None),
-    ("hmdb51", "split1", None, None, "Temporal (78 UCF-101 classes added to the training set)", 52.8, None),
-    ("hmdb51", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 55.4, None),
-    # HMDB-51, mean over the three splits: Table 4 (multi-task temporal net)
-    ("hmdb51", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 40.5, None),
-    ("hmdb51", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 54.6, None),
-    ("hmdb51", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 58.0, None),
-    ("hmdb51", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 59.4, None),
-]
-REFERENCE_NOTES = {  # each source, as results.md cites it
-    PAPER: f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
-    "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7, temporal 81.0 (L = 10, mean subtraction, "
-    "uni-directional flow; 81.5 multi-task), fusion by averaging 85.9 with uni-directional flow (what this "
-    "repository builds; 85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear "
-    "SVM 87.0 (multi-task temporal net; the paper gives no SVM figure with a single-task temporal net). HMDB-51 "
-    "split 1 (Table 2): temporal nets only (46.6 trained alone, 49.0 fine-tuned from UCF-101, 52.8 with 78 UCF-101 "
-    "classes added, 55.4 multi-task). Means over the three splits (Table 4): with the multi-task temporal net only.",
-    SEED: f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
-    "softmax scores).",
-}
+# C is cross-validated on at most this many training videos (a sample stratified by class): a fit's time grows
+# faster than its video count, and on near-uniform scores (untrained or stand-in nets) one fit of UCF-101's 9,537
+# took 6.5 minutes (20 of them in the grid), against 7 s at 2,000. Real nets' scores fit in seconds either way.
+SVM_CV_VIDEOS = 2000
+# liblinear's Crammer-Singer solver stops after 100,000 iterations whatever max_iter says (scikit-learn does not
+# pass it on): max_iter only decides when scikit-learn warns that a fit stopped unconverged.
+SVM_MAX_ITER = 100_000
 
 
 # ---------------------------------------------------------------------------- score arithmetic
@@ -182,10 +130,17 @@ def svm_folds(labels, groups):
 def svm_choose_c(features, labels, groups):
     """{"C", "how", "accuracy": {C: mean validation accuracy}}: the C of SVM_C_GRID with the best mean
     accuracy over folds of the training videos (the smallest C among equals), or SVM_DEFAULT_C when
-    they are too few to be cross-validated."""
+    they are too few to be cross-validated. Beyond SVM_CV_VIDEOS videos, on a sample of that many."""
+    sampled = len(labels) > SVM_CV_VIDEOS
+    if sampled:
+        sample = np.sort(resample(np.arange(len(labels)), replace=False, n_samples=SVM_CV_VIDEOS, stratify=labels,
+                                  random_state=0))
+        features, labels = features[sample], labels[sample]
+        groups = None if groups is None else [groups[i] for i in sample]
     folds, how = svm_folds(labels, groups)
     if folds is None:
         return {"C": SVM_DEFAULT_C, "how": f"C not cross-validated ({how}): the default", "accuracy": {}}
+    how += f" ({SVM_CV_VIDEOS} of them, sampled by class)" if sampled else ""
     search = GridSearchCV(svm_model(SVM_DEFAULT_C), {"linearsvc__C": SVM_C_GRID}, cv=folds, refit=False,
                           n_jobs=-1)  # one fit per core: liblinear uses one
     with warnings.catch_warnings():  # a fold without some class is fine
@@ -304,461 +259,3 @@ def load_scores(path, redo="run fuse_test.py again with --overwrite"):
         raise DataError(f"{path}: scores of shape {scores.shape} do not match "
                                f"{len(loaded['videos'])} videos and {len(loaded['classes'])} classes")
     return loaded
-
-
-# ---------------------------------------------------------------------------- references
-
-def temporal_net(settings):
-    """Which temporal net a run's scores come from (TEMPORAL_NETS), from its settings: "multitask" when it
-    has a second dataset's head, "init" when it was fine-tuned from another net (--init), else "alone"."""
-    if settings.get("multitask"):
-        return "multitask"
-    return "init" if settings.get("init") else "alone"
-
-
-def reference_rows(dataset, scope, net="alone"):
-    """The published figures for (dataset, scope), [] where there are none (another dataset, scope None):
-    [(what the figure is, (our row,) when it fits this run's temporal net `net` else (), paper, seed)]."""
-    if not scope:
-        return []
-    return [(name, (row,) if row and (nets is None or net in nets) else (), paper, seed)
-            for figure_dataset, figure_scope, row, nets, name, paper, seed in PAPER_FIGURES
-            if (figure_dataset, figure_scope) == (dataset, scope)]
-
-
-def reference_for(references, row):
-    """The reference row our `row` compares with, or None."""
-    return next((ref for ref in references if row in ref[1]), None)
-
-
-def references_missing(settings):
-    """Why the published split-1 figures do not fit this run: [] when they do.
-
-    They are for one whole dataset's split 1: UCF-101 or HMDB-51, all of its classes (the scores'
-    class count, settings["num_classes"], and no class limit below it) and all of its test videos.
-    """
-    dataset, split = settings.get("dataset"), settings.get("split")
-    if dataset not in FULL_CLASSES:
-        return [f"this is {dataset}"]
-    full = FULL_CLASSES[dataset]
-    reasons = []
-    if split != 1:
-        reasons.append(f"split {split}: the paper gives split 1 and the mean over the three splits only")
-    if settings.get("num_classes") != full:
-        reasons.append(f"{settings.get('num_classes', 'an unknown number of')} classes where {dataset} has {full}")
-    elif (settings.get("class_limit") or full) < full:
-        reasons.append(f"tested on the first {settings['class_limit']} of the {full} classes")
-    if settings.get("max_videos"):
-        reasons.append(f"{settings['max_videos']} test videos only")
-    return reasons
-
-
-def references_apply(settings):
-    """True when the run is one whole dataset's split 1, the only single split the paper reports."""
-    return not references_missing(settings)
-
-
-def reference_notes(dataset, scope, rows, net="alone"):
-    """Markdown bullets: what each reference figure in the table is, and the sources."""
-    references = reference_rows(dataset, scope, net)
-    lines = []
-    for row in rows:
-        ref = reference_for(references, row)
-        if ref:
-            lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{ref[0]}\""
-                         + (f" and the seed's {ref[3]:.1f}" if ref[3] is not None else "") + ".")
-    cited = [PAPER] + ([SEED] if any(ref[3] is not None for ref in references) else [])
-    return lines + [f"- {REFERENCE_NOTES[source]}" for source in cited]
-
-
-# ---------------------------------------------------------------------------- tables
-
-def percent(value):
-    return "—" if value is None or np.isnan(value) else f"{100 * value:.1f}"
-
-
-def figure(value):
-    return "—" if value is None else f"{value:.1f}"
-
-
-def row_order(results):
-    """Our rows in table order; the SVM row is listed as not run when averaging fusion was run without it."""
-    unknown = set(results) - set(ROW_NAMES)
-    if unknown:
-        raise ValueError(f"unknown result rows {sorted(unknown)}; expected some of {list(ROW_NAMES)}")
-    return [row for row in ROW_NAMES if row in results or (row == "svm" and "fusion" in results)]
-
-
-def results_table(results, dataset="ucf101", scope="split1", net=None):
-    """Markdown table in the seed's form (Network | Simonyan et al. 2014 | Seed | Ours top-1 | top-5 | mean class).
-
-    results: {row: metrics dict}, rows from ROW_NAMES. scope: "split1", "mean" (over splits 1-3) or
-    None when the published figures do not apply to the run (its figures are then "—"). Our rows come
-    first, each beside the figure it compares with ("—" where the paper has none); then the paper's
-    rows we have no counterpart for (e.g. bi-directional flow), with "not run" in our columns. net: the
-    temporal net (TEMPORAL_NETS) the rows come from; None: "multitask" with a multi-task row, else "alone".
-    """
-    net = net or ("multitask" if "temporal_multitask" in results else "alone")
-    references = reference_rows(dataset, scope, net)
-    rows = row_order(results)
-    lines = [f"| Network | {PAPER} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
-             "|---|:-:|:-:|:-:|:-:|:-:|"]
-    for row in rows:
-        ref = reference_for(references, row) or (None, (), None, None)
-        m = results.get(row)
-        ours = (f"{percent(m['top1'])} | {percent(m['top5'])} | {percent(m['mean_class'])}" if m
-                else "not run | — | —")
-        lines.append(f"| {ROW_NAMES[row]} | {figure(ref[2])} | {figure(ref[3])} | {ours} |")
-    for name, ours, paper, seed in references:
-        if not set(ours) & set(rows):
-            lines.append(f"| {name} | {figure(paper)} | {figure(seed)} | not run | — | — |")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------- the mean over splits
-
-
-
-def mean_over_splits(results_by_split):
-    """{split: {row: metrics}} -> {row: metrics averaged over the splits 1, 2, 3 present}.
-
-    top1, top5 and mean_class are the means over splits (Table 4's "mean accuracy over three splits");
-    videos is the total; classes is the common class count; splits lists the splits averaged.
-    Splits must have the same rows and the same class count: a mean over different things is no mean.
-    """
-    if not results_by_split:
-        raise DataError("no split's results to average: test at least one of splits 1, 2, 3")
-    by_split = {int(split): results for split, results in results_by_split.items()}
-    if set(by_split) - set(ucf101.SPLITS):
-        raise DataError(f"splits {sorted(set(by_split) - set(ucf101.SPLITS))} are not among 1, 2, 3")
-    splits = sorted(by_split)
-    first = by_split[splits[0]]
-    for split in splits[1:]:
-        if set(by_split[split]) != set(first):
-            raise DataError(f"split {split} has the rows {sorted(by_split[split])} but split {splits[0]} has "
-                                   f"{sorted(first)}: test the same streams on every split")
-        if class_counts(by_split[split]) != class_counts(first):
-            raise DataError(f"split {split}'s scores rank {class_counts(by_split[split])} classes but split "
-                                   f"{splits[0]}'s {class_counts(first)}: "
-                                   "test models of the same classes on every split")
-    return {row: {"top1": float(np.mean([by_split[s][row]["top1"] for s in splits])),
-                  "top5": float(np.mean([by_split[s][row]["top5"] for s in splits])),
-                  "mean_class": float(np.mean([by_split[s][row]["mean_class"] for s in splits])),
-                  "videos": int(sum(by_split[s][row]["videos"] for s in splits)),
-                  "classes": first[row].get("classes"), "splits": splits}
-            for row in first}
-
-
-def class_counts(results):
-    """The class counts of one split's rows, sorted (one count when all its rows agree)."""
-    return sorted({m.get("classes") for m in results.values()}, key=str)
-
-
-def mean_missing(mean, dataset, full_runs=True, nets=("alone",)):
-    """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does.
-    nets: the temporal net of each split's run (they must be of one kind)."""
-    splits, classes = next(iter(mean.values()))["splits"], next(iter(mean.values()))["classes"]
-    missing = [s for s in ucf101.SPLITS if s not in splits]
-    reasons = [f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else []
-    if dataset not in FULL_CLASSES:
-        reasons.append(f"this is {dataset}")
-    elif classes != FULL_CLASSES[dataset]:
-        reasons.append(f"{classes} classes where {dataset} has {FULL_CLASSES[dataset]}")
-    if not full_runs:
-        reasons.append("some split was tested on part of its classes or test videos")
-    if len(set(nets)) > 1:
-        reasons.append(f"the splits' temporal nets differ ({', '.join(sorted(set(nets)))})")
-    return reasons
-
-
-def mean_table(results_by_split, dataset="ucf101", full_runs=True, nets=("alone",)):
-    """Markdown: the table of the mean over splits and a note on what it averages.
-
-    It is compared with Table 4 only when all three splits are there, with all of the dataset's
-    classes, and full_runs (no split's run was limited to part of its classes or test videos), and the
-    same kind of temporal net (nets: each split's, TEMPORAL_NETS) on every split.
-    """
-    mean = mean_over_splits(results_by_split)
-    reasons = mean_missing(mean, dataset, full_runs, nets)
-    splits = next(iter(mean.values()))["splits"]
-    note = (f"Mean over split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))} "
-            f"({next(iter(mean.values()))['videos']} test videos in all).")
-    if reasons:
-        note += (f" {PAPER}'s Table 4 is the mean over all three splits of the whole dataset; it does not apply "
-                 f"here ({'; '.join(reasons)}), hence \"—\".")
-    return results_table(mean, dataset, None if reasons else "mean", nets[0]) + "\n" + note + "\n"
-
-
-def read_metrics(path):
-    """A metrics.json written by write_report -> its dict."""
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as error:
-        saved = error
-    if not isinstance(saved, dict) or not {"results", "settings"} <= set(saved):
-        raise DataError(f"{path}: not a metrics.json written by fuse_test.py; "
-                               "run that split's fuse_test.py again, or move its folder away")
-    return saved
-
-
-def write_splits_mean(results_dir, dataset):
-    """The mean over the splits tested so far, written to <results_dir>/<dataset>_mean/ (results.md,
-    metrics.json); returns the markdown, or None (nothing written) with fewer than two splits.
-
-    Reads the default run folders <results_dir>/<dataset>_split{1,2,3}/metrics.json. Rows that not
-    every split has (e.g. an SVM run on one split only) are left out of the mean, and said so.
-    """
-    paths = {split: os.path.join(results_dir, f"{dataset}_split{split}", "metrics.json") for split in ucf101.SPLITS}
-    saved = {split: read_metrics(path) for split, path in paths.items() if os.path.isfile(path)}
-    common = [row for row in ROW_NAMES if all(row in s["results"] for s in saved.values())]
-    if len(saved) < 2 or not common:
-        return None
-    # A full run is one the split-1 figures would fit, whatever its split.
-    full_runs = all(not references_missing({**s["settings"], "split": 1}) for s in saved.values())
-    results_by_split = {split: {row: s["results"][row] for row in common} for split, s in saved.items()}
-    nets = [saved_net(s) for s in saved.values()]
-    try:
-        mean = mean_over_splits(results_by_split)
-        table = mean_table(results_by_split, dataset, full_runs, nets)
-    except DataError as error:
-        raise DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
-    left_out = sorted(set().union(*(s["results"] for s in saved.values())) - set(common))
-    lines = [f"# Two-stream results: {dataset}, mean over splits", "", table]
-    if left_out:
-        lines += [f"Left out, as not every split has them: {', '.join(ROW_NAMES.get(r, r) for r in left_out)}.", ""]
-    scope = None if mean_missing(mean, dataset, full_runs, nets) else "mean"
-    if scope:
-        lines += ["Reference figures (top-1, %) and their sources:", ""]
-        lines += reference_notes(dataset, scope, common, nets[0])
-    out_dir = os.path.join(results_dir, f"{dataset}_mean")
-    os.makedirs(out_dir, exist_ok=True)
-    markdown = "\n".join(lines) + "\n"
-    atomic.write_text(os.path.join(out_dir, "metrics.json"),
-               json.dumps({"results": mean, "references": scope, "runs": [paths[s] for s in saved]}, indent=1))
-    atomic.write_text(os.path.join(out_dir, "results.md"), markdown)
-    return markdown
-
-
-def saved_net(saved):
-    """The temporal net of a metrics.json's run (TEMPORAL_NETS); files written before it was recorded: from
-    its rows."""
-    return saved["settings"].get("temporal_net") or ("multitask" if "temporal_multitask" in saved["results"]
-                                                     else "alone")
-
-
-# ---------------------------------------------------------------------------- per-class files
-
-def fusion_gains(per_class, classes, count=5):
-    """Classes gaining and losing most from fusion -> (gains, losses), each [(class, gain)].
-
-    per_class: {"spatial", "temporal", "fusion": accuracy [C]}. The gain of a class is its fusion
-    accuracy minus that of the better stream on that class; classes without test videos are skipped.
-    """
-    gain = per_class["fusion"] - np.maximum(per_class["spatial"], per_class["temporal"])
-    present = [i for i in range(len(classes)) if not np.isnan(gain[i])]
-    gains = sorted((i for i in present if gain[i] > 0), key=lambda i: (-gain[i], classes[i]))[:count]
-    losses = sorted((i for i in present if gain[i] < 0), key=lambda i: (gain[i], classes[i]))[:count]
-    return [(classes[i], float(gain[i])) for i in gains], [(classes[i], float(gain[i])) for i in losses]
-
-
-def write_per_class_csv(path, classes, labels, per_class):
-    """class, test videos, then each stream's accuracy (%) and, with fusion, the gain over the better stream."""
-    counts = np.bincount(np.asarray(labels), minlength=len(classes))
-    streams = list(per_class)
-    header = ["class", "videos"] + [f"{name}_accuracy" for name in streams]
-    if "fusion" in per_class and "spatial" in per_class and "temporal" in per_class:
-        header.append("fusion_gain_over_better_stream")
-    with atomic.replacing(path) as temp, open(temp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i, name in enumerate(classes):
-            row = [name, int(counts[i])] + [blank_nan(100 * per_class[s][i]) for s in streams]
-            if len(header) > len(streams) + 2:
-                better = max(per_class["spatial"][i], per_class["temporal"][i])
-                row.append(blank_nan(100 * (per_class["fusion"][i] - better)))
-            writer.writerow(row)
-
-
-def blank_nan(value):
-    return "" if np.isnan(value) else f"{value:.1f}"
-
-
-def misclassified(videos, labels, scores, classes, final):
-    """Videos the `final` scores get wrong -> rows [video, true class, predicted, confidence, each stream's prediction].
-
-    scores: {stream name: video scores [V, C]} including `final` (e.g. "fusion").
-    """
-    predictions = {name: s.argmax(axis=1) for name, s in scores.items()}
-    rows = []
-    for i, video in enumerate(videos):
-        guess = predictions[final][i]
-        if guess != labels[i]:
-            rows.append([video, classes[labels[i]], classes[guess], f"{scores[final][i, guess]:.3f}"]
-                        + [classes[predictions[name][i]] for name in scores if name != final])
-    return rows
-
-
-def write_misclassified_csv(path, videos, labels, scores, classes, final):
-    others = [name for name in scores if name != final]
-    with atomic.replacing(path) as temp, open(temp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["video", "true_class", f"{final}_prediction", f"{final}_score"]
-                        + [f"{name}_prediction" for name in others])
-        writer.writerows(misclassified(videos, labels, scores, classes, final))
-
-
-# ---------------------------------------------------------------------------- plots
-
-def plot_confusion(path, matrix, classes, title):
-    """Row-normalised confusion matrix (each true class sums to 1) as a PNG."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, np.float64), where=totals > 0)
-    size = min(max(4.0, 0.16 * len(classes) + 2), 24.0)
-    fontsize = max(3.0, min(9.0, 400 / max(len(classes), 1)))
-    fig, ax = plt.subplots(figsize=(size, size))
-    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=fontsize)
-    ax.set_yticks(range(len(classes)), classes, fontsize=fontsize)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    with atomic.replacing(path) as temp:
-        fig.savefig(temp, dpi=150)
-    plt.close(fig)
-
-
-def plot_top_scores(path, scores, classes, k=5):
-    """Bar charts of the top-k classes of one video, one panel per stream. scores: {name: [C]}."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 0.5 * k + 1.5), squeeze=False)
-    for ax, (name, stream_scores) in zip(axes[0], scores.items()):
-        top = np.argsort(stream_scores)[::-1][:k][::-1]
-        ax.barh(range(len(top)), np.asarray(stream_scores)[top], color="tab:blue")
-        ax.set_yticks(range(len(top)), [classes[i] for i in top])
-        ax.set_xlim(0, 1)
-        ax.set_title(name)
-        ax.set_xlabel("softmax score")
-    fig.tight_layout()
-    with atomic.replacing(path) as temp:
-        fig.savefig(temp, dpi=120)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------- the report
-
-def aggregation_text(method):
-    return ("samples aggregated by mean softmax (the paper)" if method == "mean" else
-            "samples aggregated by voting (the seed; ties go to the higher mean softmax)")
-
-
-def final_row(video_scores):
-    """The row the confusion matrix and the misclassified list are about: SVM, else averaging, else the stream."""
-    return next((row for row in ("svm", "fusion") if row in video_scores), list(video_scores)[-1])
-
-
-def write_report(out_dir, videos, labels, classes, video_scores, settings, aggregate, fusion_weights, skipped,
-                 svm_choice=None):
-    """Measure each row of video scores; write results.md, per_class.csv, confusion.png, misclassified.csv
-    and metrics.json to out_dir; return the results table (markdown).
-
-    video_scores: {"spatial", "temporal", "fusion", "svm" (each optional): [V, C]}, rows of `videos`.
-    settings: how the scores were computed (dataset, split, samples, crops, class_limit, max_videos...);
-    the class count is taken from the scores. aggregate: "mean" or "vote"; fusion_weights: the averaging
-    weights (spatial, temporal), None for equal; skipped: names of test videos left out for missing
-    frames or flow; svm_choice: the SVM's C and how it was chosen (svm_fit's choice_). The published
-    figures are shown only when references_apply(settings), for the temporal net settings["temporal_net"]
-    (TEMPORAL_NETS; default: temporal_net(settings)). Every file is written atomically.
-    """
-    labels = np.asarray(labels)
-    row_order(video_scores)  # refuses unknown rows
-    video_scores = {row: np.asarray(video_scores[row]) for row in ROW_NAMES if row in video_scores}
-    fusion_weights = (1.0, 1.0) if fusion_weights is None else tuple(fusion_weights)  # fuse()'s default
-    for row, scores in video_scores.items():
-        if scores.shape != (len(videos), len(classes)) or len(labels) != len(videos):
-            raise ValueError(f"{row}: scores of shape {scores.shape} for {len(videos)} videos, {len(labels)} labels "
-                             f"and {len(classes)} classes")
-    settings = {**settings, "num_classes": len(classes),
-                "temporal_net": settings.get("temporal_net") or temporal_net(settings)}
-    scope = "split1" if references_apply(settings) else None
-    final = final_row(video_scores)
-    results = {row: metrics(labels, s) for row, s in video_scores.items()}
-    per_class = {row: per_class_accuracy(labels, s, len(classes)) for row, s in video_scores.items()}
-    table = results_table(results, settings.get("dataset"), scope, settings["temporal_net"])
-
-    os.makedirs(out_dir, exist_ok=True)
-    write_per_class_csv(os.path.join(out_dir, "per_class.csv"), classes, labels, per_class)
-    plot_confusion(os.path.join(out_dir, "confusion.png"), confusion(labels, video_scores[final], len(classes)),
-                   classes, f"{final}: {settings.get('dataset', '')} split {settings.get('split', '')}, "
-                            f"top-1 {percent(results[final]['top1'])}%")
-    write_misclassified_csv(os.path.join(out_dir, "misclassified.csv"), videos, labels, video_scores, classes, final)
-    atomic.write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
-        {"results": results, "final": final, "num_classes": len(classes), "references": scope, "aggregate": aggregate,
-         "fusion_weights": list(fusion_weights), "svm": svm_choice, "skipped": list(skipped), "settings": settings},
-        indent=1))
-    atomic.write_text(os.path.join(out_dir, "results.md"), results_markdown(
-        table, results, per_class, classes, skipped, settings, aggregate, fusion_weights, svm_choice))
-    return table
-
-
-def results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights,
-                     svm_choice=None):
-    """results.md: the table, how the scores were made, where the reference figures come from, and
-    the classes fusion helps and hurts most."""
-    dataset = settings.get("dataset", "?")
-    crops = "10 crops (4 corners + centre, and their flips)" if settings.get("crops") == "10" else "centre crop"
-    lines = [f"# Two-stream results: {dataset}, split {settings.get('split', '?')}", "", table,
-             f"Test videos: {next(iter(results.values()))['videos']}"
-             + (f" ({len(skipped)} skipped for missing frames or flow, listed below)" if skipped else "") + ". "
-             f"{settings.get('samples', '?')} samples per video, {crops}; {aggregation_text(aggregate)}.",
-             ""]
-    if "fusion" in results:
-        lines += [f"Fusion (averaging): weighted average of the two streams' video scores, spatial : temporal = "
-                  f"{fusion_weights[0]:g} : {fusion_weights[1]:g}.", ""]
-    if "svm" in results:
-        lines += ["Fusion (SVM): a linear multi-class SVM (Crammer and Singer) trained on the training videos' "
-                  "scores, each stream's softmax L2-normalised, the streams concatenated and each feature "
-                  f"standardised; {svm_text(svm_choice)}.", ""]
-    if references_apply(settings):
-        lines += ["Reference figures (top-1, %) and their sources:", ""]
-        lines += reference_notes(dataset, "split1", row_order(results), settings.get("temporal_net", "alone"))
-    else:
-        lines += [f"The reference figures are for all of UCF-101 or HMDB-51, split 1 (or the mean over its three "
-                  f"splits); they do not apply to this run ({'; '.join(references_missing(settings))}), "
-                  "hence \"—\"."]
-    if len(classes) <= 5:
-        lines += ["", f"Top-5 is \"—\": with {len(classes)} classes it would be 100% by construction."]
-    if {"spatial", "temporal", "fusion"} <= set(per_class):
-        gains, losses = fusion_gains(per_class, classes)
-        for title, rows in (("Classes gaining most from fusion", gains), ("Classes losing most from fusion", losses)):
-            lines += ["", f"## {title}", "", "(averaging fusion's accuracy minus that of the better stream on the "
-                                             "class)", ""]
-            lines += [f"- {name}: {100 * gain:+.1f}" for name, gain in rows] or ["- none"]
-    if skipped:
-        lines += ["", "## Skipped videos (missing frames or flow)", ""] + [f"- {name}" for name in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def svm_text(choice):
-    """The SVM's C and how it was chosen, for results.md."""
-    if not choice:
-        return "C unknown"
-    accuracy = ", ".join(f"{100 * a:.1f}% at C = {c}" for c, a in choice["accuracy"].items())
-    return f"C = {choice['C']:g} ({choice['how']}" + (f"; mean validation accuracy {accuracy}" if accuracy else "") + ")"
-
-
-def side_by_side(results_dir, pairs):
-    """Markdown: temporal top-1 of nets trained alone and multi-task, from the metrics.json of
-    fuse_test runs in results_dir. pairs: {row title: (run alone, run multi-task)}."""
-    lines = ["| Temporal net tested on | trained alone | multi-task | difference |", "|---|:-:|:-:|:-:|"]
-    for title, runs in pairs.items():
-        alone, together = (temporal_top1(read_metrics(os.path.join(results_dir, run, "metrics.json"))) for run in runs)
-        lines.append(f"| {title} | {percent(alone)} | {percent(together)} | {100 * (together - alone):+.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def temporal_top1(saved):
-    """The temporal row's top-1 in a metrics.json, multi-task or not."""
-    results = saved["results"]
-    return results["temporal" if "temporal" in results else "temporal_multitask"]["top1"]

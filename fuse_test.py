@@ -20,8 +20,9 @@ resumes after its last complete chunk; scores of another model file are refused 
 them again), and --from-scores redoes aggregation and fusion without any model. Also written there:
 results.md (the table), per_class.csv, confusion.png, misclassified.csv, metrics.json; and, once more
 than one split has results, results/<dataset>_mean/ (results.md, metrics.json), the mean over the
-splits. Every file appears only complete (a temporary name, then a rename). A model is never tested on
-videos its config.json says it trained on (overlap.py).
+splits. Every file appears only complete (a temporary name, then a rename); a second process scoring into
+the same run folder (and --shard part) stops, naming the first. A model is never tested on videos its
+config.json says it trained on (overlap.py).
 
 --shard K/N scores only part K of N of the test list (and of the training list, for the SVM):
 the videos whose name hashes to K, as prepare_data.py --shard K/N extracts them, so a machine can
@@ -31,6 +32,7 @@ into the run's score files (refusing an incomplete set, naming the videos missin
 parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -46,6 +48,22 @@ import presets
 import ucf101
 from errors import DataError, run
 from ucf101 import STREAMS
+
+
+def imported_on_use(name):
+    """The module `name`, run on the first use of one of its attributes (importlib's LazyLoader), or the
+    module itself once something has imported it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# scikit-learn and matplotlib load when scores are first saved or fused: --help stays instant.
+evaluation, report = imported_on_use("evaluation"), imported_on_use("report")
 
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
 CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
@@ -156,8 +174,22 @@ def scores_path(run_dir, stream, subset="test", partial=False, shard=None):
     """A stream's score file; partial: the single file of scores so far that earlier versions rewrote every
     --save-every videos (read on resume, never written)."""
     suffix = "" if subset == "test" else f"_{subset}"
-    part = f".shard{shard[0]}of{shard[1]}" if shard else ""
-    return os.path.join(run_dir, f"scores_{stream}{suffix}{part}{'.partial' if partial else ''}.npz")
+    return os.path.join(run_dir, f"scores_{stream}{suffix}{shard_part(shard)}{'.partial' if partial else ''}.npz")
+
+
+def shard_part(shard):
+    """The part of a file name that says which --shard K/N wrote it ("" for an unsharded run)."""
+    return f".shard{shard[0]}of{shard[1]}" if shard else ""
+
+
+def lock_run(run_dir, shard):
+    """Hold the run folder's lock of this part (each --shard K/N its own, so that the parts of one split can score
+    into one shared folder at once), or stop naming the process that holds it: two processes scoring the
+    same videos would each join the chunks and remove them under the other."""
+    os.makedirs(run_dir, exist_ok=True)
+    part = f"part {shard[0]}/{shard[1]} of " if shard else ""
+    checkpoints.lock(run_dir, f"{checkpoints.LOCK_FILE}{shard_part(shard)}", f"scoring {part}this run into it",
+                     "use another --run-name")
 
 
 def chunks_dir(final):
@@ -173,7 +205,6 @@ def chunk_path(final, first, count):
 
 def saved_scores(path, settings, classes, redo):
     """{video name: (label, sample scores [N, C])} from a scores file computed the same way."""
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     loaded = evaluation.load_scores(path, redo)
     saved = loaded["settings"]
     differ = [f"{key}: saved {saved.get(key)!r}, now {settings[key]!r}" for key in REUSE_SETTINGS
@@ -212,7 +243,7 @@ def reusable_scores(args, final, settings, classes, wanted):
 def stream_scores(args, stream, model_file, config, classes, videos, run_dir, settings, subset, strategy):
     """Per-sample scores [V, N, C] of every video: reused, resumed or computed. Computed scores are saved in
     chunks of --save-every videos as they come, joined into the stream's score file at the end."""
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
+    lock_run(run_dir, args.shard)
     final = scores_path(run_dir, stream, subset, shard=args.shard)
     done, source = reusable_scores(args, final, settings, classes, {v.name for v in videos})
     if source:
@@ -331,7 +362,6 @@ def merge_shards(args, run_dir):
 
 def merge_stream(args, run_dir, stream, subset, files):
     """One stream's scores of one list from its part files {(K, N): path}."""
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     counts = sorted({count for _, count in files})
     if len(counts) > 1:
         raise DataError(f"{run_dir}: holds {stream} {subset}-list parts of {' and '.join(map(str, counts))} shards; "
@@ -357,6 +387,7 @@ def merge_stream(args, run_dir, stream, subset, files):
                         "here, and --merge again")
     names = [name for name in listed if name in scored]
     settings = {**parts[0]["settings"], "shard": None, "skipped": skipped}
+    lock_run(run_dir, None)  # the files an unsharded run writes
     evaluation.save_scores(scores_path(run_dir, stream, subset), names, [scored[n][0] for n in names],
                            [scored[n][1] for n in names], parts[0]["classes"], settings)
     print(f"{stream} {subset}-list scores: {len(names)} videos from {len(files)} parts of {counts[0]}")
@@ -373,7 +404,6 @@ def same_scoring(settings, other):
 def load_saved(folder, streams=None, svm=True):
     """The score files in a results folder -> the same structure as compute_all. The training list's
     (for the SVM, unless not svm) are loaded when there are any: then every stream's must be there."""
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     redo = (f"delete it and run fuse_test.py again without --from-scores or --merge, with --run-name "
             f"{os.path.basename(os.path.normpath(folder))}: it computes the scores missing there (with the models)")
     present = streams or [s for s in STREAMS if os.path.exists(scores_path(folder, s))]
@@ -416,7 +446,6 @@ def align(data, folder):
 def video_scores(data, args):
     """({row: video scores [V, C]}: each stream, their average, and the SVM on their scores; the SVM's C and
     how it was chosen, or None)."""
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
     test = data["test"]
     scores = {stream: evaluation.aggregate(d["scores"], args.aggregate) for stream, d in test.items()}
     if len(scores) == 2:
@@ -429,27 +458,28 @@ def video_scores(data, args):
         svm = evaluation.svm_fit({s: evaluation.aggregate(d["scores"], args.aggregate) for s, d in train.items()},
                                  first["labels"], groups=evaluation.video_groups(first["videos"]))
         scores["svm"] = evaluation.svm_scores(svm, {s: scores[s] for s in train})
-        print(f"SVM fusion: {evaluation.svm_text(svm.choice_)}")
+        print(f"SVM fusion: {report.svm_text(svm.choice_)}")
     if (test.get("temporal", {}).get("settings") or {}).get("multitask"):  # its own row and reference figures
         scores = {("temporal_multitask" if row == "temporal" else row): s for row, s in scores.items()}
     return scores, svm and svm.choice_
 
 
-def report(data, args, out_dir):
-    import evaluation  # scikit-learn and matplotlib load on use: --help stays instant
+def fuse_and_report(data, args, out_dir):
+    """Fuse the test scores (video_scores), write the run's report files (report.write_report) and print its
+    table; then the mean over the splits tested so far."""
     first = next(iter(data["test"].values()))
     skipped = sorted(set().union(*(d["settings"].get("skipped", []) for d in data["test"].values())))
     scores, svm_choice = video_scores(data, args)
     temporal = data["test"].get("temporal", {}).get("settings") or {}
-    settings = {**first["settings"], "temporal_net": evaluation.temporal_net(temporal) if temporal else None}
-    table = evaluation.write_report(out_dir, first["videos"], first["labels"], first["classes"], scores, settings,
-                                    args.aggregate, args.fusion_weights, skipped, svm_choice)
+    settings = {**first["settings"], "temporal_net": report.temporal_net(temporal) if temporal else None}
+    table = report.write_report(out_dir, first["videos"], first["labels"], first["classes"], scores, settings,
+                                args.aggregate, args.fusion_weights, skipped, svm_choice)
     print(table)
     print(f"{len(first['videos'])} test videos" + (f", {len(skipped)} skipped for missing frames or flow" if skipped
                                                    else "")
-          + f"; {evaluation.aggregation_text(args.aggregate)}. Wrote {out_dir}/results.md, per_class.csv, "
+          + f"; {report.aggregation_text(args.aggregate)}. Wrote {out_dir}/results.md, per_class.csv, "
             "confusion.png, misclassified.csv, metrics.json")
-    evaluation.write_splits_mean(os.path.dirname(os.path.abspath(out_dir)), first["settings"].get("dataset"))
+    report.write_splits_mean(os.path.dirname(os.path.abspath(out_dir)), first["settings"].get("dataset"))
 
 
 def run_dir_of(args):
@@ -473,7 +503,7 @@ def main(argv=None):
         merge_shards(args, run_dir)
     data = load_saved(args.from_scores or run_dir, args.streams, not args.no_svm) if args.from_scores or args.merge \
         else compute_all(args, run_dir)
-    report(data, args, run_dir)
+    fuse_and_report(data, args, run_dir)
 
 
 if __name__ == "__main__":

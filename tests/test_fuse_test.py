@@ -22,6 +22,7 @@ import generators
 import media
 import models
 import overlap
+import report
 import ucf101
 from errors import DataError
 
@@ -131,6 +132,16 @@ def full_run(setup):
 
 # ---------------------------------------------------------------------------- flags
 
+def test_help_loads_neither_scikit_learn_nor_matplotlib_nor_keras():
+    """evaluation and report are imported on first use: --help answers at once."""
+    code = "import fuse_test\nfuse_test.parse_args(['--help'])"
+    check = ("import atexit, sys\natexit.register(lambda: print(sorted(m for m in ('sklearn', 'matplotlib', 'keras') "
+             "if m in sys.modules)))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", check + code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("[]"), done.stdout[-500:] + done.stderr[-2000:]
+
+
 def test_dataset_presets_and_default_run_names():
     args = fuse_test.parse_args(["--dataset", "synthetic", "--class-limit", "5", "--max-videos", "20"])
     assert fuse_test.run_dir_of(args) == os.path.join("results", "synthetic_split1_classes5_videos20")
@@ -172,8 +183,8 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     video = aggregated(full_run)
     fused = evaluation.fuse([video["spatial"], video["temporal"]])
     expected = evaluation.metrics(spatial["labels"], fused)
-    assert rows["Fusion (averaging)"][2] == evaluation.percent(expected["top1"])
-    assert rows["Fusion (averaging)"][4] == evaluation.percent(expected["mean_class"])
+    assert rows["Fusion (averaging)"][2] == report.percent(expected["top1"])
+    assert rows["Fusion (averaging)"][4] == report.percent(expected["mean_class"])
     assert read_json(os.path.join(full_run, "metrics.json"))["results"]["fusion"] == pytest.approx(expected, nan_ok=True)
 
     per_class = read_csv(os.path.join(full_run, "per_class.csv"))
@@ -194,7 +205,7 @@ def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
     saved = read_json(os.path.join(full_run, "metrics.json"))
     assert saved["final"] == "svm" and saved["results"]["svm"] == pytest.approx(expected, nan_ok=True)
     svm_row = table_rows(read_text(os.path.join(full_run, "results.md")))["Fusion (SVM)"]
-    assert svm_row[2] == evaluation.percent(expected["top1"]) and svm_row[2] != "not run"
+    assert svm_row[2] == report.percent(expected["top1"]) and svm_row[2] != "not run"
 
 
 def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
@@ -356,7 +367,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, mon
     calls = counting_predict(monkeypatch)
     assert run(args) == 0
     assert calls == [TEST_VIDEOS[2:]]  # only the third video was computed
-    assert sorted(os.listdir(folder)) == ["confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
+    assert sorted(os.listdir(folder)) == [".lock", "confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
                                           "results.md", "scores_temporal.npz"]  # chunks joined and removed
     resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
     complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
@@ -665,6 +676,33 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
 
 def groups_of(names):
     return [ucf101.parse_name(name)[1] for name in names]
+
+
+@pytest.mark.slow
+def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_score_alongside(setup, tmp_path,
+                                                                                                capsys):
+    """Two processes scoring one part of one run folder: the second would join and remove the chunks under the
+    first. It stops (exit 2) naming the first's pid; another part, or the unsharded run (--merge), goes ahead."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run_dir = tmp_path / "results" / "shared"
+    hold = f"import time, fuse_test\nfuse_test.lock_run({str(run_dir)!r}, (1, 2))\nprint('locked', flush=True)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold + "time.sleep(120)"], cwd=root, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        flags = cli(setup, "--streams", "temporal", "--shard", "1/2", "--run-name", "shared",
+                    results=tmp_path / "results")
+        assert run(flags) == 2 and not list(run_dir.glob("*.npz")) and not list(run_dir.glob("*.chunks"))
+        assert f"another process (pid {holder.pid}) is scoring part 1/2 of this run into it" in capsys.readouterr().err
+        for shard in ("(2, 2)", "None"):  # the other part, and the unsharded run (--merge), lock their own files
+            other = subprocess.run([sys.executable, "-c", f"import fuse_test\nfuse_test.lock_run({str(run_dir)!r}, "
+                                    f"{shard})"], cwd=root, capture_output=True, text=True, timeout=120)
+            assert other.returncode == 0, other.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(flags) == 0  # the lock went with the process
+    assert (run_dir / "scores_temporal.shard1of2.npz").exists()
 
 
 def test_merged_shards_give_the_unsharded_table_svm_row_included(tmp_path):

@@ -12,6 +12,8 @@ import errors
 import fakedata
 from test_fuse_test import SPATIAL_SIZE, TEMPORAL_SIZE, spatial_model, temporal_model, write_checkpoint
 
+pytestmark = pytest.mark.slow  # every test runs the demo on real (small) models: seconds each
+
 CLASSES = ("Alpha", "Beta", "Gamma")
 
 

@@ -119,6 +119,7 @@ def top1(labels, scores):
     return evaluation.metrics(labels, scores)["top1"]
 
 
+@pytest.mark.slow
 def test_svm_fusion_learns_from_training_scores_and_beats_each_stream():
     train_labels, train_spatial, train_temporal = appearance_and_motion_scores(seed=0)
     labels, spatial, temporal = appearance_and_motion_scores(seed=1)  # other videos: new noise
@@ -331,6 +332,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.md"]
 
 
+@pytest.mark.slow
 def test_a_failed_write_leaves_the_old_scores_and_names_the_file(tmp_path):
     """A real write failure, the process's file size limit (RLIMIT_FSIZE: EFBIG; a full disk's ENOSPC goes
     on to errors.run, exit 1): the old file stays whole, no temporary file is left, one line names the file."""

@@ -161,6 +161,7 @@ def test_dataset_presets_and_default_run_names():
 
 # ---------------------------------------------------------------------------- a whole run
 
+@pytest.mark.slow
 def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     for name in ("results.md", "per_class.csv", "confusion.png", "misclassified.csv", "metrics.json",
                  "scores_spatial.npz", "scores_temporal.npz", "scores_spatial_train.npz", "scores_temporal_train.npz"):
@@ -193,6 +194,7 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
     """The training list is scored like the test list, and the SVM trained on it fills the table's last row."""
     for stream in fuse_test.STREAMS:
@@ -230,6 +232,7 @@ def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
     assert sorted(scored) == sorted((TEST_VIDEOS + TRAIN_VIDEOS) * 2)
 
 
+@pytest.mark.slow
 def test_saved_scores_are_the_models_softmax_with_crops_averaged(setup, full_run):
     """Video 2's spatial scores (test and training list) equal the model's softmax of its 3 frames x 10 crops,
     averaged over crops. The fake videos differ by class colour, their frames slightly: the check would see
@@ -248,6 +251,7 @@ def test_saved_scores_are_the_models_softmax_with_crops_averaged(setup, full_run
         assert np.ptp(expected, axis=0).max() > 1e-4 and np.abs(saved["scores"][1] - expected).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("--from-scores must not load a model")
@@ -264,6 +268,7 @@ def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkey
     assert "voting" in voted and "1 : 1.5" in voted
 
 
+@pytest.mark.slow
 def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp_path, monkeypatch):
     results, flags = tmp_path / "sharded", ["--crops", "10", "--batch-size", str(3 * SAMPLES * 10)]
     folder = results / "synthetic_split1"
@@ -355,6 +360,7 @@ def chunk_videos(folder, stream="temporal"):
     return [evaluation.load_scores(os.path.join(chunks, name))["videos"] for name in sorted(os.listdir(chunks))]
 
 
+@pytest.mark.slow
 def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, monkeypatch):
     args = cli(setup, "--streams", "temporal", "--crops", "10", "--save-every", "1", "--run-name", "resumed")
     folder = setup["root"] / "results" / "resumed"
@@ -459,6 +465,7 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_score
     assert not [p for p in folder.rglob("*") if "chunk" in p.name or ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_a_truncated_scores_file_is_named_with_the_flag_that_redoes_it(setup, full_run, tmp_path, capsys):
     folder = tmp_path / "synthetic_split1"
     shutil.copytree(full_run, folder)
@@ -472,12 +479,14 @@ def test_a_truncated_scores_file_is_named_with_the_flag_that_redoes_it(setup, fu
     assert path in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_saved_scores_computed_differently_are_not_reused(setup, full_run, capsys):
     assert run(cli(setup, "--crops", "center")) == 2
     error = capsys.readouterr().err
     assert "scores_spatial.npz" in error and "crops" in error and "--overwrite" in error
 
 
+@pytest.mark.slow
 def test_scores_of_a_changed_model_file_are_computed_again_only_with_overwrite(setup, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "checkpoints" / "temporal"
     shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
@@ -542,6 +551,7 @@ def write_ucf101_scores(folder, split, seed=0, num_classes=101):
                                scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels], settings)
 
 
+@pytest.mark.slow
 def test_a_whole_ucf101_split_1_is_compared_with_the_paper(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "load", lambda *a: pytest.fail("--from-scores must not load a model"))
     folder = tmp_path / "ucf101_split1"
@@ -705,6 +715,7 @@ def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_s
     assert (run_dir / "scores_temporal.shard1of2.npz").exists()
 
 
+@pytest.mark.slow
 def test_merged_shards_give_the_unsharded_table_svm_row_included(tmp_path):
     """Weak nets' scores, near 1 / C: an unconverged SVM's row moved with rounding (42.9% vs 50.0% after
     --merge on the mini set, issue 16). Parts scored in other batches differ in the last bits."""
@@ -751,6 +762,7 @@ def write_full_scores(folder, dataset, num_classes, **settings):
     ("hmdb51", 51, {"init": "checkpoints/ucf101/temporal/last.keras"},
      {"Temporal": "49.0", "Temporal (trained on HMDB-51 alone)": "46.6"}),
 ])
+@pytest.mark.slow
 def test_the_temporal_net_of_the_scores_picks_the_papers_figures(tmp_path, dataset, classes, settings, rows):
     """The kind of temporal net (alone, multi-task, fine-tuned with --init) comes from its score file's settings:
     a multi-task run's averaging is compared with 86.2, an --init HMDB-51 net with 49.0 (46.6 "not run")."""

@@ -300,6 +300,7 @@ def read_report(out_dir):
     return markdown, {row[0]: row[1:] for row in table_rows("\n".join(lines))[2:]}, saved
 
 
+@pytest.mark.slow
 def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
     videos, labels, classes, scores = report_inputs(101)
     choice = {"C": 0.1, "how": "5-fold cross-validation on the training videos, folds by UCF-101 group",

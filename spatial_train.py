@@ -55,10 +55,7 @@ def main(argv=None):
     import training
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
-    keras.utils.set_random_seed(args.seed)
-    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
-    strategy = distributed.distribution_strategy(args.distribute)
-    folder = distributed.worker_folder(args.checkpoint_dir, strategy, args.overwrite)
+    strategy, folder = training.set_up(args.seed, args.precision, args.distribute, args.checkpoint_dir, args.overwrite)
 
     # Data: single RGB frames of the training list's videos (a random video of a random class, a
     # random frame, crop and flip, PCA lighting noise), minus the --val-groups held out for validation.

@@ -60,9 +60,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras  # Keras and TensorFlow load here, after the flags: --help stays instant
-
-    import checkpoints
+    import checkpoints  # Keras and TensorFlow load here, after the flags: --help stays instant
     import distributed
     import generators
     import models
@@ -70,10 +68,7 @@ def main(argv=None):
     import training
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
-    keras.utils.set_random_seed(args.seed)
-    keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))
-    strategy = distributed.distribution_strategy(args.distribute)
-    folder = distributed.worker_folder(args.checkpoint_dir, strategy, args.overwrite)
+    strategy, folder = training.set_up(args.seed, args.precision, args.distribute, args.checkpoint_dir, args.overwrite)
 
     # Data: stacks of L flow frames from the training list's videos (a random video of a random
     # class, a random start, crop and flip), minus the --val-groups held out for validation; with

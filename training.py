@@ -28,7 +28,16 @@ import ucf101
 from errors import DataError
 
 
-# ---------------------------------------------------------------------------- the data
+# ---------------------------------------------------------------------------- set-up and data
+
+def set_up(seed, precision, distribute, checkpoint_dir, overwrite):
+    """The seed, the precision policy, --distribute's strategy and the folder this process writes its
+    checkpoints into -> (strategy or None, folder)."""
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(precision_policy(precision))
+    strategy = distributed.distribution_strategy(distribute)
+    return strategy, distributed.worker_folder(checkpoint_dir, strategy, overwrite)
+
 
 def precision_policy(precision):
     """Keras's dtype policy for --precision: float32, or mixed_bfloat16 / mixed_float16."""

@@ -27,6 +27,7 @@ import zipfile
 
 import atomic
 import media
+import presets
 import ucf101
 from errors import DataError, warn
 
@@ -36,7 +37,7 @@ BEST_FILE = "best.keras"
 PHASE1_FILE = "phase1.keras"
 LOG_FILE = "log.csv"
 CONFIG_FILE = "config.json"
-CLASSES_FILE = "classInd.txt"
+CLASSES_FILE = ucf101.CLASS_FILE  # the run's copy of the class list
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
@@ -53,7 +54,7 @@ MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split
 
 def model_path(checkpoints_dir, stream, explicit=None):
     """The model file of a stream: `explicit` if given, else <checkpoints_dir>/<stream>/last.keras."""
-    return explicit or os.path.join(checkpoints_dir, stream, MODEL_FILE)
+    return explicit or os.path.join(presets.run_folder(checkpoints_dir, stream), MODEL_FILE)
 
 
 def check_folder(folder):

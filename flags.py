@@ -199,7 +199,7 @@ def parse_training(parser, script, argv=None):
     """parse, then the training scripts' rules: the default run folder, --accumulate dividing the batch."""
     args = parse(parser, script, argv)
     if args.checkpoint_dir is None:
-        args.checkpoint_dir = presets.run_folder(args.dataset, script)
+        args.checkpoint_dir = presets.run_folder(presets.values(args.dataset, script)["checkpoints"], script)
     if args.accumulate < 1 or args.batch_size % args.accumulate:
         parser.error(f"--accumulate must divide --batch-size ({args.batch_size}) into equal parts")
     return args

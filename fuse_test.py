@@ -127,7 +127,7 @@ def read_models(args, streams):
 def check_config(path, stream, config, classes, dataset):
     """A model of the other stream, or one whose config.json and classInd.txt disagree: refused from its
     config.json before anything is loaded."""
-    config_path = os.path.join(os.path.dirname(path), "config.json")
+    config_path = os.path.join(os.path.dirname(path), checkpoints.CONFIG_FILE)
     if config.get("stream", stream) != stream:
         raise DataError(f"{path}: is a {config['stream']} model ({config_path}), given as the {stream} stream; "
                         f"point --{stream} (or --checkpoints) at a {stream} model")

@@ -75,9 +75,10 @@ def values(dataset, script):
     return {**PRESETS[dataset]["data"], **PRESETS[dataset].get(script, {})}
 
 
-def run_folder(dataset, stream):
-    """A stream's run folder (training's --checkpoint-dir) by default: <the dataset's checkpoints>/<stream>."""
-    return os.path.join(PRESETS[dataset]["data"]["checkpoints"], stream)
+def run_folder(checkpoints, stream):
+    """A stream's run folder, <checkpoints>/<stream>: training's default --checkpoint-dir (with the
+    dataset's checkpoints folder), and where fuse_test.py and demo.py look under --checkpoints."""
+    return os.path.join(checkpoints, stream)
 
 
 def describe(script, key):

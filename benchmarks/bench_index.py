@@ -37,7 +37,7 @@ def write_layout(root, names, count):
 
 
 with tempfile.TemporaryDirectory() as root:
-    classes = ucf101.read_classes(os.path.join(args.lists, "classInd.txt"))
+    classes = ucf101.read_classes(os.path.join(args.lists, ucf101.CLASS_FILE))
     names = [name for subset in ("trainlist01.txt", "testlist01.txt")
              for name, _ in ucf101.read_split(os.path.join(args.lists, subset), classes)]
     start = time.perf_counter()

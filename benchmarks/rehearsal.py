@@ -178,9 +178,9 @@ def sample_splits(data, out, classes):
     """Split lists of the first `classes` classes of split 1, for check --decode on a sample."""
     import ucf101
     splits = os.path.join(data, "ucf101", "splits")
-    names = ucf101.read_classes(os.path.join(splits, "classInd.txt"))[:classes]
+    names = ucf101.read_classes(os.path.join(splits, ucf101.CLASS_FILE))[:classes]
     os.makedirs(out, exist_ok=True)
-    ucf101.write_lines(os.path.join(out, "classInd.txt"), ucf101.class_index_lines(names))
+    ucf101.write_lines(os.path.join(out, ucf101.CLASS_FILE), ucf101.class_index_lines(names))
     for path in ucf101.split_files(splits, 1):
         lines = [line for line in ucf101.read_lines(path) if line.split("/")[0] in names]
         ucf101.write_lines(os.path.join(out, os.path.basename(path)), lines)

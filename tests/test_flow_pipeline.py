@@ -108,13 +108,14 @@ def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, 
                 assert same_bytes or np.abs(ours.astype(int) - decoded).max() <= 1, (name, component, i)
 
 
-def wait_until_writing(process, folders, timeout=300):
-    """Until a temporary folder holds a flow JPEG (the first batch has compiled and been written)."""
+def wait_until_writing(process, folders, timeout=300, left_before=()):
+    """Until a temporary folder of this process holds a flow JPEG (the first batch has compiled and been
+    written). `left_before`: the temporary folders that killed processes left, which the new one deletes."""
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         for folder in folders:
             for name in work_in_progress([folder]):
-                if name.endswith(prepare_data.TEMP_SUFFIX) and any(
+                if name not in left_before and name.endswith(prepare_data.TEMP_SUFFIX) and any(
                         entry.endswith(".jpg") for entry in os.listdir(folder / name)):
                     return
         time.sleep(0.005)
@@ -130,9 +131,10 @@ def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, 
     argv = flow_command(videos, data / ucf101.FLOW_DIR)
     groups = []
     for delay in (0, 0.1, 0.3):
+        left_before = set(work_in_progress(parents("flow", data)))
         process = start(argv)
         groups.append(process.pid)
-        wait_until_writing(process, parents("flow", data))
+        wait_until_writing(process, parents("flow", data), left_before=left_before)
         time.sleep(delay)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

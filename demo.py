@@ -14,7 +14,6 @@ they appear only complete (written under a temporary name, then renamed). A vide
 on (its name in a split list the model's config.json says it trained on, read from the run's splits
 folder; not checked where those lists are absent) is refused: its prediction would be memory.
 """
-import argparse
 import os
 import sys
 import time
@@ -169,7 +168,7 @@ def frame_size(config):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.parser(__doc__)
     parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
     flags.add(parser, "demo", "--dataset", "--checkpoints", "--spatial", "--temporal")
     flag = lambda *a, **k: flags.add_flag(parser, "demo", *a, **k)

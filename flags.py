@@ -14,6 +14,14 @@ import presets
 import ucf101
 
 
+def parser(doc):
+    """A script's parser: its docstring as the description, and whole flag names only (argparse would
+    otherwise take an unambiguous prefix, so that a renamed flag's old name, e.g. --splits for
+    --splits-dir, would still be taken)."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
+
+
 def parse_shard(text):
     """'K/N' -> (K, N) with 1 <= K <= N."""
     match = re.fullmatch(r"(\d+)/(\d+)", text)

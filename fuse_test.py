@@ -31,7 +31,6 @@ like the others; nothing is fused. --merge, with the same flags but --shard, gat
 into the run's score files (refusing an incomplete set, naming the videos missing and their
 parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
-import argparse
 import importlib.util
 import os
 import re
@@ -72,7 +71,7 @@ MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.parser(__doc__)
     flags.add(parser, "test", *flags.DATASET_FLAGS, "--checkpoints", "--spatial", "--temporal")
     flag = lambda *a, **k: flags.add_flag(parser, "test", *a, **k)
     flag("--streams", "streams to test (default: both, and their fusions; with --from-scores: those saved there)",

@@ -900,11 +900,11 @@ def add_extraction_flags(parser, command):
 
 
 def add_command(commands, name, summary):
-    return commands.add_parser(name, help=summary, description=summary)
+    return commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.parser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     splits = add_command(commands, "splits", "write classInd.txt and the train/test lists of splits 1-3: UCF-101's "

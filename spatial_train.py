@@ -16,7 +16,6 @@ Within a phase, the same command started again continues from the last finished 
 are numbered on from phase 1 into phase 2 in log.csv. The model after the last iteration
 (last.keras) is the one fuse_test.py tests.
 """
-import argparse
 import copy
 import os
 import sys
@@ -26,7 +25,7 @@ from errors import DataError, run
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.parser(__doc__)
     flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--weights", "--dropout")
     flag = lambda *a, **k: flags.add_flag(parser, "spatial", *a, **k)
     flag("--lighting", "standard deviation of the PCA lighting noise (Krizhevsky et al.; 0: none)",

@@ -20,7 +20,6 @@ whose videos (all of them, the paper's choice: its test list is not this run's) 
 batch; each head's loss counts its own samples only and the losses are summed (multitask.py).
 fuse_test.py and demo.py use the head of the dataset they test.
 """
-import argparse
 import collections
 import os
 import sys
@@ -31,7 +30,7 @@ from errors import run, warn
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.parser(__doc__)
     flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--weights", "--dropout")
     flag = lambda *a, **k: flags.add_flag(parser, "temporal", *a, **k)
     flag("--arch", "cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS, default="cnn_m_2048")

@@ -100,6 +100,17 @@ def test_old_spellings_are_gone(helps):
             assert old not in helps[command] and new in helps[command], f"{command}: {old} -> {new}"
 
 
+def test_a_renamed_flags_old_name_is_refused_not_taken_as_a_prefix():
+    """argparse takes an unambiguous prefix by default: --splits would quietly mean --splits-dir."""
+    for command, old in (("check", "--splits"), ("flow", "--batch")):
+        result = subprocess.run([sys.executable, *COMMANDS[command], old, "1"], capture_output=True, text=True,
+                                cwd=REPO, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert result.returncode == 2 and f"unrecognized arguments: {old} 1" in result.stderr, result.stderr
+    result = subprocess.run([sys.executable, "fuse_test.py", "--splits", "x"], capture_output=True, text=True,
+                            cwd=REPO, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2 and "unrecognized arguments: --splits x" in result.stderr, result.stderr
+
+
 def test_every_flag_has_help(helps):
     for command, options in helps.items():
         for flag, help in options.items():

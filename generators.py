@@ -568,8 +568,11 @@ class ProcessLoader:
         for slot in range(slots):
             self.free.put(slot)
         self.tasks, self.results = context.Queue(), context.Queue()
+        # At exit, Python waits until a queue's pending items are written; with the workers killed
+        # (out of memory, by hand) nobody reads them, and the training process would hang after its error.
+        self.tasks.cancel_join_thread()
         self.state = {"lock": threading.Lock(), "pending": [0] * slots, "errors": [None] * slots,
-                      "done": [threading.Event() for _ in range(slots)]}
+                      "done": [threading.Event() for _ in range(slots)], "stop": threading.Event()}
         names = [block.name for block in self.blocks]
         self.processes = [context.Process(target=fill_tasks, args=(sequence, names, self.shape, self.tasks, self.results),
                                           daemon=True) for _ in range(processes)]
@@ -577,7 +580,7 @@ class ProcessLoader:
             for process in self.processes:
                 process.start()
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
-        weakref.finalize(self, stop_loader, self.processes, self.tasks, self.results, self.blocks)
+        weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state["stop"], self.blocks)
 
     def batch(self, index, epoch, shard, rows):
         """(x, y) of shard `shard` of batch `index` in `epoch` (`rows` samples), filled by the processes."""
@@ -643,9 +646,14 @@ def picklable(value):
 
 
 def collect_results(results, state):
-    """Count each slot's finished tasks; its event is set when the last one is done."""
-    while (result := results.get()) is not None:
-        slot, error = result
+    """Count each slot's finished tasks; its event is set when the last one is done. Stopped by
+    state["stop"], not by a message: a worker killed inside results.put leaves the queue's write lock
+    taken for good."""
+    while not state["stop"].is_set():
+        try:
+            slot, error = results.get(timeout=1.0)
+        except queue.Empty:
+            continue
         with state["lock"]:
             if error is not None and state["errors"][slot] is None:
                 state["errors"][slot] = error
@@ -654,10 +662,10 @@ def collect_results(results, state):
                 state["done"][slot].set()
 
 
-def stop_loader(processes, tasks, results, blocks):
+def stop_loader(processes, tasks, stop_collecting, blocks):
     for _ in processes:
         tasks.put(None)
-    results.put(None)
+    stop_collecting.set()
     for process in processes:
         process.join(timeout=5)
         if process.is_alive():

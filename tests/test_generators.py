@@ -528,6 +528,48 @@ def test_worker_processes_and_their_shared_memory_go_when_the_trainer_is_killed(
     assert not any(os.path.exists(f"/dev/shm/{name}") for name in names), "shared memory left behind"
 
 
+EXITING_TRAINER = """
+import os, signal, sys
+import fakedata, generators, ucf101
+if __name__ == "__main__":
+    splits = fakedata.write_dataset(sys.argv[1], frames=14)
+    videos = ucf101.load_index(sys.argv[1], splits, 1, "train")
+    dataset = generators.TrainSequence(videos, sys.argv[1], "temporal", batch_size=16, image_size=32, workers=2,
+                                       use_multiprocessing=True)
+    dataset[0]
+    loader = dataset.process_loader()
+    for process in loader.processes:
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+    if sys.argv[2] == "lock":  # as a worker killed inside results.put leaves the queue's write lock
+        loader.results._wlock.acquire()
+    else:  # tasks that no worker will read: more than a pipe holds
+        for _ in range(20000):
+            loader.tasks.put((0, 0, 0, (0, 1), 0, 16))
+    print("exiting", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("left_by_the_dead_workers", ["lock", "full pipe"])
+def test_the_trainer_exits_after_its_worker_processes_were_killed(tmp_path, left_by_the_dead_workers):
+    """A worker killed (out of memory, or by hand) may hold a queue's lock or leave tasks unread; the
+    training process must still exit (its error shown), not hang at exit waiting on the queues."""
+    import subprocess
+    import sys
+    script = tmp_path / "trainer.py"
+    script.write_text(EXITING_TRAINER)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
+    mode = left_by_the_dead_workers.split()[0]
+    try:
+        result = subprocess.run([sys.executable, str(script), str(tmp_path / "data"), mode], capture_output=True,
+                                text=True, env=env, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the training process hung at exit")
+    assert result.returncode == 0 and "exiting" in result.stdout, result.stderr
+
+
 class RecordingSequence(generators.TrainSequence):
     def __getitem__(self, index):
         self.calls.append((self.epoch, index))

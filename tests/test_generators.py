@@ -488,8 +488,9 @@ def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
         dataset[2]
 
 
-KILLED_TRAINER = """
-import sys, time
+# A training process's data loading, in a script of its own: its worker processes started, then `{}`.
+TRAINER = """
+import os, signal, sys, time
 import fakedata, generators, ucf101
 if __name__ == "__main__":
     splits = fakedata.write_dataset(sys.argv[1], frames=14)
@@ -498,23 +499,29 @@ if __name__ == "__main__":
                                        use_multiprocessing=True)
     dataset[0]
     loader = dataset.process_loader()
+{}"""
+KILLED_TRAINER = TRAINER.format("""
     print(" ".join(b.name for b in loader.blocks), "|", " ".join(str(p.pid) for p in loader.processes), flush=True)
     time.sleep(600)
-"""
+""")
+
+
+def trainer_command(tmp_path, script, *args):
+    """(argv, env) running `script` with the project's modules and the tests' fakedata importable."""
+    import sys
+    (tmp_path / "trainer.py").write_text(script)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
+    return [sys.executable, str(tmp_path / "trainer.py"), str(tmp_path / "data"), *args], env
 
 
 @pytest.mark.slow
 def test_worker_processes_and_their_shared_memory_go_when_the_trainer_is_killed(tmp_path):
     import signal
     import subprocess
-    import sys
     import time
-    script = tmp_path / "trainer.py"
-    script.write_text(KILLED_TRAINER)
-    tests = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
-    trainer = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
-                               text=True, env=env)
+    argv, env = trainer_command(tmp_path, KILLED_TRAINER)
+    trainer = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     names, pids = (part.split() for part in trainer.stdout.readline().split("|"))
     assert all(os.path.exists(f"/dev/shm/{name}") for name in names)
     trainer.send_signal(signal.SIGKILL)
@@ -528,16 +535,7 @@ def test_worker_processes_and_their_shared_memory_go_when_the_trainer_is_killed(
     assert not any(os.path.exists(f"/dev/shm/{name}") for name in names), "shared memory left behind"
 
 
-EXITING_TRAINER = """
-import os, signal, sys
-import fakedata, generators, ucf101
-if __name__ == "__main__":
-    splits = fakedata.write_dataset(sys.argv[1], frames=14)
-    videos = ucf101.load_index(sys.argv[1], splits, 1, "train")
-    dataset = generators.TrainSequence(videos, sys.argv[1], "temporal", batch_size=16, image_size=32, workers=2,
-                                       use_multiprocessing=True)
-    dataset[0]
-    loader = dataset.process_loader()
+EXITING_TRAINER = TRAINER.format("""
     for process in loader.processes:
         os.kill(process.pid, signal.SIGKILL)
         process.join()
@@ -547,7 +545,7 @@ if __name__ == "__main__":
         for _ in range(20000):
             loader.tasks.put((0, 0, 0, (0, 1), 0, 16))
     print("exiting", flush=True)
-"""
+""")
 
 
 @pytest.mark.slow
@@ -556,15 +554,9 @@ def test_the_trainer_exits_after_its_worker_processes_were_killed(tmp_path, left
     """A worker killed (out of memory, or by hand) may hold a queue's lock or leave tasks unread; the
     training process must still exit (its error shown), not hang at exit waiting on the queues."""
     import subprocess
-    import sys
-    script = tmp_path / "trainer.py"
-    script.write_text(EXITING_TRAINER)
-    tests = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
-    mode = left_by_the_dead_workers.split()[0]
+    argv, env = trainer_command(tmp_path, EXITING_TRAINER, left_by_the_dead_workers.split()[0])
     try:
-        result = subprocess.run([sys.executable, str(script), str(tmp_path / "data"), mode], capture_output=True,
-                                text=True, env=env, timeout=90)
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=90)
     except subprocess.TimeoutExpired:
         pytest.fail("the training process hung at exit")
     assert result.returncode == 0 and "exiting" in result.stdout, result.stderr

@@ -15,6 +15,11 @@ class Terminated(KeyboardInterrupt):
     is: the script stops where it is, and every file it writes is whole or untouched."""
 
 
+class WorkerDied(Exception):
+    """A worker process ended without a word (SIGKILL, the kernel's out-of-memory killer): its job is
+    lost, so the run stops; what was finished is kept."""
+
+
 def warn(message):
     """A problem worth knowing that need not stop the run, on stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -27,7 +32,7 @@ def raise_terminated(signum, frame):
 def run(main, argv=None):
     """Run a script's main(argv): DataError -> the message on stderr and exit code 2; Ctrl-C -> 130,
     SIGTERM -> 143 (128 + the signal's number, as the shell reports a process it ended), a full
-    disk -> 1, each with a word that the same command resumes. main's own return value (None or an
+    disk or a worker process killed -> 1, each with a word that the same command resumes. main's own return value (None or an
     int) is the exit code otherwise."""
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signals can be caught
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
@@ -41,6 +46,10 @@ def run(main, argv=None):
         print(f"\ninterrupted ({what}): what was finished is kept, and the same command started again resumes "
               "where this one stopped", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    except WorkerDied as error:
+        print(f"error: {error}: what was finished is kept; fewer --workers use less memory, and the same "
+              "command started again resumes", file=sys.stderr)
+        return 1
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise

@@ -4,7 +4,6 @@ Flow is stored as the public tvl1_flow download stores it: one grayscale JPEG pe
 value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion. Beside
 u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
-import contextlib
 import json
 import multiprocessing
 import os
@@ -15,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 import atomic
-from errors import DataError
+from errors import DataError, WorkerDied
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
 FLOW_LEVELS = 255.0  # -FLOW_BOUND .. FLOW_BOUND maps onto grey levels 0 .. FLOW_LEVELS
@@ -294,14 +293,30 @@ def remove_if_exists(path):
 def run_parallel(work, jobs, workers, chunksize=1, **bar):
     """[work(job) for job in jobs] in `workers` processes (this one if 1), in the order they finish,
     with a tqdm progress bar (`bar`: its settings). The processes start from a forkserver, not by
-    fork: a child forked from a process whose OpenCV thread pool has run can deadlock."""
+    fork: a child forked from a process whose OpenCV thread pool has run can deadlock. A process that
+    dies (killed, out of memory) raises WorkerDied, where the Pool alone would start another and wait
+    for the lost job forever."""
     workers = max(1, min(workers, len(jobs)))
-    pool = multiprocessing.get_context("forkserver").Pool(workers, initializer=init_worker) if workers > 1 else None
-    with pool or contextlib.nullcontext():
-        results = pool.imap_unordered(work, jobs, chunksize) if pool else map(work, jobs)
-        return list(tqdm(results, total=len(jobs), **bar))
+    if workers == 1:
+        return list(tqdm(map(work, jobs), total=len(jobs), **bar))
+    context = multiprocessing.get_context("forkserver")
+    started = context.Value("i", 0)  # processes started: more than `workers` once the Pool replaced a dead one
+    finished = []
+    with context.Pool(workers, initializer=init_worker, initargs=(started,)) as pool, \
+            tqdm(total=len(jobs), **bar) as progress:
+        results = pool.imap_unordered(work, jobs, chunksize)
+        while len(finished) < len(jobs):
+            try:
+                finished.append(results.next(timeout=1.0))
+                progress.update()
+            except multiprocessing.TimeoutError:
+                if started.value > workers:
+                    raise WorkerDied(f"a worker process of {workers} ended abruptly (killed, or out of memory?)")
+    return finished
 
 
-def init_worker():
+def init_worker(started):
+    with started.get_lock():
+        started.value += 1
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool

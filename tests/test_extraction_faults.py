@@ -186,3 +186,35 @@ def test_sigterm_leaves_only_whole_folders_and_the_same_command_resumes(videos, 
     assert code == 0, output
     assert_published_folders_whole("flow", data)
     assert_complete(videos, data, tmp_path)
+
+
+# A job whose worker process is killed (as the kernel's out-of-memory killer does), in a module of its
+# own so that the forkserver's processes can import it.
+KILLED_WORKER = """
+import os, signal, sys
+import errors, media
+
+def work(job):
+    if job == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job
+
+def main(argv):
+    print(sorted(media.run_parallel(work, list(range(8)), 2)))
+
+if __name__ == "__main__":
+    import killed_worker
+    sys.exit(errors.run(killed_worker.main))
+"""
+
+
+def test_a_killed_worker_process_stops_the_run_with_exit_1_instead_of_hanging(tmp_path):
+    (tmp_path / "killed_worker.py").write_text(KILLED_WORKER)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    try:
+        result = subprocess.run([sys.executable, str(tmp_path / "killed_worker.py")], capture_output=True, text=True,
+                                env=env, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run waited forever for the killed worker's job")
+    assert result.returncode == 1, result.stderr
+    assert "worker process of 2 ended abruptly" in result.stderr and "same command" in result.stderr

@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 import media
 import ucf101
-from presets import CROPS, EVAL_CROPS, SAMPLINGS
+from presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
 from errors import DataError
 
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
@@ -804,7 +804,7 @@ def validation_data(videos, data_dir, stream, image_size=224, stack_length=10):
         start = sample_starts(stream.count(video), 1, stream.span)[0]
         load_or_fail(data_dir, video, stream, start, image_size, eval_windows_for(image_size, "center"), x[k:k + 1])
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(CORES) as pool:
         list(tqdm(pool.map(load, range(len(videos))), total=len(videos), desc=f"{stream.name} validation data",
                   disable=len(videos) < 100, leave=False))
     return x, y

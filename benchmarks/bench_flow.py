@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import media  # noqa: E402
+import presets  # noqa: E402
 import synthetic  # noqa: E402
 import tvl1  # noqa: E402
 
@@ -230,7 +231,7 @@ def main():
     parser.add_argument("--batch", type=int, default=None,
                         help="pairs per call of the Keras TV-L1 (default: 64 on a GPU, else the number of pairs)")
     parser.add_argument("--rounds", type=int, default=2, help="timed runs per method; the best counts")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for OpenCV on all cores")
+    parser.add_argument("--workers", type=int, default=presets.CORES, help="processes for OpenCV on all usable cores")
     parser.add_argument("--save-reference", metavar="FILE",
                         help="write the pairs, OpenCV's flows and its one-core pairs/s to FILE (.npz) and stop")
     args = parser.parse_args()

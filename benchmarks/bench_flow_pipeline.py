@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import media  # noqa: E402
 import prepare_data  # noqa: E402
+import presets  # noqa: E402
 import synthetic  # noqa: E402
 import tvl1  # noqa: E402
 
@@ -150,7 +151,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--videos", type=int, default=12, help="generated videos (default: %(default)s)")
     parser.add_argument("--shorten", type=int, default=4, help="divide UCF-101's frame counts by this")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding and writing threads")
+    parser.add_argument("--workers", type=int, default=presets.CORES, help="decoding and writing threads")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--frame-counts", default=FRAME_COUNTS)
     args = parser.parse_args()

@@ -4,6 +4,7 @@ Flow is stored as the public tvl1_flow download stores it: one grayscale JPEG pe
 value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion. Beside
 u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
+import functools
 import json
 import multiprocessing
 import os
@@ -301,18 +302,24 @@ def run_parallel(work, jobs, workers, chunksize=1, **bar):
         return list(tqdm(map(work, jobs), total=len(jobs), **bar))
     context = multiprocessing.get_context("forkserver")
     started = context.Value("i", 0)  # processes started: more than `workers` once the Pool replaced a dead one
-    finished = []
+    chunks, finished = [jobs[i:i + chunksize] for i in range(0, len(jobs), chunksize)], []
     with context.Pool(workers, initializer=init_worker, initargs=(started,)) as pool, \
             tqdm(total=len(jobs), **bar) as progress:
-        results = pool.imap_unordered(work, jobs, chunksize)
+        results = pool.imap_unordered(functools.partial(work_on_chunk, work), chunks)  # one chunk a task: next() waits
         while len(finished) < len(jobs):
             try:
-                finished.append(results.next(timeout=1.0))
-                progress.update()
+                done = results.next(timeout=1.0)
             except multiprocessing.TimeoutError:
                 if started.value > workers:
                     raise WorkerDied(f"a worker process of {workers} ended abruptly (killed, or out of memory?)")
+                continue
+            finished += done
+            progress.update(len(done))
     return finished
+
+
+def work_on_chunk(work, jobs):
+    return [work(job) for job in jobs]
 
 
 def init_worker(started):

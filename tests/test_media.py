@@ -154,3 +154,9 @@ def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
     (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(3000))
     assert media.read_video(str(tmp_path / "junk.avi")) == []
     assert media.read_video(str(tmp_path / "missing.avi")) == []
+
+
+@pytest.mark.parametrize("workers, chunksize", [(1, 1), (2, 1), (2, 3)])
+def test_run_parallel_returns_every_jobs_result_once(workers, chunksize):
+    jobs = list(range(-5, 6))
+    assert sorted(media.run_parallel(abs, jobs, workers, chunksize, disable=True)) == sorted(map(abs, jobs))

@@ -32,8 +32,8 @@ def raise_terminated(signum, frame):
 def run(main, argv=None):
     """Run a script's main(argv): DataError -> the message on stderr and exit code 2; Ctrl-C -> 130,
     SIGTERM -> 143 (128 + the signal's number, as the shell reports a process it ended), a full
-    disk or a worker process killed -> 1, each with a word that the same command resumes. main's own return value (None or an
-    int) is the exit code otherwise."""
+    disk or a worker process killed -> 1, each with a word that the same command resumes. main's own
+    return value (None or an int) is the exit code otherwise."""
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signals can be caught
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:

@@ -18,6 +18,7 @@ waits), so that a test sees where the process was.
 
     python tests/faults.py temporal_train.py --dataset synthetic ...
 """
+import contextlib
 import os
 import runpy
 import signal
@@ -96,6 +97,44 @@ def tiny_nets():
         return keras.Model(inputs, x, name="inception_v3")
 
     return {"cnn_m_2048": cnn_m_2048, "inception_v3": inception_v3}
+
+
+@contextlib.contextmanager
+def tiny_nets_in_this_process():
+    """models.py's networks replaced by the tiny ones while the block runs (for fixtures of any scope)."""
+    import pytest
+
+    import models
+    with pytest.MonkeyPatch.context() as patch:
+        for name, function in tiny_nets().items():
+            patch.setattr(models, name, function)
+        yield
+
+
+# The path finder, minus TensorFlow: find_spec gives None and import fails, as where it is not installed
+# (sys.modules["tensorflow"] = None would also put the name in sys.modules, which Keras reads as loaded).
+HIDE_TENSORFLOW = """
+import sys
+from importlib.machinery import PathFinder
+
+
+class PathFinderWithoutTensorFlow(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
+
+
+sys.meta_path[:] = [PathFinderWithoutTensorFlow if finder is PathFinder else finder for finder in sys.meta_path]
+"""
+
+
+def without_tensorflow(tmp_path):
+    """The environment of a process in which TensorFlow cannot be imported, on the JAX backend."""
+    shim = tmp_path / "no_tensorflow"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), REPO]), "KERAS_BACKEND": "jax",
+            "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""demo.py's outputs and refusals, with tiny untrained models (test_fuse_test's) on a 12-frame clip:
+"""demo.py's outputs and refusals, with tiny untrained models (the tiny stand-in networks) on a 12-frame clip:
 it never writes over its input or an existing file without --overwrite, names a flag whose extension
 it cannot write, and refuses a video its models trained on."""
 import json
@@ -10,19 +10,26 @@ import pytest
 import demo
 import errors
 import fakedata
-from test_fuse_test import SPATIAL_SIZE, TEMPORAL_SIZE, spatial_model, temporal_model, write_checkpoint
+import faults
+import models
 
-pytestmark = pytest.mark.slow  # every test runs the demo on real (small) models: seconds each
+pytestmark = pytest.mark.slow  # every test runs the demo on models: a second or more each
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
+def model_files(tmp_path_factory):
+    with faults.tiny_nets_in_this_process():
+        return write_models(tmp_path_factory.mktemp("demo"))
+
+
+def write_models(root):
     splits = fakedata.write_dataset(str(root / "data"), CLASSES)
-    paths = {"spatial": write_checkpoint(root / "spatial", spatial_model(3), "spatial", SPATIAL_SIZE, splits),
-             "temporal": write_checkpoint(root / "temporal", temporal_model(3), "temporal", TEMPORAL_SIZE, splits)}
+    spatial = fakedata.sharpen(models.spatial_model(3, image_size=75, weights="none"))
+    temporal = fakedata.sharpen(models.temporal_model(3, image_size=64, stack_length=2))
+    paths = {"spatial": fakedata.write_checkpoint(root / "spatial", spatial, "spatial", 75, splits),
+             "temporal": fakedata.write_checkpoint(root / "temporal", temporal, "temporal", 64, splits)}
     for stream, path in paths.items():  # the run's splits folder, as training writes it
         config_path = os.path.join(os.path.dirname(path), "config.json")
         with open(config_path) as f:
@@ -40,49 +47,49 @@ def write_clip(path, frames=12):
     return str(path)
 
 
-def demo_run(models, video, *extra):
-    return errors.run(demo.main, [video, "--dataset", "synthetic", "--spatial", models["spatial"], "--temporal",
-                                  models["temporal"], "--flow-method", "dis", "--samples", "2", "--workers", "1", *extra])
+def demo_run(model_files, video, *extra):
+    return errors.run(demo.main, [video, "--dataset", "synthetic", "--spatial", model_files["spatial"], "--temporal",
+                                  model_files["temporal"], "--flow-method", "dis", "--samples", "2", "--workers", "1", *extra])
 
 
-def test_the_input_video_is_never_written_over(models, tmp_path, capsys):
+def test_the_input_video_is_never_written_over(model_files, tmp_path, capsys):
     clip = write_clip(tmp_path / "clip.mp4")
     before = open(clip, "rb").read()
     for extra in ((), ("--overwrite",)):
-        assert demo_run(models, clip, "--output", clip, *extra) == 2
+        assert demo_run(model_files, clip, "--output", clip, *extra) == 2
         assert "--output" in capsys.readouterr().err
         assert open(clip, "rb").read() == before
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
 
 
-def test_existing_outputs_are_replaced_only_with_overwrite(models, tmp_path, capsys):
+def test_existing_outputs_are_replaced_only_with_overwrite(model_files, tmp_path, capsys):
     clip = write_clip(tmp_path / "clip.mp4")
     out, plot = tmp_path / "out.mp4", tmp_path / "scores.png"
     out.write_bytes(b"keep me")
-    assert demo_run(models, clip, "--output", str(out), "--plot", str(plot)) == 2
+    assert demo_run(model_files, clip, "--output", str(out), "--plot", str(plot)) == 2
     error = capsys.readouterr().err
     assert "--output" in error and "--overwrite" in error and "Traceback" not in error
     assert out.read_bytes() == b"keep me" and not plot.exists()  # refused before any work
 
-    assert demo_run(models, clip, "--output", str(out), "--plot", str(plot), "--overwrite") == 0
+    assert demo_run(model_files, clip, "--output", str(out), "--plot", str(plot), "--overwrite") == 0
     assert cv2.VideoCapture(str(out)).read()[0] and cv2.imread(str(plot)) is not None
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "out.mp4", "scores.png"]  # no temporary file left
 
 
 @pytest.mark.parametrize("flag, name", [("--plot", "x.mp4"), ("--output", "x.png"), ("--plot", "noextension")])
-def test_an_output_of_unknown_extension_names_its_flag(models, tmp_path, capsys, flag, name):
+def test_an_output_of_unknown_extension_names_its_flag(model_files, tmp_path, capsys, flag, name):
     clip = write_clip(tmp_path / "clip.mp4")
-    assert demo_run(models, clip, flag, str(tmp_path / name)) == 2
+    assert demo_run(model_files, clip, flag, str(tmp_path / name)) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {flag} ") and "extension" in error and "Traceback" not in error
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
 
 
-def test_a_video_the_models_trained_on_is_refused(models, tmp_path, capsys):
+def test_a_video_the_models_trained_on_is_refused(model_files, tmp_path, capsys):
     """v_Beta_g08_c01 is in the synthetic split 1 training list the models trained on; g01 is a test video."""
     trained = write_clip(tmp_path / "v_Beta_g08_c01.mp4")
-    assert demo_run(models, trained) == 2
+    assert demo_run(model_files, trained) == 2
     error = capsys.readouterr().err
     assert "v_Beta_g08_c01" in error and "trainlist01.txt" in error and "trained on" in error
-    assert demo_run(models, write_clip(tmp_path / "v_Beta_g01_c01.mp4")) == 0
+    assert demo_run(model_files, write_clip(tmp_path / "v_Beta_g01_c01.mp4")) == 0
     assert "fusion:" in capsys.readouterr().out

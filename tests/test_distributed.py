@@ -2,7 +2,7 @@
 temporal_train.main with its TF_CONFIG, as on two machines that share the checkpoint folder;
 and the shards of a global batch that the workers load.
 
-Each worker runs WORKER below: temporal_train.main with a few records written to a JSON-lines
+Each worker runs WORKER below: temporal_train.main (with the tiny stand-in networks) with a few records written to a JSON-lines
 file (the batches it loaded, the epochs it trained, where it wrote) and its weights saved at the
 start and end of every epoch. The cluster tests need the TensorFlow backend (tf.distribute)."""
 import contextlib
@@ -36,8 +36,12 @@ TIMEOUT = 240  # seconds a cluster run may take before its workers are killed
 WORKER = textwrap.dedent("""
     import hashlib, json, os, sys, threading, time
     import keras, numpy as np
-    import errors, generators, temporal_train, training
+    import errors, generators, models, temporal_train, training
     keras.config.disable_traceback_filtering()  # whole tracebacks in the logs
+    sys.path.insert(0, "tests")
+    import faults
+    for name, tiny in faults.tiny_nets().items():  # the cluster, not the network, is under test
+        setattr(models, name, tiny)
 
     out, worker = os.environ["TEST_OUT"], os.environ["TEST_WORKER"]
     pause = json.loads(os.environ.get("TEST_PAUSE", "null"))  # [epoch, batch] to stop at until killed

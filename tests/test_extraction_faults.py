@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+import fakedata
 import prepare_data
 import ucf101
-from test_prepare_data import write_video
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ NAMES = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (
 def videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos") / "UCF-101"
     for seed, name in enumerate(NAMES):
-        write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", frames=FRAMES, seed=seed)
+        fakedata.write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", frames=FRAMES, seed=seed)
     return root
 
 
@@ -218,3 +218,47 @@ def test_a_killed_worker_process_stops_the_run_with_exit_1_instead_of_hanging(tm
         pytest.fail("the run waited forever for the killed worker's job")
     assert result.returncode == 1, result.stderr
     assert "worker process of 2 ended abruptly" in result.stderr and "same command" in result.stderr
+
+
+# ---------------------------------------------------------------------------- tvl1_keras batches across videos
+
+def wait_until_writing(process, folders, timeout=300, left_before=()):
+    """Until a temporary folder of this process holds a flow JPEG (the first batch has compiled and been
+    written). `left_before`: the temporary folders that killed processes left, which the new one deletes."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        for folder in folders:
+            for name in work_in_progress([folder]):
+                if name not in left_before and name.endswith(prepare_data.TEMP_SUFFIX) and any(
+                        entry.endswith(".jpg") for entry in os.listdir(folder / name)):
+                    return
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, tmp_path, monkeypatch):
+    # JAX caches the compiled tvl1 on disk: only the first run compiles
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    data = tmp_path / "data"
+    assert finish(["frames", "--videos", videos, "--out", data / ucf101.RGB_DIR, "--size", "32x24"])[0] == 0
+    argv = ["flow", "--videos", videos, "--out", data / ucf101.FLOW_DIR, "--flow-method", "tvl1_keras",
+            "--size", "32x24", "--batch-size", 4, "--workers", 2]  # two pyramid levels: a quick compile
+    groups = []
+    for delay in (0, 0.1, 0.3):
+        left_before = set(work_in_progress(parents("flow", data)))
+        process = start(argv)
+        groups.append(process.pid)
+        wait_until_writing(process, parents("flow", data), left_before=left_before)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
+        assert_published_folders_whole("flow", data)
+    wait_for_exit(groups)
+    code, output = finish(argv, timeout=600)
+    assert code == 0, output
+    assert "0 failed, 0 damaged" in output
+    assert_published_folders_whole("flow", data)
+    assert work_in_progress(parents("flow", data)) == []
+    assert_complete(videos, data, tmp_path)

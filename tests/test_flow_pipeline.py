@@ -3,19 +3,15 @@ run's last batch is padded; the flow written equals each video's own; a killed r
 
 Tiny generated XviD videos; tvl1 at 32x24 (two pyramid levels: a quick compile)."""
 import os
-import signal
-import time
 
 import cv2
 import numpy as np
 import pytest
 
+import fakedata
 import media
 import prepare_data
 import ucf101
-from test_extraction_faults import assert_complete, finish, parents, start, wait_for_exit, work_in_progress
-from test_extraction_faults import videos  # noqa: F401 (the fixture)
-from test_prepare_data import write_video
 
 FRAME_COUNTS = {"v_Alpha_g01_c01": 6, "v_Alpha_g02_c01": 7, "v_Beta_g01_c01": 9}  # 5 + 6 + 8 = 19 pairs
 SIZE = (32, 24)
@@ -25,7 +21,7 @@ SIZE = (32, 24)
 def short_videos(tmp_path):
     root = tmp_path / "UCF-101"
     for seed, (name, frames) in enumerate(FRAME_COUNTS.items()):
-        write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", frames=frames, seed=seed)
+        fakedata.write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", frames=frames, seed=seed)
     return root
 
 
@@ -65,7 +61,9 @@ def test_batches_mix_videos_so_only_the_last_is_padded(short_videos, tmp_path, m
     for name, frames in FRAME_COUNTS.items():
         for component in "uv":
             assert prepare_data.read_record(tmp_path / "flow" / component / name)["images"] == frames - 1
-    assert work_in_progress(parents("flow", tmp_path)) == []
+    left = [name for c in "uv" for name in os.listdir(tmp_path / "flow" / c)
+            if name.endswith((prepare_data.TEMP_SUFFIX, prepare_data.LOCK_SUFFIX))]
+    assert left == []  # no temporary folder or lock left
 
 
 def test_each_pair_goes_to_its_own_video_and_index(short_videos, tmp_path, monkeypatch):
@@ -106,50 +104,3 @@ def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, 
                     same_bytes = file.read() == reference.read_bytes()
                 decoded = media.read_image(str(reference), grayscale=True).astype(int)
                 assert same_bytes or np.abs(ours.astype(int) - decoded).max() <= 1, (name, component, i)
-
-
-def wait_until_writing(process, folders, timeout=300, left_before=()):
-    """Until a temporary folder of this process holds a flow JPEG (the first batch has compiled and been
-    written). `left_before`: the temporary folders that killed processes left, which the new one deletes."""
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        for folder in folders:
-            for name in work_in_progress([folder]):
-                if name not in left_before and name.endswith(prepare_data.TEMP_SUFFIX) and any(
-                        entry.endswith(".jpg") for entry in os.listdir(folder / name)):
-                    return
-        time.sleep(0.005)
-
-
-@pytest.mark.slow
-def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, tmp_path, monkeypatch):  # noqa: F811
-    # JAX caches the compiled tvl1 on disk: only the first run compiles
-    monkeypatch.setenv("KERAS_BACKEND", "jax")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
-    data = tmp_path / "data"
-    assert finish(["frames", "--videos", videos, "--out", data / ucf101.RGB_DIR, "--size", "32x24"])[0] == 0
-    argv = flow_command(videos, data / ucf101.FLOW_DIR)
-    groups = []
-    for delay in (0, 0.1, 0.3):
-        left_before = set(work_in_progress(parents("flow", data)))
-        process = start(argv)
-        groups.append(process.pid)
-        wait_until_writing(process, parents("flow", data), left_before=left_before)
-        time.sleep(delay)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
-        assert_flow_folders_whole(data)
-    wait_for_exit(groups)
-    code, output = finish(argv, timeout=600)
-    assert code == 0, output
-    assert "0 failed, 0 damaged" in output
-    assert_flow_folders_whole(data)
-    assert work_in_progress(parents("flow", data)) == []
-    assert_complete(videos, data, tmp_path)
-
-
-def assert_flow_folders_whole(data):
-    """assert_published_folders_whole for flow of the fault tests' videos (FRAMES frames each)."""
-    from test_extraction_faults import assert_published_folders_whole
-    assert_published_folders_whole("flow", data)

@@ -1,4 +1,4 @@
-"""fuse_test.py end to end on a tiny fake dataset with tiny untrained models: outputs, scores,
+"""fuse_test.py end to end on a tiny fake dataset with untrained models of the tiny stand-in networks: outputs, scores,
 SVM fusion on training-list scores, --from-scores, resume after an interruption, cached scores
 tied to the model file, class limits and the published figures, the mean over splits, missing data."""
 import csv
@@ -10,6 +10,7 @@ import sys
 import time
 import types
 
+import keras
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ import checkpoints
 import errors
 import evaluation
 import fakedata
+import faults
 import fuse_test
 import generators
 import media
@@ -54,34 +56,21 @@ def setup(tmp_path_factory):
 
 
 def spatial_model(num_classes):
-    return sharpen(models.spatial_model(num_classes, image_size=SPATIAL_SIZE, weights="none"))
+    """An untrained spatial model on the tiny stand-in base (scoring, not the network, is under test), seeded,
+    its top sharpened so that its scores differ between videos and crops without saturating."""
+    keras.utils.set_random_seed(0)
+    with faults.tiny_nets_in_this_process():
+        return fakedata.sharpen(models.spatial_model(num_classes, image_size=SPATIAL_SIZE, weights="none"), 100)
 
 
 def temporal_model(num_classes):
-    return sharpen(models.temporal_model(num_classes, image_size=TEMPORAL_SIZE, stack_length=STACK))
-
-
-def sharpen(model, factor=1000.0):
-    """Scale the untrained top so that its softmax differs between inputs (it is near uniform otherwise)."""
-    top = model.get_layer("predictions")
-    kernel, bias = top.get_weights()
-    top.set_weights([kernel * factor, bias])
-    return model
+    keras.utils.set_random_seed(0)
+    with faults.tiny_nets_in_this_process():
+        return fakedata.sharpen(models.temporal_model(num_classes, image_size=TEMPORAL_SIZE, stack_length=STACK), 100)
 
 
 def write_checkpoint(folder, model, stream, image_size, splits, classes_file=None):
-    """last.keras (an empty file when model is None), config.json and classInd.txt, as training leaves them."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, checkpoints.MODEL_FILE)
-    if model is None:
-        open(path, "w").close()
-    else:
-        model.save(path)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump({"stream": stream, "image_size": image_size, "stack_length": STACK, "dataset": "synthetic",
-                   "split": 1, "frame_size": [64, 48]}, f)
-    shutil.copy(classes_file or os.path.join(splits, "classInd.txt"), os.path.join(folder, "classInd.txt"))
-    return path
+    return fakedata.write_checkpoint(folder, model, stream, image_size, splits, classes_file, stack_length=STACK)
 
 
 def cli(setup, *extra, results=None, checkpoints_dir=None):

@@ -7,17 +7,18 @@ import sys
 
 import pytest
 
-from test_no_tensorflow import ROOT, without_tensorflow
+import faults
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_gpu_check_runs_every_section_at_tiny_sizes_without_tensorflow(tmp_path):
     reference = str(tmp_path / "reference.npz")  # OpenCV's flow at 64x48 (contrib build here)
-    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_flow.py"), "--size", "64x48",
+    subprocess.run([sys.executable, os.path.join(faults.REPO, "benchmarks", "bench_flow.py"), "--size", "64x48",
                     "--rounds", "1", "--save-reference", reference], check=True, capture_output=True, timeout=600)
     out = str(tmp_path / "out")
-    env = {**without_tensorflow(tmp_path), "PYTHON": sys.executable}
-    result = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--tiny", "--out", out,
+    env = {**faults.without_tensorflow(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", os.path.join(faults.REPO, "benchmarks", "gpu_check.sh"), "--tiny", "--out", out,
                              "--reference", reference], env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "gpu_check.md")) as f:

@@ -9,34 +9,9 @@ import numpy as np
 import pytest
 
 import fakedata
+import faults
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# The path finder, minus TensorFlow: find_spec gives None and import fails, as where it is not installed
-# (sys.modules["tensorflow"] = None would also put the name in sys.modules, which Keras reads as loaded).
-HIDE_TENSORFLOW = """
-import sys
-from importlib.machinery import PathFinder
-
-
-class PathFinderWithoutTensorFlow(PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
-
-
-sys.meta_path[:] = [PathFinderWithoutTensorFlow if finder is PathFinder else finder for finder in sys.meta_path]
-"""
-
-
-def without_tensorflow(tmp_path):
-    """The environment of a process in which TensorFlow cannot be imported, on the JAX backend."""
-    shim = tmp_path / "no_tensorflow"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), ROOT]), "KERAS_BACKEND": "jax",
-            "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+ROOT = faults.REPO
 
 
 def run(script, args, env):
@@ -48,7 +23,7 @@ def run(script, args, env):
 
 @pytest.mark.slow
 def test_shim_hides_tensorflow(tmp_path):
-    env = without_tensorflow(tmp_path)
+    env = faults.without_tensorflow(tmp_path)
     code = ("import importlib.util, sys, keras\ntry:\n    import tensorflow\nexcept ImportError:\n    print('absent')\n"
             "print(importlib.util.find_spec('tensorflow'), 'tensorflow' in sys.modules, keras.backend.backend())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -56,8 +31,9 @@ def test_shim_hides_tensorflow(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_trains_tests_and_runs_the_demo_without_tensorflow(tmp_path):
-    env = without_tensorflow(tmp_path)
+    env = faults.without_tensorflow(tmp_path)
     data, checkpoints = str(tmp_path / "data"), str(tmp_path / "checkpoints")
     splits = fakedata.write_dataset(data, frames=14, size=(96, 72))
     common = ["--dataset", "synthetic", "--data-dir", data, "--splits-dir", splits, "--batch-size", "2",

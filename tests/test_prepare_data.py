@@ -6,7 +6,6 @@ import subprocess
 import sys
 import zipfile
 
-import cv2
 import numpy as np
 import pytest
 
@@ -17,7 +16,7 @@ import ucf101
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMES = 8
-SHIFT = (2, 1)  # every video moves right by 2 px and down by 1 px per frame at 64x48
+SHIFT = fakedata.VIDEO_SHIFT
 NAMES = ("v_Alpha_g01_c01", "v_Beta_g08_c01")
 
 
@@ -25,23 +24,11 @@ def run(*argv):
     return prepare_data.main([str(a) for a in argv])
 
 
-def write_video(path, frames=FRAMES, size=(64, 48), seed=0):
-    """A smooth random texture translating by SHIFT pixels per frame, as XviD."""
-    width, height = size
-    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
-    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 1.5), None, 0, 255, cv2.NORM_MINMAX)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 25, size)
-    for j in range(frames):
-        writer.write(np.roll(texture, (SHIFT[1] * j, SHIFT[0] * j), axis=(0, 1)))
-    writer.release()
-
-
 @pytest.fixture
 def videos(tmp_path):
     root = tmp_path / "UCF-101"
     for seed, name in enumerate(NAMES):
-        write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", seed=seed)
+        fakedata.write_video(root / ucf101.parse_name(name)[0] / f"{name}.avi", seed=seed)
     return root
 
 
@@ -92,7 +79,7 @@ def test_flow_has_one_image_fewer_with_the_right_size_and_motion(videos, tmp_pat
 
 
 def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
-    write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=4)
+    fakedata.write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=4)
     out = tmp_path / "tvl1_flow"
     assert run("flow", "--videos", tmp_path / "UCF-101", "--out", out, "--size", "64x48", "--workers", 1) == 0
     assert "16 CPU-days" in capsys.readouterr().out  # the slow default says so before it starts
@@ -103,7 +90,7 @@ def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
-    write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
+    fakedata.write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
     flags = ("--videos", tmp_path / "UCF-101", "--size", "96x72", "--workers", 1)
     # 5 pairs in batches of 4 (test_tvl1's compiled shape): the second batch is padded
     assert run("flow", *flags, "--out", tmp_path / "keras", "--flow-method", "tvl1_keras", "--batch-size", 4) == 0
@@ -153,7 +140,7 @@ def test_the_shard_rule_is_fixed_balanced_and_ignores_case():
 def test_two_shards_extract_disjoint_parts_whose_union_is_every_video(tmp_path, capsys):
     names = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (1, 8, 9)]
     for seed, name in enumerate(names):
-        write_video(tmp_path / "UCF-101" / ucf101.parse_name(name)[0] / f"{name}.avi", frames=4, seed=seed)
+        fakedata.write_video(tmp_path / "UCF-101" / ucf101.parse_name(name)[0] / f"{name}.avi", frames=4, seed=seed)
     parts = {k: {name for name in names if ucf101.shard_of(name, 2) == k} for k in (1, 2)}
     assert parts[1] and parts[2]  # both parts have work, so the test shows the split
     videos, data = tmp_path / "UCF-101", tmp_path / "data"
@@ -408,7 +395,7 @@ def truncate(path, fraction):
 
 def test_a_truncated_video_is_reported_as_damaged_and_its_frames_kept(videos, tmp_path, capsys):
     damaged = videos / "Gamma" / "v_Gamma_g08_c01.avi"
-    write_video(damaged, frames=27, seed=5)
+    fakedata.write_video(damaged, frames=27, seed=5)
     truncate(damaged, 0.6)
     header, decoded = media.video_frame_count(str(damaged)), len(media.read_video(str(damaged), None))
     assert header == 27 and 0 < decoded < 25
@@ -432,14 +419,14 @@ def test_a_truncated_video_is_reported_as_damaged_and_its_frames_kept(videos, tm
     assert run("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--workers", 1) == 1
     assert (f"v_Gamma_g08_c01: the video decoded to {decoded} frames, but its header says 27"
             in capsys.readouterr().out)
-    write_video(damaged, frames=27, seed=5)  # the user replaces the video: a rerun redoes it
+    fakedata.write_video(damaged, frames=27, seed=5)  # the user replaces the video: a rerun redoes it
     assert run(*frames) == 0
     assert frame_files(data / "jpegs_256" / "v_Gamma_g08_c01") == expected_files(27)
 
 
 def test_a_rerun_redoes_what_killed_and_racing_processes_left_and_keeps_the_rest(videos, tmp_path, capsys):
     third = videos / "Gamma" / "v_Gamma_g08_c01.avi"
-    write_video(third, seed=2)
+    fakedata.write_video(third, seed=2)
     out = tmp_path / "jpegs_256"
     frames = ("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1)
     assert run(*frames) == 0
@@ -490,7 +477,7 @@ def test_folders_without_a_record_are_judged_by_the_video_header(videos, tmp_pat
 def test_names_with_spaces_work_end_to_end(tmp_path, capsys):
     names = {"Yo Yo": "v_Yo Yo_g01_c01", "Alpha": "v_Alpha_g08_c01"}
     for seed, (cls, name) in enumerate(names.items()):
-        write_video(tmp_path / "UCF-101" / cls / f"{name}.avi", seed=seed)
+        fakedata.write_video(tmp_path / "UCF-101" / cls / f"{name}.avi", seed=seed)
     data, splits = tmp_path / "data", tmp_path / "splits"
     assert run("splits", "--videos", tmp_path / "UCF-101", "--out", splits) == 0
     assert run("frames", "--videos", tmp_path / "UCF-101", "--out", data / "jpegs_256", "--size", "32x24",

@@ -14,6 +14,7 @@ LISTS = os.path.join(ROOT, "..", "shared", "ucf101")
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(not os.path.isfile(os.path.join(LISTS, "frame_counts.csv")), reason="needs ../shared/ucf101")
 def test_rehearsal_at_one_percent(tmp_path):
     work = str(tmp_path / "rehearsal")

@@ -18,7 +18,6 @@ import atomic
 import checkpoints
 import errors
 import fakedata
-import faults
 import models
 import temporal_train
 
@@ -31,13 +30,6 @@ def dataset(tmp_path_factory):
     """3 classes x 2 clips of groups 1 (test list), 8 and 9 (training list), 6 frames at 80x64."""
     root = str(tmp_path_factory.mktemp("data"))
     return root, fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9), clips=2, frames=6, size=(80, 64))
-
-
-@pytest.fixture
-def tiny_nets(monkeypatch):
-    """The tiny networks of tests/faults.py, in this process."""
-    for name, function in faults.tiny_nets().items():
-        monkeypatch.setattr(models, name, function)
 
 
 def temporal_args(dataset, folder, epochs=3, *extra):
@@ -209,6 +201,19 @@ def test_a_resumed_run_never_rewrites_its_data_record(dataset, tmp_path, tiny_ne
     with open(folder / "config.json") as f:
         assert json.load(f) == config
     assert config["trained_on"] == {"synthetic": ["trainlist01.txt"]}
+
+
+def test_a_resumed_run_keeps_config_json_as_the_run_started(tmp_path):
+    """Resuming from other folders (a copy of the same data) adds what config.json lacks and changes nothing
+    it holds: it says where the run started, for fuse_test.py, the demo and the lineage of --init."""
+    folder, classes = str(tmp_path / "run"), ["Alpha", "Beta"]
+    config = {"stream": "temporal", "image_size": 64, "stack_length": 2, "dataset": "synthetic", "split": 1,
+              "frame_size": [80, 64], "data_dir": "data/first", "splits_dir": "data/first/splits"}
+    checkpoints.prepare(folder, config, classes)
+    resumed = {**config, "data_dir": "copy", "splits_dir": "copy/splits", "seed": 7}
+    checkpoints.prepare(folder, resumed, classes)
+    with open(os.path.join(folder, "config.json")) as f:
+        assert json.load(f) == {**config, "seed": 7}
 
 
 def test_checkpoint_dir_naming_a_file_is_a_one_line_error(dataset, tmp_path, capsys):

@@ -113,7 +113,7 @@ class RecordingSequence(generators.TrainSequence):
 
 
 @pytest.mark.slow
-def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkeypatch):
+def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkeypatch, tiny_nets):
     folder = tmp_path / "temporal"
     argv = temporal_args(dataset, folder, "--iterations", "6", "--epoch-steps", "3", "--lr-drops", "4")
     original = training.callbacks
@@ -177,7 +177,7 @@ def test_an_epoch_writes_the_training_state_once(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monkeypatch, capsys):
+def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monkeypatch, capsys, tiny_nets):
     root, splits = dataset
     folder = tmp_path / "spatial"
     argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
@@ -289,8 +289,10 @@ def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import temporal_train
-        temporal_train.main({temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3",
+        sys.path.insert(0, "tests")
+        import faults, temporal_train
+        with faults.tiny_nets_in_this_process():
+            temporal_train.main({temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3",
                                            "--distribute", "mirrored")!r})
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -305,7 +307,7 @@ def test_mirrored_run_on_two_logical_cpus(dataset, tmp_path):
 # ---------------------------------------------------------------------------- the test list is for testing only
 
 @pytest.mark.slow
-def test_both_scripts_train_to_the_end_without_any_test_list_data(tmp_path):
+def test_both_scripts_train_to_the_end_without_any_test_list_data(tmp_path, tiny_nets):
     """The test-list videos have no frames and no flow on disk: training never needs them."""
     root = str(tmp_path / "data")
     splits = fakedata.write_dataset(root, CLASSES, groups=(1, 8, 9), clips=2, frames=12, size=(80, 64))

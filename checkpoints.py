@@ -147,7 +147,8 @@ def trained_on(config):
     lists = {config["dataset"]: [train_list]}
     second = config.get("multitask")
     if second:
-        names = dict(zip(("train", "test"), (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
+        names = dict(zip(("train", "test"),
+                         (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
         lists[second["dataset"]] = [names[subset] for subset in multitask_subsets(second["videos"])]
     return lists
 
@@ -267,6 +268,7 @@ def load(path, stream, dataset=None):
     """(model, config, classes) of a trained stream, for testing and the demo: a multi-task model
     comes with the head of `dataset` (default: the dataset it was trained for) as its one output."""
     import keras
+
     import models  # noqa: F401  (registers the custom layers the file refers to)
     import multitask
     config, classes = read(path, stream, dataset)

@@ -96,7 +96,9 @@ def flow_stacks(frames, samples, stack_length, method, workers):
     if method in media.BATCHED_FLOW_METHODS:
         flow = media.compute_flow(frames, method, pairs)  # batches of pairs on the Keras backend's device
     else:
-        estimate_one = lambda i: (i, media.compute_flow(frames[i:i + 2], method)[0])
+        def estimate_one(i):
+            return i, media.compute_flow(frames[i:i + 2], method)[0]
+
         with ThreadPoolExecutor(workers) as pool:
             flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
     return np.stack([np.stack(generators.stack_channels(flow[i] for i in stack), axis=-1) for stack in stacks])
@@ -171,7 +173,10 @@ def parse_args(argv=None):
     parser = flags.parser(__doc__)
     parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
     flags.add(parser, "demo", "--dataset", "--checkpoints", "--spatial", "--temporal")
-    flag = lambda *a, **k: flags.add_flag(parser, "demo", *a, **k)
+
+    def flag(*args, **kwargs):
+        return flags.add_flag(parser, "demo", *args, **kwargs)
+
     flag("--top", "how many classes to print per stream", type=int, default=5)
     flags.add(parser, "demo", "--samples", "--flow-method", "--fusion-weights", "--workers")
     flag("--output", f"write the video with the fused top prediction drawn on it ({' or '.join(OUTPUT_EXTENSIONS)}, "

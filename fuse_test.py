@@ -73,7 +73,10 @@ MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "test", *flags.DATASET_FLAGS, "--checkpoints", "--spatial", "--temporal")
-    flag = lambda *a, **k: flags.add_flag(parser, "test", *a, **k)
+
+    def flag(*args, **kwargs):
+        return flags.add_flag(parser, "test", *args, **kwargs)
+
     flag("--streams", "streams to test (default: both, and their fusions; with --from-scores: those saved there)",
          nargs="+", choices=STREAMS)
     flags.add(parser, "test", "--samples")
@@ -367,7 +370,8 @@ def merge_stream(args, run_dir, stream, subset, files):
                         "keep the files of one --shard K/N split only")
     paths = [files[key] for key in sorted(files)]
     parts = [evaluation.load_scores(files[key], f"delete it and score part {key[0]}/{key[1]} again: fuse_test.py "
-                                                f"--shard {key[0]}/{key[1]} with the same flags") for key in sorted(files)]
+                                                f"--shard {key[0]}/{key[1]} with the same flags")
+             for key in sorted(files)]
     for part, path in zip(parts[1:], paths[1:]):
         if part["classes"] != parts[0]["classes"] or not same_scoring(part["settings"], parts[0]["settings"]):
             raise DataError(f"{path}: was scored otherwise than {paths[0]} (another model, classes, samples, crops "
@@ -396,7 +400,10 @@ def merge_stream(args, run_dir, stream, subset, files):
 def same_scoring(settings, other):
     """Whether two parts were scored alike: the same protocol, limits and model file size (the model's
     path and time stamp may differ between machines)."""
-    size = lambda s: (s.get("fingerprint") or {}).get("size")
+
+    def size(s):
+        return (s.get("fingerprint") or {}).get("size")
+
     return all(settings.get(key) == other.get(key) for key in MERGE_SETTINGS) and size(settings) == size(other)
 
 

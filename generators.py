@@ -53,8 +53,8 @@ from tqdm import tqdm
 
 import media
 import ucf101
-from presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
 from errors import DataError
+from presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
 
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
 # 192, 168 on 340x256 frames), height and width at most one scale apart, resized to S x S.
@@ -521,7 +521,10 @@ class TrainSequence(keras.utils.PyDataset):
         start = random_start(rng, self.stream.count(video), self.stream.span)
         flipped = bool(rng.random() < 0.5)
         lighting = lighting_noise(rng, self.lighting) if self.lighting else None
-        window_for = lambda shape: [(random_window(rng, shape, self.image_size, self.crop), flipped, lighting)]
+
+        def window_for(shape):
+            return [(random_window(rng, shape, self.image_size, self.crop), flipped, lighting)]
+
         return load_sample(self.data_dir, video, self.stream, start, self.image_size, window_for, out)
 
     def note_missing(self, path):
@@ -574,8 +577,9 @@ class ProcessLoader:
         self.state = {"lock": threading.Lock(), "pending": [0] * slots, "errors": [None] * slots,
                       "done": [threading.Event() for _ in range(slots)], "stop": threading.Event()}
         names = [block.name for block in self.blocks]
-        self.processes = [context.Process(target=fill_tasks, args=(sequence, names, self.shape, self.tasks, self.results),
-                                          daemon=True) for _ in range(processes)]
+        self.processes = [context.Process(target=fill_tasks, daemon=True,
+                                          args=(sequence, names, self.shape, self.tasks, self.results))
+                          for _ in range(processes)]
         with environment(WORKER_ENVIRONMENT):
             for process in self.processes:
                 process.start()

@@ -179,8 +179,9 @@ def stream_flows(pairs, batch_size=FLOW_BATCH):
     original does, so the padding costs no extra iterations). The next batch is queued on the device
     before this one is read back (tvl1.start_flow), so the device never waits for the host's copy.
     """
-    import tvl1
     from keras import ops
+
+    import tvl1
     pending = None
     for batch in batched(pairs, batch_size):
         keys, firsts, seconds = zip(*batch)

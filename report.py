@@ -514,7 +514,8 @@ def svm_text(choice):
     if not choice:
         return "C unknown"
     accuracy = ", ".join(f"{100 * a:.1f}% at C = {c}" for c, a in choice["accuracy"].items())
-    return f"C = {choice['C']:g} ({choice['how']}" + (f"; mean validation accuracy {accuracy}" if accuracy else "") + ")"
+    return (f"C = {choice['C']:g} ({choice['how']}"
+            + (f"; mean validation accuracy {accuracy}" if accuracy else "") + ")")
 
 
 def side_by_side(results_dir, pairs):

@@ -27,7 +27,10 @@ from errors import DataError, run
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--weights", "--dropout")
-    flag = lambda *a, **k: flags.add_flag(parser, "spatial", *a, **k)
+
+    def flag(*args, **kwargs):
+        return flags.add_flag(parser, "spatial", *args, **kwargs)
+
     flag("--lighting", "standard deviation of the PCA lighting noise (Krizhevsky et al.; 0: none)",
          type=float, default=0.1)
     flag("--phase1-optimizer", "optimizer of phase 1: sgd (the paper's) or rmsprop", choices=("sgd", "rmsprop"))

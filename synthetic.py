@@ -499,7 +499,8 @@ def hmdb51_full_clips(seed=0, fraction=1.0):
     base, extra = divmod(hmdb51.NUM_CLIPS, len(HMDB51_CLASS_NAMES))
     for label, cls in enumerate(HMDB51_CLASS_NAMES):
         full = base + (label < extra)
-        count = max(round(full * fraction), CLIPS_PER_SOURCE * (max(3 * test_sources, test_sources + train_sources) + 1))
+        count = max(round(full * fraction),
+                    CLIPS_PER_SOURCE * (max(3 * test_sources, test_sources + train_sources) + 1))
         clips = []
         for i in range(count):
             source, n = divmod(i, CLIPS_PER_SOURCE)
@@ -543,7 +544,8 @@ def render_pool(job):
     tint = np.mean(TINT) * np.array([np.cos(np.radians(hue)), np.sin(np.radians(hue))])
     os.makedirs(folder, exist_ok=True)
     for i, frame in enumerate(frames):
-        media.write_image(os.path.join(folder, f"rgb{i}.jpg"), np.clip(frame + chroma_offset(tint), 0, 255).astype(np.uint8))
+        media.write_image(os.path.join(folder, f"rgb{i}.jpg"),
+                          np.clip(frame + chroma_offset(tint), 0, 255).astype(np.uint8))
     for i, (u, v) in flow.items():
         media.write_image(os.path.join(folder, f"u{i}.jpg"), u)
         media.write_image(os.path.join(folder, f"v{i}.jpg"), v)

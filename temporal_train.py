@@ -32,7 +32,10 @@ from errors import run, warn
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--weights", "--dropout")
-    flag = lambda *a, **k: flags.add_flag(parser, "temporal", *a, **k)
+
+    def flag(*args, **kwargs):
+        return flags.add_flag(parser, "temporal", *args, **kwargs)
+
     flag("--arch", "cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS, default="cnn_m_2048")
     flag("--norm", "cnn_m_2048's normalisation after conv1: lrn (the paper's; none after conv2) or "
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)

@@ -27,7 +27,6 @@ import optimizers
 import ucf101
 from errors import DataError
 
-
 # ---------------------------------------------------------------------------- set-up and data
 
 def set_up(seed, precision, distribute, checkpoint_dir, overwrite):

@@ -209,7 +209,10 @@ def iterate(u1, u2, duals, data, settings, check_every=CHECK_EVERY):
         active = ops.reshape(moves, (-1, 1, 1))
         new_u1, new_u2, new_duals = primal_dual_step(u1, u2, duals, data, settings)
         new_error = ops.sum(ops.square(new_u1 - u1) + ops.square(new_u2 - u2), axis=(1, 2))
-        keep = lambda new, old: ops.where(active, new, old)
+
+        def keep(new, old):
+            return ops.where(active, new, old)
+
         return (n + 1, keep(new_u1, u1), keep(new_u2, u2), tuple(map(keep, new_duals, duals)),
                 ops.where(moves, new_error, error))
 

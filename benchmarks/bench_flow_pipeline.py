@@ -174,7 +174,8 @@ def main():
         print(f"kernel alone:  {kernel:7.1f} pairs/s (tvl1.estimate_flow on decoded pairs)")
         for name, per_video in (("per video", True), ("pipeline", False)):
             seconds = extraction_rate(videos, args.size, args.batch, args.workers, args.rounds, per_video)
-            print(f"{name + ':':14s} {len(pairs) / seconds:7.1f} pairs/s ({len(pairs) / seconds / kernel:.2f} x the kernel)")
+            print(f"{name + ':':14s} {len(pairs) / seconds:7.1f} pairs/s "
+                  f"({len(pairs) / seconds / kernel:.2f} x the kernel)")
         threads_against_processes(paths, args.size, args.workers, args.rounds)
 
 

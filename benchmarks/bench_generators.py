@@ -39,12 +39,13 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
+
 import generators  # noqa: E402
 import media  # noqa: E402
 import presets  # noqa: E402
 import ucf101  # noqa: E402
 from bench_data import write_video  # noqa: E402
-from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-dir", default=None,
@@ -54,7 +55,8 @@ parser.add_argument("--frames", type=int, default=60, help="frames per generated
 parser.add_argument("--repeats", type=int, default=48, help="samples per epoch per video (on average)")
 parser.add_argument("--epochs", type=int, default=2, help="epochs timed per configuration and round (the best counts)")
 parser.add_argument("--rounds", type=int, default=3,
-                    help="rounds of all configurations, interleaved; the best of each is printed (other load only slows)")
+                    help="rounds of all configurations, interleaved; the best of each is printed "
+                         "(other load only slows)")
 parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
 parser.add_argument("--image-size", type=int, default=224, help="crop size")
 parser.add_argument("--stack-length", type=int, default=10, help="flow frames per temporal sample (L)")
@@ -155,7 +157,8 @@ def flow_fields():
 def stored(flow, quality, reduced):
     """The flow after quantising, JPEG at `quality` and decoding (at half size and resized back
     if `reduced`), and the encoded planes."""
-    planes = [cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for plane in media.quantize_flow(flow)]
+    planes = [cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+              for plane in media.quantize_flow(flow)]
     decoded = [decode(plane, reduced) for plane in planes]
     if reduced:
         decoded = [cv2.resize(plane, flow.shape[1::-1], interpolation=cv2.INTER_LINEAR) for plane in decoded]
@@ -177,10 +180,11 @@ def flow_storage():
     cv2.setNumThreads(1)
     options = {"quality 95 (today)": (95, False), "quality 90": (90, False), "quality 75": (75, False),
                "quality 95, half-size decode": (95, True)}
+    quantisation_error = np.mean([end_point_error(media.dequantize_flow(np.stack(media.quantize_flow(f), -1)), f)
+                                  for f in flows])
     print(f"\nFlow storage: {len(flows)} {name} flows at {flows[0].shape[1]}x{flows[0].shape[0]}; rates per CPU second "
           f"of one core, best of {args.rounds} interleaved rounds; end-point error (px) against the unquantised flow, "
-          f"quantisation alone: "
-          f"{np.mean([end_point_error(media.dequantize_flow(np.stack(media.quantize_flow(f), -1)), f) for f in flows]):.3f}\n")
+          f"quantisation alone: {quantisation_error:.3f}\n")
     stored_flows = {option: [stored(flow, *setting) for flow in flows] for option, setting in options.items()}
     datasets = {option: flow_dataset(flows, quality) for option, (quality, reduced) in options.items() if not reduced}
     decoded, sampled = dict.fromkeys(options, 0.0), dict.fromkeys(datasets, 0.0)

@@ -42,7 +42,8 @@ with tempfile.TemporaryDirectory() as root:
              for name, _ in ucf101.read_split(os.path.join(args.lists, subset), classes)]
     start = time.perf_counter()
     write_layout(root, names, args.files_per_folder)
-    print(f"wrote {len(names)} videos x 3 folders x {args.files_per_folder} files in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {len(names)} videos x 3 folders x {args.files_per_folder} files "
+          f"in {time.perf_counter() - start:.1f} s")
     for run in ("first", "second"):
         start = time.perf_counter()
         videos = [v for subset in ("train", "test") for v in ucf101.load_index(root, args.lists, 1, subset)]

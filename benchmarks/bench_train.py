@@ -103,6 +103,7 @@ def measure(name):
     return figure / bound
 
 
-print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, {args.steps} steps of {args.batch_size} per timed epoch")
+print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, "
+      f"{args.steps} steps of {args.batch_size} per timed epoch")
 for name in args.streams.split(","):
     measure(name)

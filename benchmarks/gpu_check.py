@@ -40,7 +40,8 @@ sys.path.insert(0, HERE)
 SIZES = {
     "full": dict(frame_size=(340, 256), classes=25, videos_per_class=4, frames=50, batch=256, spatial_size=224,
                  temporal_size=224, warmup=3, steps=8, loader_steps=12, samples=25, fuse_warmup=2, fuse_videos=30,
-                 fuse_e2e_videos=4, tvl1_batches=(32, 128), tvl1_rounds=2, tvl1_settings={}, precisions=("float32", "bfloat16")),
+                 fuse_e2e_videos=4, tvl1_batches=(32, 128), tvl1_rounds=2, tvl1_settings={},
+                 precisions=("float32", "bfloat16")),
     "tiny": dict(frame_size=(128, 96), classes=3, videos_per_class=2, frames=12, batch=4, spatial_size=80,
                  temporal_size=64, warmup=1, steps=2, loader_steps=3, samples=2, fuse_warmup=1, fuse_videos=2,
                  fuse_e2e_videos=2, tvl1_batches=(2,), tvl1_rounds=1, tvl1_settings=dict(scales=1, warps=1),
@@ -142,7 +143,8 @@ def orchestrate(args):
         run("device")
         data = start_section("data", args) if "data" in chosen else None  # CPU work, beside the GPU's tvl1
         run("tvl1")
-        data_ok = finish_section("data", data, min(LIMITS["data"] * args.limit_scale, left()), report)[0] if data else True
+        data_ok = (finish_section("data", data, min(LIMITS["data"] * args.limit_scale, left()), report)[0]
+                   if data else True)
         for name in ("train_temporal", "train_spatial", "fuse"):
             if name in chosen and not data_ok:
                 report(f"\n**{name}: skipped (no generated data)**")
@@ -446,7 +448,8 @@ def section_fuse(args):
         fuse_test.predict_videos(model, warm, test_args, stream, config)
         seconds = timed(lambda: fuse_test.predict_videos(model, timed_videos, test_args, stream, config))
         rates[stream] = len(timed_videos) / seconds
-        say(f"| {stream} | {rates[stream]:.2f} | {rates[stream] * size['samples'] * generators.CROPS_PER_SAMPLE['10']:.0f} |")
+        say(f"| {stream} | {rates[stream]:.2f} | "
+            f"{rates[stream] * size['samples'] * generators.CROPS_PER_SAMPLE['10']:.0f} |")
     both = 1 / sum(1 / rate for rate in rates.values())
     say(f"| both, one after the other | {both:.2f} | |")
     say(f"\n(UCF-101's 3,783 test videos of a split at this rate: {3783 / both / 60:.0f} min; the SVM's scores of "

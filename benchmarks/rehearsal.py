@@ -19,8 +19,8 @@ Steps, each a subprocess of the real script:
                 --samples 1 --crops center: every list, file, table, plot and the SVM at full size
 For each: start-up (seconds until the first batch or video), steady rate, peak resident memory of the
 process tree (wait4), files and bytes written (write_bytes of /proc/<pid>/io, and what is left in
-its output folder). The table goes to stdout and <work>/rehearsal.md (--table), after every step. The generated data lives in
-<work>/data and is reused by a rerun with the same --fraction.
+its output folder). The table goes to stdout and <work>/rehearsal.md (--table), after every step. The
+generated data lives in <work>/data and is reused by a rerun with the same --fraction.
 """
 import argparse
 import json
@@ -49,7 +49,8 @@ class Step:
 
     def __init__(self, name, argv, out_dirs, first=None, env=None):
         self.name, self.argv, self.out_dirs, self.first = name, argv, out_dirs, first
-        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}  # lines timed as printed
+        # PYTHONUNBUFFERED: lines timed as printed
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.lines = []  # (seconds since start, text)
 
     def run(self, log):
@@ -119,7 +120,8 @@ def folder_usage(folders):
 def keras_epochs(step):
     """[(seconds at the end of the epoch, the epoch's seconds)] of every epoch: one optimizer step each
     (--epoch-steps 1), with its checkpoint."""
-    return [(t, float(m[1]) / (1000 if m[2] == "ms" else 1)) for t, text in step.lines if (m := KERAS_EPOCH.search(text))]
+    return [(t, float(m[1]) / (1000 if m[2] == "ms" else 1))
+            for t, text in step.lines if (m := KERAS_EPOCH.search(text))]
 
 
 def keras_step_seconds(step):
@@ -212,8 +214,9 @@ def plan(args):
                                                  "--overwrite"),
                          [os.path.join(ckpt, "spatial")], r"^Epoch 1/")],
         "multitask": [Step("temporal_train --multitask hmdb51",
-                           python("temporal_train.py", *training_flags(args, data), *iterations, "--multitask", "hmdb51",
-                                  "--multitask-data-dir", hmdb, "--multitask-splits-dir", os.path.join(hmdb, "splits"),
+                           python("temporal_train.py", *training_flags(args, data), *iterations,
+                                  "--multitask", "hmdb51", "--multitask-data-dir", hmdb,
+                                  "--multitask-splits-dir", os.path.join(hmdb, "splits"),
                                   "--checkpoint-dir", os.path.join(ckpt, "multitask"), "--overwrite"),
                            [os.path.join(ckpt, "multitask")], r"^Epoch 1/")],
         "score-sample": [Step(f"fuse_test 25x10, {args.sample_videos} videos",
@@ -233,7 +236,8 @@ def prepare(step_name, args):
         sample_splits(os.path.join(args.work, "data"), os.path.join(args.work, "sample_splits"), args.decode_classes)
     if step_name == "score-all":
         for stream in args.streams:
-            stand_in(os.path.join(args.work, "checkpoints", stream), os.path.join(args.work, "stand_in", stream), stream)
+            stand_in(os.path.join(args.work, "checkpoints", stream), os.path.join(args.work, "stand_in", stream),
+                     stream)
 
 
 def row(step, cores, batch):

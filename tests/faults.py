@@ -4,19 +4,28 @@ environment (the files, callbacks and resuming under test are the real ones):
 TINY_NETS=1: tiny networks in place of CNN-M-2048 and InceptionV3 (a run takes seconds, not
 minutes). The tiny InceptionV3 keeps the layer names that the spatial phases use.
 
-FAULT="<SIGNAL> <n> <kind> <path part>": send this process SIGKILL, SIGTERM or SIGINT (KILL, TERM,
-INT), or wait for a signal from outside (WAIT), at the n-th moment of `kind` whose file path
-contains `path part`:
+FAULT="<SIGNAL> <n> <kind> [<path part>]": send this process SIGKILL, SIGTERM or SIGINT (KILL, TERM,
+INT), kill its whole process group (KILLJOB: a job scheduler's kill, workers included) or the group's
+first process alone (KILLMAIN: the main process, as the out-of-memory killer may pick it; its workers
+live on), or wait for a signal from outside (WAIT), at the n-th moment of `kind` in this process
+whose file path contains `path part`:
 
     inside           Keras is writing a model or weights file (model.save, save_weights): half of
                      the file is on disk, as a write cut short leaves it
     before-replace   a whole temporary file, just before os.replace renames it to the path
     after-replace    just after that rename
+    image            cv2.imwrite has written the image at the path (a frame or flow JPEG)
+    before-rename    a whole temporary folder, just before os.rename publishes it as the path
+    after-rename     just after that rename
 
 Every moment is appended to the file FAULT_TRACE, if set, as "<kind> <path>" ("waiting" when it
 waits), so that a test sees where the process was.
 
     python tests/faults.py temporal_train.py --dataset synthetic ...
+
+The moments of files and folders (image, rename, replace) strike in every process, worker processes
+included, when the process runs with fault_environment(): Python then runs tests/fault_site's
+sitecustomize.py at its start, which installs them (install_file_faults).
 """
 import contextlib
 import os
@@ -27,6 +36,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+FAULT_SITE = os.path.join(REPO, "tests", "fault_site")
 seen = {}
 
 
@@ -40,7 +50,7 @@ def moment(kind, path):
     """Where a fault may strike: strike if FAULT names this moment."""
     trace(f"{kind} {path}")
     fault = os.environ.get("FAULT", "").split(maxsplit=3)
-    if len(fault) < 4 or fault[2] != kind or fault[3] not in str(path):
+    if len(fault) < 3 or fault[2] != kind or (len(fault) == 4 and fault[3] not in str(path)):
         return
     seen[tuple(fault)] = seen.get(tuple(fault), 0) + 1
     if seen[tuple(fault)] != int(fault[1]):
@@ -48,6 +58,10 @@ def moment(kind, path):
     if fault[0] == "WAIT":
         trace("waiting")
         time.sleep(600)
+    elif fault[0] == "KILLJOB":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    elif fault[0] == "KILLMAIN":
+        os.kill(os.getpgid(0), signal.SIGKILL)  # a process started in a new session leads its group
     else:
         os.kill(os.getpid(), SIGNALS[fault[0]])
         time.sleep(5)  # a handled signal (TERM, INT) raises here
@@ -64,17 +78,41 @@ def written_in_halves(save):
 
 
 def install_faults():
+    """The moments of Keras's saves and of os.replace, in this process."""
     import keras
     keras.Model.save = written_in_halves(keras.Model.save)
     keras.Model.save_weights = written_in_halves(keras.Model.save_weights)
-    replace = os.replace
+    os.replace = watched(os.replace, "replace")
 
-    def replace_watched(source, target, *args, **kwargs):
-        moment("before-replace", target)
-        replace(source, target, *args, **kwargs)
-        moment("after-replace", target)
 
-    os.replace = replace_watched
+def install_file_faults():
+    """The moments of image writes, renames and replaces, in this process (with no Keras to load)."""
+    import cv2
+    imwrite = cv2.imwrite
+
+    def imwrite_watched(path, *args, **kwargs):
+        written = imwrite(path, *args, **kwargs)
+        moment("image", path)
+        return written
+
+    cv2.imwrite = imwrite_watched
+    os.rename = watched(os.rename, "rename")
+    os.replace = watched(os.replace, "replace")
+
+
+def watched(rename, name):
+    """os.rename or os.replace with a moment before and after."""
+    def rename_watched(source, target, *args, **kwargs):
+        moment(f"before-{name}", target)
+        rename(source, target, *args, **kwargs)
+        moment(f"after-{name}", target)
+    return rename_watched
+
+
+def fault_environment(fault, trace=""):
+    """os.environ for a process (and all it starts) in which `fault` strikes at file and folder moments."""
+    path = os.pathsep.join(filter(None, [FAULT_SITE, REPO, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "FAULT": fault, "FAULT_TRACE": str(trace), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def tiny_nets():

@@ -49,7 +49,8 @@ def write_clip(path, frames=12):
 
 def demo_run(model_files, video, *extra):
     return errors.run(demo.main, [video, "--dataset", "synthetic", "--spatial", model_files["spatial"], "--temporal",
-                                  model_files["temporal"], "--flow-method", "dis", "--samples", "2", "--workers", "1", *extra])
+                                  model_files["temporal"], "--flow-method", "dis", "--samples", "2", "--workers", "1",
+                                  *extra])
 
 
 def test_the_input_video_is_never_written_over(model_files, tmp_path, capsys):

@@ -2,8 +2,8 @@
 temporal_train.main with its TF_CONFIG, as on two machines that share the checkpoint folder;
 and the shards of a global batch that the workers load.
 
-Each worker runs WORKER below: temporal_train.main (with the tiny stand-in networks) with a few records written to a JSON-lines
-file (the batches it loaded, the epochs it trained, where it wrote) and its weights saved at the
+Each worker runs WORKER below: temporal_train.main (with the tiny stand-in networks) with a few records written to a
+JSON-lines file (the batches it loaded, the epochs it trained, where it wrote) and its weights saved at the
 start and end of every epoch. The cluster tests need the TensorFlow backend (tf.distribute)."""
 import contextlib
 import csv
@@ -202,8 +202,11 @@ def one_worker_batch(dataset, epoch, index, val_groups=0):
 def test_the_shards_of_a_batch_together_are_the_one_worker_batch(dataset, sampling):
     root, splits = dataset
     videos = ucf101.load_index(root, splits, 1, "train")
-    make = lambda shard: generators.TrainSequence(videos, root, "spatial", batch_size=6, image_size=56, steps=2,
-                                                  sampling=sampling, seed=3, shard=shard)
+
+    def make(shard):
+        return generators.TrainSequence(videos, root, "spatial", batch_size=6, image_size=56, steps=2,
+                                        sampling=sampling, seed=3, shard=shard)
+
     whole, shards = make((0, 1)), [make((k, 3)) for k in range(3)]
     for epoch in (0, 1):
         for sequence in [whole] + shards:

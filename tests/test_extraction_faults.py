@@ -13,6 +13,7 @@ import time
 import pytest
 
 import fakedata
+import faults
 import prepare_data
 import ucf101
 
@@ -21,6 +22,13 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMES = 40
 NAMES = [f"v_{cls}_g{group:02d}_c01" for cls in ("Alpha", "Beta") for group in (1, 2, 8, 9)]
+# Where SIGKILL strikes, one run after the other (faults.py), in the first video that the runs before
+# left undone (the videos are done in name order, so each run reaches it): the whole job, as a
+# scheduler's kill does, or the main process alone, as the out-of-memory killer may.
+KILLS = ["KILLJOB 1 image",  # its first image
+         "KILLJOB 1 after-rename",  # published (flow: u, not yet v), not yet reported
+         "KILLJOB 1 before-rename",  # a whole temporary folder, about to be published
+         "KILLMAIN 20 image"]  # half-way; its workers finish their videos as the same command starts again
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +46,9 @@ def command(task, videos, data):
             "--workers", 2]
 
 
-def start(argv):
-    """prepare_data.py in its own process group, as a shell job is."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def start(argv, fault=""):
+    """prepare_data.py in its own process group, as a shell job is, with a FAULT (faults.py) in all its processes."""
+    env = faults.fault_environment(fault)
     return subprocess.Popen([sys.executable, os.path.join(REPO, "prepare_data.py"), *map(str, argv)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -99,6 +107,12 @@ def assert_published_folders_whole(task, data):
             assert prepare_data.read_record(folder)["images"] == images
 
 
+def first_undone(task, data):
+    """The first video (in name order) that lacks a published folder (flow: its v folder, published last)."""
+    done = set(os.listdir(parents(task, data)[-1])) if os.path.isdir(parents(task, data)[-1]) else set()
+    return min(set(NAMES) - done)
+
+
 def assert_complete(videos, data, tmp_path):
     splits = tmp_path / "splits"
     if not splits.exists():
@@ -114,25 +128,20 @@ def test_sigkill_at_several_moments_then_the_same_command_resumes(videos, tmp_pa
     other = "flow" if task == "frames" else "frames"
     assert finish(command(other, videos, data))[0] == 0  # check needs both
     argv = command(task, videos, data)
-    killed_in_a_video, groups = 0, []
-    # (delay after a video starts, whether the kill reaches the workers too, as a job scheduler's
-    # does, or only the main process, as the OOM killer's: its workers then finish their video
-    # while the next run starts on the same videos)
-    for delay, group in ((0, True), (0.02, True), (0.08, False), (0.2, True), (0.5, True)):
-        process = start(argv)
+    groups = []
+    for kill in KILLS:
+        fault = f"{kill} {first_undone(task, data)}"
+        process = start(argv, fault)
         groups.append(process.pid)
-        wait_until_working(process, parents(task, data))
-        time.sleep(delay)
-        (os.killpg if group else os.kill)(process.pid, signal.SIGKILL)
-        process.wait()
-        leftovers = work_in_progress(parents(task, data))
-        killed_in_a_video += any(name.endswith(prepare_data.TEMP_SUFFIX) for name in leftovers)
+        process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, fault  # the fault struck
         assert_published_folders_whole(task, data)
-    assert killed_in_a_video  # the kills did land in the middle of videos
-    wait_for_exit(groups)
+        if kill.startswith("KILLJOB") and kill.endswith("image"):  # killed inside a video: its part is left
+            assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents(task, data)))
     code, output = finish(argv)
     assert code == 0, output
     assert "0 failed, 0 damaged" in output
+    wait_for_exit(groups)
     assert_published_folders_whole(task, data)
     assert sorted(os.listdir(parents(task, data)[-1])) == sorted(NAMES)
     assert work_in_progress(parents(task, data)) == []  # the killed processes' temporary folders are gone
@@ -222,19 +231,6 @@ def test_a_killed_worker_process_stops_the_run_with_exit_1_instead_of_hanging(tm
 
 # ---------------------------------------------------------------------------- tvl1_keras batches across videos
 
-def wait_until_writing(process, folders, timeout=300, left_before=()):
-    """Until a temporary folder of this process holds a flow JPEG (the first batch has compiled and been
-    written). `left_before`: the temporary folders that killed processes left, which the new one deletes."""
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        for folder in folders:
-            for name in work_in_progress([folder]):
-                if name not in left_before and name.endswith(prepare_data.TEMP_SUFFIX) and any(
-                        entry.endswith(".jpg") for entry in os.listdir(folder / name)):
-                    return
-        time.sleep(0.005)
-
-
 @pytest.mark.slow
 def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, tmp_path, monkeypatch):
     # JAX caches the compiled tvl1 on disk: only the first run compiles
@@ -244,18 +240,14 @@ def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, 
     assert finish(["frames", "--videos", videos, "--out", data / ucf101.RGB_DIR, "--size", "32x24"])[0] == 0
     argv = ["flow", "--videos", videos, "--out", data / ucf101.FLOW_DIR, "--flow-method", "tvl1_keras",
             "--size", "32x24", "--batch-size", 4, "--workers", 2]  # two pyramid levels: a quick compile
-    groups = []
-    for delay in (0, 0.1, 0.3):
-        left_before = set(work_in_progress(parents("flow", data)))
-        process = start(argv)
-        groups.append(process.pid)
-        wait_until_writing(process, parents("flow", data), left_before=left_before)
-        time.sleep(delay)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
+    # The JPEGs are written by the main process's threads while the next batch computes.
+    for kill in ("KILLJOB 1 image", "KILLJOB 7 image", "KILLJOB 1 after-rename"):
+        process = start(argv, f"{kill} {first_undone('flow', data)}")
+        process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, kill
         assert_published_folders_whole("flow", data)
-    wait_for_exit(groups)
+        if kill.endswith("image"):
+            assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
     code, output = finish(argv, timeout=600)
     assert code == 0, output
     assert "0 failed, 0 damaged" in output

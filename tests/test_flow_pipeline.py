@@ -76,8 +76,9 @@ def test_each_pair_goes_to_its_own_video_and_index(short_videos, tmp_path, monke
         for i, (u, v) in enumerate(written_flow(tmp_path / "flow", name, frames - 1)):
             expected = media.quantize_flow(np.stack([grays[i], grays[i + 1]], axis=-1) / 8 - 16)
             for ours, theirs in zip((u, v), expected):
-                stored = cv2.imdecode(cv2.imencode(".jpg", theirs, [cv2.IMWRITE_JPEG_QUALITY, media.FLOW_JPEG_QUALITY])[1],
-                                      cv2.IMREAD_GRAYSCALE)
+                stored = cv2.imdecode(
+                    cv2.imencode(".jpg", theirs, [cv2.IMWRITE_JPEG_QUALITY, media.FLOW_JPEG_QUALITY])[1],
+                    cv2.IMREAD_GRAYSCALE)
                 np.testing.assert_array_equal(ours, stored, err_msg=f"{name} pair {i}")
 
 

@@ -176,7 +176,8 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     expected = evaluation.metrics(spatial["labels"], fused)
     assert rows["Fusion (averaging)"][2] == report.percent(expected["top1"])
     assert rows["Fusion (averaging)"][4] == report.percent(expected["mean_class"])
-    assert read_json(os.path.join(full_run, "metrics.json"))["results"]["fusion"] == pytest.approx(expected, nan_ok=True)
+    assert read_json(os.path.join(full_run, "metrics.json"))["results"]["fusion"] == pytest.approx(expected,
+                                                                                                   nan_ok=True)
 
     per_class = read_csv(os.path.join(full_run, "per_class.csv"))
     assert [row[:2] for row in per_class[1:]] == [[c, "1"] for c in CLASSES]
@@ -201,7 +202,8 @@ def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
 
 
 def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
-    """--no-svm: the SVM row says "not run" and not one training video is scored (models faked: only the flow matters)."""
+    """--no-svm: the SVM row says "not run" and not one training video is scored (models faked: only the flow
+    matters)."""
     scored = []
 
     def fake_predict(model, videos, args, stream, config):
@@ -279,12 +281,14 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
     assert "svm" in read_json(folder / "metrics.json")["results"]  # the training list was sharded too
     for subset in ("test", "train"):
         for stream in fuse_test.STREAMS:
-            merged, whole = (evaluation.load_scores(fuse_test.scores_path(f, stream, subset)) for f in (folder, full_run))
+            merged, whole = (evaluation.load_scores(fuse_test.scores_path(f, stream, subset))
+                             for f in (folder, full_run))
             assert merged["videos"] == whole["videos"] and merged["labels"].tolist() == whole["labels"].tolist()
             np.testing.assert_allclose(merged["scores"], whole["scores"], rtol=1e-5, atol=1e-6)
 
     # Parts of another split into N, or scored otherwise, are refused.
-    os.rename(fuse_test.scores_path(folder, "spatial", shard=(2, 2)), fuse_test.scores_path(folder, "spatial", shard=(2, 3)))
+    os.rename(fuse_test.scores_path(folder, "spatial", shard=(2, 2)),
+              fuse_test.scores_path(folder, "spatial", shard=(2, 3)))
     with pytest.raises(DataError, match="parts of 2 and 3 shards"):
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
 
@@ -363,8 +367,9 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, mon
     calls = counting_predict(monkeypatch)
     assert run(args) == 0
     assert calls == [TEST_VIDEOS[2:]]  # only the third video was computed
-    assert sorted(os.listdir(folder)) == [".lock", "confusion.png", "metrics.json", "misclassified.csv", "per_class.csv",
-                                          "results.md", "scores_temporal.npz"]  # chunks joined and removed
+    # chunks joined and removed
+    assert sorted(os.listdir(folder)) == [".lock", "confusion.png", "metrics.json", "misclassified.csv",
+                                          "per_class.csv", "results.md", "scores_temporal.npz"]
     resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
     complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
     assert resumed["videos"] == complete["videos"]
@@ -667,7 +672,8 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
         scores = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
         settings = {"stream": stream, "dataset": "synthetic", "split": 1, "samples": 2, "crops": "center",
                     "num_classes": 12, "class_limit": None, "max_videos": None, "skipped": [], "shard": shard}
-        for subset, keep in (("test", [g == 1 for g in groups_of(names)]), ("train", [g != 1 for g in groups_of(names)])):
+        for subset, keep in (("test", [g == 1 for g in groups_of(names)]),
+                             ("train", [g != 1 for g in groups_of(names)])):
             rows = [i for i, k in enumerate(keep) if k and (not shard or ucf101.shard_of(names[i], 2) == shard[0])]
             noisy = scores[rows] * (1 + noise * rounding.standard_normal(scores[rows].shape))
             evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset, shard=shard),
@@ -749,7 +755,8 @@ def write_full_scores(folder, dataset, num_classes, **settings):
 @pytest.mark.parametrize("dataset, classes, settings, rows", [
     ("ucf101", 101, {}, {"Temporal": "81.0", "Fusion (averaging)": "85.9"}),
     ("ucf101", 101, {"multitask": {"dataset": "hmdb51", "videos": "all"}},
-     {"Temporal (multi-task)": "81.5", "Fusion (averaging)": "86.2", "Fusion by averaging (multi-task temporal)": None}),
+     {"Temporal (multi-task)": "81.5", "Fusion (averaging)": "86.2",
+      "Fusion by averaging (multi-task temporal)": None}),
     ("hmdb51", 51, {"init": "checkpoints/ucf101/temporal/last.keras"},
      {"Temporal": "49.0", "Temporal (trained on HMDB-51 alone)": "46.6"}),
 ])

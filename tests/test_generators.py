@@ -38,7 +38,10 @@ def write_noise(root, videos):
     """Replace every frame and flow image with random noise (same files, same counts). Values
     stay within 64..192 so that the lighting offsets never clip."""
     rng = np.random.default_rng(123)
-    noise = lambda *shape: rng.integers(64, 193, shape, np.uint8)
+
+    def noise(*shape):
+        return rng.integers(64, 193, shape, np.uint8)
+
     for video in videos:
         for j in range(video.frames):
             media.write_image(frame_path(root, video, j), noise(HEIGHT, WIDTH, 3))
@@ -111,9 +114,10 @@ def multiscale_crops(image):
             if abs(i - j) <= 1:
                 corners = [(0, 0), (0, WIDTH - w), (HEIGHT - h, 0), (HEIGHT - h, WIDTH - w),
                            ((HEIGHT - h) // 2, (WIDTH - w) // 2)]
-                for t, l in corners:
-                    resized = cv2.resize(image[t:t + h, l:l + w], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-                    crops.append((resized.reshape(SIZE, SIZE, -1), (t, l, h, w)))
+                for top, left in corners:
+                    resized = cv2.resize(image[top:top + h, left:left + w], (SIZE, SIZE),
+                                         interpolation=cv2.INTER_LINEAR)
+                    crops.append((resized.reshape(SIZE, SIZE, -1), (top, left, h, w)))
     return crops
 
 
@@ -159,10 +163,14 @@ def test_stream_states_what_a_sample_reads():
     spatial, temporal = generators.Stream("spatial"), generators.Stream("temporal", stack_length=3)
     assert (spatial.is_flow, spatial.span, spatial.channels) == (False, 1, 3)
     assert (temporal.is_flow, temporal.span, temporal.channels) == (True, 3, 6)
-    video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flow_count=2, flow_name="v_HandStandPushups_g08_c01")
+    video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flow_count=2,
+                         flow_name="v_HandStandPushups_g08_c01")
     assert (spatial.count(video), temporal.count(video)) == (9, 2)
     assert spatial.paths("d", video, 4) == [os.path.join("d", "jpegs_256", video.name, "frame000005.jpg")]
-    flow = lambda c, j: os.path.join("d", "tvl1_flow", c, "v_HandStandPushups_g08_c01", f"frame00000{j}.jpg")
+
+    def flow(c, j):
+        return os.path.join("d", "tvl1_flow", c, "v_HandStandPushups_g08_c01", f"frame00000{j}.jpg")
+
     assert temporal.paths("d", video, 1) == [flow("u", 2), flow("v", 2), flow("u", 1), flow("v", 1),
                                              flow("u", 2), flow("v", 2)]  # u1 v1 u2 v2 ..., looping 2 images
     assert temporal.folders("d", video) == [os.path.dirname(flow(c, 1)) for c in "uv"]
@@ -179,7 +187,7 @@ def test_eval_windows_are_inside_the_image_and_in_the_papers_order():
         for top, left, h, w in (w for w, _ in windows):
             assert (h, w) == (size, size) and 0 <= top <= height - size and 0 <= left <= width - size
     assert generators.eval_windows((256, 340, 3), 224, "center") == [((16, 58, 224, 224), False)]
-    boxes = [(t, l) for (t, l, _, _), _ in generators.eval_windows((256, 340), 224, "10")[:5]]
+    boxes = [(top, left) for (top, left, _, _), _ in generators.eval_windows((256, 340), 224, "10")[:5]]
     assert boxes == [(0, 0), (0, 116), (32, 0), (32, 116), (16, 58)]
     with pytest.raises(ValueError, match="corners"):
         generators.eval_windows((256, 340), 224, "corners")  # a training mode, not a test one
@@ -190,16 +198,16 @@ def test_ten_crop_geometry_frames_and_flow():
     image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
     crops = generators.eval_crops(image, SIZE, "10", is_flow=False)
     assert crops.shape == (10, SIZE, SIZE, 3) and crops.dtype == np.uint8
-    for i, (t, l) in enumerate(CORNERS):
-        np.testing.assert_array_equal(crops[i], image[t:t + SIZE, l:l + SIZE])
-        np.testing.assert_array_equal(crops[5 + i], image[t:t + SIZE, l:l + SIZE][:, ::-1])
+    for i, (top, left) in enumerate(CORNERS):
+        np.testing.assert_array_equal(crops[i], image[top:top + SIZE, left:left + SIZE])
+        np.testing.assert_array_equal(crops[5 + i], image[top:top + SIZE, left:left + SIZE][:, ::-1])
     np.testing.assert_array_equal(generators.eval_crops(image, SIZE, "center", False), crops[4:5])
 
     stack = rng.integers(0, 256, (HEIGHT, WIDTH, 2 * L), np.uint8)
     flow_crops = generators.eval_crops(stack, SIZE, "10", is_flow=True)
     assert flow_crops.shape == (10, SIZE, SIZE, 2 * L)
-    for i, (t, l) in enumerate(CORNERS):
-        crop = stack[t:t + SIZE, l:l + SIZE]
+    for i, (top, left) in enumerate(CORNERS):
+        crop = stack[top:top + SIZE, left:left + SIZE]
         np.testing.assert_array_equal(flow_crops[i], crop)
         np.testing.assert_array_equal(flow_crops[5 + i][..., 0::2], 255 - crop[:, ::-1, 0::2])
         np.testing.assert_array_equal(flow_crops[5 + i][..., 1::2], crop[:, ::-1, 1::2])
@@ -292,8 +300,11 @@ def test_class_uniform_sampling_evens_out_classes_of_1_and_5_videos(tmp_path):
 
 def test_same_seed_same_batches_and_resume(tmp_path):
     root, train, _ = make_dataset(tmp_path, groups=(8, 9))
-    make = lambda seed: generators.TrainSequence(train, root, "temporal", batch_size=4, image_size=SIZE,
-                                                 stack_length=L, seed=seed)
+
+    def make(seed):
+        return generators.TrainSequence(train, root, "temporal", batch_size=4, image_size=SIZE,
+                                        stack_length=L, seed=seed)
+
     first, second, other = make(0), make(0), make(1)
     epoch0 = epoch_batches(first)
     for (xa, ya), (xb, yb) in zip(epoch0, epoch_batches(second)):
@@ -452,8 +463,11 @@ def test_worker_processes_give_the_temporal_batches_of_one_process_for_each_shar
     sequence with another shard (spatial_train's calibration) uses the same processes."""
     import copy
     root, train, _ = make_dataset(tmp_path, groups=(8, 9), noise=True)
-    make = lambda **k: generators.TrainSequence(train, root, "temporal", image_size=SIZE, stack_length=L, steps=2,
-                                                seed=3, shard=(1, 2), **{"batch_size": 20, **k})
+
+    def make(**k):
+        return generators.TrainSequence(train, root, "temporal", image_size=SIZE, stack_length=L, steps=2,
+                                        seed=3, shard=(1, 2), **{"batch_size": 20, **k})
+
     processes, alone = make(workers=2, use_multiprocessing=True), make()
     whole = copy.copy(processes)
     whole.shard = (0, 1)
@@ -647,8 +661,8 @@ def test_eval_sequence_batches_ten_crops_and_video_index(tmp_path):
     video = test[1]
     for s, start in enumerate(generators.sample_starts(video.flow_count, 5, L)):
         stack = read_stack(root, video, start)
-        for c, (t, l) in enumerate(CORNERS):
-            crop = stack[t:t + SIZE, l:l + SIZE]
+        for c, (top, left) in enumerate(CORNERS):
+            crop = stack[top:top + SIZE, left:left + SIZE]
             np.testing.assert_array_equal(x[50 + s * 10 + c], crop)
             np.testing.assert_array_equal(x[50 + s * 10 + 5 + c], mirrored(crop, is_flow=True))
     x, index = sequence[1]

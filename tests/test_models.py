@@ -322,7 +322,8 @@ def test_missing_weights_file_and_offline_imagenet_give_clear_errors(monkeypatch
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(DataError, match=r"--weights /path/to/inception_v3_weights_tf_dim_ordering_tf_kernels_notop\.h5"):
+    with pytest.raises(DataError,
+                       match=r"--weights /path/to/inception_v3_weights_tf_dim_ordering_tf_kernels_notop\.h5"):
         models.spatial_model(3, image_size=SMALL, weights="imagenet")
     with pytest.raises(ValueError, match="no ImageNet weights for cnn_m_2048"):
         models.temporal_model(3, image_size=64, weights="imagenet")

@@ -72,7 +72,8 @@ def test_each_heads_accuracy_counts_its_own_samples_only():
     """Head a always says class 0, head b class 1; half a's labels are 1, 1, 1, 0 and half b's 1, 0, 0, 0:
     each head is right once in 4 (Keras's plain metrics said 5 in 8 for a, 1 in 8 for b)."""
     inputs = keras.Input((1,))
-    heads = {name: keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros", name=multitask.head_name(name),
+    heads = {name: keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                      name=multitask.head_name(name),
                                       bias_initializer=keras.initializers.Constant(bias))(inputs)
              for name, bias in (("a", [5.0, 0.0]), ("b", [0.0, 5.0]))}
     model = keras.Model(inputs, {multitask.head_name(name): head for name, head in heads.items()})
@@ -134,7 +135,8 @@ def test_fine_tuning_starts_from_another_checkpoint_but_its_softmax(datasets, tm
     target = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5)
     copied = models.copy_weights(source, target)
     assert copied == ["conv1", "conv2", "conv3", "conv4", "conv5", "full6", "full7"]
-    np.testing.assert_array_equal(source.get_layer("full7").get_weights()[0], target.get_layer("full7").get_weights()[0])
+    np.testing.assert_array_equal(source.get_layer("full7").get_weights()[0],
+                                  target.get_layer("full7").get_weights()[0])
     assert target.get_layer("predictions").get_weights()[0].shape == (2048, 3)
 
     (hmdb, hmdb_splits) = datasets["hmdb"]

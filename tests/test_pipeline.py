@@ -144,7 +144,8 @@ def train_and_test_multitask(run, tmp_path_factory):
     data, checkpoint, results = str(root / "data"), str(root / "temporal"), str(root / "results")
     synthetic.generate_hmdb51(data, progress=False)
     assert prepare_data.main(["flow", "--videos", os.path.join(data, "hmdb51_org"), "--out",
-                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--flow-method", "dis", "--workers", "2"]) == 0
+                              os.path.join(data, "tvl1_flow"), "--size", SIZE, "--flow-method", "dis",
+                              "--workers", "2"]) == 0
     hmdb = ["--data-dir", data, "--splits-dir", os.path.join(data, "splits")]
     temporal_train.main(["--dataset", "synthetic_hmdb", *hmdb, "--multitask", "synthetic",
                          "--multitask-data-dir", run["data"], "--multitask-splits-dir",
@@ -153,7 +154,8 @@ def train_and_test_multitask(run, tmp_path_factory):
                          "--lr-drops", "50"])
     model = os.path.join(checkpoint, "last.keras")
     for dataset, folders in (("synthetic_hmdb", hmdb),
-                             ("synthetic", ["--data-dir", run["data"], "--splits-dir", os.path.join(run["data"], "splits")])):
+                             ("synthetic", ["--data-dir", run["data"],
+                                            "--splits-dir", os.path.join(run["data"], "splits")])):
         assert errors.run(fuse_test.main, ["--dataset", dataset, *folders, "--streams", "temporal", "--temporal", model,
                                            "--results-dir", results, "--run-name", dataset]) == 0
     return dict(data=data, results=results)
@@ -167,7 +169,8 @@ def test_multitask_heads_are_tested_on_their_own_datasets_with_odd_names_intact(
             metrics = json.load(f)
         rows[dataset] = metrics["results"]
         assert metrics["settings"]["multitask"]["dataset"] == "synthetic"
-    assert set(rows["synthetic_hmdb"]) == {"temporal_multitask"} and rows["synthetic_hmdb"]["temporal_multitask"]["classes"] == 6
+    assert (set(rows["synthetic_hmdb"]) == {"temporal_multitask"}
+            and rows["synthetic_hmdb"]["temporal_multitask"]["classes"] == 6)
     assert rows["synthetic"]["temporal_multitask"]["classes"] == len(CLASSES)
     scores = evaluation.load_scores(os.path.join(multitask_run["results"], "synthetic_hmdb", "scores_temporal.npz"))
     listed = [ucf101.video_name(line) for line in

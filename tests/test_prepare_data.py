@@ -100,7 +100,8 @@ def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
         assert frame_files(ours) == expected_files(5)
         assert median_flow(ours, 5) == pytest.approx(shift * 1.5, abs=0.3)  # 64x48 -> 96x72
         for i in range(5):
-            a, b = (media.read_image(ucf101.frame_path(folder, i), grayscale=True).astype(int) for folder in (ours, theirs))
+            a, b = (media.read_image(ucf101.frame_path(folder, i), grayscale=True).astype(int)
+                    for folder in (ours, theirs))
             assert np.mean(np.abs(a - b) <= 2) > 0.95
     info = media.read_flow_info(str(tmp_path / "keras"))
     assert (info["method"], info["frame_size"], info["bound"]) == ("tvl1_keras", [96, 72], media.FLOW_BOUND)
@@ -488,7 +489,8 @@ def test_names_with_spaces_work_end_to_end(tmp_path, capsys):
     assert run("check", "--data-dir", data, "--splits-dir", splits, "--workers", 1) == 0
     assert "2 of 2 videos (train + test) complete" in capsys.readouterr().out
     test_videos = ucf101.load_index(str(data), str(splits), 1, "test")
-    assert [(v.name, v.label, v.frames, v.flow_count) for v in test_videos] == [("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
+    assert [(v.name, v.label, v.frames, v.flow_count) for v in test_videos] == [
+        ("v_Yo Yo_g01_c01", 1, FRAMES, FRAMES - 1)]
 
 
 def test_plain_check_finds_a_truncated_jpeg_and_verify_redoes_it(videos, tmp_path, capsys):

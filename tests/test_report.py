@@ -10,11 +10,12 @@ import evaluation
 import report
 from errors import DataError
 
-
 # ---------------------------------------------------------------------------- tables and reports
 
 def table_results():
-    m = lambda top1, top5, mean_class: {"top1": top1, "top5": top5, "mean_class": mean_class, "videos": 10}
+    def m(top1, top5, mean_class):
+        return {"top1": top1, "top5": top5, "mean_class": mean_class, "videos": 10}
+
     return {"spatial": m(0.5, 0.9, 0.45), "temporal": m(0.6, float("nan"), 0.55), "fusion": m(0.8, 1.0, 0.789)}
 
 

@@ -345,7 +345,8 @@ def test_full_shape_passes_check(full):
 def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
     out, settings = full
     official = os.path.join(out, "hmdb51", hmdb51.SPLITS_DIR)
-    assert hmdb51.find_classes(official) == sorted(synthetic.HMDB51_CLASS_NAMES) and len(synthetic.HMDB51_CLASS_NAMES) == 51
+    assert (hmdb51.find_classes(official) == sorted(synthetic.HMDB51_CLASS_NAMES)
+            and len(synthetic.HMDB51_CLASS_NAMES) == 51)
     tested = {}
     for cls in synthetic.HMDB51_CLASS_NAMES:
         for split in ucf101.SPLITS:

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+import distributed
 import errors
 import fakedata
-import distributed
 import generators
 import media
 import models
@@ -251,7 +251,8 @@ def test_help_explains_every_flag_without_loading_keras(script):
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.rstrip().endswith("LIGHT"), "--help imported Keras, scikit-learn or matplotlib: seconds instead of a blink"
+    assert result.stdout.rstrip().endswith("LIGHT"), (
+        "--help imported Keras, scikit-learn or matplotlib: seconds instead of a blink")
     flags = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith("--")]
     assert flags
     for line in result.stdout.split("\n  --")[1:]:

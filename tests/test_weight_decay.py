@@ -162,4 +162,5 @@ def test_the_temporal_net_and_its_multitask_heads_decay_their_kernels_only():
     for norm in ("lrn", "batchnorm"):  # the paper's CNN-M-2048, and one with BatchNorm's gamma and beta
         temporal = multitask.with_heads(models.temporal_model(3, 64, 2, norm=norm), {"a": 3, "b": 2})
         assert decayed_by_one_step(temporal) == kernel_paths(temporal), norm
-        assert {"conv1/kernel", "full7/kernel", "predictions_a/kernel", "predictions_b/kernel"} <= kernel_paths(temporal)
+        assert ({"conv1/kernel", "full7/kernel", "predictions_a/kernel", "predictions_b/kernel"}
+                <= kernel_paths(temporal))

@@ -10,6 +10,7 @@ processes on one machine or several never share one.
 import contextlib
 import errno
 import os
+import re
 import secrets
 
 from errors import DataError
@@ -25,6 +26,17 @@ def temporary_path(path):
 def is_temporary(name):
     """Whether a file name is one of temporary_path's (left behind by a killed process)."""
     return name.startswith(TEMP_PREFIX)
+
+
+def remove_temporaries_of(path):
+    """Delete the temporary files of `path` that killed processes left beside it. Only for a caller that
+    holds the lock of whatever writes `path`: no live process is writing them then."""
+    folder, name = os.path.split(path)
+    left = re.compile(re.escape(TEMP_PREFIX) + r"\d+-[0-9a-f]{8}-" + re.escape(name))
+    for entry in os.listdir(folder or "."):
+        if left.fullmatch(entry):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+import atomic
 import checkpoints
 import flags
 import overlap
@@ -247,6 +248,7 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
     chunks of --save-every videos as they come, joined into the stream's score file at the end."""
     lock_run(run_dir, args.shard)
     final = scores_path(run_dir, stream, subset, shard=args.shard)
+    atomic.remove_temporaries_of(final)  # a killed run's, as it wrote the joined file
     done, source = reusable_scores(args, final, settings, classes, {v.name for v in videos})
     if source:
         print(f"{source}: reusing {len(done)} of {len(videos)} videos' {stream} scores")

@@ -5,9 +5,9 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import time
 import types
 
 import keras
@@ -425,31 +425,25 @@ def test_scores_are_written_once_not_again_with_every_chunk(setup, monkeypatch, 
     assert written == [1, 1, 1, 3]
 
 
-def kill_during_scoring(argv, folder, delay):
-    """Start fuse_test.py, SIGKILL it `delay` seconds after its first chunk file appears (or at once when
-    delay is None), and return what the score files then are."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    process = subprocess.Popen([sys.executable, FUSE_TEST, *argv], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    chunks = fuse_test.chunks_dir(fuse_test.scores_path(str(folder), "temporal"))
-    deadline = time.monotonic() + 300
-    while delay is not None and process.poll() is None and time.monotonic() < deadline:
-        if os.path.isdir(chunks) and os.listdir(chunks):
-            time.sleep(delay)
-            break
-        time.sleep(0.01)
-    process.kill()
-    process.wait()
+def killed_scoring(argv, fault):
+    """Run fuse_test.py with a FAULT (faults.py) that SIGKILLs it at a moment of its score files."""
+    process = subprocess.run([sys.executable, FUSE_TEST, *argv], env=faults.fault_environment(fault),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, (fault, process.stderr[-3000:])
 
 
 @pytest.mark.slow
 def test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_scores(setup, full_run, tmp_path):
-    """Real SIGKILLs of the scoring process, at start, right after its first chunk and a little later: every file
-    left is whole (loads), and the same command then finishes with the scores of an uninterrupted run."""
+    """Real SIGKILLs of the scoring process at each moment of its score files, one run after the other: every
+    file left is whole (loads), and the same command then finishes with the scores of an uninterrupted run."""
     folder = tmp_path / "synthetic_split1"
     argv = cli(setup, "--streams", "temporal", "--crops", "10", "--save-every", "1", results=tmp_path)
-    for delay in (None, 0.0, 0.05, 0.3):
-        kill_during_scoring(argv, folder, delay)
+    for fault in ("KILL 1 before-replace chunk",  # the first chunk whole, not yet under its name
+                  "KILL 1 after-replace chunk",  # one chunk saved
+                  "KILL 1 after-replace chunk",  # the next
+                  "KILL 1 before-replace scores_temporal.npz",  # every chunk saved, the joined file not yet
+                  "KILL 1 after-replace scores_temporal.npz"):  # the joined file saved, its chunks not yet removed
+        killed_scoring(argv, fault)
         for path in folder.rglob("*.npz") if folder.exists() else []:
             if not atomic.is_temporary(path.name):  # a killed write's temporary file: never read, deleted by the rerun
                 evaluation.load_scores(str(path))  # whole, or not there at all
@@ -667,8 +661,8 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
     """Scores of two weak nets (as the mini set's: 20-35% top-1), close to uniform, for the synthetic dataset;
     noise: a relative change like that of scoring the videos in other batches."""
     rng, rounding = np.random.default_rng(seed), np.random.default_rng(shard)
-    for stream, signal in (("spatial", 1.0), ("temporal", 1.5)):
-        logits = 0.01 * (rng.normal(size=(len(names), 2, 12)) + signal * np.eye(12)[labels][:, None])
+    for stream, strength in (("spatial", 1.0), ("temporal", 1.5)):
+        logits = 0.01 * (rng.normal(size=(len(names), 2, 12)) + strength * np.eye(12)[labels][:, None])
         scores = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
         settings = {"stream": stream, "dataset": "synthetic", "split": 1, "samples": 2, "crops": "center",
                     "num_classes": 12, "class_limit": None, "max_videos": None, "skipped": [], "shard": shard}

@@ -13,7 +13,7 @@ import fakedata
 import faults
 import models
 
-pytestmark = pytest.mark.slow  # every test runs the demo on models: a second or more each
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_demo")]  # the demo on models: a second or more
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 

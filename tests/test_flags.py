@@ -10,6 +10,8 @@ import pytest
 
 import presets
 
+pytestmark = pytest.mark.xdist_group("test_flags")  # one worker builds its module fixtures and compiles
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each command line, under presets.py's name for its part of the table.
 COMMANDS = {

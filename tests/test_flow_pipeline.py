@@ -13,6 +13,8 @@ import media
 import prepare_data
 import ucf101
 
+pytestmark = pytest.mark.xdist_group("test_flow_pipeline")  # one worker builds its module fixtures and compiles
+
 FRAME_COUNTS = {"v_Alpha_g01_c01": 6, "v_Alpha_g02_c01": 7, "v_Beta_g01_c01": 9}  # 5 + 6 + 8 = 19 pairs
 SIZE = (32, 24)
 

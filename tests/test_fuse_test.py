@@ -29,6 +29,8 @@ import report
 import ucf101
 from errors import DataError
 
+pytestmark = pytest.mark.xdist_group("test_fuse_test")  # one worker builds its module fixtures and compiles
+
 CLASSES = ("Alpha", "Beta", "Gamma")
 SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
 SAMPLES = 3

@@ -11,6 +11,8 @@ import synthetic
 import ucf101
 from errors import DataError
 
+pytestmark = pytest.mark.xdist_group("test_hmdb51")  # one worker builds its module fixtures and compiles
+
 # HMDB-51's classes in the order their split files sort in (climb_stairs_... before climb_...).
 CLASSES = sorted("""brush_hair cartwheel catch chew clap climb climb_stairs dive draw_sword dribble drink eat
 fall_floor fencing flic_flac golf handstand hit hug jump kick kick_ball kiss laugh pick pour pullup punch push

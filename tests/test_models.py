@@ -14,6 +14,8 @@ import pytest
 import models
 from errors import DataError
 
+pytestmark = pytest.mark.xdist_group("test_models")  # one worker builds its module fixtures and compiles
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = models.MIN_INCEPTION_SIZE  # 75: the smallest InceptionV3 input, fastest to build
 
@@ -361,6 +363,7 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
 
 PRECISION_STEP = """
 import keras, numpy as np, models, temporal_train, training
+
 for precision in ("float32", "bfloat16", "float16"):
     args = temporal_train.parse_args(["--precision", precision])
     keras.mixed_precision.set_global_policy(training.precision_policy(args.precision))

@@ -23,7 +23,7 @@ import synthetic
 import temporal_train
 import ucf101
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # the README's pipeline: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("test_pipeline")]  # minutes, once
 
 CLASSES = ["BlueExpand", "BlueSaddle", "RedExpand", "RedSaddle"]
 SIZE = "96x72"

@@ -14,6 +14,8 @@ import synthetic
 import ucf101
 from errors import DataError
 
+pytestmark = pytest.mark.xdist_group("test_synthetic")  # one worker builds its module fixtures and compiles
+
 GROUPS = 8  # groups 1-7 are split 1's test list, group 8 its train list
 WORK_SIZE = (128, 96)  # the size the synthetic preset extracts frames and flow at
 

@@ -1,6 +1,5 @@
 """tvl1.py against OpenCV's DualTVL1: each building block, then the flow on natural photos and on
 the mini dataset's frames, at 96x72 (one compiled shape for the whole file: batches of 4)."""
-import os
 
 import cv2
 import keras

@@ -65,6 +65,7 @@ def test_compute_flow_only_computes_the_requested_pairs():
 
 
 @pytest.mark.slow
+@on_jax
 def test_tvl1_keras_is_opencvs_tvl1():
     ours, theirs = (media.compute_flow(four_pairs(), method) for method in ("tvl1_keras", "tvl1"))
     for i in range(4):

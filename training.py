@@ -339,7 +339,9 @@ def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0)
         data = distributed.cluster_dataset(sequence, strategy, first)
         distributed.work_around_keras_multiworker_bugs(model, first)
     with distributed.hint_on_cluster_failure(strategy):
-        return model.fit(data, shuffle=data is sequence,  # fit cannot shuffle a tf.data dataset (and warns)
+        # No shuffle: each batch is drawn from the seed, the epoch and its index already, while Keras would
+        # shuffle their order with Python's `random`, which a resumed run does not restore.
+        return model.fit(data, shuffle=False,
                          validation_data=validation_set, validation_batch_size=sequence.batch_size,
                          epochs=epochs, initial_epoch=initial_epoch, callbacks=callback_list,
                          verbose=1 if sys.stdout.isatty() else 2)

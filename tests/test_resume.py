@@ -128,6 +128,24 @@ def test_temporal_run_killed_at_every_kind_of_moment_resumes_and_ends_as_an_unin
 
 
 @pytest.mark.slow
+def test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped(dataset, tmp_path):
+    """3 epochs of 3 steps, 2 loader processes: killed after epoch 0's commit, then after epoch 1's, then
+    finished; bit for bit the weights of the same command run once (batch order and draws come from the
+    seed, the epoch and the batch, never from state a restart loses)."""
+    def argv(folder):
+        return temporal_args(dataset, folder, 9, "--epoch-steps", "3", "--workers", "2")
+
+    for fault in ("KILL 1 after-replace training_metadata.json", "KILL 1 after-replace training_metadata.json", ""):
+        code, stderr = run("temporal_train.py", argv(tmp_path / "resumed"), fault)
+        assert code == (-signal.SIGKILL if fault else 0), stderr[-3000:]
+    assert logged_epochs(tmp_path / "resumed") == [0, 1, 2]
+    assert run("temporal_train.py", argv(tmp_path / "once"))[0] == 0
+    resumed, once = (weights_of(tmp_path / name / "last.keras") for name in ("resumed", "once"))
+    for ours, theirs in zip(resumed, once, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.slow
 def test_spatial_run_killed_around_the_phase_boundary_resumes(dataset, tmp_path):
     folder = tmp_path / "spatial"
     argv = spatial_args(dataset, folder)

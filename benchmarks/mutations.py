@@ -190,6 +190,20 @@ MUTATIONS = [
         "            weights[head_name(dataset)][own] = len(x) / len(y)",
         "            weights[head_name(dataset)][own] = 1.0",
         ("tests/test_multitask.py::test_batches_are_half_from_each_dataset_with_the_other_head_masked",)),
+    Mutation(
+        "batch-order-shuffled-by-keras",  # a resumed run ends with the weights of a run never stopped
+        "training.py",
+        "return model.fit(data, shuffle=False,",
+        "return model.fit(data, shuffle=True,",
+        ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped",),
+        slow=True),
+    Mutation(
+        "killed-scores-write-left-behind",  # a rerun removes what a killed run was writing
+        "fuse_test.py",
+        "    atomic.remove_temporaries_of(final)  # a killed run's, as it wrote the joined file\n",
+        "",
+        ("tests/test_fuse_test.py::test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_scores",),
+        slow=True),
 ]
 
 

@@ -91,6 +91,9 @@ def prepare(folder, config, classes, overwrite=False):
         if changed:
             raise DataError(f"{folder} holds a run with different {', '.join(changed)} ({config_path}). "
                             "Pass --overwrite to replace it, or another --checkpoint-dir.")
+        if "epoch_steps" in old and old["epoch_steps"] != config.get("epoch_steps"):  # older runs lack it
+            raise DataError(f"{folder}: its backup counts epochs of {old['epoch_steps']} steps ({config_path}): "
+                            f"resume with --epoch-steps {old['epoch_steps']}, or pass --overwrite to start again")
         check_resumed_data(config_path, old, config)
     write_lines(classes_path, class_lines)
     kept = {**config, **(old or {})}

@@ -65,8 +65,8 @@ def main(argv=None):
     videos, held_out, classes = training.load_videos(args.data_dir, args.splits_dir, args.split, stream,
                                                      args.class_limit, args.max_videos, args.val_groups)
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
-                                    image_size=args.image_size, dataset=args.dataset, split=args.split,
-                                    splits_dir=args.splits_dir, arch="inception_v3")
+                                    image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
+                                    split=args.split, splits_dir=args.splits_dir, arch="inception_v3")
     train = training.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
                                     accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                                     image_size=args.image_size, sampling=args.sampling, crop=args.crop,

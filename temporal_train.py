@@ -82,8 +82,9 @@ def main(argv=None):
                             args.multitask_videos, stream, args.data_dir) if args.multitask else None
     norm = args.norm if args.arch == "cnn_m_2048" else None
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
-                                    image_size=args.image_size, dataset=args.dataset, split=args.split,
-                                    splits_dir=args.splits_dir, arch=args.arch, norm=norm, init=args.init,
+                                    image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
+                                    split=args.split, splits_dir=args.splits_dir, arch=args.arch, norm=norm,
+                                    init=args.init,
                                     multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
     loading = dict(batch_size=args.batch_size, accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                    image_size=args.image_size, sampling=args.sampling, crop=args.crop, seed=args.seed,

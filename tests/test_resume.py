@@ -234,6 +234,21 @@ def test_a_resumed_run_keeps_config_json_as_the_run_started(tmp_path):
         assert json.load(f) == {**config, "seed": 7}
 
 
+def test_resuming_with_other_epoch_steps_is_refused(tmp_path):
+    """The backup counts epochs: a resumed run with epochs of 6 steps where the run has done epochs of 3 would
+    train another number of iterations than --iterations says (issue 29, defect 2)."""
+    folder, classes = str(tmp_path / "run"), ["Alpha", "Beta"]
+    config = {"stream": "temporal", "image_size": 64, "stack_length": 2, "dataset": "synthetic", "split": 1,
+              "frame_size": [80, 64], "epoch_steps": 3}
+    checkpoints.prepare(folder, config, classes)
+    with pytest.raises(errors.DataError, match="epochs of 3 steps.*--epoch-steps 3"):
+        checkpoints.prepare(folder, {**config, "epoch_steps": 6}, classes)
+    checkpoints.prepare(folder, config, classes)  # the same steps: resumes
+    older = {key: value for key, value in config.items() if key != "epoch_steps"}  # a run from before the record
+    checkpoints.write_json(os.path.join(folder, "config.json"), older)
+    checkpoints.prepare(folder, {**config, "epoch_steps": 6}, classes)
+
+
 def test_checkpoint_dir_naming_a_file_is_a_one_line_error(dataset, tmp_path, capsys):
     file = tmp_path / "model.keras"
     file.write_text("not a folder")

@@ -183,6 +183,8 @@ def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, mo
     """
     log = os.path.join(folder, checkpoints.LOG_FILE)
     backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
+    if backup.saved_epoch() is None:
+        refuse_a_lost_backup(log, backup.metadata_path, initial_epoch)
     logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
     best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max",
                                   save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
@@ -216,6 +218,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir):
         super().__init__(backup_dir, delete_checkpoint=False)
+
+    @property
+    def metadata_path(self):
+        return self._training_metadata_path
 
     def saved_epoch(self):
         """The number of finished epochs the backup holds, or None without a backup."""
@@ -290,19 +296,36 @@ def save_final_model(model, folder, chief_folder):
 def logged_rows(log_path, before_epoch):
     """The rows of log.csv for the epochs before `before_epoch`, and log.csv rewritten (whole) with
     only those: a resumed run logs the following epochs again. Rows cut short are dropped too."""
-    if not os.path.isfile(log_path):
-        return []
-    with open(log_path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    kept = [row for row in rows if None not in row and None not in row.values() and row["epoch"].isdigit()
-            and int(row["epoch"]) < before_epoch]
-    if len(kept) < len(rows):
+    fields, rows, total = read_log(log_path)
+    kept = [row for row in rows if int(row["epoch"]) < before_epoch]
+    if len(kept) < total:
         with atomic.replacing(log_path) as temp, open(temp, "w", newline="") as f:
-            writer = csv.DictWriter(f, reader.fieldnames)
+            writer = csv.DictWriter(f, fields)
             writer.writeheader()
             writer.writerows(kept)
     return kept
+
+
+def read_log(log_path):
+    """-> (column names, the whole rows, the number of rows with those cut short) of log.csv."""
+    if not os.path.isfile(log_path):
+        return None, [], 0
+    with open(log_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    whole = [row for row in rows if None not in row and None not in row.values() and row["epoch"].isdigit()]
+    return reader.fieldnames, whole, len(rows)
+
+
+def refuse_a_lost_backup(log_path, metadata_path, initial_epoch):
+    """Stop when the backup's metadata is gone but log.csv shows that this stage trained past its first
+    epoch (which starts only after a commit): starting again would silently retrain the run from the
+    beginning over its models and log."""
+    trained = [int(row["epoch"]) for row in read_log(log_path)[1] if int(row["epoch"]) > initial_epoch]
+    if trained:
+        raise DataError(f"{metadata_path}: missing, yet {log_path} logs epochs up to {max(trained)}: this run trained, "
+                        "and would start again from its beginning over what it made. Put the backup folder back "
+                        "to resume, or pass --overwrite to train from the start")
 
 
 def best_logged(rows, monitor):

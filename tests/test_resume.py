@@ -198,6 +198,20 @@ def test_a_truncated_backup_is_a_clear_error(dataset, tmp_path, tiny_nets, capsy
     assert "latest.weights.h5: damaged" in message and "mv " in message and "Traceback" not in message
 
 
+@pytest.mark.slow
+def test_a_trained_run_whose_backup_metadata_is_lost_is_not_trained_again(dataset, tmp_path, tiny_nets, capsys):
+    """Issue 29, defect 3: it retrained from scratch without a word, over last.keras and log.csv."""
+    folder = tmp_path / "temporal"
+    temporal_train.main(temporal_args(dataset, folder, 2))
+    (folder / "backup" / "training_metadata.json").unlink()
+    model, log = (folder / "last.keras").read_bytes(), (folder / "log.csv").read_text()
+    capsys.readouterr()
+    assert errors.run(temporal_train.main, temporal_args(dataset, folder, 2)) == 2
+    message = capsys.readouterr().err
+    assert "training_metadata.json: missing" in message and "--overwrite" in message and message.count("\n") == 1
+    assert (folder / "last.keras").read_bytes() == model and (folder / "log.csv").read_text() == log
+
+
 # ---------------------------------------------------------------------------- the run's folder and config.json
 
 @pytest.mark.slow

@@ -177,7 +177,7 @@ def parse_args(argv=None):
     def flag(*args, **kwargs):
         return flags.add_flag(parser, "demo", *args, **kwargs)
 
-    flag("--top", "how many classes to print per stream", type=int, default=5)
+    flag("--top", "how many classes to print per stream", type=flags.positive, default=5)
     flags.add(parser, "demo", "--samples", "--flow-method", "--fusion-weights", "--workers")
     flag("--output", f"write the video with the fused top prediction drawn on it ({' or '.join(OUTPUT_EXTENSIONS)}, "
          "e.g. out.mp4)")

@@ -73,14 +73,15 @@ SHARED = {
                       "(default: <checkpoints>/spatial/last.keras, the fixed schedule's final model)"),
     "--temporal": dict(help="temporal model .keras, with config.json and classInd.txt beside it "
                        "(default: <checkpoints>/temporal/last.keras, the fixed schedule's final model)"),
-    "--samples": dict(help="frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=25),
+    "--samples": dict(help="frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,
+                     default=25),
     "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; "
                              "TSN: 1 1.5)", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
     "--flow-method": flow_method_flag,
     "--class-limit": dict(help="use the first N classes only (quick runs; recorded, and fuse_test.py compares such a "
-                          "run with no published figure)", type=int),
+                          "run with no published figure)", type=positive),
     "--max-videos": dict(help="use an evenly spread subset of N videos only (quick runs: N training videos in "
-                         "training, N test videos in fuse_test.py)", type=int),
+                         "training, N test videos in fuse_test.py)", type=positive),
     "--shard": dict(help="do only part K of N (1-based): the videos with 1 + crc32(lower-case video name) mod N = K. "
                     "The N parts never overlap and together are every video, whatever list each machine sees; run "
                     "K = 1..N on N machines or as a job array (e.g. --shard $SLURM_ARRAY_TASK_ID/N), then "
@@ -93,11 +94,12 @@ SHARED = {
     # Both training scripts.
     "--val-groups": dict(help="hold out the last N groups of the training list for validation and best.keras "
                          "(0: none, the paper's fixed schedule; the test list is never used)", type=int, default=0),
-    "--image-size": dict(help="crop side S in pixels", type=int),
+    "--image-size": dict(help="crop side S in pixels", type=positive),
     "--accumulate": dict(help="split each batch into this many smaller ones and accumulate their gradients (when "
                          "batch 256 does not fit the device: the optimizer still steps on the whole batch)",
-                         type=int, default=1),
-    "--epoch-steps": dict(help="optimizer steps per epoch (checkpoint, log line and validation after each)", type=int),
+                         type=positive, default=1),
+    "--epoch-steps": dict(help="optimizer steps per epoch (checkpoint, log line and validation after each)",
+                          type=positive),
     "--sampling": dict(help="classes: each sample draws a class uniformly, then one of its videos (the paper's); "
                        "videos: each epoch is a shuffled pass over the videos", choices=presets.SAMPLINGS,
                        default="classes"),
@@ -133,9 +135,9 @@ BY_SCRIPT = {
         "synthetic": "processes writing videos",
     },
     "--batch-size": {
-        "spatial": dict(help="samples per optimizer step (the paper: 256)", type=int),
-        "temporal": dict(help="samples per optimizer step (the paper: 256)", type=int),
-        "test": dict(help="images per forward pass", type=int, default=250),
+        "spatial": dict(help="samples per optimizer step (the paper: 256)", type=positive),
+        "temporal": dict(help="samples per optimizer step (the paper: 256)", type=positive),
+        "test": dict(help="images per forward pass", type=positive, default=250),
         "flow": flow_batch_size_flag,
     },
     "--overwrite": {
@@ -157,7 +159,7 @@ BY_SCRIPT = {
     "--dropout": {"spatial": "dropout before the softmax", "temporal": "dropout after full6 and full7"},
 }
 BY_SCRIPT_KWARGS = {  # what a flag of BY_SCRIPT takes in every script
-    "--workers": dict(type=int, default=presets.CORES),
+    "--workers": dict(type=positive, default=presets.CORES),
     "--overwrite": dict(action="store_true"),
     "--dropout": dict(type=float),
 }
@@ -204,12 +206,17 @@ def parse(parser, script, argv=None):
 
 
 def parse_training(parser, script, argv=None):
-    """parse, then the training scripts' rules: the default run folder, --accumulate dividing the batch."""
+    """parse, then the training scripts' rules: the default run folder, --accumulate dividing the batch,
+    crops the network takes."""
     args = parse(parser, script, argv)
     if args.checkpoint_dir is None:
         args.checkpoint_dir = presets.run_folder(presets.values(args.dataset, script)["checkpoints"], script)
-    if args.accumulate < 1 or args.batch_size % args.accumulate:
+    if args.batch_size % args.accumulate:
         parser.error(f"--accumulate must divide --batch-size ({args.batch_size}) into equal parts")
+    arch = getattr(args, "arch", "inception_v3")  # the spatial stream's network is InceptionV3
+    if args.image_size < presets.MIN_IMAGE_SIZE[arch]:
+        parser.error(f"--image-size {args.image_size}: {arch} takes crops of {presets.MIN_IMAGE_SIZE[arch]} pixels "
+                     "or more")
     return args
 
 

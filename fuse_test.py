@@ -88,7 +88,7 @@ def parse_args(argv=None):
     flag("--no-svm", "skip SVM fusion, which scores the training list's videos too", action="store_true")
     flags.add(parser, "test", "--batch-size", "--workers")
     flag("--save-every", "save the scores in chunks of this many videos, each as soon as it is computed: a rerun "
-         "resumes after the last complete chunk", type=int, default=50)
+         "resumes after the last complete chunk", type=flags.positive, default=50)
     flag("--from-scores", "re-aggregate and re-fuse the scores_<stream>.npz saved in DIR; loads no model",
          metavar="DIR")
     flag("--skip-missing", "leave out test videos whose frames or flow are missing (default: list them and stop)",

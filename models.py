@@ -23,9 +23,9 @@ from keras import layers, ops
 import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
 from errors import DataError
 from media import FLOW_BOUND, dequantize_flow
-from presets import ARCHS, NORMS  # noqa: F401  (the flags' choices, kept in one place)
+from presets import ARCHS, MIN_IMAGE_SIZE, NORMS  # noqa: F401  (the flags' choices, kept in one place)
 
-MIN_INCEPTION_SIZE = 75  # keras.applications.InceptionV3 without its top
+MIN_INCEPTION_SIZE = MIN_IMAGE_SIZE["inception_v3"]  # keras.applications.InceptionV3 without its top
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
 IMAGENET_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
@@ -339,7 +339,8 @@ def caffe_max_pool(x, name):
     bottom/right padding is zeros, which cannot win a max after a ReLU."""
     n = x.shape[1]
     if n < 3:
-        raise ValueError(f"{name}: feature map {n}x{n} is too small; use an image size of 64 or more for cnn_m_2048")
+        raise ValueError(f"{name}: feature map {n}x{n} is too small; use an image size of "
+                         f"{MIN_IMAGE_SIZE['cnn_m_2048']} or more for cnn_m_2048")
     pad = 2 * math.ceil((n - 3) / 2) + 3 - n
     if pad:
         x = layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(x)

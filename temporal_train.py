@@ -39,10 +39,10 @@ def parse_args(argv=None):
     flag("--arch", "cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS, default="cnn_m_2048")
     flag("--norm", "cnn_m_2048's normalisation after conv1: lrn (the paper's; none after conv2) or "
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)
-    flag("--stack-length", "L, flow frames per stack", type=int, default=10)
+    flag("--stack-length", "L, flow frames per stack", type=flags.positive, default=10)
     flag("--lr", "initial learning rate", type=float)
     flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=int, nargs="*")
-    flag("--iterations", "optimizer steps in all", type=int)
+    flag("--iterations", "optimizer steps in all", type=flags.positive)
     flag("--init", "start from the weights of this temporal .keras file (all layers but the softmax); "
          "the paper fine-tunes with --lr-drops 14000 --iterations 20000")
     flag("--multitask", "train a second softmax head on this dataset too (multi-task; its folders from its preset "

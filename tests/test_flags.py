@@ -148,3 +148,23 @@ def test_folders_come_from_the_presets_table():
     assert prepare_data.parse_args(["splits", "--dataset", "synthetic_hmdb"]).layout == "hmdb51"
     args = spatial_train.parse_args(["--dataset", "synthetic"])
     assert args.checkpoint_dir == os.path.join(presets.values("synthetic", "spatial")["checkpoints"], "spatial")
+
+
+@pytest.mark.parametrize("script, argv, flag", [
+    ("temporal_train", ["--epoch-steps", "0"], "--epoch-steps"),
+    ("temporal_train", ["--batch-size", "0"], "--batch-size"),
+    ("temporal_train", ["--image-size", "8"], "--image-size"),
+    ("temporal_train", ["--iterations", "-1"], "--iterations"),
+    ("spatial_train", ["--image-size", "74"], "--image-size"),
+    ("spatial_train", ["--workers", "0"], "--workers"),
+    ("fuse_test", ["--samples", "0"], "--samples"),
+    ("demo", ["clip.mp4", "--samples", "0"], "--samples"),
+])
+def test_a_number_below_its_minimum_is_one_line_naming_the_flag(script, argv, flag, capsys):
+    """Issue 29: zero or too-small values went on to tracebacks deep in training, testing or the demo."""
+    module = __import__(script)
+    with pytest.raises(SystemExit) as exit_:
+        module.parse_args(argv)
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert exit_.value.code == 2
+    assert f"argument {flag}" in error or f"error: {flag}" in error, error  # argparse's line, or the scripts' rule

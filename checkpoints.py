@@ -270,12 +270,10 @@ def classes_file(config, dataset=None):
 def load(path, stream, dataset=None):
     """(model, config, classes) of a trained stream, for testing and the demo: a multi-task model
     comes with the head of `dataset` (default: the dataset it was trained for) as its one output."""
-    import keras
-
-    import models  # noqa: F401  (registers the custom layers the file refers to)
+    import models
     import multitask
     config, classes = read(path, stream, dataset)
-    return multitask.one_head(keras.saving.load_model(path), head(config, dataset)), config, classes
+    return multitask.one_head(models.load_model(path), head(config, dataset)), config, classes
 
 
 def fingerprint(path):

@@ -15,6 +15,7 @@ converges in far fewer steps from scratch at 0.9 dropout.
 import math
 import os
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -350,7 +351,13 @@ def caffe_max_pool(x, name):
 # ---------------------------------------------------------------------------- checkpoints
 
 def load_model(path):
-    """A model saved by the training scripts (.keras), with this module's layers registered."""
+    """A model saved by the training scripts (.keras), with this module's layers registered. A file that
+    is not one (cut short, damaged, another format) is a DataError naming it: Keras says "File not found"."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such model file. Train it with spatial_train.py or temporal_train.py.")
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a whole Keras model file ({str(error).splitlines()[0][:200]}). Train it "
+                        "again (a killed run's same command saves it again from its backup), or name another "
+                        "file") from error

@@ -114,9 +114,9 @@ def main(argv=None):
         # Model: phase 1's, with mixed9 and mixed10 unfrozen.
         try:
             model = models.load_model(phase1_path)
-        except (OSError, ValueError) as error:
-            raise DataError(f"{phase1_path}: unreadable ({error}). Delete it: the same command then saves it again "
-                            "from phase 1's backup") from error
+        except DataError as error:
+            raise DataError(f"{phase1_path}: unreadable. Delete it: the same command then saves it again from "
+                            "phase 1's backup") from error
         models.set_spatial_phase(model, 2)
 
         # Compile: SGD with momentum and Caffe's weight decay at --phase2-lr, divided by 10 after

@@ -395,3 +395,17 @@ def test_precision_flag_trains_a_step_with_softmax_and_loss_in_float32(backend):
         assert used == backend and finite == "True"
         assert temporal_hidden == spatial_hidden == precision
         assert temporal_out == spatial_out == weights == "float32"
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbage"])
+def test_a_damaged_model_file_is_one_line_naming_it(tmp_path, damage):
+    """Issue 29: Keras answered "File not found" for a file that exists, in a traceback."""
+    path = tmp_path / "last.keras"
+    if damage == "cut short":
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(path)
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes(b"not a model" * 100)
+    with pytest.raises(DataError, match="not a whole Keras model file") as error:
+        models.load_model(str(path))
+    assert str(path) in str(error.value) and "\n" not in str(error.value)

@@ -42,7 +42,7 @@ def temporal_args(dataset, folder, epochs=3, *extra):
 def spatial_args(dataset, folder):
     root, splits = dataset
     return ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
-            "--image-size", "64", "--batch-size", "4", "--workers", "1", "--epoch-steps", "1",
+            "--image-size", "75", "--batch-size", "4", "--workers", "1", "--epoch-steps", "1",
             "--phase1-iterations", "2", "--phase2-iterations", "2"]
 
 
@@ -151,7 +151,8 @@ def test_spatial_run_killed_around_the_phase_boundary_resumes(dataset, tmp_path)
     argv = spatial_args(dataset, folder)
     # Phase 1 done (its backup committed), half of phase1.keras written: a rerun must not take it
     # for a finished phase 1.
-    assert run("spatial_train.py", argv, "KILL 1 inside phase1.keras")[0] == -9
+    code, stderr = run("spatial_train.py", argv, "KILL 1 inside phase1.keras")
+    assert code == -9, stderr[-3000:]
     assert committed_epoch(folder / "backup" / "phase1") == 2
     # The rerun saves phase1.keras from phase 1's backup, starts phase 2: killed in its first backup.
     assert run("spatial_train.py", argv, "KILL 1 inside backup/phase2/")[0] == -9

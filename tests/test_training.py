@@ -156,8 +156,8 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
 
     # Another setting in the same folder is refused; --overwrite starts again.
     with pytest.raises(DataError, match="different image_size"):
-        temporal_train.main(temporal_args(dataset, folder, "--iterations", "6", "--image-size", "60"))
-    temporal_train.main(temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3", "--image-size", "60",
+        temporal_train.main(temporal_args(dataset, folder, "--iterations", "6", "--image-size", "72"))
+    temporal_train.main(temporal_args(dataset, folder, "--iterations", "3", "--epoch-steps", "3", "--image-size", "72",
                                       "--overwrite"))
     assert logged_epochs(folder) == [0]
 

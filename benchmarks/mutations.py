@@ -169,8 +169,10 @@ MUTATIONS = [
     Mutation(
         "twenty-test-samples",  # 25 samples per test video
         "flags.py",
-        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=25)',
-        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=int, default=20)',
+        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
+        "                     default=25),",
+        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
+        "                     default=20),",
         ("tests/test_fuse_test.py::test_dataset_presets_and_default_run_names",)),
     Mutation(
         "test-samples-not-equally-spaced",  # the test samples are the centres of equal segments

@@ -554,7 +554,7 @@ EXITING_TRAINER = TRAINER.format("""
         os.kill(process.pid, signal.SIGKILL)
         process.join()
     if sys.argv[2] == "lock":  # as a worker killed inside results.put leaves the queue's write lock
-        loader.results._wlock.acquire()
+        loader.results._wlock.acquire(False)  # (taken already when a worker was killed inside a put)
     else:  # tasks that no worker will read: more than a pipe holds
         for _ in range(20000):
             loader.tasks.put((0, 0, 0, (0, 1), 0, 16))

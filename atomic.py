@@ -39,6 +39,28 @@ def remove_temporaries_of(path):
                 os.remove(os.path.join(folder, entry))
 
 
+def remove_abandoned_temporaries_of(path):
+    """Delete the temporary files of `path` whose process has ended (killed while writing it), for a
+    writer that holds no lock: those of a process still running are its own."""
+    folder, name = os.path.split(path)
+    left = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]{8}-" + re.escape(name))
+    for entry in os.listdir(folder or ".") if os.path.isdir(folder or ".") else []:
+        match = left.fullmatch(entry)
+        if match and not process_exists(int(match[1])):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+
+
+def process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def replacing(path):
     """Yield a temporary name beside `path` to write; when the block ends, rename what was written

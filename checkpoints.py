@@ -5,7 +5,8 @@ checkpoints/<dataset>/<stream>/ (--checkpoint-dir):
     last.keras    the model after the latest epoch; when training ends, the fixed schedule's final
                   model, which fuse_test.py and demo.py use by default (MODEL_FILE). This file,
                   best.keras and phase1.keras hold the network alone (network): the optimizer's
-                  state is in the backup only
+                  state is in the backup only; and how far the run had trained when it was saved
+                  (TRAINING_RECORD, inside the file: it travels with the model)
     best.keras    only with --val-groups: the best epoch on the groups held out of the training list
     phase1.keras  spatial only: the model after phase 1 (a restart then goes straight to phase 2)
     log.csv       one row per epoch (CSVLogger)       tensorboard/  TensorBoard logs
@@ -49,6 +50,7 @@ RUN_FILES = (BACKUP_DIR, BEST_FILE, MODEL_FILE, PHASE1_FILE, LOG_FILE, TENSORBOA
 RESUME_FILES = (BACKUP_DIR, LOG_FILE, PHASE1_FILE)
 # A resumed run must train the same thing: these config.json entries may not change.
 MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask")
+TRAINING_RECORD = "training.json"  # inside a .keras file (a zip archive): steps done and planned, the run's config
 MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1
 
 
@@ -185,10 +187,57 @@ def network(model):
     return keras.Model(model.input, model.output, name=model.name)
 
 
-def save_model(model, path):
-    """The network of `model` (network) saved as `path`, appearing only whole."""
+def save_model(model, path, record):
+    """The network of `model` (network) saved as `path` with its training record, appearing only whole."""
     with atomic.replacing(path) as temp:
         network(model).save(temp)
+        add_training_record(temp, record)
+
+
+def training_record(folder, epochs_done, epochs):
+    """How far the run in `folder` has trained, for the models it saves (add_training_record): optimizer
+    steps done and planned (epochs of its config.json's epoch_steps), and that config."""
+    config = read_json(os.path.join(folder, CONFIG_FILE))
+    return {"steps_done": epochs_done * config["epoch_steps"], "steps_planned": epochs * config["epoch_steps"],
+            "config": config}
+
+
+def add_training_record(path, record):
+    """Put `record` (training_record) into the .keras file `path`, beside Keras's own entries (which
+    Keras's loader ignores): a model copied anywhere still says how far it trained."""
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(TRAINING_RECORD, json.dumps(record, indent=1))
+
+
+def read_training_record(path):
+    """The training record of a .keras file, or None for a model saved without one (an older version,
+    or another program) and for a file that is no model at all (loading it says so: models.load_model)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(TRAINING_RECORD) as f:
+            text = f.read()
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return None
+    try:
+        record = json.loads(text)
+        return {"steps_done": int(record["steps_done"]), "steps_planned": int(record["steps_planned"]),
+                "config": record.get("config")}
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise DataError(f"{path}: its training record ({TRAINING_RECORD}) is damaged ({error}): train again, or "
+                        "save the model anew") from error
+
+
+def is_unfinished(record):
+    """Whether a model's training record (read_training_record) says its run had steps left."""
+    return record is not None and record["steps_done"] < record["steps_planned"]
+
+
+def progress_text(record):
+    """'trained 300 of 300 steps', '... (unfinished)', or what a model without a record gives."""
+    if record is None:
+        return "how far it trained is not recorded (saved by an older version)"
+    unfinished = " (unfinished: its run stopped before the end, or it is an earlier epoch's best)"
+    return f"trained {record['steps_done']} of {record['steps_planned']} steps" + (unfinished if is_unfinished(record)
+                                                                                 else "")
 
 
 def is_complete_model(path):

@@ -192,9 +192,13 @@ def main(argv=None):
     spatial_path = checkpoints.model_path(args.checkpoints, "spatial", args.spatial)
     temporal_path = checkpoints.model_path(args.checkpoints, "temporal", args.temporal)
     check_outputs(args.video, args.output, args.plot, args.overwrite)
+    for output in filter(None, (args.output, args.plot)):
+        atomic.remove_abandoned_temporaries_of(output)  # a killed demo's
     check_not_trained_on(args.video, {"spatial": spatial_path, "temporal": temporal_path}, args.dataset)
     frames, classes, scores, timings = classify(args.video, spatial_path, temporal_path, args.samples,
                                                 args.flow_method, args.workers, args.fusion_weights, args.dataset)
+    for stream, path in (("spatial", spatial_path), ("temporal", temporal_path)):
+        print(f"{stream}: {path}, {checkpoints.progress_text(checkpoints.read_training_record(path))}")
     height, width = frames[0].shape[:2]
     print(f"{args.video}: {len(frames)} frames at {width}x{height}")
     for name, stream_scores in scores.items():

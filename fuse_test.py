@@ -97,6 +97,9 @@ def parse_args(argv=None):
     flag("--results-dir", "parent folder of the run folders", default="results")
     flag("--run-name", "results/<run-name>/ (default: <dataset>_split<K>, with the quick-run limits appended; "
          "with --from-scores: write into that folder)")
+    flag("--unfinished", "test models whose run had steps left when they were saved (their training record says so: "
+         "a stopped run, or best.keras of an earlier epoch); results.md says so. Default: refuse them",
+         action="store_true")
     flags.add(parser, "test", "--class-limit", "--max-videos", "--distribute", "--shard")
     flag("--merge", "fuse the N parts that --shard K/N runs scored into this run folder (same flags, without "
          "--shard); refuses an incomplete set, naming the missing videos; loads no model", action="store_true")
@@ -113,18 +116,38 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------- models and videos
 
 def read_models(args, streams):
-    """{stream: (path, config)} and the classes every stream was trained on (they must agree)."""
+    """{stream: (path, config, how far it trained)} and the classes every stream was trained on (they must
+    agree). An unfinished model is refused unless --unfinished."""
     found, classes = {}, None
     for stream in streams:
         path = checkpoints.model_path(args.checkpoints, stream, getattr(args, stream))
         config, stream_classes = checkpoints.read(path, stream, args.dataset)
         check_config(path, stream, config, stream_classes, args.dataset)
+        trained = training_progress(path)
+        check_finished(path, trained, args.unfinished)
+        print(f"{stream}: {path}, {checkpoints.progress_text(trained)}")
         if classes is not None and stream_classes != classes:
             raise DataError(f"{path} was trained on other classes than the {streams[0]} stream "
                             f"({len(stream_classes)} vs {len(classes)}, or in another order); "
                             "test models trained on the same classInd.txt")
-        found[stream], classes = (path, config), stream_classes
+        found[stream], classes = (path, config, trained), stream_classes
     return found, classes
+
+
+def training_progress(path):
+    """{steps_done, steps_planned} of a model's training record, or None without one."""
+    record = checkpoints.read_training_record(path)
+    return record and {key: record[key] for key in ("steps_done", "steps_planned")}
+
+
+def check_finished(path, trained, unfinished_allowed, scores=None):
+    """Refuse a model (or the scores of one) whose run had steps left when it was saved, unless --unfinished:
+    a preempted job's model must not become a published number by accident."""
+    if checkpoints.is_unfinished(trained) and not unfinished_allowed:
+        source = f"{scores}: scores of {path}" if scores else path
+        raise DataError(f"{source}: trained {trained['steps_done']} of its run's {trained['steps_planned']} steps. "
+                        "Finish the run (its training command started again resumes it), or pass --unfinished to "
+                        "test it as it is (results.md then says so)")
 
 
 def check_config(path, stream, config, classes, dataset):
@@ -314,7 +337,7 @@ def compute_all(args, run_dir):
             continue
         if subset == "test":
             for stream in streams:
-                path, config = found[stream]
+                path, config, _ = found[stream]
                 overlap.refuse_seen_test_videos(path, config, stream, checkpoints.head(config, args.dataset),
                                                 args.split, args.splits_dir, [v.name for v in videos])
             record = checkpoints.data_record(args.data_dir, videos[0])
@@ -322,14 +345,15 @@ def compute_all(args, run_dir):
                 checkpoints.check_data(found[stream][1], record, stream, args.data_dir)
         data[subset] = {}
         for stream in streams:
-            path, config = found[stream]
+            path, config, trained = found[stream]
             settings = {"stream": stream, "model": os.path.abspath(path), "fingerprint": checkpoints.fingerprint(path),
                         "samples": args.samples, "crops": args.crops, "image_size": config["image_size"],
                         "stack_length": config["stack_length"], "dataset": args.dataset, "split": args.split,
                         "num_classes": len(classes), "class_limit": args.class_limit,
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
                         "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
-                        "multitask": config.get("multitask"), "init": config.get("init"), "shard": args.shard}
+                        "multitask": config.get("multitask"), "init": config.get("init"), "shard": args.shard,
+                        "trained": trained}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}
@@ -417,6 +441,11 @@ def load_saved(folder, streams=None, svm=True):
     present = streams or [s for s in STREAMS if os.path.exists(scores_path(folder, s))]
     if not present:
         raise DataError(f"{folder}: holds no scores_spatial.npz or scores_temporal.npz")
+    if not streams and len(present) < len(STREAMS):
+        missing = scores_path(folder, next(s for s in STREAMS if s not in present))
+        raise DataError(f"{missing}: not found, but {scores_path(folder, present[0])} is. Compute it with fuse_test.py "
+                        f"without --from-scores (the same --run-name; it scores only what is missing), or pass "
+                        f"--streams {present[0]} to report on that stream alone")
     data = {"test": align({s: evaluation.load_scores(scores_path(folder, s), redo) for s in present}, folder)}
     train = {s: scores_path(folder, s, "train") for s in present}
     found = [path for path in train.values() if os.path.exists(path)]
@@ -474,12 +503,20 @@ def video_scores(data, args):
 
 def fuse_and_report(data, args, out_dir):
     """Fuse the test scores (video_scores), write the run's report files (report.write_report) and print its
-    table; then the mean over the splits tested so far."""
+    table; then the mean over the splits tested so far. Scores of an unfinished model are refused unless
+    --unfinished, and a table is never written over one with more rows."""
     first = next(iter(data["test"].values()))
+    models = {stream: {"model": d["settings"].get("model"), "trained": d["settings"].get("trained")}
+              for stream, d in data["test"].items()}
+    for stream, d in data["test"].items():
+        check_finished(models[stream]["model"], models[stream]["trained"], args.unfinished,
+                       scores=scores_path(out_dir, stream))
     skipped = sorted(set().union(*(d["settings"].get("skipped", []) for d in data["test"].values())))
     scores, svm_choice = video_scores(data, args)
+    keep_fuller_table(out_dir, scores)
     temporal = data["test"].get("temporal", {}).get("settings") or {}
-    settings = {**first["settings"], "temporal_net": report.temporal_net(temporal) if temporal else None}
+    settings = {**first["settings"], "temporal_net": report.temporal_net(temporal) if temporal else None,
+                "models": models}
     table = report.write_report(out_dir, first["videos"], first["labels"], first["classes"], scores, settings,
                                 args.aggregate, args.fusion_weights, skipped, svm_choice)
     print(table)
@@ -488,6 +525,20 @@ def fuse_and_report(data, args, out_dir):
           + f"; {report.aggregation_text(args.aggregate)}. Wrote {out_dir}/results.md, per_class.csv, "
             "confusion.png, misclassified.csv, metrics.json")
     report.write_splits_mean(os.path.dirname(os.path.abspath(out_dir)), first["settings"].get("dataset"))
+
+
+def keep_fuller_table(out_dir, scores):
+    """Refuse to write a table of fewer rows (streams, fusions) over the one in out_dir: a quick look at one
+    stream must not replace a run's full results."""
+    saved = os.path.join(out_dir, "metrics.json")
+    if not os.path.isfile(saved):
+        return
+    rows = set(report.read_metrics(saved).get("results", {}))
+    lost = sorted(rows - set(scores))
+    if lost:
+        raise DataError(f"{saved}: its table has the rows {', '.join(sorted(rows))}, this one would lose "
+                        f"{', '.join(lost)}. Write it elsewhere (--run-name), or delete results.md and metrics.json "
+                        "there first")
 
 
 def run_dir_of(args):

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import atomic  # noqa: E402
+import checkpoints  # noqa: E402
 import evaluation  # noqa: E402
 import ucf101  # noqa: E402
 from errors import DataError  # noqa: E402
@@ -482,6 +483,9 @@ def results_markdown(table, results, per_class, classes, skipped, settings, aggr
              + (f" ({len(skipped)} skipped for missing frames or flow, listed below)" if skipped else "") + ". "
              f"{settings.get('samples', '?')} samples per video, {crops}; {aggregation_text(aggregate)}.",
              ""]
+    if settings.get("models"):
+        lines += ["Models: " + "; ".join(f"{stream}: {model['model']}, {checkpoints.progress_text(model['trained'])}"
+                                         for stream, model in settings["models"].items()) + ".", ""]
     if "fusion" in results:
         lines += [f"Fusion (averaging): weighted average of the two streams' video scores, spatial : temporal = "
                   f"{fusion_weights[0]:g} : {fusion_weights[1]:g}.", ""]

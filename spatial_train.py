@@ -75,7 +75,7 @@ def main(argv=None):
     training.describe("spatial", videos, held_out, classes, args.batch_size, args.accumulate,
                       args.phase1_iterations + args.phase2_iterations, args.epoch_steps, args.val_groups)
     phase1_epochs = training.epochs_for(args.phase1_iterations, args.epoch_steps)
-    phase2_epochs = training.epochs_for(args.phase2_iterations, args.epoch_steps)
+    epochs = phase1_epochs + training.epochs_for(args.phase2_iterations, args.epoch_steps)  # numbered on in phase 2
 
     phase1_path = os.path.join(folder, checkpoints.PHASE1_FILE)
     if checkpoints.is_complete_model(phase1_path):
@@ -105,9 +105,10 @@ def main(argv=None):
                           jit_compile=training.jit_compile(args.jit))
 
         # Callbacks and fit: each epoch's checkpoints, log and backup (backup/phase1); then phase1.keras.
-        callbacks = training.callbacks(folder, train, validation is not None, checkpoints.PHASE_BACKUP_DIRS[1])
+        callbacks = training.callbacks(folder, train, validation is not None, epochs, checkpoints.PHASE_BACKUP_DIRS[1])
         training.fit(model, train, validation, phase1_epochs, callbacks)
-        checkpoints.save_model(model, phase1_path)  # a run started again trains nothing more in phase 1 first
+        # A run started again trains nothing more in phase 1 first.
+        checkpoints.save_model(model, phase1_path, checkpoints.training_record(folder, phase1_epochs, epochs))
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
     with distributed.scope(strategy):
@@ -127,10 +128,10 @@ def main(argv=None):
                       jit_compile=training.jit_compile(args.jit))
 
     # Callbacks and fit: epochs numbered on from phase 1's, backed up in backup/phase2; then the final model.
-    callbacks = training.callbacks(folder, train, validation is not None, checkpoints.PHASE_BACKUP_DIRS[2],
+    callbacks = training.callbacks(folder, train, validation is not None, epochs, checkpoints.PHASE_BACKUP_DIRS[2],
                                    initial_epoch=phase1_epochs)
-    training.fit(model, train, validation, phase1_epochs + phase2_epochs, callbacks, initial_epoch=phase1_epochs)
-    training.save_final_model(model, folder, args.checkpoint_dir)
+    training.fit(model, train, validation, epochs, callbacks, initial_epoch=phase1_epochs)
+    training.save_final_model(model, folder, args.checkpoint_dir, epochs)
     print(f"spatial: the final model, checkpoints, log.csv and TensorBoard logs are in {folder}")
 
 

@@ -123,11 +123,12 @@ def main(argv=None):
 
     # Callbacks: each epoch's checkpoints (best.keras on the head of --dataset), log and backup.
     monitor = f"val_{multitask.head_name(args.dataset)}_accuracy" if second else "val_accuracy"
-    callbacks = training.callbacks(folder, train, validation is not None, monitor=monitor)
+    epochs = training.epochs_for(args.iterations, args.epoch_steps)
+    callbacks = training.callbacks(folder, train, validation is not None, epochs, monitor=monitor)
 
     # Fit: --iterations steps, in epochs of --epoch-steps; then the final model.
-    training.fit(model, train, validation, training.epochs_for(args.iterations, args.epoch_steps), callbacks)
-    training.save_final_model(model, folder, args.checkpoint_dir)
+    training.fit(model, train, validation, epochs, callbacks)
+    training.save_final_model(model, folder, args.checkpoint_dir, epochs)
     print(f"temporal: the final model, checkpoints, log.csv and TensorBoard logs are in {folder}")
 
 

@@ -168,7 +168,8 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, monitor="val_accuracy", initial_epoch=0):
+def callbacks(folder, sequence, validated, epochs, backup_dir=checkpoints.BACKUP_DIR, monitor="val_accuracy",
+              initial_epoch=0):
     """The checkpoints and logs of each epoch, then the backup, whose save is the epoch's commit.
     The backup holds the training state (weights and the optimizer's); best.keras and last.keras
     the network alone.
@@ -179,6 +180,7 @@ def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, mo
     The backup is kept when training ends (delete_checkpoint=False): running a finished command
     again restores the final epoch and trains nothing, instead of starting over; with more
     iterations it trains on from there. best.keras only when there is a validation set.
+    `epochs`: the run's last epoch, which each model records how far it is from (its training record);
     `initial_epoch`: where fit starts without a backup (the spatial stream's phase 2).
     """
     log = os.path.join(folder, checkpoints.LOG_FILE)
@@ -186,7 +188,8 @@ def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, mo
     if backup.saved_epoch() is None:
         refuse_a_lost_backup(log, backup.metadata_path, initial_epoch)
     logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
-    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), monitor=monitor, mode="max",
+    record = functools.partial(checkpoints.training_record, folder, epochs=epochs)
+    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), record, monitor=monitor, mode="max",
                                   save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
             ] if validated else []
     return [
@@ -194,7 +197,7 @@ def callbacks(folder, sequence, validated, backup_dir=checkpoints.BACKUP_DIR, mo
         distributed.SameStartOnEveryWorker(),
         LogLearningRate(),
         *best,
-        AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE)),
+        AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE), record),
         keras.callbacks.CSVLogger(log, append=True),  # a row goes out in one write (one flush)
     ] + tensorboard(os.path.join(folder, checkpoints.TENSORBOARD_DIR)) + [backup]
 
@@ -273,7 +276,12 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """ModelCheckpoint whose file appears only whole and holds the network alone. Keras saves in
     place, and a kill during the save left a truncated model: here it saves to a temporary name,
     renamed when complete. Keras saves the optimizer's state too, which the backup, written the
-    same epoch, holds already: here it saves checkpoints.network(model), half the bytes with SGD."""
+    same epoch, holds already: here it saves checkpoints.network(model), half the bytes with SGD, and
+    the training record of its epoch (`record`: epochs done -> checkpoints.training_record)."""
+
+    def __init__(self, filepath, record, **kwargs):
+        super().__init__(filepath, **kwargs)
+        self.record = record
 
     def _save_model(self, epoch, batch, logs):
         final, trained = self.filepath, self.model  # self.model: on JAX, the trained values into the variables
@@ -281,16 +289,19 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             with atomic.replacing(final) as self.filepath:
                 self._model = checkpoints.network(trained)
                 super()._save_model(epoch, batch, logs)
+                if os.path.exists(self.filepath):  # not saved: not the best epoch
+                    checkpoints.add_training_record(self.filepath, self.record(epoch + 1))
         finally:
             self.filepath, self._model = final, trained
 
 
-def save_final_model(model, folder, chief_folder):
-    """Save last.keras unless it is whole: a finished run started again trains nothing, and an older
-    version killed while saving it left a truncated file. Every worker of a cluster decides on the
-    chief's file (`chief_folder`), so that all of them save or none."""
+def save_final_model(model, folder, chief_folder, epochs):
+    """Save last.keras, trained all its `epochs`, unless it is whole: a finished run started again trains
+    nothing, and an older version killed while saving it left a truncated file. Every worker of a cluster
+    decides on the chief's file (`chief_folder`), so that all of them save or none."""
     if not checkpoints.is_complete_model(os.path.join(chief_folder, checkpoints.MODEL_FILE)):
-        checkpoints.save_model(model, os.path.join(folder, checkpoints.MODEL_FILE))
+        checkpoints.save_model(model, os.path.join(folder, checkpoints.MODEL_FILE),
+                               checkpoints.training_record(folder, epochs, epochs))
 
 
 def logged_rows(log_path, before_epoch):

@@ -1,12 +1,17 @@
 """demo.py's outputs and refusals, with tiny untrained models (the tiny stand-in networks) on a 12-frame clip:
 it never writes over its input or an existing file without --overwrite, names a flag whose extension
-it cannot write, and refuses a video its models trained on."""
+it cannot write, refuses a video its models trained on, says how far each model trained, and removes
+the temporary files of a killed demo."""
 import json
 import os
+import shutil
+import subprocess
 
 import cv2
 import pytest
 
+import atomic
+import checkpoints
 import demo
 import errors
 import fakedata
@@ -94,3 +99,23 @@ def test_a_video_the_models_trained_on_is_refused(model_files, tmp_path, capsys)
     assert "v_Beta_g08_c01" in error and "trainlist01.txt" in error and "trained on" in error
     assert demo_run(model_files, write_clip(tmp_path / "v_Beta_g01_c01.mp4")) == 0
     assert "fusion:" in capsys.readouterr().out
+
+
+def test_a_killed_demos_temporary_files_go_at_its_next_start_and_it_says_how_far_each_model_trained(
+        model_files, tmp_path, capsys):
+    clip, out = write_clip(tmp_path / "clip.mp4"), tmp_path / "out.mp4"
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed = tmp_path / f"{atomic.TEMP_PREFIX}{ended.pid}-0123abcd-out.mp4"  # a killed demo's, as atomic names it
+    running = tmp_path / f"{atomic.TEMP_PREFIX}{os.getpid()}-89abcdef-out.mp4"  # a live process's: its own
+    for path in (killed, running):
+        path.write_bytes(b"half a video")
+    temporal = shutil.copytree(os.path.dirname(model_files["temporal"]), tmp_path / "temporal")
+    checkpoints.add_training_record(temporal / "last.keras", {"steps_done": 3, "steps_planned": 6, "config": {}})
+    assert errors.run(demo.main, [clip, "--dataset", "synthetic", "--spatial", model_files["spatial"],
+                                  "--temporal", str(temporal / "last.keras"), "--flow-method", "dis", "--samples", "2",
+                                  "--workers", "1", "--output", str(out)]) == 0
+    assert sorted(os.listdir(tmp_path)) == sorted(["clip.mp4", "out.mp4", "temporal", running.name])
+    printed = capsys.readouterr().out
+    assert f"temporal: {temporal / 'last.keras'}, trained 3 of 6 steps (unfinished" in printed
+    assert f"spatial: {model_files['spatial']}, how far it trained is not recorded" in printed

@@ -295,9 +295,10 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
 
 
-def write_cue_scores(folder, subset, seed, relabel=0):
+def write_cue_scores(folder, subset, seed, relabel=0, **settings):
     """Hand-made scores of 20 videos of 2 x 2 classes: spatial sees only the colour, temporal only the motion.
-    relabel: saved labels are the true class + relabel (mod 4), scores stay those of the true class."""
+    relabel: saved labels are the true class + relabel (mod 4), scores stay those of the true class.
+    settings: more of how the scores were made (e.g. how far the model trained)."""
     classes = ["RedLeft", "RedRight", "BlueLeft", "BlueRight"]
     colour, motion = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
     labels = np.repeat(np.arange(4), 5)
@@ -307,7 +308,7 @@ def write_cue_scores(folder, subset, seed, relabel=0):
         evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset),
                                [f"v{subset}{i}" for i in range(20)], (labels + relabel) % 4,
                                scores / scores.sum(axis=2, keepdims=True), classes,
-                               {"dataset": "synthetic", "split": 1, "samples": 5, "crops": "center"})
+                               {"dataset": "synthetic", "split": 1, "samples": 5, "crops": "center", **settings})
 
 
 def test_fusion_beats_each_stream_on_appearance_and_motion_scores(tmp_path):
@@ -657,6 +658,55 @@ def test_from_scores_names_a_missing_training_list_file(tmp_path, capsys):
     assert not (tmp_path / "results.md").exists()
     assert run(["--from-scores", str(tmp_path), "--no-svm"]) == 0  # the table without the SVM row, as asked
     assert table_rows(read_text(tmp_path / "results.md"))["Fusion (SVM)"][2] == "not run"
+
+
+# ---------------------------------------------------------------------------- unfinished models, fewer rows
+
+def test_from_scores_refuses_a_missing_stream_and_never_writes_fewer_rows_over_more(tmp_path, capsys):
+    write_cue_scores(tmp_path, "test", seed=0)
+    write_cue_scores(tmp_path, "train", seed=1)
+    assert run(["--from-scores", str(tmp_path)]) == 0
+    full = read_text(tmp_path / "results.md")
+    os.remove(fuse_test.scores_path(str(tmp_path), "temporal"))
+    assert run(["--from-scores", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "scores_temporal.npz: not found, but" in error and "--streams spatial" in error
+    assert run(["--from-scores", str(tmp_path), "--streams", "spatial"]) == 2  # asked for, but over the full table
+    error = capsys.readouterr().err
+    assert "metrics.json: its table has the rows fusion, spatial, svm, temporal, this one would lose fusion, svm, " \
+           "temporal" in error and "--run-name" in error
+    assert read_text(tmp_path / "results.md") == full
+    assert run(["--from-scores", str(tmp_path), "--streams", "spatial", "--run-name", "alone"]) == 0  # elsewhere
+    assert list(read_json(tmp_path / "results" / "alone" / "metrics.json")["results"]) == ["spatial"]
+
+
+def test_scores_of_an_unfinished_model_are_refused_unless_meant_and_the_report_says_so(tmp_path, capsys):
+    trained = {"steps_done": 200, "steps_planned": 1000}
+    for subset, seed in (("test", 0), ("train", 1)):
+        write_cue_scores(tmp_path, subset, seed, model="/runs/temporal/last.keras", trained=trained)
+    assert run(["--from-scores", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "scores of /runs/temporal/last.keras: trained 200 of its run's 1000 steps" in error
+    assert "--unfinished" in error and not (tmp_path / "results.md").exists()
+    assert run(["--from-scores", str(tmp_path), "--unfinished"]) == 0
+    assert "/runs/temporal/last.keras, trained 200 of 1000 steps (unfinished" in read_text(tmp_path / "results.md")
+    assert read_json(tmp_path / "metrics.json")["settings"]["models"]["temporal"]["trained"] == trained
+
+
+def test_an_unfinished_model_is_refused_before_scoring_unless_meant(setup, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "checkpoints" / "temporal"
+    shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
+    checkpoints.add_training_record(folder / "last.keras", {"steps_done": 3, "steps_planned": 6, "config": {}})
+    argv = cli(setup, "--streams", "temporal", "--crops", "center", results=tmp_path / "results",
+               checkpoints_dir=str(tmp_path / "checkpoints"))
+    calls = counting_predict(monkeypatch)
+    assert run(argv) == 2
+    assert f"{folder / 'last.keras'}: trained 3 of its run's 6 steps" in capsys.readouterr().err
+    assert calls == []  # refused before anything was scored
+    assert run(argv + ["--unfinished"]) == 0 and calls
+    assert "temporal: " in capsys.readouterr().out
+    results = read_text(tmp_path / "results" / "synthetic_split1" / "results.md")
+    assert "last.keras, trained 3 of 6 steps (unfinished" in results
 
 
 def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):

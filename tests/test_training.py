@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
+import checkpoints
 import distributed
 import errors
 import fakedata
@@ -126,6 +128,9 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     assert RecordingSequence.started[-1] == 0
     with open(folder / "backup" / "training_metadata.json") as f:
         assert json.load(f)["epoch"] == 1
+    stopped = checkpoints.read_training_record(folder / "last.keras")  # the model says how far it got
+    assert (stopped["steps_done"], stopped["steps_planned"]) == (3, 6) and checkpoints.is_unfinished(stopped)
+    assert stopped["config"]["stream"] == "temporal" and stopped["config"]["epoch_steps"] == 3
 
     monkeypatch.setattr(training, "callbacks", original)
     RecordingSequence.started.clear()
@@ -135,6 +140,8 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     with open(folder / "log.csv", newline="") as f:
         rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
     assert rates == pytest.approx([1e-2, 1e-3])  # 3 steps per epoch: the drop after step 4 came in epoch 1
+    finished = checkpoints.read_training_record(folder / "last.keras")
+    assert (finished["steps_done"], finished["steps_planned"]) == (6, 6) and not checkpoints.is_unfinished(finished)
 
     # A finished run started again trains nothing and replaces nothing.
     stamp = os.path.getmtime(folder / "last.keras")
@@ -186,6 +193,9 @@ def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monke
     spatial_train.main(argv)
     assert logged_epochs(folder) == [0, 1]  # phase 2 numbers its epochs on from phase 1
     assert (folder / "phase1.keras").exists() and (folder / "last.keras").exists()
+    steps = {name: checkpoints.read_training_record(folder / name) for name in ("phase1.keras", "last.keras")}
+    assert {name: (r["steps_done"], r["steps_planned"]) for name, r in steps.items()} == {
+        "phase1.keras": (1, 2), "last.keras": (2, 2)}  # the two phases are one run of 2 steps
     assert (folder / "classInd.txt").read_text() == "1 Alpha\n2 Beta\n"  # --class-limit 2
 
     def no_phase_1(*args, **kwargs):
@@ -340,3 +350,15 @@ def test_validation_holds_out_whole_groups_of_the_training_list(tmp_path):
     assert ucf101.hold_out_groups(videos, 0) == (videos, [])
     with pytest.raises(DataError, match="every training group"):
         ucf101.hold_out_groups(videos, 3)
+
+
+def test_a_models_training_record_cut_short_is_named_and_a_model_without_one_is_unknown(tmp_path):
+    path = tmp_path / "last.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(checkpoints.TRAINING_RECORD, '{"steps_done": 3, "steps_pla')
+    with pytest.raises(DataError, match=r"last\.keras: its training record \(training\.json\) is damaged"):
+        checkpoints.read_training_record(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    assert checkpoints.read_training_record(path) is None
+    assert "not recorded" in checkpoints.progress_text(None)

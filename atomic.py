@@ -74,6 +74,10 @@ def replacing(path):
         yield temp
         if os.path.exists(temp):
             os.replace(temp, path)
+    except RuntimeError as error:  # h5py (save_weights) reports a failed write so, its errno in the text
+        if "errno = 28," not in str(error):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path) from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise

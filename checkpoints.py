@@ -171,12 +171,17 @@ def write_json(path, data):
 
 
 def read_json(path):
+    """A run folder's JSON file, which holds an object: anything else is a DataError naming it."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable ({error}). Pass --overwrite to start the run again, or another "
-                        "--checkpoint-dir") from error
+        data = error
+    if not isinstance(data, dict):
+        what = (f"unreadable ({data})" if isinstance(data, Exception) else
+                f"not a JSON object but a {type(data).__name__}")
+        raise DataError(f"{path}: {what}. Pass --overwrite to start the run again, or another --checkpoint-dir")
+    return data
 
 
 def network(model):
@@ -271,7 +276,10 @@ def lock(folder, name=LOCK_FILE, doing="training into it", instead="use another 
     key = os.path.realpath(os.path.join(folder, name))
     if key in _locks:
         return
-    handle = open(key, "a+")
+    try:
+        handle = open(key, "a+")
+    except OSError as error:  # a read-only mount, a folder of another user
+        raise DataError(f"{folder}: cannot be written ({error.strerror}): make it writable, or {instead}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -297,8 +305,7 @@ def read(path, stream, dataset=None):
         if not os.path.isfile(needed):
             raise DataError(f"{needed}: not found. Train the stream with `python {stream}_train.py`, or point "
                             f"--checkpoints (or --{stream}) at the folder holding it")
-    with open(os.path.join(folder, CONFIG_FILE)) as f:
-        config = json.load(f)
+    config = read_json(os.path.join(folder, CONFIG_FILE))
     for key in ("image_size", "stack_length"):
         if key not in config:
             raise DataError(f"{os.path.join(folder, CONFIG_FILE)}: has no {key!r}")

@@ -1,6 +1,7 @@
 """Bad input and how the scripts report it: DataError, the main() wrapper that turns it into a
 message and exit code 2, Ctrl-C and SIGTERM, and warnings. Nothing here imports Keras."""
 import errno
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,15 @@ class WorkerDied(Exception):
 def warn(message):
     """A problem worth knowing that need not stop the run, on stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def leave_now(code):
+    """End the process with `code` at once, its output flushed: h5py's finalisers would flush files whose
+    write failed on a full disk again at exit, printing tracebacks and at times crashing (exit 139). What
+    was finished is on disk, and nothing else needs a clean shutdown (worker processes end with it)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def raise_terminated(signum, frame):
@@ -55,6 +65,8 @@ def run(main, argv=None):
             raise
         print(f"error: no space left on the device{f' for {error.filename}' if error.filename else ''}: what was "
               "finished is kept; free some space, and the same command started again resumes", file=sys.stderr)
+        if main.__module__ == "__main__":  # a script's own process: end it before h5py's finalisers run
+            leave_now(1)
         return 1
     finally:
         if previous is not None:  # None: a handler set outside Python, which cannot be put back

@@ -321,11 +321,21 @@ def read_log(log_path):
     """-> (column names, the whole rows, the number of rows with those cut short) of log.csv."""
     if not os.path.isfile(log_path):
         return None, [], 0
-    with open(log_path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
+    try:
+        with open(log_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(damaged_log(log_path, error)) from None
+    if rows and "epoch" not in reader.fieldnames:
+        raise DataError(damaged_log(log_path, f"its first line is not the header: {','.join(reader.fieldnames)}"))
     whole = [row for row in rows if None not in row and None not in row.values() and row["epoch"].isdigit()]
     return reader.fieldnames, whole, len(rows)
+
+
+def damaged_log(log_path, error):
+    return (f"{log_path}: damaged ({error}). Move it aside (the run resumes, logging from there on), or pass "
+            "--overwrite to start the run again")
 
 
 def refuse_a_lost_backup(log_path, metadata_path, initial_epoch):

@@ -7,8 +7,10 @@ minutes). The tiny InceptionV3 keeps the layer names that the spatial phases use
 FAULT="<SIGNAL> <n> <kind> [<path part>]": send this process SIGKILL, SIGTERM or SIGINT (KILL, TERM,
 INT), kill its whole process group (KILLJOB: a job scheduler's kill, workers included) or the group's
 first process alone (KILLMAIN: the main process, as the out-of-memory killer may pick it; its workers
-live on), or wait for a signal from outside (WAIT), at the n-th moment of `kind` in this process
-whose file path contains `path part`:
+live on), fill the disk (FILL: a file "filler" beside the path grows until the disk is full, and the
+process goes on), wait for a signal from outside (WAIT), or stop (STOP: SIGSTOP, until the test sends SIGCONT: the
+process then goes on as if nothing happened), at the n-th moment of `kind` in this process whose file
+path contains `path part`:
 
     inside           Keras is writing a model or weights file (model.save, save_weights): half of
                      the file is on disk, as a write cut short leaves it
@@ -19,7 +21,7 @@ whose file path contains `path part`:
     after-rename     just after that rename
 
 Every moment is appended to the file FAULT_TRACE, if set, as "<kind> <path>" ("waiting" when it
-waits), so that a test sees where the process was.
+waits, "stopped" when it stops), so that a test sees where the process was.
 
     python tests/faults.py temporal_train.py --dataset synthetic ...
 
@@ -58,6 +60,11 @@ def moment(kind, path):
     if fault[0] == "WAIT":
         trace("waiting")
         time.sleep(600)
+    elif fault[0] == "STOP":
+        trace("stopped")
+        os.kill(os.getpid(), signal.SIGSTOP)
+    elif fault[0] == "FILL":
+        fill_disk(os.path.dirname(str(path)))
     elif fault[0] == "KILLJOB":
         os.killpg(os.getpgid(0), signal.SIGKILL)
     elif fault[0] == "KILLMAIN":
@@ -65,6 +72,14 @@ def moment(kind, path):
     else:
         os.kill(os.getpid(), SIGNALS[fault[0]])
         time.sleep(5)  # a handled signal (TERM, INT) raises here
+
+
+def fill_disk(folder):
+    """Fill the file system holding `folder` (a file there grows until the disk is full)."""
+    trace("full")
+    with open(os.path.join(folder, "filler"), "ab", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
 
 
 def written_in_halves(save):

@@ -20,6 +20,7 @@ import errors
 import fakedata
 import models
 import temporal_train
+import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -234,6 +235,74 @@ def test_a_resumed_run_never_rewrites_its_data_record(dataset, tmp_path, tiny_ne
     with open(folder / "config.json") as f:
         assert json.load(f) == config
     assert config["trained_on"] == {"synthetic": ["trainlist01.txt"]}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB file system of its own (tmpfs), for a disk that fills up; skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_while_the_backup_is_written_is_one_line_and_exit_1(dataset, small_disk):
+    """h5py reports the failed write of the backup's weights as a RuntimeError, and its finalisers wrote
+    again at exit: tracebacks, at times a segfault (exit 139). Now one line, exit 1, and the same command
+    resumes once there is space."""
+    folder = small_disk / "temporal"
+    argv = temporal_args(dataset, folder)
+    code, stderr = run("temporal_train.py", argv, "FILL 2 inside backup/")
+    assert code == 1 and "error: no space left on the device" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert committed_epoch(folder / "backup") == 1
+    os.remove(folder / "backup" / "filler")
+    code, stderr = run("temporal_train.py", argv)
+    assert code == 0, stderr[-3000:]
+    assert_finished(folder, 3)
+
+
+def test_damaged_run_files_are_one_line_naming_the_file(tmp_path):
+    """log.csv of binary bytes or without its header, config.json of the wrong shape (issue 29, defects 10, 11)."""
+    folder, classes = str(tmp_path / "run"), ["Alpha", "Beta"]
+    config = {"stream": "temporal", "image_size": 64, "stack_length": 2, "dataset": "synthetic", "split": 1,
+              "frame_size": [80, 64], "epoch_steps": 3}
+    checkpoints.prepare(folder, config, classes)
+    log = os.path.join(folder, "log.csv")
+    for damage in (b"\x89PNG\r\n\x1a\n\xff\xfe", b"0,0.5,1.2\n1,0.6,1.1\n"):
+        with open(log, "wb") as f:
+            f.write(damage)
+        with pytest.raises(errors.DataError, match=r"log\.csv: .*--overwrite") as raised:
+            training.read_log(log)
+        assert "\n" not in str(raised.value)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump([config], f)
+    with pytest.raises(errors.DataError, match=r"config\.json: not a JSON object"):
+        checkpoints.prepare(folder, config, classes)
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(dataset, tmp_path, capsys):
+    """An existing run folder on a read-only mount (here: no write permission, or a read-only bind mount as
+    root): one line naming it (issue 29, defect 12)."""
+    folder = tmp_path / "temporal"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode:  # not root: a folder without write permission
+        os.chmod(folder, 0o555)
+    try:
+        assert errors.run(temporal_train.main, temporal_args(dataset, folder)) == 2
+    finally:
+        if mounted.returncode:
+            os.chmod(folder, 0o755)
+        else:
+            subprocess.run(["umount", str(folder)], check=True)
+    message = capsys.readouterr().err
+    assert message.startswith(f"error: {folder}: cannot be written") and "--checkpoint-dir" in message
+    assert message.count("\n") == 1
 
 
 def test_a_resumed_run_keeps_config_json_as_the_run_started(tmp_path):

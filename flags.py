@@ -36,6 +36,12 @@ def positive(text):
     return int(text)
 
 
+def non_negative(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more")
+    return int(text)
+
+
 # The two flags that need media.py's constants are functions, so that only the scripts computing flow
 # wait for OpenCV's import in --help.
 def flow_method_flag():
@@ -88,12 +94,13 @@ SHARED = {
                     "`prepare_data.py check` the whole, or `fuse_test.py --merge` the parts' scores (default: all "
                     "videos)", type=parse_shard, metavar="K/N"),
     "--seed": dict(help="random seed: of the weights and sampling in training, of the videos in prepare_data.py "
-                   "synthetic", type=int, default=0),
+                   "synthetic", type=non_negative, default=0),
     "--distribute": dict(help="none; mirrored: all local GPUs (or logical CPUs); multiworker: the cluster in "
                          "TF_CONFIG (training only). TensorFlow backend only", choices=DISTRIBUTIONS, default="none"),
     # Both training scripts.
     "--val-groups": dict(help="hold out the last N groups of the training list for validation and best.keras "
-                         "(0: none, the paper's fixed schedule; the test list is never used)", type=int, default=0),
+                         "(0: none, the paper's fixed schedule; the test list is never used)", type=non_negative,
+                         default=0),
     "--image-size": dict(help="crop side S in pixels", type=positive),
     "--accumulate": dict(help="split each batch into this many smaller ones and accumulate their gradients (when "
                          "batch 256 does not fit the device: the optimizer still steps on the whole batch)",

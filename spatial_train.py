@@ -36,12 +36,12 @@ def parse_args(argv=None):
     flag("--phase1-optimizer", "optimizer of phase 1: sgd (the paper's) or rmsprop", choices=("sgd", "rmsprop"))
     flag("--phase1-lr", "learning rate of phase 1", type=float)
     flag("--phase1-lr-drops", "iterations of phase 1 after which its learning rate is divided by 10",
-         type=int, nargs="*")
-    flag("--phase1-iterations", "optimizer steps of phase 1 (the new top only)", type=int)
+         type=flags.non_negative, nargs="*")
+    flag("--phase1-iterations", "optimizer steps of phase 1 (the new top only)", type=flags.positive)
     flag("--phase2-lr", "SGD learning rate of phase 2", type=float)
     flag("--phase2-lr-drops", "iterations of phase 2 after which its learning rate is divided by 10",
-         type=int, nargs="*")
-    flag("--phase2-iterations", "optimizer steps of phase 2 (the top two inception blocks too)", type=int)
+         type=flags.non_negative, nargs="*")
+    flag("--phase2-iterations", "optimizer steps of phase 2 (the top two inception blocks too)", type=flags.positive)
     return flags.parse_training(parser, "spatial", argv)
 
 

@@ -41,7 +41,8 @@ def parse_args(argv=None):
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)
     flag("--stack-length", "L, flow frames per stack", type=flags.positive, default=10)
     flag("--lr", "initial learning rate", type=float)
-    flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=int, nargs="*")
+    flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=flags.non_negative,
+         nargs="*")
     flag("--iterations", "optimizer steps in all", type=flags.positive)
     flag("--init", "start from the weights of this temporal .keras file (all layers but the softmax); "
          "the paper fine-tunes with --lr-drops 14000 --iterations 20000")

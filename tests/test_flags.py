@@ -159,6 +159,11 @@ def test_folders_come_from_the_presets_table():
     ("spatial_train", ["--workers", "0"], "--workers"),
     ("fuse_test", ["--samples", "0"], "--samples"),
     ("demo", ["clip.mp4", "--samples", "0"], "--samples"),
+    ("temporal_train", ["--val-groups", "-1"], "--val-groups"),
+    ("temporal_train", ["--seed", "-3"], "--seed"),
+    ("temporal_train", ["--lr-drops", "100", "-5"], "--lr-drops"),
+    ("spatial_train", ["--phase1-iterations", "0"], "--phase1-iterations"),
+    ("spatial_train", ["--phase2-lr-drops", "x"], "--phase2-lr-drops"),
 ])
 def test_a_number_below_its_minimum_is_one_line_naming_the_flag(script, argv, flag, capsys):
     """Issue 29: zero or too-small values went on to tracebacks deep in training, testing or the demo."""

@@ -15,9 +15,11 @@ frames, optical flow, and a check that everything a split needs is on disk.
 each video is written into a temporary folder of this process (.<video>.<token>.tmp) and renamed
 into place when complete, with a record of the frame count its header promised and what was
 written (.extraction.json). A rerun keeps complete folders (reading names and records, no JPEG;
---verify also reads the end of every JPEG), redoes missing, incomplete and damaged ones, and
-deletes the temporary folders of killed processes. A video that decodes to fewer frames than its
-header says is reported as damaged (exit 1) and its frames kept.
+--verify also decodes every JPEG, as `check --decode` does, in --workers processes), redoes missing,
+incomplete and damaged ones, and deletes the temporary folders of killed processes. A video that
+decodes to fewer frames than its header says is reported as damaged (exit 1) and its frames kept.
+Each process counts only the videos it published; those another process published first are
+"already complete (by another process)".
 
 TV-L1 (the paper's flow) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
 about 16 CPU-days, so consider --flow-method tvl1_keras on a GPU (the same algorithm, --batch-size
@@ -28,6 +30,11 @@ computes), the public ucf101_tvl1_flow download, or --flow-method dis (~100x fas
 the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,
 every machine agrees on them whatever videos it sees, each part resumes on its own, and `check`
 verifies the whole once all N are done. `flow` records its method in <out>/flow_info.json.
+
+One folder, one dataset: videos are added to an --out only with the settings of those already there
+(frames: their size, as their images show; flow: the method, size and bound of flow_info.json, or
+with none the size of its images). Other settings exit 2, naming the way out: the same --size (or
+--flow-method), --overwrite to redo every video, or another --out.
 """
 import argparse
 import contextlib
@@ -83,7 +90,7 @@ class Job:
     overwrite: bool
     method: str = ""
     batch: int = media.FLOW_BATCH
-    verify: bool = False  # folders with truncated JPEGs are not complete
+    verify: bool = False  # folders with truncated or unreadable JPEGs are not complete (damaged_jpegs)
 
 
 @dataclass(frozen=True)
@@ -180,9 +187,13 @@ def extract(task, videos, out, size, workers, overwrite=False, shard=None, verif
     `method` is given (`batch` pairs per device call for the batched methods), else frames."""
     parents = [os.path.join(out, component) for component in "uv"] if method else [out]
     try:
-        todo, complete, damaged = plan(videos, parents, 1 if method else 0, overwrite, shard, verify)
+        where, found = existing_settings(out, parents, method)
+        wanted = media.flow_info(method, size) if method else {"frame_size": list(size)}
+        refuse_other_settings(where, "this flow was computed" if method else "its frames were extracted", found,
+                              wanted, overwrite)
+        todo, complete, damaged = plan(videos, parents, 1 if method else 0, overwrite, shard, verify, workers)
         if method:
-            record_flow_method(out, method, size, overwrite, complete)
+            record_flow_method(out, wanted, where.endswith(media.FLOW_INFO_FILE), complete)
         jobs = [Job(path, name, out, size, overwrite, method, batch, verify) for path, name in todo]
         batched = method in media.BATCHED_FLOW_METHODS  # one process on one device, threads around it
         if method:
@@ -199,28 +210,77 @@ def extract(task, videos, out, size, workers, overwrite=False, shard=None, verif
     return report(task, outcomes, complete, damaged)
 
 
-def record_flow_method(out, method, size, overwrite, complete):
-    """Write <out>/flow_info.json; refuse to add flow of another method, size or bound to a folder
-    that records one, unless --overwrite (which redoes every video)."""
-    info, recorded = media.flow_info(method, size), media.read_flow_info(out)
-    if recorded and not overwrite and any(recorded[key] != info[key] for key in ("method", "frame_size", "bound")):
-        raise DataError(
-            f"{os.path.join(out, media.FLOW_INFO_FILE)}: this flow was computed with {recorded['method']} at "
-            f"{'x'.join(map(str, recorded['frame_size']))} (bound {recorded['bound']}), not {method} at "
-            f"{size[0]}x{size[1]}; pass --overwrite to recompute every video, or choose another --out")
+# The one rule of `frames` and `flow`: a folder holds one dataset. Videos are added to it only with the
+# settings its videos were made with (existing_settings); --overwrite redoes every video with new ones.
+SETTING_FLAGS = {"method": "--flow-method", "frame_size": "--size", "bound": None}  # bound: no flag sets it
+
+
+def existing_settings(out, parents, method):
+    """-> (where they come from, the settings of the videos already in the folder): flow's record
+    (<out>/flow_info.json, media.flow_info's keys), or, with none (frames; flow of the public download or
+    of older versions), {"frame_size": the size of the images there}; {} if it holds none."""
+    recorded = media.read_flow_info(out) if method else None
+    if recorded:
+        return os.path.join(out, media.FLOW_INFO_FILE), recorded
+    size = image_size(parents[0])
+    return parents[0], {"frame_size": size} if size else {}
+
+
+def image_size(parent):
+    """[width, height] of the first image of the first video folder in `parent` (by name) that has one
+    that decodes; None if none does. One small decode: the size of what is there."""
+    for name in sorted(ucf101.folder_names(parent).values()):
+        if not name.startswith("."):
+            image = media.decode_image(ucf101.frame_path(os.path.join(parent, name), 0), grayscale=True)
+            if image is not None:
+                return [image.shape[1], image.shape[0]]
+    return None
+
+
+def refuse_other_settings(where, made, found, wanted, overwrite):
+    """Raise DataError, naming `where` and the ways out, if a setting of `wanted` differs from the one
+    `found` for the folder's videos (existing_settings), unless `overwrite`."""
+    differing = [key for key in SETTING_FLAGS if key in found and key in wanted
+                 and list_of(found[key]) != list_of(wanted[key])]
+    if overwrite or not differing:
+        return
+    same = " ".join(f"{SETTING_FLAGS[key]} {setting_text(key, found[key])}" for key in differing if SETTING_FLAGS[key])
+    new = {key: wanted[key] for key in found if key in wanted}
+    raise DataError(f"{where}: {made} {settings_text(found)}, not {settings_text(new)}; "
+                    f"{f'pass {same} to add to it, ' if same else ''}--overwrite to redo every video with the new "
+                    "settings, or choose another --out")
+
+
+def list_of(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def setting_text(key, value):
+    return "x".join(map(str, value)) if key == "frame_size" else str(value)
+
+
+def settings_text(settings):
+    """E.g. "with dis at 340x256 (bound 20.0)", or "at 340x256"."""
+    forms = {"method": "with {}", "frame_size": "at {}", "bound": "(bound {})"}
+    return " ".join(form.format(setting_text(key, settings[key])) for key, form in forms.items() if key in settings)
+
+
+def record_flow_method(out, info, recorded, complete):
+    """Write <out>/flow_info.json (once refuse_other_settings has passed)."""
     if complete and not recorded:
-        print(f"flow: {out} holds flow without a record of its method; recording {method} for all of it")
+        print(f"flow: {out} holds flow without a record of its method; recording {info['method']} for all of it")
     media.write_flow_info(out, info)
 
 
-def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
+def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False, workers=1):
     """-> ([(video path, output name)] still to do, number already complete, [(path, damage)] of
     complete folders of damaged videos, kept), of shard (K, N) if given.
 
     A video is to do unless its folder in every parent is complete (folder_state, with `offset`
-    images fewer than frames); `verify` also reads the end of every JPEG. Names match regardless
-    of case: downloads spell some videos differently. Temporary folders of killed processes are
-    deleted first.
+    images fewer than frames); `verify` also decodes every JPEG of the complete folders, in `workers`
+    processes, and redoes the videos with a damaged one (damaged_jpegs: what `check --decode` reports).
+    Names match regardless of case: downloads spell some videos differently. Temporary folders of
+    killed processes are deleted first.
     """
     paths = [path for _, path in ucf101.find_videos(videos_dir)]
     if shard:
@@ -230,19 +290,33 @@ def plan(videos_dir, parents, offset, overwrite, shard=None, verify=False):
     for parent in parents:
         remove_stale(parent)
     on_disk = [ucf101.folder_names(parent) for parent in parents]
-    todo, damaged = [], []
+    videos = []  # (path, name, its folders, their states)
     for path in paths:
         key = ucf101.video_name(path).lower()
         name = next((names[key] for names in on_disk if key in names), ucf101.video_name(path))
-        states = ([] if overwrite or not all(key in names for names in on_disk) else
-                  [folder_state(os.path.join(parent, names[key]), path, offset, verify)
-                   for parent, names in zip(parents, on_disk)])
-        if not states or REDO in states:
+        folders = ([] if overwrite or not all(key in names for names in on_disk) else
+                   [os.path.join(parent, names[key]) for parent, names in zip(parents, on_disk)])
+        videos.append((path, name, folders, [folder_state(folder, path, offset) for folder in folders]))
+    damaged_folders = set()
+    if verify:
+        jobs = [(folder, offset == 1) for _, _, folders, states in videos if states and REDO not in states
+                for folder in folders]
+        damaged_folders = {folder for folder, damaged in media.run_parallel(
+            verify_folder, jobs, workers, desc="verify", unit="folder") if damaged}
+    todo, damaged = [], []
+    for path, name, folders, states in videos:
+        if not states or REDO in states or damaged_folders.intersection(folders):
             todo.append((path, name))
         elif SHORT in states:
             damage = shortfall(read_record(os.path.join(parents[0], name)))
             damaged.append((path, f"{damage}; its frames are kept in {os.path.join(parents[0], name)}"))
     return todo, len(paths) - len(todo) - len(damaged), damaged
+
+
+def verify_folder(job):
+    """(folder, grayscale) -> (folder, whether a JPEG of it is damaged: damaged_jpegs, decoding every one)."""
+    folder, grayscale = job
+    return folder, any(damaged_jpegs(folder, whole_count(folder), True, grayscale))
 
 
 # ---------------------------------------------------------------------------- complete folders
@@ -291,7 +365,7 @@ def folder_state(folder, video_path, offset, verify=False):
     with no record (the public downloads, older versions), N within the slack of is_short of the
     video's header count less `offset` (1 for flow: one image fewer than frames). One directory
     scan and one small read; the video is opened only for folders without a record; `verify`
-    also reads the end of every JPEG (media.jpeg_truncated).
+    also decodes every JPEG (damaged_jpegs, as `check --decode`; grayscale for flow).
     """
     count = whole_count(folder)
     if not count:
@@ -302,7 +376,7 @@ def folder_state(folder, video_path, offset, verify=False):
             return REDO
     elif record.get("images") != count:
         return REDO
-    if verify and any(media.jpeg_truncated(ucf101.frame_path(folder, i)) for i in range(count)):
+    if verify and any(damaged_jpegs(folder, count, True, grayscale=offset == 1)):
         return REDO
     if shortfall(record):
         return SHORT if record.get("video_bytes") == file_size(video_path) else REDO
@@ -431,15 +505,20 @@ def remove_if_dead(parent, token, folders):
 
 
 @contextlib.contextmanager
-def staging(finals, keep_existing):
-    """This process's temporary folders for `finals`, published only if the block completes."""
+def staging(finals):
+    """This process's temporary folders for `finals`, deleted after the block (published or not)."""
     temps = fresh_temps(finals)
     try:
         yield temps
-        for temp, final in zip(temps, finals):
-            publish(temp, final, keep_existing)
     finally:
         remove_folders(temps)
+
+
+def publish_video(temps, finals, keep_existing):
+    """Publish a video's complete folders in order -> True if this process's rename completed the video
+    (published its last folder), False if another process's copy was there first and kept. Exactly one
+    process completes each video, so the videos each process says it wrote add up to those written."""
+    return [publish(temp, final, keep_existing) for temp, final in zip(temps, finals)][-1]
 
 
 def fresh_temps(finals):
@@ -459,7 +538,8 @@ def remove_folders(folders):
 def publish(temp, final, keep_existing, tries=5):
     """Rename the complete folder `temp` to `final`: atomic, so readers and other processes see the
     whole folder or none. An existing `final` is left alone if keep_existing(final) (e.g. another
-    process finished the video first) and ours discarded; otherwise it is moved aside and deleted."""
+    process finished the video first) and ours discarded; otherwise it is moved aside and deleted.
+    -> True if ours was published, False if the existing one was kept (the other process's rename won)."""
     aside = temp_dir(final, "-old")
     for _ in range(tries):
         try:
@@ -469,13 +549,14 @@ def publish(temp, final, keep_existing, tries=5):
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
         if keep_existing(final):
-            return
+            return False
         shutil.rmtree(aside, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.rename(final, aside)
     else:
         raise OSError(f"{final}: other processes kept replacing it; run again")
     shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -493,31 +574,32 @@ def keeps(job, offset):
 
 
 def extract_frames(job):
-    """-> the number of frames the video decoded to."""
+    """-> (the video's header frame count, the number of frames it decoded to, whether this process
+    published it: publish_video)."""
     header = media.video_frame_count(job.path)
-    with staging(finals(job), keeps(job, 0)) as (temp,):
+    with staging(finals(job)) as temps:
         count = 0
         for count, frame in enumerate(media.iter_video(job.path, job.size), 1):
-            media.write_image(ucf101.frame_path(temp, count - 1), frame)
+            media.write_image(ucf101.frame_path(temps[0], count - 1), frame)
         if count == 0:
             raise DataError("OpenCV decoded no frames (unreadable or not a video)")
-        write_record(temp, job.path, header, count, count)
-    return header, count
+        write_record(temps[0], job.path, header, count, count)
+        return header, count, publish_video(temps, finals(job), keeps(job, 0))
 
 
 def extract_flow(job):
-    """Flow image i lies between frames i and i+1, computed on the resized frames. -> the number of
-    frames the video decoded to."""
+    """Flow image i lies between frames i and i+1, computed on the resized frames. -> as extract_frames."""
     header = media.video_frame_count(job.path)
-    with staging(finals(job), keeps(job, 1)) as (temp_u, temp_v):
+    with staging(finals(job)) as temps:
+        temp_u, temp_v = temps
         pairs = 0
         for pairs, flow in enumerate(media.iter_flow(media.iter_video(job.path, job.size), job.method, job.batch), 1):
             media.write_flow(ucf101.frame_path(temp_u, pairs - 1), ucf101.frame_path(temp_v, pairs - 1), flow)
         if pairs == 0:
             raise DataError("OpenCV decoded fewer than 2 frames (unreadable or not a video)")
-        for temp in (temp_u, temp_v):
+        for temp in temps:
             write_record(temp, job.path, header, pairs + 1, pairs)
-    return header, pairs + 1
+        return header, pairs + 1, publish_video(temps, finals(job), keeps(job, 1))
 
 
 def attempt(extract_video, job):
@@ -525,10 +607,10 @@ def attempt(extract_video, job):
     if done_elsewhere(job):
         return Outcome(job.path, done_elsewhere=True)
     try:
-        header, decoded = extract_video(job)
+        header, decoded, published = extract_video(job)
     except Exception as error:  # reported in the summary at the end
         return failure(job, error)
-    return completed(job, header, decoded)
+    return completed(job, header, decoded, published)
 
 
 def done_elsewhere(job):
@@ -542,10 +624,12 @@ def failure(job, error):
     return Outcome(job.path, error=f"{type(error).__name__}: {error}")
 
 
-def completed(job, header, decoded):
-    """The Outcome of a job written whole, damaged if its video decoded short of its header."""
+def completed(job, header, decoded, published=True):
+    """The Outcome of a job written whole, damaged if its video decoded short of its header; done
+    elsewhere unless this process `published` it (another's rename won the race)."""
     damage = shortfall(dict(header_frames=header, decoded_frames=decoded))
-    return Outcome(job.path, damage=f"{damage}; its frames are kept in {finals(job)[0]}" if damage else "")
+    return Outcome(job.path, damage=f"{damage}; its frames are kept in {finals(job)[0]}" if damage else "",
+                   done_elsewhere=not published)
 
 
 def attempt_frames(job):
@@ -684,19 +768,20 @@ class FlowPipeline:
             video.ended |= complete  # this thread publishes it
         if complete:
             try:
-                self.publish(video)
+                published = self.publish(video)
             except Exception as error:
                 self.record(video, failure(video.job, error))
             else:
-                self.record(video, completed(video.job, video.header, video.pairs + 1))
+                self.record(video, completed(video.job, video.header, video.pairs + 1, published))
 
     def publish(self, video):
+        """-> whether this process published the video (publish_video)."""
         job = video.job
         for temp in video.temps:
             write_record(temp, job.path, video.header, video.pairs + 1, video.pairs)
-        for temp, final in zip(video.temps, finals(job)):
-            publish(temp, final, keeps(job, 1))
+        published = publish_video(video.temps, finals(job), keeps(job, 1))
         remove_folders(video.temps)
+        return published
 
     def end(self, video, outcome):
         """End a video before it is complete (failed, or done elsewhere), unless it has ended."""
@@ -793,7 +878,8 @@ def check(data_dir, splits_dir, split, decode, workers):
           f"{'' if decode else ' (JPEGs tested for truncation only; --decode decodes every one, slow)'}")
     if bad:
         print("check: `prepare_data.py frames` and `flow` run again (same --videos and --out) redo missing and "
-              "incomplete folders; add --verify to redo those with truncated JPEGs")
+              "incomplete folders; add --verify to redo those with truncated or unreadable JPEGs (it decodes "
+              "every JPEG, as --decode)")
     return 1 if bad else 0
 
 
@@ -836,16 +922,22 @@ def frame_numbers(folder):
 
 
 def bad_jpegs(kind, folder, count, decode):
-    """Problems with the JPEGs themselves: truncated (media.jpeg_truncated: reads each file's end) or,
-    with `decode`, unreadable."""
+    """Problems with the JPEGs themselves (damaged_jpegs)."""
+    truncated, unreadable = damaged_jpegs(folder, count, decode, grayscale=kind != "RGB")
+    problems = [f"{kind}: {len(truncated)} truncated JPEGs, e.g. {truncated[0]}"] if truncated else []
+    problems += [f"{kind}: {len(unreadable)} unreadable JPEGs, e.g. {unreadable[0]}"] if unreadable else []
+    return problems
+
+
+def damaged_jpegs(folder, count, decode, grayscale):
+    """([truncated], [unreadable]) of frame000001.jpg .. frame<count>.jpg of `folder`: truncated
+    (media.jpeg_truncated: reads each file's end) or, with `decode`, whole but unreadable (decodes each,
+    grayscale for flow). The test of both `check --decode` and `frames`/`flow --verify`."""
     paths = [ucf101.frame_path(folder, i) for i in range(count)]
     truncated = [path for path in paths if media.jpeg_truncated(path)]
-    problems = [f"{kind}: {len(truncated)} truncated JPEGs, e.g. {truncated[0]}"] if truncated else []
-    if decode:
-        whole = set(paths) - set(truncated)
-        unreadable = [path for path in paths if path in whole and media.read_image(path, kind != "RGB") is None]
-        problems += [f"{kind}: {len(unreadable)} unreadable JPEGs, e.g. {unreadable[0]}"] if unreadable else []
-    return problems
+    cut = set(truncated)
+    unreadable = [path for path in paths if decode and path not in cut and media.decode_image(path, grayscale) is None]
+    return truncated, unreadable
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -894,8 +986,9 @@ def add_extraction_flags(parser, command):
     flags.add_flag(parser, command, "--size", "resize frames to WIDTHxHEIGHT before saving or computing flow "
                    "(default: 340x256, as jpegs_256)", type=frame_size, default=media.FRAME_SIZE)
     flags.add(parser, command, "--workers", "--overwrite")
-    flags.add_flag(parser, command, "--verify", "also read the end of every JPEG of finished folders and redo videos "
-                   "with a truncated one, as plain `check` finds them (slow on millions of files)", action="store_true")
+    flags.add_flag(parser, command, "--verify", "also decode every JPEG of finished folders (in --workers processes) "
+                   "and redo the videos with a truncated or unreadable one, as `check --decode` finds them (slow on "
+                   "millions of files)", action="store_true")
     flags.add(parser, command, "--shard")
 
 

@@ -118,13 +118,13 @@ MUTATIONS = [
         "extraction-folder-published-unfinished",  # only whole video folders are ever under their final name
         "prepare_data.py",
         "        yield temps\n"
-        "        for temp, final in zip(temps, finals):\n"
-        "            publish(temp, final, keep_existing)\n"
-        "    finally:\n",
+        "    finally:\n"
+        "        remove_folders(temps)\n",
         "        yield temps\n"
         "    finally:\n"
         "        for temp, final in zip(temps, finals):\n"
-        "            publish(temp, final, keep_existing)\n",
+        "            if os.path.isdir(temp):  # not published by the block: it failed\n"
+        "                publish(temp, final, lambda final: False)\n",
         ("tests/test_prepare_data.py::test_a_corrupt_video_is_reported_and_the_others_are_done",)),
     Mutation(
         "resumed-run-rewrites-config",  # a resumed run keeps config.json as its run started

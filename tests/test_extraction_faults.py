@@ -5,6 +5,7 @@ command finishes the job with nothing left behind; `check` then says complete.
 Tiny generated XviD videos; DIS flow at 64x48 for speed.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,9 +47,9 @@ def command(task, videos, data):
             "--workers", 2]
 
 
-def start(argv, fault=""):
+def start(argv, fault="", trace=""):
     """prepare_data.py in its own process group, as a shell job is, with a FAULT (faults.py) in all its processes."""
-    env = faults.fault_environment(fault)
+    env = faults.fault_environment(fault, trace)
     return subprocess.Popen([sys.executable, os.path.join(REPO, "prepare_data.py"), *map(str, argv)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -161,6 +162,39 @@ def test_two_processes_on_one_out_publish_only_whole_folders(videos, tmp_path, t
     assert sorted(os.listdir(parents(task, data)[-1])) == sorted(NAMES)
     assert work_in_progress(parents(task, data)) == []
     assert_complete(videos, data, tmp_path)
+
+
+@pytest.mark.parametrize("task", ["frames", "flow"])
+def test_two_processes_racing_for_a_video_count_it_once(tmp_path, task):
+    """The first process stops with a video's last folder computed, about to publish it; the second does every
+    video; the first goes on and loses that rename. Between them they report each video written once."""
+    names = NAMES[:3]
+    for seed, name in enumerate(names):
+        fakedata.write_video(tmp_path / "UCF-101" / ucf101.parse_name(name)[0] / f"{name}.avi", frames=6, seed=seed)
+    data, trace = tmp_path / "data", tmp_path / "trace"
+    argv = [*command(task, tmp_path / "UCF-101", data)[:-1], 1]
+    if task == "frames":
+        argv += ["--size", "32x24"]
+    last = parents(task, data)[-1]  # flow: its u folder is published before it stops
+    first = start(argv, f"STOP 1 before-rename {last / names[0]}", trace)
+    try:
+        deadline = time.monotonic() + 60
+        while not (trace.exists() and trace.read_text().endswith("stopped\n")):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+        code, second = finish(argv)
+        assert code == 0, second
+        os.killpg(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 0, out + err
+    counts = [int(re.search(r"(\d+) videos written", output)[1]) for output in (out, second)]
+    assert sum(counts) == len(names), (out, second)
+    assert f"{len(names) - counts[0]} by another process" in out
+    assert sorted(os.listdir(last)) == sorted(names)
+    assert work_in_progress(parents(task, data)) == []
 
 
 def test_ctrl_c_stops_says_so_and_the_same_command_resumes(videos, tmp_path):

@@ -227,7 +227,7 @@ def test_existing_output_is_overwritten_only_with_overwrite(videos, tmp_path):
         return media.read_image(ucf101.frame_path(out / NAMES[0], 0)).shape
 
     assert run("frames", "--videos", videos, "--out", out, "--size", "32x24", "--workers", 1) == 0
-    assert run("frames", "--videos", videos, "--out", out, "--size", "16x12", "--workers", 1) == 0
+    assert run("frames", "--videos", videos, "--out", out, "--size", "16x12", "--workers", 1) == 2  # another size
     assert shape() == (24, 32, 3)
     assert run("frames", "--videos", videos, "--out", out, "--size", "16x12", "--workers", 1, "--overwrite") == 0
     assert shape() == (12, 16, 3)
@@ -523,3 +523,72 @@ def test_decode_finds_what_the_end_marker_test_cannot(tmp_path, capsys):
     assert run(*check) == 0
     assert run(*check, "--decode") == 1
     assert "v_Gamma_g01_c01: RGB: 1 unreadable JPEGs" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- nothing lost, second pass (issue 29)
+
+def test_frames_refuse_videos_of_another_size_than_the_folders(videos, tmp_path, capsys):
+    out = tmp_path / "jpegs_256"
+    frames = ("frames", "--videos", videos, "--out", out, "--workers", 1)
+    assert run(*frames, "--size", "32x24") == 0
+    fakedata.write_video(videos / "Gamma" / "v_Gamma_g08_c01.avi", seed=2)  # a new video, to add
+    before = mtimes(out / NAMES[0])
+    capsys.readouterr()
+    assert run(*frames, "--size", "16x12") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {out}: its frames were extracted at 32x24") and "not at 16x12" in error
+    assert "--size 32x24" in error and "--overwrite" in error and "another --out" in error
+    assert sorted(os.listdir(out)) == list(NAMES)  # nothing added at 16x12
+    assert mtimes(out / NAMES[0]) == before
+    assert run(*frames, "--size", "32x24") == 0  # the way out it names
+    assert media.read_image(ucf101.frame_path(out / "v_Gamma_g08_c01", 0)).shape == (24, 32, 3)
+
+
+def test_flow_without_its_record_refuses_another_size_than_its_images(videos, tmp_path, capsys):
+    """The same rule as for frames: flow_info.json if there is one, else the size of the images there."""
+    out = tmp_path / "tvl1_flow"
+    flow = ("flow", "--videos", videos, "--out", out, "--flow-method", "dis", "--workers", 1)
+    assert run(*flow, "--size", "32x24") == 0
+    os.remove(out / media.FLOW_INFO_FILE)  # as flow of older versions, or the public download, has none
+    capsys.readouterr()
+    assert run(*flow, "--size", "16x12") == 2
+    error = capsys.readouterr().err
+    assert f"{out / 'u'}: this flow was computed at 32x24, not at 16x12" in error and "--size 32x24" in error
+    assert not (out / media.FLOW_INFO_FILE).exists()
+    assert run(*flow, "--size", "32x24") == 0
+    assert media.read_flow_info(str(out))["frame_size"] == [32, 24]
+
+
+def damage_the_middle(path):
+    """Zeros over the middle half of a JPEG, its end-of-image marker intact: decoding fails, the end test passes."""
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 4:len(data) * 3 // 4] = bytes(len(data) * 3 // 4 - len(data) // 4)
+    open(path, "wb").write(data)
+    assert not media.jpeg_truncated(path)
+
+
+def test_verify_redoes_the_jpegs_that_check_decode_finds_damaged_in_the_middle(videos, tmp_path, capsys):
+    data = tmp_path / "data"
+    frames = ("frames", "--videos", videos, "--out", data / "jpegs_256", "--size", "32x24")
+    flow = ("flow", "--videos", videos, "--out", data / "tvl1_flow", "--flow-method", "dis", "--size", "32x24")
+    assert run(*frames, "--workers", 1) == 0 and run(*flow, "--workers", 1) == 0
+    assert run("splits", "--videos", videos, "--out", tmp_path / "splits") == 0
+    check = ("check", "--data-dir", data, "--splits-dir", tmp_path / "splits", "--workers", 1)
+    rgb = ucf101.frame_path(data / "jpegs_256" / NAMES[1], 3)
+    v = ucf101.frame_path(data / "tvl1_flow" / "v" / NAMES[1], 2)
+    for path in (rgb, v):
+        damage_the_middle(path)
+    kept = mtimes(data / "jpegs_256" / NAMES[0])
+    capsys.readouterr()
+    assert run(*check) == 0  # the end marker is there
+    assert run(*check, "--decode") == 1
+    report = capsys.readouterr().out
+    assert f"RGB: 1 unreadable JPEGs, e.g. {rgb}" in report and f"flow v: 1 unreadable JPEGs, e.g. {v}" in report
+    assert "--verify" in report
+    assert run(*frames, "--workers", 2, "--verify") == 0  # verified in the worker processes
+    assert "1 videos written, 1 already complete" in capsys.readouterr().out
+    assert run(*flow, "--workers", 1, "--verify") == 0
+    assert "1 videos written, 1 already complete" in capsys.readouterr().out
+    assert media.read_image(rgb) is not None and media.read_image(v, grayscale=True) is not None
+    assert mtimes(data / "jpegs_256" / NAMES[0]) == kept  # the whole video is not redone
+    assert run(*check, "--decode") == 0

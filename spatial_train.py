@@ -111,6 +111,8 @@ def main(argv=None):
         checkpoints.save_model(model, phase1_path, checkpoints.training_record(folder, phase1_epochs, epochs))
 
     print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
+    # Phase 2's own seed: its dropout draws are then the same whether phase 1 ran in this process or not.
+    keras.utils.set_random_seed(args.seed + 1)
     with distributed.scope(strategy):
         # Model: phase 1's, with mixed9 and mixed10 unfrozen.
         try:

@@ -207,7 +207,8 @@ KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRest
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose saved state changes in one step: a kill at any moment leaves the last
-    finished epoch's state whole, and the same command resumes from it.
+    finished epoch's state whole, and the same command resumes from it. Its metadata also holds the
+    states of the dropout layers' seed generators (seed_states), which weights files leave out.
 
     Keras writes latest.weights.h5, then training_metadata.json, both in place: a kill during the
     first leaves a truncated file that no rerun can read, one between the two a state of two
@@ -236,7 +237,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             with open(path) as f:
                 metadata = json.load(f)
-            return {"epoch": int(metadata["epoch"]), "weights": metadata.get("weights", KERAS_BACKUP_WEIGHTS)}
+            return {"epoch": int(metadata["epoch"]), "weights": metadata.get("weights", KERAS_BACKUP_WEIGHTS),
+                    "seed_states": metadata.get("seed_states")}
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -259,17 +261,26 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             super()._load_model()
         except (OSError, ValueError) as error:
             raise DataError(self._damaged(self._weights_path, error)) from error
+        for variable, state in zip(seed_states(self.model), metadata["seed_states"] or []):
+            variable.assign(state)
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch{self._current_epoch:06d}.weights.h5"
         with atomic.replacing(os.path.join(self.backup_dir, name)) as temp:
             self.model.save_weights(temp)
-        checkpoints.write_json(self._training_metadata_path,
-                               {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+        seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
+        checkpoints.write_json(self._training_metadata_path, {
+            "epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "seed_states": seeds})
         for old in os.listdir(self.backup_dir):
             if old.endswith(".weights.h5") and old != name and not atomic.is_temporary(old):
                 os.remove(os.path.join(self.backup_dir, old))
+
+
+def seed_states(model):
+    """The states of the model's random seed generators (its dropout masks), which Keras's weights files
+    leave out: the backup keeps them, so that a resumed run draws the masks a run never stopped draws."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -373,11 +384,21 @@ def say_once(message):
     print(message, flush=True)
 
 
+def build_before_fit(model, sequence):
+    """Build the optimizer and the compiled loss and metrics on the shapes of a first batch, loaded here.
+    JAX's fit builds them on a batch it takes from Keras's loader queue and leaves that epoch's other
+    prefetched batches in the queue, which Keras serves at the start of the first epoch: every batch of
+    the run came one late (some twice), and a resumed run, which drops them, trained on others."""
+    model._symbolic_build(data_batch=sequence[0])  # what fit would do, minus the queue
+
+
 def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0):
     """model.fit on the training sequence, validating on the held-out sample if there is one.
     A progress bar on a terminal, one line per epoch in a log file."""
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
     data = sequence
+    if keras.backend.backend() == "jax":
+        build_before_fit(model, sequence)
     if distributed.is_multiworker(strategy):
         first = sequence[0]
         data = distributed.cluster_dataset(sequence, strategy, first)

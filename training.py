@@ -187,7 +187,7 @@ def callbacks(folder, sequence, validated, epochs, backup_dir=checkpoints.BACKUP
     backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
     if backup.saved_epoch() is None:
         refuse_a_lost_backup(log, backup.metadata_path, initial_epoch)
-    logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch)
+    logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch, committed_row=backup.saved_log_row())
     record = functools.partial(checkpoints.training_record, folder, epochs=epochs)
     best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), record, monitor=monitor, mode="max",
                                   save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
@@ -208,7 +208,8 @@ KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRest
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose saved state changes in one step: a kill at any moment leaves the last
     finished epoch's state whole, and the same command resumes from it. Its metadata also holds the
-    states of the dropout layers' seed generators (seed_states), which weights files leave out.
+    states of the dropout layers' seed generators (seed_states), which weights files leave out, and the
+    epoch's log.csv row (log_row), which a rerun writes again if log.csv lost it.
 
     Keras writes latest.weights.h5, then training_metadata.json, both in place: a kill during the
     first leaves a truncated file that no rerun can read, one between the two a state of two
@@ -232,13 +233,22 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = self._metadata()
         return metadata and metadata["epoch"]
 
+    def saved_log_row(self):
+        """The log.csv row of the last finished epoch, as the backup keeps it (None from older versions)."""
+        metadata = self._metadata()
+        return metadata and metadata["log_row"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._log_row = {"epoch": str(epoch), **{key: str(float(value)) for key, value in (logs or {}).items()}}
+        super().on_epoch_end(epoch, logs)
+
     def _metadata(self):
         path = self._training_metadata_path
         try:
             with open(path) as f:
                 metadata = json.load(f)
             return {"epoch": int(metadata["epoch"]), "weights": metadata.get("weights", KERAS_BACKUP_WEIGHTS),
-                    "seed_states": metadata.get("seed_states")}
+                    "seed_states": metadata.get("seed_states"), "log_row": metadata.get("log_row")}
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -271,7 +281,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.save_weights(temp)
         seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
         checkpoints.write_json(self._training_metadata_path, {
-            "epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "seed_states": seeds})
+            "epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "seed_states": seeds,
+            "log_row": getattr(self, "_log_row", None)})
         for old in os.listdir(self.backup_dir):
             if old.endswith(".weights.h5") and old != name and not atomic.is_temporary(old):
                 os.remove(os.path.join(self.backup_dir, old))
@@ -315,14 +326,20 @@ def save_final_model(model, folder, chief_folder, epochs):
                                checkpoints.training_record(folder, epochs, epochs))
 
 
-def logged_rows(log_path, before_epoch):
+def logged_rows(log_path, before_epoch, committed_row=None):
     """The rows of log.csv for the epochs before `before_epoch`, and log.csv rewritten (whole) with
-    only those: a resumed run logs the following epochs again. Rows cut short are dropped too."""
+    only those: a resumed run logs the following epochs again. Rows cut short are dropped too, and the
+    last committed epoch's row, if it is one of them, is written again from the backup (`committed_row`)."""
     fields, rows, total = read_log(log_path)
     kept = [row for row in rows if int(row["epoch"]) < before_epoch]
-    if len(kept) < total:
+    restore = committed_row and int(committed_row["epoch"]) == before_epoch - 1 and not any(
+        int(row["epoch"]) == before_epoch - 1 for row in kept)
+    if restore:
+        kept.append(committed_row)
+        fields = fields if fields and "epoch" in fields else list(committed_row)
+    if restore or len(kept) < total:
         with atomic.replacing(log_path) as temp, open(temp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fields)
+            writer = csv.DictWriter(f, fields, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
     return kept

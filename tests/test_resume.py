@@ -289,6 +289,20 @@ def test_a_disk_filling_up_while_the_backup_is_written_is_one_line_and_exit_1(da
     assert_finished(folder, 3)
 
 
+@pytest.mark.slow
+def test_the_last_log_row_cut_short_is_written_again_from_the_backup(dataset, tmp_path, tiny_nets):
+    """A finished run whose log.csv lost half its last row (a crash as it was written, a full disk): started
+    again, it trains nothing and the row is back, where it used to leave a gap (issue 29)."""
+    folder = tmp_path / "temporal"
+    argv = temporal_args(dataset, folder, 2)
+    assert errors.run(temporal_train.main, argv) == 0
+    whole = (folder / "log.csv").read_text()
+    (folder / "log.csv").write_text(whole[:len(whole) - len(whole.splitlines()[-1]) // 2 - 1])
+    assert errors.run(temporal_train.main, argv) == 0
+    assert logged_epochs(folder) == [0, 1]
+    assert (folder / "log.csv").read_text() == whole
+
+
 def test_damaged_run_files_are_one_line_naming_the_file(tmp_path):
     """log.csv of binary bytes or without its header, config.json of the wrong shape (issue 29, defects 10, 11)."""
     folder, classes = str(tmp_path / "run"), ["Alpha", "Beta"]

@@ -197,7 +197,39 @@ MUTATIONS = [
         "training.py",
         "return model.fit(data, shuffle=False,",
         "return model.fit(data, shuffle=True,",
-        ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped",),
+        ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped"
+         "[temporal]",), slow=True),
+    Mutation(
+        "dropout-masks-not-resumed",  # the same weights after resume, with dropout (spatial phase 2)
+        "training.py",
+        "            variable.assign(state)\n",
+        "            pass\n",
+        ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped"
+         "[spatial]",), slow=True),
+    Mutation(
+        "unfinished-model-tested",  # a model whose run had steps left is refused unless --unfinished
+        "fuse_test.py",
+        "        check_finished(path, trained, args.unfinished)\n",
+        "",
+        ("tests/test_fuse_test.py::test_an_unfinished_model_is_refused_before_scoring_unless_meant",)),
+    Mutation(
+        "fewer-rows-written-over-more",  # a one-stream table never replaces the full one
+        "fuse_test.py",
+        "    keep_fuller_table(out_dir, scores)\n",
+        "",
+        ("tests/test_fuse_test.py::test_from_scores_refuses_a_missing_stream_and_never_writes_fewer_rows_over_more",)),
+    Mutation(
+        "lost-log-row-not-restored",  # the log never loses a row
+        "training.py",
+        "        kept.append(committed_row)\n",
+        "        pass\n",
+        ("tests/test_resume.py::test_the_last_log_row_cut_short_is_written_again_from_the_backup",), slow=True),
+    Mutation(
+        "full-disk-in-h5py-is-a-traceback",  # a full disk is one line and exit 1
+        "atomic.py",
+        '        if "errno = 28," not in str(error):',
+        "        if True:",
+        ("tests/test_resume.py::test_a_disk_filling_up_while_the_backup_is_written_is_one_line_and_exit_1",),
         slow=True),
     Mutation(
         "killed-scores-write-left-behind",  # a rerun removes what a killed run was writing

@@ -142,20 +142,52 @@ def multitask_subsets(videos):
     return ("train", "test") if videos == "all" else ("train",)
 
 
-def trained_on(config):
-    """{dataset: [names of the split lists]} of the videos every head of a run trained on, from its
-    config.json: its own dataset's training list of its split, and for a multi-task run the second
-    dataset's lists (multitask_subsets). Configs written before "trained_on" was recorded give the same."""
+def trained_on(config, _seen=()):
+    """{dataset: [names of the split lists]} of the videos every head of a run trained on, and every net it
+    descends from (its lineage): a model fine-tuned from another (--init) still holds what that one learnt,
+    so a test list any ancestor trained on is no test of it. From its config.json: its own dataset's training
+    list of its split, for a multi-task run the second dataset's lists (multitask_subsets), and the same of
+    its --init net (init_lineage). Configs written before "trained_on" was recorded give the same."""
     if "trained_on" in config:
-        return config["trained_on"]
-    train_list, test_list = (os.path.basename(path) for path in ucf101.split_files("", config["split"]))
-    lists = {config["dataset"]: [train_list]}
-    second = config.get("multitask")
-    if second:
-        names = dict(zip(("train", "test"),
-                         (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
-        lists[second["dataset"]] = [names[subset] for subset in multitask_subsets(second["videos"])]
-    return lists
+        lists = config["trained_on"]
+    else:
+        train_list, _ = (os.path.basename(path) for path in ucf101.split_files("", config.get("split") or 1))
+        lists = {config["dataset"]: [train_list]} if config.get("dataset") else {}
+        second = config.get("multitask") or {}
+        if second.get("dataset"):
+            names = dict(zip(("train", "test"),
+                             (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
+            lists[second["dataset"]] = [names[subset] for subset in multitask_subsets(second.get("videos"))]
+    return merged_lists(lists, init_lineage(config, _seen))
+
+
+def init_lineage(config, seen=()):
+    """What the --init net of a run (config["init"]) and its own ancestors trained on (trained_on), read from
+    the training record inside the .keras file (it travels with the model), else the config.json beside it;
+    {} without --init. An --init net that says neither is warned about when its run starts (config.json has no
+    "trained_on" yet); once recorded, the lineage is in config.json and a moved ancestor changes nothing."""
+    path = config.get("init")
+    if not path or os.path.abspath(path) in seen:
+        return {}
+    record = read_training_record(path) if os.path.isfile(path) else None
+    beside = os.path.join(os.path.dirname(path), CONFIG_FILE)
+    parent = (record or {}).get("config") or (read_json(beside) if os.path.isfile(beside) else None)
+    if parent is None:
+        if "trained_on" not in config:
+            warn(f"--init {path}: neither its training record ({TRAINING_RECORD}) nor {beside} says what it trained "
+                 "on: fuse_test.py and demo.py cannot refuse the videos it learnt")
+        return {}
+    return trained_on(parent, (*seen, os.path.abspath(path)))
+
+
+def merged_lists(*lineage):
+    """The union of {dataset: [list names]} dicts, each dataset's lists in order of first appearance."""
+    merged = {}
+    for lists in lineage:
+        for dataset, names in lists.items():
+            merged.setdefault(dataset, [])
+            merged[dataset] += [name for name in names if name not in merged[dataset]]
+    return merged
 
 
 # ---------------------------------------------------------------------------- files that appear only whole

@@ -46,10 +46,11 @@ def non_negative(text):
 # wait for OpenCV's import in --help.
 def flow_method_flag():
     import media
-    return dict(help="tvl1: the paper's flow, OpenCV's TV-L1, slow (about 1 frame pair/s per core at 320x240, "
-                "16 CPU-days for UCF-101); tvl1_keras: the same algorithm in Keras (tvl1.py), batches of frame "
-                "pairs on the Keras backend's device, made for a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x "
-                "faster, approximate; farneback: ~60x faster", choices=media.FLOW_METHODS, default="tvl1")
+    return dict(help="tvl1: OpenCV's TV-L1, the flow of the public downloads and of TSN (the paper used Brox et "
+                "al.'s), slow (about 1 frame pair/s per core at 320x240, 16 CPU-days for UCF-101); tvl1_keras: the "
+                "same algorithm in Keras (tvl1.py), batches of frame pairs on the Keras backend's device, made for a "
+                "GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster, approximate; farneback: ~60x faster",
+                choices=media.FLOW_METHODS, default="tvl1")
 
 
 def flow_batch_size_flag():
@@ -113,8 +114,10 @@ SHARED = {
     "--crop": dict(help="training crops: 'random' S x S windows anywhere in the frame (the paper's), 'corners' "
                    "(4 corners and centre) or TSN's 'multiscale'", choices=presets.CROPS, default="random"),
     "--momentum": dict(help="SGD momentum", type=float, default=0.9),
-    "--weight-decay": dict(help="SGD weight decay as Caffe's (the paper's): added to the gradient before the "
-                           "momentum, on the kernels of convolutions and dense layers only (no biases, no BatchNorm)",
+    "--weight-decay": dict(help="SGD weight decay as Caffe's, which the paper trained with: added to the gradient "
+                           "before the momentum, on the kernels of convolutions and dense layers only (no biases, no "
+                           "BatchNorm); 5e-4 is Caffe's ImageNet recipe (Krizhevsky et al. 2012), which the paper "
+                           "follows (its text gives no value)",
                            type=float, default=5e-4),
     "--precision": dict(help="compute dtype: float32 (the paper's), or bfloat16 / float16 mixed precision (float32 "
                         "weights, softmax and loss; bfloat16 for current GPUs, float16 for older ones)",

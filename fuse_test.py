@@ -67,6 +67,8 @@ evaluation, report = imported_on_use("evaluation"), imported_on_use("report")
 
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
 CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
+# Each stream's network, as its config.json records it: the report compares a row with the figure measured with it.
+NETWORK_SETTINGS = ("stack_length", "arch", "norm")
 MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "split", "num_classes", "class_limit",
                   "max_videos", "trained_on", "multitask")  # the parts of one --shard K/N split must agree on these
 
@@ -353,7 +355,7 @@ def compute_all(args, run_dir):
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
                         "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
                         "multitask": config.get("multitask"), "init": config.get("init"), "shard": args.shard,
-                        "trained": trained}
+                        "trained": trained, "arch": config.get("arch"), "norm": config.get("norm")}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}
@@ -516,7 +518,8 @@ def fuse_and_report(data, args, out_dir):
     keep_fuller_table(out_dir, scores)
     temporal = data["test"].get("temporal", {}).get("settings") or {}
     settings = {**first["settings"], "temporal_net": report.temporal_net(temporal) if temporal else None,
-                "models": models}
+                "models": models, "networks": {stream: {key: d["settings"].get(key) for key in NETWORK_SETTINGS}
+                                               for stream, d in data["test"].items()}}
     table = report.write_report(out_dir, first["videos"], first["labels"], first["classes"], scores, settings,
                                 args.aggregate, args.fusion_weights, skipped, svm_choice)
     print(table)

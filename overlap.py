@@ -3,30 +3,24 @@
 A head tested on videos it trained on measures memory, not recognition: a multi-task run with
 --multitask-videos all trained its second head on that dataset's test list too, and a head trained on
 split 1's training list overlaps the test lists of splits 2 and 3. config.json's "trained_on",
-{dataset: [list file names]}, records the lists each head trained on; for runs written before it,
-trained_lists reads the same from the run's dataset, split and multitask entries. The videos are
-compared by name (case aside), read from the lists in the tested dataset's splits folder.
+{dataset: [list file names]}, records the lists each head trained on, and those of every net it was
+fine-tuned from (--init, transitively: what an ancestor learnt, its descendant still holds); for runs
+written before it, trained_lists reads the same from the run's dataset, split, multitask and init
+entries. The videos are compared by name (case aside), read from the lists in the tested dataset's
+splits folder.
 """
 import os
 
+import checkpoints
 import ucf101
 from errors import DataError, warn
 
 
 def trained_lists(config):
-    """{dataset: [list file names]} a run trained on: config["trained_on"], or, for runs without it, its
-    own dataset's training list of its split, and with multitask its second dataset's split 1 training list
-    (--multitask-videos train) or training and test lists (all)."""
-    if config.get("trained_on"):
-        return config["trained_on"]
-    lists = {}
-    if config.get("dataset"):
-        lists[config["dataset"]] = [os.path.basename(ucf101.split_files("", config.get("split") or 1)[0])]
-    second = config.get("multitask") or {}
-    if second.get("dataset"):
-        train, test = (os.path.basename(path) for path in ucf101.split_files("", 1))
-        lists[second["dataset"]] = [train, test] if second.get("videos") == "all" else [train]
-    return lists
+    """{dataset: [list file names]} a run, and every net it was fine-tuned from (--init), trained on:
+    checkpoints.trained_on, the one rule (config["trained_on"], or for runs without it, what their
+    dataset, split, multitask and init entries say)."""
+    return checkpoints.trained_on(config)
 
 
 def seen_videos(config, dataset, splits_dir):
@@ -46,7 +40,8 @@ def seen_videos(config, dataset, splits_dir):
 def clean_head_command(config, stream, dataset, split):
     """The training command of a head of `stream` for `dataset` that never saw split `split`'s test list."""
     if dataset == config.get("dataset"):
-        return f"python {stream}_train.py --dataset {dataset} --split {split}"
+        return f"python {stream}_train.py --dataset {dataset} --split {split}" + (
+            ", with no --init or one from a net that never trained on that list" if config.get("init") else "")
     return (f"python temporal_train.py --dataset {config.get('dataset')} --multitask {dataset} --multitask-videos "
             f"train, tested on --split 1 (its {dataset} head trains on split 1's training list)")
 
@@ -61,7 +56,8 @@ def refuse_seen_test_videos(model_path, config, stream, dataset, split, splits_d
     if overlap:
         files = sorted({seen[name.lower()] for name in overlap})
         more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
-        raise DataError(f"{model_path}: its {dataset} head trained on {', '.join(files)} (config.json), which hold "
+        raise DataError(f"{model_path}: its {dataset} head trained on {', '.join(files)} ({lineage_text(config)}), "
+                        "which hold "
                         f"{len(overlap)} of the {len(videos)} split {split} test videos to score "
                         f"({', '.join(overlap[:3])}{more}): it would be tested on videos it learnt. Test it on a split "
                         f"whose test list it never saw, or train a clean head: "
@@ -75,5 +71,11 @@ def refuse_seen_video(model_path, config, stream, dataset, splits_dir, video_pat
     file = seen_videos(config, dataset, splits_dir).get(name.lower())
     if file:
         raise DataError(f"{video_path}: is {name} of {dataset}'s {file}, which the {stream} model {model_path} "
-                        "trained on (config.json): its prediction would be of a video it learnt. Try a video of "
-                        "the test list of the split it trained on, or a video of your own")
+                        f"trained on ({lineage_text(config)}): its prediction would be of a video it learnt. "
+                        "Try a video of the test list of the split it trained on, or a video of your own")
+
+
+def lineage_text(config):
+    """Where a run's trained_on comes from, for the refusals: config.json, and the --init net it descends from."""
+    return "config.json" + (f"; it or the net it was fine-tuned from, --init {config['init']}" if config.get("init")
+                            else "")

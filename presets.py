@@ -6,10 +6,12 @@ never disagree. A flag given on the command line always wins. Nothing here impor
 every script's --help is instant.
 
 The PAPER values are the paper's (Simonyan & Zisserman 2014, sections 5-6): SGD with momentum
-0.9 and weight decay 5e-4 at batch 256; from scratch (temporal) learning rate 1e-2, 1e-3 after
-50k iterations, 1e-4 after 70k, stop at 80k; fine-tuning (spatial) 1e-2, 1e-3 after 14k, stop at
-20k; 25 samples x 10 crops per test video. README "Where this differs from the paper" lists the
-mini presets' departures and why.
+0.9 at batch 256, and weight decay 5e-4 (Caffe's ImageNet recipe, Krizhevsky et al. 2012, which the
+paper follows: its text gives no value); from scratch (temporal) learning rate 1e-2, 1e-3 after 50k
+iterations, 1e-4 after 70k, stop at 80k (FROM_SCRATCH); fine-tuning (spatial, and a temporal net
+started from another, temporal_train.py --init) 1e-2, 1e-3 after 14k, stop at 20k (FINE_TUNING); 25
+samples x 10 crops per test video. README "Where this differs from the paper" lists the mini
+presets' departures and why.
 """
 import os
 
@@ -28,19 +30,26 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 PRECISIONS = ("float32", "bfloat16", "float16")  # --precision: float32, or Keras's mixed_<dtype> policy
 AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)
 
-# The paper's settings, for UCF-101 and HMDB-51 alike.
+# The paper's two schedules (section 6): training from scratch, and fine-tuning a pre-trained net.
+FROM_SCRATCH = dict(lr=1e-2, lr_drops=[50000, 70000], iterations=80000)
+FINE_TUNING = dict(lr=1e-2, lr_drops=[14000], iterations=20000)
+
+# The paper's settings, for UCF-101 and HMDB-51 alike. The spatial phases fine-tune (phase 2 at a tenth of
+# the rate, the seed's); "temporal_init" is temporal_train.py --init's schedule, where a flag does not say.
 PAPER = {
     "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5,
-                    phase1_optimizer="sgd", phase1_lr=1e-2, phase1_lr_drops=[14000], phase1_iterations=20000,
-                    phase2_lr=1e-3, phase2_lr_drops=[14000], phase2_iterations=20000),
-    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, norm="lrn", dropout=0.9,
-                     lr=1e-2, lr_drops=[50000, 70000], iterations=80000),
+                    phase1_optimizer="sgd", phase1_lr=FINE_TUNING["lr"], phase1_lr_drops=FINE_TUNING["lr_drops"],
+                    phase1_iterations=FINE_TUNING["iterations"], phase2_lr=FINE_TUNING["lr"] / 10,
+                    phase2_lr_drops=FINE_TUNING["lr_drops"], phase2_iterations=FINE_TUNING["iterations"]),
+    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, norm="lrn", dropout=0.9, **FROM_SCRATCH),
+    "temporal_init": FINE_TUNING,
     "test": dict(crops="10"),
 }
 # The generated mini datasets: ~200 training videos of 6-12 classes at 128x96, trained in minutes on
 # 2 CPU cores. No ImageNet weights offline: a random InceptionV3 base
 # (models.calibrate_random_batchnorm) whose frozen features the new top learns from faster with
-# RMSprop; centre crops only at test time, to keep the run short (README: where this differs).
+# RMSprop; centre crops only at test time, to keep the run short (README: where this differs). No
+# "temporal_init": --init keeps the mini schedule, already a few hundred steps.
 MINI = {
     "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5,
                     phase1_optimizer="rmsprop", phase1_lr=3e-3, phase1_lr_drops=[], phase1_iterations=420,
@@ -76,6 +85,14 @@ def values(dataset, script):
     """The defaults of `script` ("spatial", "temporal", "test", "demo", or prepare_data.py's "splits",
     "frames", "flow", "check") for `dataset`."""
     return {**PRESETS[dataset]["data"], **PRESETS[dataset].get(script, {})}
+
+
+def init_schedule(dataset):
+    """temporal_train.py --init's defaults for `dataset` (lr, lr_drops, iterations): the paper's fine-tuning
+    schedule for UCF-101 and HMDB-51, {} (the preset's own) for the mini datasets. Copies: a run may not
+    change the table."""
+    return {key: list(value) if isinstance(value, list) else value
+            for key, value in PRESETS[dataset].get("temporal_init", {}).items()}
 
 
 def run_folder(checkpoints, stream):

@@ -21,57 +21,93 @@ import ucf101  # noqa: E402
 from errors import DataError  # noqa: E402
 
 # Our result rows, in table order. temporal_multitask: a temporal net trained on UCF-101 and HMDB-51 at once.
-ROW_NAMES = {"spatial": "Spatial", "temporal": "Temporal", "temporal_multitask": "Temporal (multi-task)",
-             "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
+# The spatial row is named for what it is: InceptionV3 (as the seed) fine-tuned in two phases (a new top, then
+# also the top two inception blocks), which is none of the paper's spatial rows (its net is CNN-M-2048).
+ROW_NAMES = {"spatial": "Spatial (InceptionV3, two phases)", "temporal": "Temporal", "temporal_multitask":
+             "Temporal (multi-task)", "fusion": "Fusion (averaging)", "svm": "Fusion (SVM)"}
 
 # Which temporal net a run tested: trained on its dataset alone, multi-task (a second dataset's head beside
 # its own, temporal_train.py --multitask), or fine-tuned from another dataset's net (--init).
 TEMPORAL_NETS = ("alone", "multitask", "init")
+NET_TEXT = {"alone": "trained alone", "multitask": "trained multi-task", "init": "fine-tuned from another dataset's"}
 
-# Every published top-1 accuracy (%) we compare with, and which of our rows it fits: the one place that says so.
-# (dataset, scope, our row, the temporal nets it fits, what the figure is, Simonyan et al. 2014, seed repository).
-# scope: "split1" or "mean" (over splits 1-3, the paper's Table 4). Our row None: a setting this repository does
-# not build (listed as "not run"). Temporal nets None: any (the spatial row does not depend on it).
 PAPER = "Simonyan et al. 2014"
 SEED = "Seed repository"
 FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}  # the references are for all of a dataset's classes
-PAPER_FIGURES = [
-    # UCF-101 split 1: Tables 1-3; the seed's README
-    ("ucf101", "split1", "spatial", None, "Spatial (pre-trained + last layer)", 72.7, 73.1),
-    ("ucf101", "split1", "temporal", ("alone",), "Temporal (L = 10, mean subtraction, uni-directional flow)", 81.0,
-     78.8),
-    ("ucf101", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 81.5, None),
-    ("ucf101", "split1", "fusion", ("alone",), "Fusion by averaging (uni-directional flow)", 85.9, 82.0),
-    ("ucf101", "split1", None, None, "Fusion by averaging (bi-directional flow)", 85.6, None),
-    ("ucf101", "split1", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.2, None),
-    ("ucf101", "split1", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 87.0, None),
+
+# Every published top-1 accuracy (%) we compare with, keyed by the settings of the run it fits: the one place
+# that says so. Key: (dataset, scope, our row, temporal net, L). scope: "split1" or "mean" (over splits 1-3, the
+# paper's Table 4); temporal net: TEMPORAL_NETS; L: the temporal net's stack length. The spatial row depends on
+# neither (None). Value: (what the figure is, Simonyan et al. 2014, the seed repository's).
+FIGURES = {
+    # UCF-101 split 1: Tables 1-3 (Table 1: optical flow stacking with mean subtraction); the seed's README
+    ("ucf101", "split1", "spatial", None, None): ("Spatial (pre-trained + last layer)", 72.7, 73.1),
+    ("ucf101", "split1", "temporal", "alone", 10): ("Temporal (L = 10, mean subtraction, uni-directional flow)",
+                                                    81.0, 78.8),
+    ("ucf101", "split1", "temporal", "alone", 5): ("Temporal (L = 5, mean subtraction)", 80.4, None),
+    ("ucf101", "split1", "temporal", "alone", 1): ("Temporal (L = 1, mean subtraction)", 73.9, None),
+    ("ucf101", "split1", "temporal_multitask", "multitask", 10): ("Temporal (multi-task, UCF-101 + HMDB-51)", 81.5,
+                                                                  None),
+    ("ucf101", "split1", "fusion", "alone", 10): ("Fusion by averaging (uni-directional flow)", 85.9, 82.0),
+    ("ucf101", "split1", "fusion", "multitask", 10): ("Fusion by averaging (multi-task temporal)", 86.2, None),
+    ("ucf101", "split1", "svm", "multitask", 10): ("Fusion by SVM (multi-task temporal)", 87.0, None),
     # UCF-101, mean over the three splits: Table 4, whose temporal net is the multi-task one, as are both fusions'
-    ("ucf101", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 73.0, None),
-    ("ucf101", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 83.7, None),
-    ("ucf101", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 86.9, None),
-    ("ucf101", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 88.0, None),
+    ("ucf101", "mean", "spatial", None, None): ("Spatial (pre-trained + last layer)", 73.0, None),
+    ("ucf101", "mean", "temporal_multitask", "multitask", 10): ("Temporal (multi-task, UCF-101 + HMDB-51)", 83.7,
+                                                                None),
+    ("ucf101", "mean", "fusion", "multitask", 10): ("Fusion by averaging (multi-task temporal)", 86.9, None),
+    ("ucf101", "mean", "svm", "multitask", 10): ("Fusion by SVM (multi-task temporal)", 88.0, None),
     # HMDB-51 split 1: Table 2, the temporal net only
-    ("hmdb51", "split1", "temporal", ("alone",), "Temporal (trained on HMDB-51 alone)", 46.6, None),
-    ("hmdb51", "split1", "temporal", ("init",), "Temporal (fine-tuned from UCF-101)", 49.0, None),
-    ("hmdb51", "split1", None, None, "Temporal (78 UCF-101 classes added to the training set)", 52.8, None),
-    ("hmdb51", "split1", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 55.4, None),
+    ("hmdb51", "split1", "temporal", "alone", 10): ("Temporal (trained on HMDB-51 alone)", 46.6, None),
+    ("hmdb51", "split1", "temporal", "init", 10): ("Temporal (fine-tuned from UCF-101)", 49.0, None),
+    ("hmdb51", "split1", "temporal_multitask", "multitask", 10): ("Temporal (multi-task, UCF-101 + HMDB-51)", 55.4,
+                                                                  None),
     # HMDB-51, mean over the three splits: Table 4 (multi-task temporal net)
-    ("hmdb51", "mean", "spatial", None, "Spatial (pre-trained + last layer)", 40.5, None),
-    ("hmdb51", "mean", "temporal_multitask", ("multitask",), "Temporal (multi-task, UCF-101 + HMDB-51)", 54.6, None),
-    ("hmdb51", "mean", "fusion", ("multitask",), "Fusion by averaging (multi-task temporal)", 58.0, None),
-    ("hmdb51", "mean", "svm", ("multitask",), "Fusion by SVM (multi-task temporal)", 59.4, None),
-]
+    ("hmdb51", "mean", "spatial", None, None): ("Spatial (pre-trained + last layer)", 40.5, None),
+    ("hmdb51", "mean", "temporal_multitask", "multitask", 10): ("Temporal (multi-task, UCF-101 + HMDB-51)", 54.6,
+                                                                None),
+    ("hmdb51", "mean", "fusion", "multitask", 10): ("Fusion by averaging (multi-task temporal)", 58.0, None),
+    ("hmdb51", "mean", "svm", "multitask", 10): ("Fusion by SVM (multi-task temporal)", 59.4, None),
+}
+# Published figures of settings this repository does not build, listed as "not run": (dataset, scope, what, paper).
+NOT_BUILT = [("ucf101", "split1", "Fusion by averaging (bi-directional flow)", 85.6),
+             ("hmdb51", "split1", "Temporal (78 UCF-101 classes added to the training set)", 52.8)]
+
+# The settings every figure above was measured with, beyond its key: the paper's test protocol (25 samples x 10
+# crops, softmax scores averaged), its temporal network (CNN-M-2048 with LRN) and averaging fusion's equal weights.
+# A row is compared with a figure only when the settings it depends on (ROW_SETTINGS) are these.
+PAPER_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "cnn_m_2048 with lrn",
+                  "fusion_weights": "equal"}
+PAPER_STACK_LENGTH = 10  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
+PROTOCOL = ("samples", "crops", "aggregate")
+ROW_SETTINGS = {"spatial": PROTOCOL, "temporal": (*PROTOCOL, "temporal_network"),
+                "temporal_multitask": (*PROTOCOL, "temporal_network"),
+                "fusion": (*PROTOCOL, "temporal_network", "fusion_weights"), "svm": (*PROTOCOL, "temporal_network")}
+SETTING_FLAGS = {"samples": "--samples", "crops": "--crops", "aggregate": "--aggregate",
+                 "temporal_network": "the temporal net", "fusion_weights": "--fusion-weights"}
+PAPER_RUN = {**PAPER_SETTINGS, "stack_length": PAPER_STACK_LENGTH}  # a run at the paper's settings (run_settings)
+
 REFERENCE_NOTES = {  # each source, as results.md cites it
     PAPER: f"{PAPER}: K. Simonyan and A. Zisserman, Two-Stream Convolutional Networks for Action Recognition "
-    "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7, temporal 81.0 (L = 10, mean subtraction, "
-    "uni-directional flow; 81.5 multi-task), fusion by averaging 85.9 with uni-directional flow (what this "
-    "repository builds; 85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear "
-    "SVM 87.0 (multi-task temporal net; the paper gives no SVM figure with a single-task temporal net). HMDB-51 "
-    "split 1 (Table 2): temporal nets only (46.6 trained alone, 49.0 fine-tuned from UCF-101, 52.8 with 78 UCF-101 "
-    "classes added, 55.4 multi-task). Means over the three splits (Table 4): with the multi-task temporal net only.",
+    "in Videos (NIPS 2014). UCF-101 split 1 (Tables 1-3): spatial 72.7 (CNN-M-2048 pre-trained on ImageNet, last "
+    "layer trained), temporal 81.0 (L = 10, mean subtraction, uni-directional flow; 80.4 with L = 5, 73.9 with "
+    "L = 1; 81.5 multi-task), fusion by averaging 85.9 with uni-directional flow (what this repository builds; "
+    "85.6 with bi-directional flow, 86.2 with a multi-task temporal net), fusion by a linear SVM 87.0 (multi-task "
+    "temporal net; the paper gives no SVM figure with a single-task temporal net). HMDB-51 split 1 (Table 2): "
+    "temporal nets only (46.6 trained alone, 49.0 fine-tuned from UCF-101, 52.8 with 78 UCF-101 classes added, "
+    "55.4 multi-task). Means over the three splits (Table 4): with the multi-task temporal net only. All: 25 "
+    "samples x 10 crops per test video, softmax scores averaged; fusion by averaging with equal weights.",
     SEED: f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
     "softmax scores).",
 }
+# Why our spatial row is compared with the paper's "pre-trained + last layer": the seed repository, whose
+# InceptionV3 spatial stream ours follows, compared with it; like it, our first phase trains a new top on frozen
+# ImageNet features (dropout 0.5, the dropout of that row). The nets differ (InceptionV3, not CNN-M-2048) and our
+# second phase also fine-tunes the top two inception blocks.
+SPATIAL_NOTE = ("the paper's CNN-M-2048 pre-trained on ImageNet with only its last layer trained, dropout 0.5, "
+                "the row the seed repository compared its InceptionV3 with: our first phase likewise trains a new "
+                "top on frozen ImageNet features, but the networks differ and our second phase also fine-tunes the "
+                "top two inception blocks")
 
 
 # ---------------------------------------------------------------------------- references
@@ -84,19 +120,43 @@ def temporal_net(settings):
     return "init" if settings.get("init") else "alone"
 
 
-def reference_rows(dataset, scope, net="alone"):
-    """The published figures for (dataset, scope), [] where there are none (another dataset, scope None):
-    [(what the figure is, (our row,) when it fits this run's temporal net `net` else (), paper, seed)]."""
+def run_settings(settings, aggregate="mean", fusion_weights=None):
+    """The settings of a run that decide which figure each row is compared with (the keys of PAPER_SETTINGS, and
+    the temporal net's stack_length), from write_report's settings: the temporal net's come from
+    settings["networks"]["temporal"] (stack_length, arch, norm; "not recorded" without them)."""
+    weights = tuple(fusion_weights or (1.0, 1.0))
+    temporal = (settings.get("networks") or {}).get("temporal") or {}
+    arch, norm = temporal.get("arch"), temporal.get("norm") or "no recorded normalisation"
+    network = f"{arch} with {norm}" if arch == "cnn_m_2048" else arch or "not recorded"
+    return {"samples": settings.get("samples"), "crops": settings.get("crops"), "aggregate": aggregate,
+            "temporal_network": network,
+            "fusion_weights": "equal" if weights[0] == weights[1] else f"{weights[0]:g} {weights[1]:g}",
+            "stack_length": temporal.get("stack_length")}
+
+
+def figure_key(row, dataset, scope, net, stack_length):
+    """The FIGURES key our `row` of a run looks up."""
+    return (dataset, scope, row, None, None) if row == "spatial" else (dataset, scope, row, net, stack_length)
+
+
+def row_reference(row, dataset, scope, net="alone", run=PAPER_RUN):
+    """(the figure our `row` is compared with: (what it is, paper, seed), or None; why there is none: [] when
+    there is one, or when scope is None: references_missing says why then). run: run_settings."""
     if not scope:
-        return []
-    return [(name, (row,) if row and (nets is None or net in nets) else (), paper, seed)
-            for figure_dataset, figure_scope, row, nets, name, paper, seed in PAPER_FIGURES
-            if (figure_dataset, figure_scope) == (dataset, scope)]
+        return None, []
+    differ = [f"{SETTING_FLAGS[name]} {run.get(name)} (the paper: {PAPER_SETTINGS[name]})"
+              for name in ROW_SETTINGS[row] if run.get(name) != PAPER_SETTINGS[name]]
+    figure = FIGURES.get(figure_key(row, dataset, scope, net, run.get("stack_length")))
+    if not differ and not figure:
+        differ = [f"the paper gives no {dataset} {scope} figure for it" + (
+            "" if row == "spatial" else f" with L = {run.get('stack_length')} and a temporal net {NET_TEXT[net]}")]
+    return (None, differ) if differ else (figure, [])
 
 
-def reference_for(references, row):
-    """The reference row our `row` compares with, or None."""
-    return next((ref for ref in references if row in ref[1]), None)
+def published(dataset, scope):
+    """Every published figure for (dataset, scope) as (what it is, paper, seed), FIGURES then NOT_BUILT."""
+    return ([figure for (d, s, *_), figure in FIGURES.items() if (d, s) == (dataset, scope)]
+            + [(name, paper, None) for d, s, name, paper in NOT_BUILT if (d, s) == (dataset, scope)])
 
 
 def references_missing(settings):
@@ -126,16 +186,18 @@ def references_apply(settings):
     return not references_missing(settings)
 
 
-def reference_notes(dataset, scope, rows, net="alone"):
-    """Markdown bullets: what each reference figure in the table is, and the sources."""
-    references = reference_rows(dataset, scope, net)
+def reference_notes(dataset, scope, rows, net="alone", run=PAPER_RUN):
+    """Markdown bullets: the figure each of our rows is compared with, or why it is "—"; then the sources."""
     lines = []
     for row in rows:
-        ref = reference_for(references, row)
-        if ref:
-            lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{ref[0]}\""
-                         + (f" and the seed's {ref[3]:.1f}" if ref[3] is not None else "") + ".")
-    cited = [PAPER] + ([SEED] if any(ref[3] is not None for ref in references) else [])
+        figure, why = row_reference(row, dataset, scope, net, run)
+        if figure:
+            lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{figure[0]}\""
+                         + (f" and the seed's {figure[2]:.1f}" if figure[2] is not None else "")
+                         + (f" ({SPATIAL_NOTE})" if row == "spatial" else "") + ".")
+        else:
+            lines.append(f"- {ROW_NAMES[row]}: \"—\", no published figure was measured as this run: {'; '.join(why)}.")
+    cited = [PAPER] + ([SEED] if any(figure[2] is not None for figure in published(dataset, scope)) else [])
     return lines + [f"- {REFERENCE_NOTES[source]}" for source in cited]
 
 
@@ -159,28 +221,29 @@ def row_order(results):
     return [row for row in ROW_NAMES if row in results or (row == "svm" and "fusion" in results)]
 
 
-def results_table(results, dataset="ucf101", scope="split1", net=None):
+def results_table(results, dataset="ucf101", scope="split1", net=None, run=PAPER_RUN):
     """Markdown table in the seed's form (Network | Simonyan et al. 2014 | Seed | Ours top-1 | top-5 | mean class).
 
     results: {row: metrics dict}, rows from ROW_NAMES. scope: "split1", "mean" (over splits 1-3) or
     None when the published figures do not apply to the run (its figures are then "—"). Our rows come
-    first, each beside the figure it compares with ("—" where the paper has none); then the paper's
-    rows we have no counterpart for (e.g. bi-directional flow), with "not run" in our columns. net: the
-    temporal net (TEMPORAL_NETS) the rows come from; None: "multitask" with a multi-task row, else "alone".
+    first, each beside the figure measured with its settings (row_reference; "—" where there is none); then
+    the paper's figures no row of ours is compared with (e.g. bi-directional flow), with "not run" in our
+    columns. net: the temporal net (TEMPORAL_NETS) the rows come from; None: "multitask" with a multi-task
+    row, else "alone". run: the run's settings (run_settings); default: the paper's.
     """
     net = net or ("multitask" if "temporal_multitask" in results else "alone")
-    references = reference_rows(dataset, scope, net)
     rows = row_order(results)
+    compared = {row: row_reference(row, dataset, scope, net, run)[0] or (None, None, None) for row in rows}
     lines = [f"| Network | {PAPER} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
              "|---|:-:|:-:|:-:|:-:|:-:|"]
     for row in rows:
-        ref = reference_for(references, row) or (None, (), None, None)
         m = results.get(row)
         ours = (f"{percent(m['top1'])} | {percent(m['top5'])} | {percent(m['mean_class'])}" if m
                 else "not run | — | —")
-        lines.append(f"| {ROW_NAMES[row]} | {one_decimal(ref[2])} | {one_decimal(ref[3])} | {ours} |")
-    for name, ours, paper, seed in references:
-        if not set(ours) & set(rows):
+        lines.append(f"| {ROW_NAMES[row]} | {one_decimal(compared[row][1])} | {one_decimal(compared[row][2])} | "
+                     f"{ours} |")
+    for name, paper, seed in (published(dataset, scope) if scope else []):
+        if (name, paper, seed) not in compared.values():
             lines.append(f"| {name} | {one_decimal(paper)} | {one_decimal(seed)} | not run | — | — |")
     return "\n".join(lines) + "\n"
 
@@ -223,9 +286,9 @@ def class_counts(results):
     return sorted({m.get("classes") for m in results.values()}, key=str)
 
 
-def mean_missing(mean, dataset, full_runs=True, nets=("alone",)):
+def mean_missing(mean, dataset, full_runs=True, nets=("alone",), runs=(PAPER_RUN,)):
     """Why Table 4 (the mean over all three splits of a whole dataset) does not fit `mean`: [] when it does.
-    nets: the temporal net of each split's run (they must be of one kind)."""
+    nets: the temporal net of each split's run, runs: their run_settings (each must be of one kind)."""
     splits, classes = next(iter(mean.values()))["splits"], next(iter(mean.values()))["classes"]
     missing = [s for s in ucf101.SPLITS if s not in splits]
     reasons = [f"split{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} missing"] if missing else []
@@ -237,25 +300,29 @@ def mean_missing(mean, dataset, full_runs=True, nets=("alone",)):
         reasons.append("some split was tested on part of its classes or test videos")
     if len(set(nets)) > 1:
         reasons.append(f"the splits' temporal nets differ ({', '.join(sorted(set(nets)))})")
+    differ = sorted(key for key in runs[0] if any(run.get(key) != runs[0][key] for run in runs))
+    if differ:
+        reasons.append(f"the splits were tested with different settings ({', '.join(differ)})")
     return reasons
 
 
-def mean_table(results_by_split, dataset="ucf101", full_runs=True, nets=("alone",)):
+def mean_table(results_by_split, dataset="ucf101", full_runs=True, nets=("alone",), runs=(PAPER_RUN,)):
     """Markdown: the table of the mean over splits and a note on what it averages.
 
     It is compared with Table 4 only when all three splits are there, with all of the dataset's
     classes, and full_runs (no split's run was limited to part of its classes or test videos), and the
-    same kind of temporal net (nets: each split's, TEMPORAL_NETS) on every split.
+    same kind of temporal net (nets: each split's, TEMPORAL_NETS) and settings (runs: each split's
+    run_settings) on every split; then each row as row_reference says.
     """
     mean = mean_over_splits(results_by_split)
-    reasons = mean_missing(mean, dataset, full_runs, nets)
+    reasons = mean_missing(mean, dataset, full_runs, nets, runs)
     splits = next(iter(mean.values()))["splits"]
     note = (f"Mean over split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))} "
             f"({next(iter(mean.values()))['videos']} test videos in all).")
     if reasons:
         note += (f" {PAPER}'s Table 4 is the mean over all three splits of the whole dataset; it does not apply "
                  f"here ({'; '.join(reasons)}), hence \"—\".")
-    return results_table(mean, dataset, None if reasons else "mean", nets[0]) + "\n" + note + "\n"
+    return results_table(mean, dataset, None if reasons else "mean", nets[0], runs[0]) + "\n" + note + "\n"
 
 
 def read_metrics(path):
@@ -287,19 +354,20 @@ def write_splits_mean(results_dir, dataset):
     full_runs = all(not references_missing({**s["settings"], "split": 1}) for s in saved.values())
     results_by_split = {split: {row: s["results"][row] for row in common} for split, s in saved.items()}
     nets = [saved_net(s) for s in saved.values()]
+    runs = [saved_run(s) for s in saved.values()]
     try:
         mean = mean_over_splits(results_by_split)
-        table = mean_table(results_by_split, dataset, full_runs, nets)
+        table = mean_table(results_by_split, dataset, full_runs, nets, runs)
     except DataError as error:
         raise DataError(f"{', '.join(paths[s] for s in saved)}: {error}")
     left_out = sorted(set().union(*(s["results"] for s in saved.values())) - set(common))
     lines = [f"# Two-stream results: {dataset}, mean over splits", "", table]
     if left_out:
         lines += [f"Left out, as not every split has them: {', '.join(ROW_NAMES.get(r, r) for r in left_out)}.", ""]
-    scope = None if mean_missing(mean, dataset, full_runs, nets) else "mean"
+    scope = None if mean_missing(mean, dataset, full_runs, nets, runs) else "mean"
     if scope:
         lines += ["Reference figures (top-1, %) and their sources:", ""]
-        lines += reference_notes(dataset, scope, common, nets[0])
+        lines += reference_notes(dataset, scope, common, nets[0], runs[0])
     out_dir = os.path.join(results_dir, f"{dataset}_mean")
     os.makedirs(out_dir, exist_ok=True)
     markdown = "\n".join(lines) + "\n"
@@ -314,6 +382,11 @@ def saved_net(saved):
     its rows."""
     return saved["settings"].get("temporal_net") or ("multitask" if "temporal_multitask" in saved["results"]
                                                      else "alone")
+
+
+def saved_run(saved):
+    """The run_settings of a metrics.json's run."""
+    return run_settings(saved["settings"], saved.get("aggregate", "mean"), saved.get("fusion_weights"))
 
 
 # ---------------------------------------------------------------------------- per-class files
@@ -438,7 +511,9 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
     weights (spatial, temporal), None for equal; skipped: names of test videos left out for missing
     frames or flow; svm_choice: the SVM's C and how it was chosen (evaluation.svm_fit's choice_). The published
     figures are shown only when references_apply(settings), for the temporal net settings["temporal_net"]
-    (TEMPORAL_NETS; default: temporal_net(settings)). Every file is written atomically.
+    (TEMPORAL_NETS; default: temporal_net(settings)), each beside the row measured with its settings
+    (row_reference: the protocol, aggregate, fusion_weights and settings["networks"]["temporal"]'s stack_length,
+    arch and norm). Every file is written atomically.
     """
     labels = np.asarray(labels)
     row_order(video_scores)  # refuses unknown rows
@@ -451,10 +526,11 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
     settings = {**settings, "num_classes": len(classes),
                 "temporal_net": settings.get("temporal_net") or temporal_net(settings)}
     scope = "split1" if references_apply(settings) else None
+    run = run_settings(settings, aggregate, fusion_weights)
     final = final_row(video_scores)
     results = {row: evaluation.metrics(labels, s) for row, s in video_scores.items()}
     per_class = {row: evaluation.per_class_accuracy(labels, s, len(classes)) for row, s in video_scores.items()}
-    table = results_table(results, settings.get("dataset"), scope, settings["temporal_net"])
+    table = results_table(results, settings.get("dataset"), scope, settings["temporal_net"], run)
 
     os.makedirs(out_dir, exist_ok=True)
     write_per_class_csv(os.path.join(out_dir, "per_class.csv"), classes, labels, per_class)
@@ -468,21 +544,21 @@ def write_report(out_dir, videos, labels, classes, video_scores, settings, aggre
          "fusion_weights": list(fusion_weights), "svm": svm_choice, "skipped": list(skipped), "settings": settings},
         indent=1))
     atomic.write_text(os.path.join(out_dir, "results.md"), results_markdown(
-        table, results, per_class, classes, skipped, settings, aggregate, fusion_weights, svm_choice))
+        table, results, per_class, classes, skipped, settings, run, fusion_weights, svm_choice))
     return table
 
 
-def results_markdown(table, results, per_class, classes, skipped, settings, aggregate, fusion_weights,
-                     svm_choice=None):
-    """results.md: the table, how the scores were made, where the reference figures come from, and
-    the classes fusion helps and hurts most."""
+def results_markdown(table, results, per_class, classes, skipped, settings, run, fusion_weights, svm_choice=None):
+    """results.md: the table, how the scores were made (run: run_settings), the figure each row is compared
+    with or why none, where the figures come from, and the classes fusion helps and hurts most."""
     dataset = settings.get("dataset", "?")
     crops = "10 crops (4 corners + centre, and their flips)" if settings.get("crops") == "10" else "centre crop"
     lines = [f"# Two-stream results: {dataset}, split {settings.get('split', '?')}", "", table,
              f"Test videos: {next(iter(results.values()))['videos']}"
              + (f" ({len(skipped)} skipped for missing frames or flow, listed below)" if skipped else "") + ". "
-             f"{settings.get('samples', '?')} samples per video, {crops}; {aggregation_text(aggregate)}.",
-             ""]
+             f"{settings.get('samples', '?')} samples per video, {crops}; {aggregation_text(run['aggregate'])}."
+             + (f" Temporal net: {run['temporal_network']}, L = {run['stack_length']}." if run["stack_length"]
+                else ""), ""]
     if settings.get("models"):
         lines += ["Models: " + "; ".join(f"{stream}: {model['model']}, {checkpoints.progress_text(model['trained'])}"
                                          for stream, model in settings["models"].items()) + ".", ""]
@@ -495,7 +571,7 @@ def results_markdown(table, results, per_class, classes, skipped, settings, aggr
                   f"standardised; {svm_text(svm_choice)}.", ""]
     if references_apply(settings):
         lines += ["Reference figures (top-1, %) and their sources:", ""]
-        lines += reference_notes(dataset, "split1", row_order(results), settings.get("temporal_net", "alone"))
+        lines += reference_notes(dataset, "split1", row_order(results), settings.get("temporal_net", "alone"), run)
     else:
         lines += [f"The reference figures are for all of UCF-101 or HMDB-51, split 1 (or the mean over its three "
                   f"splits); they do not apply to this run ({'; '.join(references_missing(settings))}), "

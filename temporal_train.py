@@ -4,14 +4,16 @@
     python temporal_train.py --accumulate 2          # batch 256 as two halves, where 256 does not fit
     python temporal_train.py --arch inception_v3 --weights imagenet   # cross-modality initialisation (TSN)
     python temporal_train.py --multitask hmdb51      # multi-task: one trunk, a UCF-101 and an HMDB-51 head
-    python temporal_train.py --dataset hmdb51 --init checkpoints/ucf101/temporal/last.keras \
-        --lr-drops 14000 --iterations 20000         # fine-tuned from a UCF-101 net (the paper's Table 2)
+    python temporal_train.py --dataset hmdb51 --init checkpoints/ucf101/temporal/last.keras
+                                                     # fine-tuned from a UCF-101 net (the paper's Table 2)
     python temporal_train.py --dataset synthetic     # the generated mini dataset, a few minutes on a CPU
 
 As the paper: CNN-M-2048 with local response normalisation after conv1 only, dropout 0.9 on both
 fully connected layers; batches of 256 stacks, each from a class drawn uniformly, a random
-224 x 224 crop and a random flip; SGD with momentum 0.9 and weight decay 5e-4, learning rate
-1e-2, divided by 10 after 50k and 70k iterations, stopping at 80k. The model after the last
+224 x 224 crop and a random flip; SGD with momentum 0.9 and weight decay 5e-4 (Caffe's ImageNet
+recipe, which the paper follows), learning rate 1e-2, divided by 10 after 50k and 70k iterations,
+stopping at 80k; with --init, the paper's fine-tuning schedule instead: 1e-2, divided by 10 after
+14k, stopping at 20k (a schedule flag given wins). The model after the last
 iteration (last.keras) is the one fuse_test.py tests. Started again, the same command continues
 from the last finished epoch.
 
@@ -44,8 +46,11 @@ def parse_args(argv=None):
     flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=flags.non_negative,
          nargs="*")
     flag("--iterations", "optimizer steps in all", type=flags.positive)
-    flag("--init", "start from the weights of this temporal .keras file (all layers but the softmax); "
-         "the paper fine-tunes with --lr-drops 14000 --iterations 20000")
+    flag("--init", "start from the weights of this temporal .keras file (all layers but the softmax), with the "
+         "paper's fine-tuning schedule where --lr, --lr-drops, --iterations are not given (ucf101, hmdb51: "
+         f"{schedule_text(presets.FINE_TUNING)}; the mini datasets keep their own). What it and the nets it "
+         "descends from trained on is recorded (config.json's trained_on): fuse_test.py and demo.py refuse those "
+         "videos")
     flag("--multitask", "train a second softmax head on this dataset too (multi-task; its folders from its preset "
          "or the two flags below)", choices=presets.DATASETS)
     flag("--multitask-data-dir", "the second dataset's jpegs_256/ and tvl1_flow/ folder")
@@ -53,12 +58,33 @@ def parse_args(argv=None):
     flag("--multitask-videos", "the second dataset's videos: all (the paper's) or train (its training list only, "
          "so that its head can be tested too)", choices=("all", "train"), default="all")
     args = flags.parse_training(parser, "temporal", argv)
+    if args.init:
+        fine_tuning_schedule(args, argv)
     if args.multitask == args.dataset:
         parser.error("--multitask needs another dataset than --dataset")
     if args.multitask and args.batch_size % (2 * args.accumulate):
         parser.error("--multitask fills half of every batch (of every --accumulate part) from each dataset: "
                      "--batch-size must divide by 2 x --accumulate")
     return args
+
+
+SCHEDULE_FLAGS = {"lr": "--lr", "lr_drops": "--lr-drops", "iterations": "--iterations"}
+
+
+def fine_tuning_schedule(args, argv):
+    """--init: a net already trained is fine-tuned, as the paper's spatial net and its HMDB-51 temporal net
+    from UCF-101 (Table 2), on the preset's fine-tuning schedule (presets.init_schedule), not the 80k
+    iterations from scratch. Each schedule flag given on the command line wins."""
+    given = {token.split("=")[0] for token in (sys.argv[1:] if argv is None else argv)}
+    for key, value in presets.init_schedule(args.dataset).items():
+        if SCHEDULE_FLAGS[key] not in given:
+            setattr(args, key, value)
+
+
+def schedule_text(schedule):
+    """'lr 0.01, divided by 10 after 14000, stop at 20000' for --help."""
+    return (f"lr {schedule['lr']:g}, divided by 10 after {' and '.join(map(str, schedule['lr_drops']))}, stop at "
+            f"{schedule['iterations']}")
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ import pytest
 
 import atomic
 import checkpoints
+import demo
 import errors
 import evaluation
 import fakedata
@@ -36,6 +37,7 @@ SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
 SAMPLES = 3
 TEST_VIDEOS = [f"v_{c}_g01_c01" for c in CLASSES]  # fakedata: group 1 is split 1's test list, group 8 its training list
 TRAIN_VIDEOS = [f"v_{c}_g08_c01" for c in CLASSES]
+SPATIAL = report.ROW_NAMES["spatial"]
 FUSE_TEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuse_test.py")
 
 
@@ -161,8 +163,8 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     assert not [name for name in os.listdir(full_run) if "partial" in name or name.endswith(".tmp")]
     markdown = read_text(os.path.join(full_run, "results.md"))
     rows = table_rows(markdown)
-    assert list(rows) == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
-    assert rows["Spatial"][:2] == ["—", "—"]  # references do not apply to the synthetic dataset
+    assert list(rows) == [SPATIAL, "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
+    assert rows[SPATIAL][:2] == ["—", "—"]  # references do not apply to the synthetic dataset
     assert "do not apply" in markdown and "mean softmax" in markdown and "10 crops" in markdown
 
     # The table's numbers are those of the saved scores.
@@ -318,7 +320,7 @@ def test_fusion_beats_each_stream_on_appearance_and_motion_scores(tmp_path):
     rows = table_rows(read_text(tmp_path / "results.md"))
     top1 = {name: float(cells[2]) for name, cells in rows.items()}
     assert top1["Fusion (averaging)"] == 100.0 and top1["Fusion (SVM)"] == 100.0
-    assert top1["Spatial"] < 75 and top1["Temporal"] < 75
+    assert top1[SPATIAL] < 75 and top1["Temporal"] < 75
 
 
 def test_the_svm_learns_from_the_training_list_not_the_test_list(tmp_path):
@@ -532,14 +534,19 @@ def test_a_model_of_the_first_classes_is_tested_on_those_and_not_compared_with_t
     assert table_rows(markdown)["Temporal"][:2] == ["—", "—"]
 
 
+# Each stream's network as fuse_test.py records it in its score files (NETWORK_SETTINGS), at the paper's settings.
+PAPER_NETWORKS = {"spatial": {"stack_length": 1, "arch": "inception_v3", "norm": None},
+                  "temporal": {"stack_length": 10, "arch": "cnn_m_2048", "norm": "lrn"}}
+
+
 def write_ucf101_scores(folder, split, seed=0, num_classes=101):
     """Fake scores of one video per class of the whole UCF-101, as a full run of both streams would save."""
     rng = np.random.default_rng(seed)
     labels = np.arange(num_classes)
     for stream in fuse_test.STREAMS:
         scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
-        settings = {"stream": stream, "dataset": "ucf101", "split": split, "samples": 2, "crops": "10",
-                    "num_classes": num_classes, "class_limit": None, "max_videos": None}
+        settings = {"stream": stream, "dataset": "ucf101", "split": split, "samples": 25, "crops": "10",
+                    "num_classes": num_classes, "class_limit": None, "max_videos": None, **PAPER_NETWORKS[stream]}
         evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
                                scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels], settings)
 
@@ -553,7 +560,7 @@ def test_a_whole_ucf101_split_1_is_compared_with_the_paper(tmp_path, monkeypatch
     saved = read_json(folder / "metrics.json")
     assert saved["references"] == "split1" and saved["num_classes"] == 101
     rows = table_rows(read_text(folder / "results.md"))
-    assert rows["Spatial"][:2] == ["72.7", "73.1"] and rows["Temporal"][:2] == ["81.0", "78.8"]
+    assert rows[SPATIAL][:2] == ["72.7", "73.1"] and rows["Temporal"][:2] == ["81.0", "78.8"]
     assert rows["Fusion (averaging)"][0] == "85.9" and rows["Fusion (SVM)"][2] == "not run"
 
 
@@ -793,9 +800,9 @@ def write_full_scores(folder, dataset, num_classes, **settings):
         scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
         evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
                                scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels],
-                               {"stream": stream, "dataset": dataset, "split": 1, "samples": 2, "crops": "10",
+                               {"stream": stream, "dataset": dataset, "split": 1, "samples": 25, "crops": "10",
                                 "num_classes": num_classes, "class_limit": None, "max_videos": None,
-                                **(settings if stream == "temporal" else {})})
+                                **PAPER_NETWORKS[stream], **(settings if stream == "temporal" else {})})
 
 
 @pytest.mark.parametrize("dataset, classes, settings, rows", [
@@ -805,6 +812,9 @@ def write_full_scores(folder, dataset, num_classes, **settings):
       "Fusion by averaging (multi-task temporal)": None}),
     ("hmdb51", 51, {"init": "checkpoints/ucf101/temporal/last.keras"},
      {"Temporal": "49.0", "Temporal (trained on HMDB-51 alone)": "46.6"}),
+    ("ucf101", 101, {"stack_length": 5}, {"Temporal": "80.4", "Fusion (averaging)": "—", SPATIAL: "72.7",
+                                          "Temporal (L = 10, mean subtraction, uni-directional flow)": "81.0"}),
+    ("ucf101", 101, {"arch": "inception_v3", "norm": None}, {"Temporal": "—", "Fusion (averaging)": "—"}),
 ])
 @pytest.mark.slow
 def test_the_temporal_net_of_the_scores_picks_the_papers_figures(tmp_path, dataset, classes, settings, rows):
@@ -837,6 +847,74 @@ def test_a_head_is_not_tested_on_videos_it_trained_on(setup, tmp_path, capsys):
         assert f"trained on {listed}" in error and "3 of the 3 split 1 test videos" in error, error
         assert "v_Alpha_g01_c01" in error and "temporal_train.py --dataset synthetic --split 1" in error
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_run_off_the_papers_protocol_is_compared_with_nothing_and_says_why(tmp_path):
+    """Voting and unequal fusion weights (--from-scores): no published figure was measured so."""
+    folder = tmp_path / "ucf101_split1"
+    write_full_scores(folder, "ucf101", 101)
+    assert run(["--from-scores", str(folder), "--results-dir", str(tmp_path), "--aggregate", "vote",
+                "--fusion-weights", "1", "1.5"]) == 0
+    markdown = read_text(folder / "results.md")
+    table = table_rows(markdown)
+    assert [table[row][0] for row in (SPATIAL, "Temporal", "Fusion (averaging)")] == ["—"] * 3
+    assert table["Fusion by averaging (uni-directional flow)"][:3] == ["85.9", "82.0", "not run"]
+    assert "--aggregate vote (the paper: mean)" in markdown and "--fusion-weights 1 1.5 (the paper: equal)" in markdown
+
+
+def fine_tuned_run(tmp_path, setup, name, init, record=True, **entries):
+    """A temporal run folder fine-tuned (--init) from the model `init`, on split 2 unless `entries` say, its
+    config.json's trained_on as training records it (checkpoints.trained_on before the run starts); its
+    last.keras carries the training record with that config when `record`."""
+    folder = tmp_path / name / "temporal"
+    shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
+    config = {**read_json(folder / "config.json"), "split": 2, "splits_dir": setup["splits"], "init": str(init),
+              **entries}
+    config = {**config, "trained_on": checkpoints.trained_on(config)}
+    (folder / "config.json").write_text(json.dumps(config))
+    if record:
+        checkpoints.add_training_record(str(folder / "last.keras"), {"steps_done": 1, "steps_planned": 1,
+                                                                      "config": config})
+    return folder
+
+
+def test_a_net_fine_tuned_from_a_split_1_net_is_refused_on_split_1_training_videos(setup, tmp_path, capsys):
+    """A split-1 net (trained on group 8) fine-tuned on split 2 (--init) records both training lists, and
+    fuse_test.py refuses split 2's test list (group 8: split 1's training videos), naming the --init net; the
+    demo refuses such a video too. Its grandchild, fine-tuned on split 3 from it, still holds split 1's lists."""
+    parent = os.path.join(setup["checkpoints"], "temporal", "last.keras")  # trained on split 1 (config.json)
+    child = fine_tuned_run(tmp_path, setup, "child", parent)
+    assert read_json(child / "config.json")["trained_on"] == {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
+    assert run(cli(setup, "--streams", "temporal", "--split", "2", results=tmp_path / "results",
+                   checkpoints_dir=str(tmp_path / "child"))) == 2
+    error = capsys.readouterr().err
+    assert "trained on trainlist01.txt" in error and "3 of the 3 split 2 test videos" in error, error
+    assert f"--init {parent}" in error and "v_Alpha_g08_c01" in error
+    assert not (tmp_path / "results").exists()
+    with pytest.raises(DataError, match=r"v_Beta_g08_c01 of synthetic's trainlist01.txt.*--init"):
+        demo.check_not_trained_on("elsewhere/v_Beta_g08_c01.avi", {"temporal": str(child / "last.keras")},
+                                  "synthetic")
+    # The lineage is transitive, and travels inside the model: the grandchild's --init is the child's model alone,
+    # copied away from its config.json.
+    alone = tmp_path / "copied" / "child.keras"
+    alone.parent.mkdir()
+    shutil.copy(child / "last.keras", alone)
+    grandchild = fine_tuned_run(tmp_path, setup, "grandchild", alone, split=3)
+    assert read_json(grandchild / "config.json")["trained_on"] == {
+        "synthetic": ["trainlist03.txt", "trainlist02.txt", "trainlist01.txt"]}
+
+
+def test_an_init_run_recorded_without_its_lineage_still_gets_it_from_the_init_model(setup, tmp_path, capsys):
+    """Runs fine-tuned before the lineage was recorded: trained_on is their own list only, and the --init
+    model beside its config.json still says what it trained on."""
+    parent = os.path.join(setup["checkpoints"], "temporal", "last.keras")
+    config = {"dataset": "synthetic", "split": 2, "init": parent, "trained_on": {"synthetic": ["trainlist02.txt"]}}
+    assert overlap.trained_lists(config) == {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
+    assert checkpoints.trained_on({**config, "init": str(tmp_path / "gone.keras")}) == config["trained_on"]
+    assert capsys.readouterr().err == ""  # its lineage was recorded when it started, or it is an old run: no noise
+    checkpoints.trained_on({"dataset": "synthetic", "split": 2, "init": str(tmp_path / "gone.keras")})
+    assert "cannot refuse the videos it learnt" in capsys.readouterr().err  # a run starting from an unknown net
 
 
 def test_the_lists_a_head_trained_on_are_derived_for_runs_without_a_record():

@@ -1,6 +1,7 @@
 """The report of report.py: reference figures, tables, the mean over splits, per-class files, plots and
 write_report's files, on hand-made results and scores."""
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -23,38 +24,45 @@ def table_rows(table):
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
 
 
+SPATIAL = report.ROW_NAMES["spatial"]
+
+
 def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
-    split1 = report.reference_rows("ucf101", "split1", "alone")
-    ours = report.reference_for(split1, "fusion")
-    assert ours[2] == 85.9 and ours[0] == "Fusion by averaging (uni-directional flow)"
-    assert [ref[0] for ref in split1 if ref[2] == 85.6] == ["Fusion by averaging (bi-directional flow)"]
-    assert report.reference_for(split1, "svm") is None  # the paper's SVM figure is the multi-task net's
-    multitask = report.reference_rows("ucf101", "split1", "multitask")
-    assert report.reference_for(multitask, "svm")[:3] == ("Fusion by SVM (multi-task temporal)", ("svm",), 87.0)
+    figure, _ = report.row_reference("fusion", "ucf101", "split1", "alone")
+    assert figure == ("Fusion by averaging (uni-directional flow)", 85.9, 82.0)
+    assert ("Fusion by averaging (bi-directional flow)", 85.6, None) in report.published("ucf101", "split1")
+    svm, why = report.row_reference("svm", "ucf101", "split1", "alone")
+    assert svm is None and "no ucf101 split1 figure" in why[0]  # the paper's SVM figure is the multi-task net's
+    assert report.row_reference("svm", "ucf101", "split1", "multitask")[0] == (
+        "Fusion by SVM (multi-task temporal)", 87.0, None)
     notes = " ".join(report.REFERENCE_NOTES.values())
     assert "averaging 85.9 with uni-directional flow" in notes and "85.6 with bi-directional flow" in notes
+    assert "80.4 with L = 5, 73.9 with L = 1" in notes
     assert "Feichtenhofer" not in notes and "re-run" not in notes
 
 
 def test_every_reference_figure_is_the_papers():
     figures = {}
-    for dataset, scope, _, _, name, paper, seed in report.PAPER_FIGURES:
+    for (dataset, scope, *_), (name, paper, seed) in report.FIGURES.items():
         figures.setdefault((dataset, scope), {})[name] = (paper, seed)
+    for dataset, scope, name, paper in report.NOT_BUILT:
+        figures[(dataset, scope)][name] = (paper, None)
     assert {name: paper for name, (paper, _) in figures[("ucf101", "split1")].items()} == {
         "Spatial (pre-trained + last layer)": 72.7,
         "Temporal (L = 10, mean subtraction, uni-directional flow)": 81.0,
+        "Temporal (L = 5, mean subtraction)": 80.4, "Temporal (L = 1, mean subtraction)": 73.9,
         "Temporal (multi-task, UCF-101 + HMDB-51)": 81.5, "Fusion by averaging (uni-directional flow)": 85.9,
         "Fusion by averaging (bi-directional flow)": 85.6, "Fusion by averaging (multi-task temporal)": 86.2,
         "Fusion by SVM (multi-task temporal)": 87.0}
-    assert [paper for paper, _ in figures[("ucf101", "mean")].values()] == [73.0, 83.7, 86.9, 88.0]
-    assert [paper for paper, _ in figures[("hmdb51", "mean")].values()] == [40.5, 54.6, 58.0, 59.4]
-    assert [paper for paper, _ in figures[("hmdb51", "split1")].values()] == [46.6, 49.0, 52.8, 55.4]
-    assert [seed for _, seed in figures[("ucf101", "split1")].values() if seed] == [73.1, 78.8, 82.0]
+    assert sorted(paper for paper, _ in figures[("ucf101", "mean")].values()) == [73.0, 83.7, 86.9, 88.0]
+    assert sorted(paper for paper, _ in figures[("hmdb51", "mean")].values()) == [40.5, 54.6, 58.0, 59.4]
+    assert sorted(paper for paper, _ in figures[("hmdb51", "split1")].values()) == [46.6, 49.0, 52.8, 55.4]
+    assert sorted(seed for _, seed in figures[("ucf101", "split1")].values() if seed) == [73.1, 78.8, 82.0]
     assert all(seed is None for key, rows in figures.items() if key != ("ucf101", "split1")
                for _, seed in rows.values())  # the seed reported UCF-101 split 1 only
 
 
-# The paper's figure beside each of our rows, for every kind of run (None: "—", the paper has none).
+# The paper's figure beside each of our rows, for every kind of run at the paper's settings (None: "—").
 EXPECTED_FIGURES = {
     ("ucf101", "split1", "alone"): {"spatial": 72.7, "temporal": 81.0, "fusion": 85.9, "svm": None},
     ("ucf101", "split1", "multitask"): {"spatial": 72.7, "temporal_multitask": 81.5, "fusion": 86.2, "svm": 87.0},
@@ -83,8 +91,111 @@ def test_each_row_is_compared_with_the_figure_of_its_kind_of_run(dataset, scope,
     shown = {cells[0]: cells[1] for cells in table[2:] if cells[0] in ours}
     assert shown == {name: report.one_decimal(expected[row]) for name, row in ours.items()}
     not_run = [cells[1] for cells in table[2:] if cells[3] == "not run"]
-    published = [paper for d, s, *_, paper, _ in report.PAPER_FIGURES if (d, s) == (dataset, scope)]
+    published = [paper for _, paper, _ in report.published(dataset, scope)]
     assert sorted(not_run + [f for f in shown.values() if f != "—"]) == sorted(map(report.one_decimal, published))
+
+
+# ---------------------------------------------------------------------------- every kind of run's settings
+
+# Each run setting that matters, the paper's value first, then others. stack_length: 10 is the paper's default,
+# 5 and 1 have Table 1's figures (temporal net alone, UCF-101 split 1), 3 none.
+RUN_CHOICES = {
+    "stack_length": (10, 5, 1, 3),
+    "arch": ("cnn_m_2048", "inception_v3"),
+    "norm": ("lrn", "batchnorm"),
+    "crops": ("10", "center"),
+    "samples": (25, 5),
+    "aggregate": ("mean", "vote"),
+    "fusion_weights": ((1.0, 1.0), (1.0, 1.5)),
+    "net": report.TEMPORAL_NETS,
+    "dataset_scope": (("ucf101", "split1"), ("ucf101", "mean"), ("hmdb51", "split1"), ("hmdb51", "mean"),
+                      ("ucf101", None)),
+}
+# The figure each row shows at the paper's settings (the test protocol, CNN-M-2048 with LRN, equal fusion
+# weights), by (dataset, scope, net, L); None: "—". The spatial row depends on none of the temporal settings.
+STACK_FIGURES = {("ucf101", "split1", "alone", 5): {"temporal": 80.4},
+                 ("ucf101", "split1", "alone", 1): {"temporal": 73.9}}
+
+
+def expected_figure(row, choice):
+    """The figure `row` must be shown beside under `choice` (one value of each RUN_CHOICES entry), by the rule
+    stated independently of report.py: the protocol for every row, the temporal net for all but the spatial
+    row, equal weights for averaging fusion, then EXPECTED_FIGURES at L = 10 or STACK_FIGURES."""
+    dataset, scope = choice["dataset_scope"]
+    protocol = (choice["samples"], choice["crops"], choice["aggregate"]) == (25, "10", "mean")
+    temporal = (choice["arch"], choice["norm"]) == ("cnn_m_2048", "lrn")
+    if not scope or not protocol or (row != "spatial" and not temporal):
+        return None
+    if row == "fusion" and choice["fusion_weights"][0] != choice["fusion_weights"][1]:
+        return None
+    at_paper = EXPECTED_FIGURES[(dataset, scope, choice["net"])].get(row)
+    if row == "spatial" or choice["stack_length"] == 10:
+        return at_paper
+    return STACK_FIGURES.get((dataset, scope, choice["net"], choice["stack_length"]), {}).get(row)
+
+
+def run_of(choice):
+    """The run settings write_report would take from fuse_test.py for `choice` (report.run_settings)."""
+    temporal = {"stack_length": choice["stack_length"], "arch": choice["arch"],
+                "norm": choice["norm"] if choice["arch"] == "cnn_m_2048" else None}
+    return report.run_settings({"samples": choice["samples"], "crops": choice["crops"],
+                                "networks": {"spatial": {"stack_length": 1, "arch": "inception_v3"},
+                                             "temporal": temporal}},
+                               choice["aggregate"], choice["fusion_weights"])
+
+
+def every_choice():
+    names = list(RUN_CHOICES)
+    return [dict(zip(names, values)) for values in itertools.product(*RUN_CHOICES.values())]
+
+
+def test_every_combination_of_run_settings_shows_the_figure_of_its_settings_or_a_dash():
+    """All 4 x 2 x 2 x 2 x 2 x 2 x 2 x 3 x 5 = 3840 runs: each row of the table beside the figure measured with
+    its settings, "—" otherwise, and results.md's notes say why ("—": which setting differs)."""
+    checked = 0
+    for choice in every_choice():
+        dataset, scope = choice["dataset_scope"]
+        rows = ("spatial", "temporal_multitask" if choice["net"] == "multitask" else "temporal", "fusion", "svm")
+        m = table_results()["fusion"]
+        run = run_of(choice)
+        table = {cells[0]: cells[1] for cells in table_rows(report.results_table(
+            {row: m for row in rows}, dataset, scope, choice["net"], run))[2:]}
+        notes = report.reference_notes(dataset, scope, rows, choice["net"], run) if scope else []
+        for row in rows:
+            expected = expected_figure(row, choice)
+            assert table[report.ROW_NAMES[row]] == report.one_decimal(expected), (row, choice)
+            if scope:
+                note = next(line for line in notes if line.startswith(f"- {report.ROW_NAMES[row]}:"))
+                assert ("compared with" in note) == (expected is not None), (note, choice)
+            checked += 1
+    assert checked == 3840 * 4
+
+
+@pytest.mark.parametrize("changed, row, reason", [
+    ({"samples": 5}, "spatial", "--samples 5 (the paper: 25)"),
+    ({"crops": "center"}, "temporal", "--crops center (the paper: 10)"),
+    ({"aggregate": "vote"}, "fusion", "--aggregate vote (the paper: mean)"),
+    ({"arch": "inception_v3"}, "temporal", "the temporal net inception_v3 (the paper: cnn_m_2048 with lrn)"),
+    ({"norm": "batchnorm"}, "svm", "the temporal net cnn_m_2048 with batchnorm (the paper: cnn_m_2048 with lrn)"),
+    ({"fusion_weights": (1.0, 1.5)}, "fusion", "--fusion-weights 1 1.5 (the paper: equal)"),
+    ({"stack_length": 3}, "temporal", "no ucf101 split1 figure for it with L = 3 and a temporal net trained alone"),
+    ({"stack_length": 5}, "fusion", "no ucf101 split1 figure for it with L = 5"),
+])
+def test_a_dash_says_which_setting_differs(changed, row, reason):
+    choice = {**{name: values[0] for name, values in RUN_CHOICES.items()}, **changed}
+    notes = report.reference_notes("ucf101", "split1", [row], "alone", run_of(choice))
+    assert notes[0].startswith(f"- {report.ROW_NAMES[row]}: \"—\"") and reason in notes[0], notes[0]
+
+
+def test_equal_fusion_weights_of_any_size_are_averaging_and_unrecorded_networks_compare_with_nothing():
+    assert report.run_settings({}, "mean", (2.0, 2.0))["fusion_weights"] == "equal"
+    run = report.run_settings({"samples": 25, "crops": "10"})  # scores saved before the networks were recorded
+    assert run["temporal_network"] == "not recorded"
+    assert report.row_reference("temporal", "ucf101", "split1", "alone", run)[0] is None
+    assert report.row_reference("spatial", "ucf101", "split1", "alone", run)[0][1] == 72.7
+    note = report.reference_notes("ucf101", "split1", ["spatial"])[0]
+    assert note.startswith(f"- {SPATIAL}: compared with the paper's \"Spatial (pre-trained + last layer)\"")
+    assert "the seed repository compared its InceptionV3 with" in note and "networks differ" in note
 
 
 def test_the_kind_of_temporal_net_comes_from_the_run_settings():
@@ -97,40 +208,44 @@ def test_the_kind_of_temporal_net_comes_from_the_run_settings():
 def test_results_table_compares_each_row_with_its_reference():
     rows = table_rows(report.results_table(table_results(), "ucf101", "split1"))
     assert rows[0][:3] == ["Network", "Simonyan et al. 2014 (top-1)", "Seed repository (top-1)"]
-    assert rows[2:] == [["Spatial", "72.7", "73.1", "50.0", "90.0", "45.0"],
+    assert rows[2:] == [[SPATIAL, "72.7", "73.1", "50.0", "90.0", "45.0"],
                         ["Temporal", "81.0", "78.8", "60.0", "—", "55.0"],
                         ["Fusion (averaging)", "85.9", "82.0", "80.0", "100.0", "78.9"],
                         ["Fusion (SVM)", "—", "—", "not run", "—", "—"],
-                        # the paper's rows we have no counterpart for
+                        # the paper's rows no row of ours is compared with
+                        ["Temporal (L = 5, mean subtraction)", "80.4", "—", "not run", "—", "—"],
+                        ["Temporal (L = 1, mean subtraction)", "73.9", "—", "not run", "—", "—"],
                         ["Temporal (multi-task, UCF-101 + HMDB-51)", "81.5", "—", "not run", "—", "—"],
-                        ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run", "—", "—"],
                         ["Fusion by averaging (multi-task temporal)", "86.2", "—", "not run", "—", "—"],
-                        ["Fusion by SVM (multi-task temporal)", "87.0", "—", "not run", "—", "—"]]
+                        ["Fusion by SVM (multi-task temporal)", "87.0", "—", "not run", "—", "—"],
+                        ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run", "—", "—"]]
 
 
 def test_results_table_places_svm_and_multitask_rows_beside_their_figures():
     m = table_results()["fusion"]
     results = {"temporal_multitask": m, "svm": m, "fusion": m, "spatial": m}
     rows = table_rows(report.results_table(results, "ucf101", "split1"))
-    assert [row[:3] for row in rows[2:6]] == [["Spatial", "72.7", "73.1"], ["Temporal (multi-task)", "81.5", "—"],
+    assert [row[:3] for row in rows[2:6]] == [[SPATIAL, "72.7", "73.1"], ["Temporal (multi-task)", "81.5", "—"],
                                              ["Fusion (averaging)", "86.2", "—"],
                                              ["Fusion (SVM)", "87.0", "—"]]  # table order, whatever the dict's
     assert [row[:4] for row in rows[6:]] == [
         ["Temporal (L = 10, mean subtraction, uni-directional flow)", "81.0", "78.8", "not run"],
+        ["Temporal (L = 5, mean subtraction)", "80.4", "—", "not run"],
+        ["Temporal (L = 1, mean subtraction)", "73.9", "—", "not run"],
         ["Fusion by averaging (uni-directional flow)", "85.9", "82.0", "not run"],
         ["Fusion by averaging (bi-directional flow)", "85.6", "—", "not run"]]
     hmdb = table_rows(report.results_table({"temporal": m, "spatial": m}, "hmdb51", "split1"))
-    assert [row[:4] for row in hmdb[2:]] == [["Spatial", "—", "—", "80.0"], ["Temporal", "46.6", "—", "80.0"],
+    assert [row[:4] for row in hmdb[2:]] == [[SPATIAL, "—", "—", "80.0"], ["Temporal", "46.6", "—", "80.0"],
                                              ["Temporal (fine-tuned from UCF-101)", "49.0", "—", "not run"],
+                                             ["Temporal (multi-task, UCF-101 + HMDB-51)", "55.4", "—", "not run"],
                                              ["Temporal (78 UCF-101 classes added to the training set)", "52.8", "—",
-                                              "not run"],
-                                             ["Temporal (multi-task, UCF-101 + HMDB-51)", "55.4", "—", "not run"]]
+                                              "not run"]]
 
 
 def test_results_table_without_references_shows_dashes():
     for dataset, scope in (("ucf101", None), ("synthetic", "split1"), ("ucf101", "split2")):
         rows = table_rows(report.results_table(table_results(), dataset, scope))
-        assert [row[0] for row in rows[2:]] == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
+        assert [row[0] for row in rows[2:]] == [SPATIAL, "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
         assert [row[1:3] for row in rows[2:]] == [["—", "—"]] * 4
     single = table_rows(report.results_table({"temporal": table_results()["temporal"]}, "ucf101", None))
     assert [row[0] for row in single[2:]] == ["Temporal"]
@@ -223,7 +338,7 @@ def test_mean_table_compares_with_table_4_only_over_all_three_splits():
                  3: split_results(0.7, rows=multitask)}
     text = report.mean_table(all_three, "ucf101", nets=("multitask",) * 3)
     rows = table_rows(text.split("\n\n")[0])
-    assert rows[2:] == [["Spatial", "73.0", "—", "60.0", "90.0", "60.0"],
+    assert rows[2:] == [[SPATIAL, "73.0", "—", "60.0", "90.0", "60.0"],
                         ["Temporal (multi-task)", "83.7", "—", "70.0", "90.0", "60.0"],
                         ["Fusion (averaging)", "86.9", "—", "80.0", "90.0", "60.0"],
                         ["Fusion (SVM)", "88.0", "—", "not run", "—", "—"]]
@@ -233,7 +348,7 @@ def test_mean_table_compares_with_table_4_only_over_all_three_splits():
     assert [row[1] for row in hmdb[2:6]] == ["40.5", "54.6", "58.0", "59.4"]
     # Table 4 is the multi-task net's: a single-task temporal net and its fusions have no figure there.
     alone = table_rows(report.mean_table({s: split_results(0.5) for s in (1, 2, 3)}, "ucf101"))
-    assert [row[:2] for row in alone[2:6]] == [["Spatial", "73.0"], ["Temporal", "—"], ["Fusion (averaging)", "—"],
+    assert [row[:2] for row in alone[2:6]] == [[SPATIAL, "73.0"], ["Temporal", "—"], ["Fusion (averaging)", "—"],
                                               ["Fusion (SVM)", "—"]]
     mixed = report.mean_table(all_three, "ucf101", nets=("multitask", "alone", "multitask"))
     assert "83.7" not in mixed and "the splits' temporal nets differ (alone, multitask)" in mixed
@@ -250,7 +365,10 @@ def test_mean_table_compares_with_table_4_only_over_all_three_splits():
 
 # ---------------------------------------------------------------------------- the report
 
-FULL_RUN = {"dataset": "ucf101", "split": 1, "samples": 25, "crops": "10", "class_limit": None, "max_videos": None}
+PAPER_NETWORKS = {"spatial": {"stack_length": 1, "arch": "inception_v3", "norm": None},
+                  "temporal": {"stack_length": 10, "arch": "cnn_m_2048", "norm": "lrn"}}
+FULL_RUN = {"dataset": "ucf101", "split": 1, "samples": 25, "crops": "10", "class_limit": None, "max_videos": None,
+            "networks": PAPER_NETWORKS}
 
 
 def test_references_apply_to_whole_split_1_runs_only():
@@ -312,7 +430,7 @@ def test_write_report_writes_every_file_with_the_rows_measured(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     markdown, rows, saved = read_report(tmp_path)
     assert table in markdown
-    assert rows["Spatial"] == ["72.7", "73.1", "75.0", "75.0", "75.0"]  # 9 of 12 right, one video per class
+    assert rows[SPATIAL] == ["72.7", "73.1", "75.0", "75.0", "75.0"]  # 9 of 12 right, one video per class
     assert rows["Temporal"] == ["81.0", "78.8", "75.0", "75.0", "75.0"]
     assert rows["Fusion (averaging)"][:3] == ["85.9", "82.0", "91.7"]
     assert rows["Fusion (SVM)"][:3] == ["—", "—", "83.3"]  # 87.0 is the multi-task net's SVM
@@ -351,7 +469,7 @@ def test_write_report_never_compares_a_limited_run_with_the_papers_figures(tmp_p
         table = report.write_report(tmp_path / name, videos, labels, classes, scores, settings, "vote",
                                         (1.0, 1.5), [])
         markdown, rows, saved = read_report(tmp_path / name)
-        assert list(rows) == ["Spatial", "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
+        assert list(rows) == [SPATIAL, "Temporal", "Fusion (averaging)", "Fusion (SVM)"]
         assert all(row[:2] == ["—", "—"] for row in rows.values())
         assert not any(str(figure) in table for figure in (72.7, 81.0, 85.9, 85.6, 87.0))
         assert "do not apply" in markdown and "voting" in markdown and "1 : 1.5" in markdown
@@ -388,7 +506,7 @@ def test_write_splits_mean_averages_the_split_runs_found(tmp_path):
     write_split_metrics(tmp_path, 3, split_results(0.7))
     markdown = report.write_splits_mean(str(tmp_path), "ucf101")
     rows = table_rows("\n".join(line for line in markdown.splitlines() if line.startswith("|")))
-    assert [row[:4] for row in rows[2:]] == [["Spatial", "—", "—", "60.0"], ["Temporal", "—", "—", "70.0"],
+    assert [row[:4] for row in rows[2:]] == [[SPATIAL, "—", "—", "60.0"], ["Temporal", "—", "—", "70.0"],
                                              ["Fusion (averaging)", "—", "—", "80.0"],
                                              ["Fusion (SVM)", "—", "—", "not run"]]
     assert "split 2 missing" in markdown and "Left out, as not every split has them: Fusion (SVM)." in markdown
@@ -397,7 +515,7 @@ def test_write_splits_mean_averages_the_split_runs_found(tmp_path):
 
     write_split_metrics(tmp_path, 2, split_results(0.6))
     markdown = report.write_splits_mean(str(tmp_path), "ucf101")
-    assert "| Spatial | 73.0 | — | 60.0 |" in markdown and "Simonyan et al. 2014: " in markdown
+    assert f"| {SPATIAL} | 73.0 | — | 60.0 |" in markdown and "Simonyan et al. 2014: " in markdown
     assert "| Fusion (averaging) | — | — | 80.0 |" in markdown  # Table 4's 86.9 is with the multi-task net
     assert "Seed repository: " not in markdown  # the seed reported split 1 only
     multitask = tmp_path / "multitask"

@@ -20,6 +20,8 @@ import fakedata
 import generators
 import media
 import models
+import overlap
+import presets
 import spatial_train
 import temporal_train
 import training
@@ -229,6 +231,40 @@ def test_the_defaults_are_the_papers():
     assert (spatial.phase1_optimizer, spatial.phase1_lr, spatial.phase1_lr_drops, spatial.phase1_iterations) == (
         "sgd", 1e-2, [14000], 20000)  # the paper's fine-tuning schedule
     assert (spatial.momentum, spatial.weight_decay, spatial.val_groups) == (0.9, 5e-4, 0)
+
+
+def test_init_fine_tunes_on_the_papers_fine_tuning_schedule_unless_a_flag_says():
+    """--init: the paper's fine-tuning schedule (lr 1e-2, / 10 after 14k, stop at 20k), not 80k from scratch;
+    each schedule flag given wins; the mini datasets keep their own short schedule."""
+    def schedule(*argv):
+        args = temporal_train.parse_args(list(argv))
+        return args.lr, args.lr_drops, args.iterations
+
+    assert schedule("--init", "x.keras") == (1e-2, [14000], 20000)
+    assert schedule() == (1e-2, [50000, 70000], 80000)
+    assert schedule("--init", "x.keras", "--iterations", "5000") == (1e-2, [14000], 5000)
+    assert schedule("--init=x.keras", "--lr=0.1", "--lr-drops") == (0.1, [], 20000)
+    assert schedule("--dataset", "hmdb51", "--init", "x.keras") == (1e-2, [14000], 20000)
+    assert schedule("--dataset", "synthetic", "--init", "x.keras") == schedule("--dataset", "synthetic")
+    assert presets.FINE_TUNING == dict(lr=1e-2, lr_drops=[14000], iterations=20000)
+
+
+@pytest.mark.slow
+def test_a_net_fine_tuned_from_another_records_what_both_trained_on(dataset, tmp_path, tiny_nets):
+    """A split-1 net fine-tuned on split 2 (--init): config.json and the model's training record hold both
+    training lists, so split 2's test list (group 8, in split 1's training list) is refused."""
+    steps = ("--iterations", "1", "--epoch-steps", "1")
+    temporal_train.main(temporal_args(dataset, tmp_path / "split1", *steps))
+    temporal_train.main(temporal_args(dataset, tmp_path / "split2", "--split", "2", *steps,
+                                      "--init", str(tmp_path / "split1" / "last.keras")))
+    lineage = {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
+    config = checkpoints.read_json(str(tmp_path / "split2" / "config.json"))
+    assert config["trained_on"] == lineage
+    assert checkpoints.read_training_record(str(tmp_path / "split2" / "last.keras"))["config"]["trained_on"] == lineage
+    test_videos = [video.name for video in ucf101.load_index(dataset[0], dataset[1], 2, "test")]
+    with pytest.raises(DataError, match="trained on trainlist01.txt"):
+        overlap.refuse_seen_test_videos("split2/last.keras", config, "temporal", "synthetic", 2, dataset[1],
+                                        test_videos)
 
 
 def test_sgd_has_caffes_weight_decay_and_drops_count_optimizer_steps():

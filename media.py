@@ -4,6 +4,7 @@ Flow is stored as the public tvl1_flow download stores it: one grayscale JPEG pe
 value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no motion. Beside
 u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -84,10 +85,27 @@ def quantize_flow(flow, bound=FLOW_BOUND):
     return q[..., 0], q[..., 1]
 
 
+def flow_images(flows, bound=FLOW_BOUND):
+    """quantize_flow of float32 flows [B, H, W, 2] in keras.ops, on the device that computed them ->
+    uint8 [B, 2, H, W], each pair's u and v images contiguous for the JPEG encoder.
+
+    The same float32 operations in the same order (clip, add, multiply by an exact 6.375), and
+    ops.round rounds half to even as np.round does, so the images equal quantize_flow's bit for
+    bit (tests/test_media.py) while a quarter of float32's bytes come back from the device."""
+    from keras import ops
+    scaled = (ops.clip(flows, -bound, bound) + bound) * (FLOW_LEVELS / (2 * bound))
+    return ops.transpose(ops.cast(ops.round(scaled), "uint8"), (0, 3, 1, 2))
+
+
 def write_flow(u_path, v_path, flow):
     """Store one flow field as the public download does: its u and v components quantised
     (quantize_flow) into two grayscale JPEGs at FLOW_JPEG_QUALITY."""
-    for path, image in zip((u_path, v_path), quantize_flow(flow)):
+    write_flow_images(u_path, v_path, quantize_flow(flow))
+
+
+def write_flow_images(u_path, v_path, images):
+    """write_flow of flow already quantised: its (u, v) uint8 images (quantize_flow, flow_images)."""
+    for path, image in zip((u_path, v_path), images):
         write_image(path, image, FLOW_JPEG_QUALITY)
 
 
@@ -107,9 +125,12 @@ def read_video(path, size=FRAME_SIZE, max_frames=None):
     return list(iter_video(path, size, max_frames))
 
 
-def iter_video(path, size=FRAME_SIZE, max_frames=None):
-    """read_video one frame at a time, so a long video need not fit in memory."""
-    capture = cv2.VideoCapture(path)
+def iter_video(path, size=FRAME_SIZE, max_frames=None, colour=cv2.COLOR_BGR2RGB, decoder_threads=0):
+    """read_video one frame at a time, so a long video need not fit in memory. `colour`: the
+    conversion from OpenCV's BGR (COLOR_BGR2GRAY: to_gray's grey frames, without the RGB pass).
+    `decoder_threads`: FFmpeg's threads for this video (0: OpenCV's default, one per core); the
+    frames are the same for any count."""
+    capture = cv2.VideoCapture(path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, decoder_threads] if decoder_threads else [])
     count = 0
     try:
         while capture.isOpened() and (max_frames is None or count < max_frames):
@@ -119,7 +140,7 @@ def iter_video(path, size=FRAME_SIZE, max_frames=None):
             if size and (frame.shape[1], frame.shape[0]) != tuple(size):
                 frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
             count += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield cv2.cvtColor(frame, colour)
     finally:
         capture.release()
 
@@ -170,9 +191,10 @@ def estimate_flows(firsts, seconds, method="tvl1", batch_size=FLOW_BATCH):
     return np.array(flows) if flows else np.zeros(np.shape(firsts) + (2,), np.float32)
 
 
-def stream_flows(pairs, batch_size=FLOW_BATCH):
+def stream_flows(pairs, batch_size=FLOW_BATCH, then=None):
     """tvl1_keras flow of a stream of (key, first, second) grey frames, batch_size pairs per call, from
-    whatever videos the stream mixes -> (keys, float32 flows [len(keys), H, W, 2]) per batch, in order.
+    whatever videos the stream mixes -> (keys, float32 flows [len(keys), H, W, 2]) per batch, in order;
+    with then=flow_images, (keys, uint8 images [len(keys), 2, H, W]) quantised on the device.
 
     Every call has batch_size pairs, so one compiled function serves the whole stream: only the
     stream's last batch is short, padded with copies of its last pair (a copy stops iterating when its
@@ -187,7 +209,7 @@ def stream_flows(pairs, batch_size=FLOW_BATCH):
         keys, firsts, seconds = zip(*batch)
         padding = [len(keys) - 1] * (batch_size - len(keys))
         started = tvl1.start_flow(np.stack(firsts)[list(range(len(keys))) + padding],
-                                  np.stack(seconds)[list(range(len(keys))) + padding])
+                                  np.stack(seconds)[list(range(len(keys))) + padding], then=then)
         if pending:
             yield pending[0], ops.convert_to_numpy(pending[1])[:len(pending[0])]
         pending = keys, started
@@ -221,18 +243,26 @@ def iter_flow(frames, method="tvl1", batch_size=FLOW_BATCH):
             yield estimate(first, second)
 
 
-def consecutive_pairs(frames):
-    """(i, frame i, frame i + 1) in grey for consecutive RGB frames of an iterable, each converted once."""
+def to_gray(frame):
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def consecutive_pairs(frames, convert=to_gray):
+    """(i, frame i, frame i + 1) in grey for consecutive RGB frames of an iterable, each converted once
+    (convert=None: frames already grey)."""
     previous = None
     for i, frame in enumerate(frames):
-        gray = to_gray(frame)
+        gray = convert(frame) if convert else frame
         if previous is not None:
             yield i - 1, previous, gray
         previous = gray
 
 
-def to_gray(frame):
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+def video_pairs(path, size=FRAME_SIZE):
+    """consecutive_pairs of a video's frames, decoded straight to grey (the same values) by one FFmpeg
+    thread: for callers that decode several videos side by side, to whom FFmpeg's threads for each
+    video add CPU time (a third more at 320x240 on 2 cores) and no speed."""
+    return consecutive_pairs(iter_video(path, size, colour=cv2.COLOR_BGR2GRAY, decoder_threads=1), convert=None)
 
 
 def compute_flow(frames, method="tvl1", pairs=None, batch_size=FLOW_BATCH):
@@ -317,6 +347,19 @@ def run_parallel(work, jobs, workers, chunksize=1, **bar):
             finished += done
             progress.update(len(done))
     return finished
+
+
+@contextlib.contextmanager
+def opencv_threads(count):
+    """OpenCV's own thread pool at `count` threads for a while. Where threads of ours already run
+    OpenCV calls side by side (prepare_data.FlowPipeline), its pool adds only wake-ups and hand-offs
+    to each resize and colour conversion: CPU time, not speed."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def work_on_chunk(work, jobs):

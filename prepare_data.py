@@ -659,14 +659,21 @@ class VideoFlow:
 
 
 class FlowPipeline:
-    """Flow for many videos through one device: `workers` decoding threads feed one stream of
-    (video, pair) jobs cut into fixed batches (media.stream_flows), `workers` threads write each
+    """Flow for many videos through one device: up to DECODE_THREADS decoding threads feed one stream
+    of (video, pair) jobs cut into fixed batches (media.stream_flows), `workers` threads write each
     batch's JPEGs into its videos' temporary folders, and a video is published (records written,
-    renamed into place) as soon as all its pairs are written. Memory holds a few batches: the
+    renamed into place) as soon as all its pairs are written. Grey uint8 frames go to the device and
+    uint8 flow images (media.flow_images, quantised there) come back: a quarter of float32's bytes
+    each way, and no quantisation on the host. Memory holds a few batches: the
     decoders block on a bounded queue, the device takes one batch while it computes another, and
     the writers take at most WRITE_BACKLOG batches."""
     WRITE_BACKLOG = 2  # batches computed but not yet written
     WRITE_CHUNK = 8  # pairs per writing task: a batch is written by several threads
+    # With one decoding thread (one FFmpeg thread) and one writer the pipeline ran 800-970 pairs/s at
+    # 340x256 on 2 shared cores (330 at load 5), about 2.5x the H200's kernel; more decoders add CPU
+    # time and videos in flight, not speed (benchmarks/bench_flow_pipeline.py --host-cpu). Writers
+    # stay at `workers`: on a network file system they mostly wait.
+    DECODE_THREADS = 4
 
     def __init__(self, jobs, workers, progress):
         self.videos = [VideoFlow(job) for job in jobs]
@@ -681,17 +688,21 @@ class FlowPipeline:
 
     def run(self):
         """-> [Outcome] of every job."""
-        decoders = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        with media.opencv_threads(1):  # our threads run OpenCV side by side
+            return self.run_threads()
+
+    def run_threads(self):
+        decoders = ThreadPoolExecutor(min(self.workers, self.DECODE_THREADS), thread_name_prefix="decode")
         writers = ThreadPoolExecutor(self.workers, thread_name_prefix="write")
         try:
             for video in self.videos:
                 decoders.submit(self.decode, video)
-            for keys, flows in media.stream_flows(self.stream(), self.batch):
+            for keys, images in media.stream_flows(self.stream(), self.batch, then=media.flow_images):
                 self.computed += len(keys)
                 for start in range(0, len(keys), self.WRITE_CHUNK):
                     self.backlog.acquire()
                     task = writers.submit(self.write, keys[start:start + self.WRITE_CHUNK],
-                                          flows[start:start + self.WRITE_CHUNK])
+                                          images[start:start + self.WRITE_CHUNK])
                     task.add_done_callback(lambda _: self.backlog.release())
             writers.shutdown()
         finally:
@@ -724,8 +735,7 @@ class FlowPipeline:
             video.header = media.video_frame_count(video.job.path)
             video.temps = fresh_temps(finals(video.job))
             count = 0
-            frames = media.iter_video(video.job.path, video.job.size)
-            for index, first, second in media.consecutive_pairs(frames):
+            for index, first, second in media.video_pairs(video.job.path, video.job.size):
                 if not self.put((video, index, first, second)):
                     return
                 count = index + 1
@@ -747,13 +757,13 @@ class FlowPipeline:
                 pass
         return False
 
-    def write(self, keys, flows):
-        """Write the u and v JPEGs of these pairs into their videos' temporary folders."""
-        for (video, index), flow in zip(keys, flows):
+    def write(self, keys, images):
+        """Write the u and v JPEGs of these pairs (media.flow_images) into their videos' temporary folders."""
+        for (video, index), pair_images in zip(keys, images):
             if video.ended or self.stop.is_set():
                 continue
             try:
-                media.write_flow(*(ucf101.frame_path(temp, index) for temp in video.temps), flow)
+                media.write_flow_images(*(ucf101.frame_path(temp, index) for temp in video.temps), pair_images)
             except Exception as error:
                 self.end(video, failure(video.job, error))
             else:

@@ -77,21 +77,30 @@ def estimate_flow(first, second, settings=OPENCV_DEFAULTS):
     return flow[0] if single else flow
 
 
-def start_flow(first, second, settings=OPENCV_DEFAULTS):
+def start_flow(first, second, settings=OPENCV_DEFAULTS, then=None):
     """estimate_flow of [B, H, W] batches, as a backend tensor: with JAX (asynchronous dispatch) it
     returns while the device still computes, so the caller can queue the next batch before it
-    reads this one (ops.convert_to_numpy waits for it)."""
-    first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
+    reads this one (ops.convert_to_numpy waits for it).
+
+    uint8 images go to the device as they are and are cast there: a quarter of float32's bytes to
+    copy. `then`, a keras.ops function of the flow, runs on the device in the same compiled program
+    (media.flow_images quantises the flow there, so a quarter of the bytes come back too)."""
+    first, second = (np.asarray(images) for images in (first, second))
+    if first.dtype != np.uint8 or second.dtype != np.uint8:
+        first, second = first.astype(np.float32), second.astype(np.float32)
     if first.shape != second.shape or first.ndim != 3:
         raise ValueError(f"expected two [B, H, W] or [H, W] grey images of one shape, got {first.shape} "
                          f"and {second.shape}")
-    return compiled_tvl1(settings)(first, second)
+    return compiled_tvl1(settings, then=then)(first, second)
 
 
 @functools.cache
-def compiled_tvl1(settings=OPENCV_DEFAULTS, check_every=CHECK_EVERY):
-    """tvl1() for these settings, compiled (see compiled)."""
-    return compiled(lambda first, second: tvl1(first, second, settings, check_every))
+def compiled_tvl1(settings=OPENCV_DEFAULTS, check_every=CHECK_EVERY, then=None):
+    """tvl1() for these settings, followed by `then` (if given), compiled (see compiled)."""
+    def flow(first, second):
+        result = tvl1(first, second, settings, check_every)
+        return then(result) if then else result
+    return compiled(flow)
 
 
 def compiled(function):
@@ -114,7 +123,7 @@ def compiled(function):
 # ---------------------------------------------------------------------------- the pyramid
 
 def tvl1(first, second, settings=OPENCV_DEFAULTS, check_every=CHECK_EVERY):
-    """TV-L1 flow [B, H, W, 2] from float32 [B, H, W] images (0..255), in keras.ops (traceable)."""
+    """TV-L1 flow [B, H, W, 2] from [B, H, W] images (0..255, uint8 or float), in keras.ops (traceable)."""
     first, second = ops.convert_to_tensor(first, "float32"), ops.convert_to_tensor(second, "float32")
     batch, height, width = first.shape
     sizes = pyramid_sizes(height, width, settings)

@@ -17,13 +17,26 @@ Prints, on the same generated videos (lengths drawn from UCF-101's frame counts,
 - threads against processes for decoding and JPEG writing (--workers each): near 1 if OpenCV
   releases the GIL, so threads serve.
 Compiling is timed apart (once per frame size and batch size). Each timing is the best of --rounds.
+
+--host-cpu measures instead what the pipeline costs the host: process CPU seconds (all threads) per
+pair of `prepare_data.py flow`, with tvl1.tvl1 replaced by a near-free keras.ops stand-in, so that
+what is left is decoding, the transfers, quantisation and JPEG writing (on a CPU backend the
+"device" work that remains, casts and quantisation, runs on the host too and is counted).
+Videos at --source-size, as UCF-101's (320x240). --baseline TREE (a checkout of another commit,
+e.g. `git archive HEAD~1 | tar -x -C /tmp/old`) runs the same measurement with TREE's code on the
+same videos and prints the ratio; --thread-counts measures the CPU per pair at each --workers:
+
+    KERAS_BACKEND=jax python benchmarks/bench_flow_pipeline.py --host-cpu --size 340x256 --batch 128 \
+        --videos 24 --baseline /tmp/old --thread-counts 1,2,4,8
 """
 import argparse
 import csv
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +44,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# BENCH_CODE: the tree whose modules run (--baseline starts this script with another one)
+sys.path.insert(0, os.environ.get("BENCH_CODE") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import media  # noqa: E402
 import prepare_data  # noqa: E402
 import presets  # noqa: E402
@@ -92,22 +106,28 @@ def kernel_rate(pairs, batch, rounds):
     return usable / best(rounds, run)
 
 
+def extract(videos, size, batch, workers, per_video=False):
+    """prepare_data's flow extraction into a fresh folder, per video (the earlier way) or through
+    FlowPipeline -> (wall seconds, process CPU seconds) of the extraction alone."""
+    with tempfile.TemporaryDirectory() as out:
+        todo, _, _ = prepare_data.plan(videos, [os.path.join(out, c) for c in "uv"], 1, False)
+        jobs = [prepare_data.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            if per_video:
+                outcomes = media.run_parallel(prepare_data.attempt_flow, jobs, 1, desc="per video", unit="video")
+            else:
+                outcomes = prepare_data.extract_flow_batched(jobs, workers, "pipeline")
+        finally:
+            prepare_data.release_locks()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert not any(o.error for o in outcomes), outcomes
+    return wall, cpu
+
+
 def extraction_rate(videos, size, batch, workers, rounds, per_video):
-    """pairs/s of prepare_data's flow extraction into a fresh folder: per video (the earlier way) or
-    through FlowPipeline."""
-    def run():
-        with tempfile.TemporaryDirectory() as out:
-            todo, _, _ = prepare_data.plan(videos, [os.path.join(out, c) for c in "uv"], 1, False)
-            jobs = [prepare_data.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
-            try:
-                if per_video:
-                    outcomes = media.run_parallel(prepare_data.attempt_flow, jobs, 1, desc="per video", unit="video")
-                else:
-                    outcomes = prepare_data.extract_flow_batched(jobs, workers, "pipeline")
-            finally:
-                prepare_data.release_locks()
-            assert not any(o.error for o in outcomes), outcomes
-    return best(rounds, run)
+    """Seconds of prepare_data's flow extraction (extract), the best of `rounds`."""
+    return min(extract(videos, size, batch, workers, per_video)[0] for _ in range(rounds))
 
 
 def decode(path, size):
@@ -145,6 +165,60 @@ def threads_against_processes(paths, size, workers, rounds):
                   f"{rates['processes']:.0f}/s (threads / processes {rates['threads'] / rates['processes']:.2f})")
 
 
+# ---------------------------------------------------------------------------- host CPU per pair
+
+def stand_in_kernel(first, second, *_):
+    """tvl1.tvl1's place in --host-cpu: a flow of the same shape from a few elementwise keras.ops, so
+    the compiled call, the transfers and the JPEGs stay and the kernel's own work goes. Smooth where
+    the frames are, like real flow, so the JPEGs cost about what real ones do."""
+    from keras import ops
+    first, second = ops.convert_to_tensor(first, "float32"), ops.convert_to_tensor(second, "float32")
+    return ops.stack([(second - first) / 16, (first - second) / 32 + first / 64 - 2], axis=-1)
+
+
+def host_cpu(videos, pairs, size, batch, workers, rounds):
+    """{workers: (CPU ms per pair, pairs/s)} of FlowPipeline around stand_in_kernel, best of `rounds`
+    each; the first extraction compiles and is not counted."""
+    tvl1.tvl1 = stand_in_kernel
+    tvl1.compiled_tvl1.cache_clear()
+    extract(videos, size, batch, workers[0])
+    results = {}
+    for count in workers:
+        walls, cpus = zip(*(extract(videos, size, batch, count) for _ in range(rounds)))
+        results[count] = (1e3 * min(cpus) / pairs, pairs / min(walls))
+    return results
+
+
+def measure_tree(tree, args):
+    """host_cpu, one round, with the code of `tree` (None: this one) in a fresh process
+    -> {workers: (ms, pairs/s)}."""
+    command = [sys.executable, os.path.abspath(__file__), "--host-cpu-only", "--size", "x".join(map(str, args.size)),
+               "--batch", str(args.batch), "--rounds", "1", "--thread-counts", ",".join(map(str, args.thread_counts)),
+               "--videos-dir", args.videos_dir, "--pairs", str(args.pairs)]
+    env = dict(os.environ, BENCH_CODE=os.path.abspath(tree) if tree else "")
+    lines = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout.splitlines()
+    return {int(k): tuple(v) for k, v in json.loads(lines[-1]).items()}
+
+
+def compare_host_cpu(args, videos, pairs):
+    """Print CPU ms per pair of this tree (and of --baseline) at each thread count, and the ratio. The
+    trees take turns, a round each, so that load from elsewhere falls on both; the best round counts."""
+    args.videos_dir, args.pairs = videos, pairs
+    trees = {"this tree": None, **({f"baseline {args.baseline}": args.baseline} if args.baseline else {})}
+    rounds = [{name: measure_tree(tree, args) for name, tree in trees.items()} for _ in range(args.rounds)]
+    results = {name: {workers: (min(r[name][workers][0] for r in rounds), max(r[name][workers][1] for r in rounds))
+                      for workers in args.thread_counts} for name in trees}
+    for name, by_workers in results.items():
+        for workers, (ms, rate) in by_workers.items():
+            print(f"host CPU, {name}, {workers} threads each: {ms:.3f} ms per pair ({rate:.0f} pairs/s with the "
+                  "stand-in kernel)")
+    if args.baseline:
+        new, old = results.values()
+        for workers in new:
+            print(f"host CPU per pair, this tree / baseline, {workers} threads each: "
+                  f"{new[workers][0] / old[workers][0]:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=prepare_data.frame_size, default=(64, 48))
@@ -154,7 +228,21 @@ def main():
     parser.add_argument("--workers", type=int, default=presets.CORES, help="decoding and writing threads")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--frame-counts", default=FRAME_COUNTS)
+    parser.add_argument("--host-cpu", action="store_true", help="measure host CPU per pair instead (see above)")
+    parser.add_argument("--baseline", help="with --host-cpu: a tree of another commit to compare with")
+    parser.add_argument("--thread-counts", type=lambda text: [int(n) for n in text.split(",")], default=None,
+                        help="with --host-cpu: --workers values to measure, e.g. 1,2,4 (default: --workers)")
+    parser.add_argument("--source-size", type=prepare_data.frame_size, default=(320, 240),
+                        help="with --host-cpu: size of the generated videos (default: UCF-101's 320x240)")
+    parser.add_argument("--host-cpu-only", action="store_true", help=argparse.SUPPRESS)  # measure_tree's child
+    parser.add_argument("--videos-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.thread_counts = args.thread_counts or [args.workers]
+    if args.host_cpu_only:
+        print(json.dumps(host_cpu(args.videos_dir, args.pairs, args.size, args.batch, args.thread_counts,
+                                  args.rounds)))
+        return
 
     counts = frame_counts(args.frame_counts) if os.path.exists(args.frame_counts) else None
     if counts:
@@ -167,7 +255,10 @@ def main():
           f"{keras.backend.backend()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as folder:
         videos = os.path.join(folder, "UCF-101")
-        paths = write_videos(videos, lengths, synthetic.FRAME_SIZE)
+        paths = write_videos(videos, lengths, args.source_size if args.host_cpu else synthetic.FRAME_SIZE)
+        if args.host_cpu:
+            compare_host_cpu(args, videos, sum(lengths) - len(lengths))
+            return
         pairs = [(first, second) for path in paths
                  for _, first, second in media.consecutive_pairs(media.iter_video(path, args.size))]
         kernel = kernel_rate(pairs, args.batch, args.rounds)

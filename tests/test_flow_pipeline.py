@@ -33,14 +33,16 @@ def flow_command(videos, out, batch=4, workers=2):
 
 
 def fake_tvl1(monkeypatch):
-    """A fast fake tvl1.start_flow whose flow is the pair's grey values scaled into the flow range;
-    records each batch it gets as [(first's mean grey, second's)] per slot."""
+    """A fast fake tvl1.start_flow whose flow is the pair's grey values scaled into the flow range (then
+    `then`, as the real one does on the device); records each batch it gets as [(first's mean grey,
+    second's)] per slot."""
     import tvl1
     batches = []
 
-    def start_flow(first, second):
+    def start_flow(first, second, then=None):
         batches.append([(a.mean(), b.mean()) for a, b in zip(first, second)])
-        return np.stack([first, second], axis=-1).astype(np.float32) / 8 - 16
+        flow = np.stack([first, second], axis=-1).astype(np.float32) / 8 - 16
+        return then(flow) if then else flow
 
     monkeypatch.setattr(tvl1, "start_flow", start_flow)
     return batches

@@ -79,9 +79,10 @@ def fake_tvl1(monkeypatch):
     import tvl1
     calls = []
 
-    def start_flow(first, second):
+    def start_flow(first, second, then=None):
         calls.append(len(first))
-        return np.stack([first, second], axis=-1).astype(np.float32)
+        flow = np.stack([first, second], axis=-1).astype(np.float32)
+        return then(flow) if then else flow
 
     monkeypatch.setattr(tvl1, "start_flow", start_flow)
     return calls
@@ -164,3 +165,39 @@ def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
 def test_run_parallel_returns_every_jobs_result_once(workers, chunksize):
     jobs = list(range(-5, 6))
     assert sorted(media.run_parallel(abs, jobs, workers, chunksize, disable=True)) == sorted(map(abs, jobs))
+
+
+def quantisation_edges():
+    """Flow values whose scaled grey level lands exactly on a half (where rounding modes differ), one
+    float32 step either side of each level's half, the bounds, beyond them and a few ordinary values."""
+    halves = ((np.arange(256) + 0.5) * (2 * media.FLOW_BOUND / media.FLOW_LEVELS) - media.FLOW_BOUND).astype(np.float32)
+    near = np.concatenate([np.nextafter(halves, np.float32(-np.inf)), halves, np.nextafter(halves, np.float32(np.inf))])
+    other = np.float32([0, -0.0, 20, -20, 20.0001, -20.0001, 1e6, -1e6, 3.3, -7.77])
+    values = np.concatenate([near, other, np.random.default_rng(1).normal(0, 8, 4000).astype(np.float32)])
+    return np.resize(values, (-(-len(values) // 12), 2, 3, 2))  # [B, H, W, 2], the last repeating the first
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_flow_images_on_the_device_equal_quantize_flow_bit_for_bit(compiled):
+    import tvl1
+    flows = quantisation_edges()
+    bound = np.float32(media.FLOW_BOUND)
+    scaled = (np.clip(flows, -bound, bound) + bound) * np.float32(media.FLOW_LEVELS / (2 * bound))
+    assert np.sum(scaled == np.floor(scaled) + 0.5) > 100  # exact halves: half to even is tested
+    quantise = tvl1.compiled(media.flow_images) if compiled else media.flow_images
+    ours = keras.ops.convert_to_numpy(quantise(flows))
+    assert ours.dtype == np.uint8 and ours.shape == (len(flows), 2, 2, 3)  # [B, u and v, H, W]
+    for images, flow in zip(ours, flows):
+        assert all(np.array_equal(a, b) for a, b in zip(images, media.quantize_flow(flow)))
+
+
+def test_video_pairs_are_consecutive_pairs_of_read_video(tmp_path):
+    """Grey straight from BGR, decoded by one FFmpeg thread: the frames of to_gray(read_video)."""
+    import fakedata
+    path = str(tmp_path / "video.avi")
+    fakedata.write_video(path, frames=6, size=(64, 48))
+    ours = list(media.video_pairs(path, (40, 30)))
+    theirs = list(media.consecutive_pairs(media.read_video(path, (40, 30))))
+    assert len(ours) == len(theirs) == 5
+    for (i, a, b), (j, c, d) in zip(ours, theirs):
+        assert i == j and np.array_equal(a, c) and np.array_equal(b, d)

@@ -194,3 +194,21 @@ def test_testing_convergence_every_few_iterations_gives_the_same_flow(photo_pair
     flows = [numpy(tvl1.compiled(lambda a, b: tvl1.tvl1(a, b, settings, check_every))(first, second))
              for check_every in (1, 5)]
     np.testing.assert_array_equal(flows[1], flows[0])
+
+
+@pytest.mark.slow
+def test_uint8_frames_in_and_flow_images_out_equal_the_host_path():
+    """prepare_data's pipeline path (uint8 frames cast on the device, flow quantised there by
+    media.flow_images) against the path it replaced (float32 frames from the host, float flow back,
+    media.quantize_flow on the host): the same JPEG values bit for bit. Textures moved a few pixels,
+    one pyramid level: a quick compile on either backend."""
+    settings = tvl1.Settings(scales=1, warps=2, inner_iterations=10, outer_iterations=2)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (40, 56), np.uint8), (0, 0), 1.2)
+    shifts = [(1, 0), (-2, 1), (3, -2), (0, 0)]
+    first = np.stack([texture] * len(shifts))
+    second = np.stack([np.roll(texture, (dy, dx), axis=(0, 1)) for dx, dy in shifts])
+    images = numpy(tvl1.start_flow(first, second, settings, then=media.flow_images))
+    flows = numpy(tvl1.start_flow(first.astype(np.float32), second.astype(np.float32), settings))
+    assert images.dtype == np.uint8 and np.ptp(images) > 20  # flow of a few pixels: many grey levels
+    for pair_images, flow in zip(images, flows):
+        assert all(np.array_equal(a, b) for a, b in zip(pair_images, media.quantize_flow(flow)))

@@ -23,7 +23,7 @@ FLOW_LEVELS = 255.0  # -FLOW_BOUND .. FLOW_BOUND maps onto grey levels 0 .. FLOW
 FRAME_SIZE = (340, 256)  # (width, height) of the public jpegs_256 frames
 JPEG_QUALITY = 95
 FLOW_JPEG_QUALITY = 75  # flow: ~1.2x faster to decode than 95, EPE 0.108 vs 0.071 px (README: On one GPU)
-# tvl1: OpenCV's TV-L1 on the CPU, the paper's flow. tvl1_keras: the same algorithm in keras.ops
+# tvl1: OpenCV's TV-L1 on the CPU (the public downloads' flow). tvl1_keras: the same algorithm in keras.ops
 # (tvl1.py), many pairs per call on the Keras backend's device (GPU if there is one).
 FLOW_METHODS = ("tvl1", "tvl1_keras", "farneback", "dis")
 BATCHED_FLOW_METHODS = ("tvl1_keras",)  # estimate_flows runs these FLOW_BATCH pairs per call

@@ -21,10 +21,11 @@ decodes to fewer frames than its header says is reported as damaged (exit 1) and
 Each process counts only the videos it published; those another process published first are
 "already complete (by another process)".
 
-TV-L1 (the flow of the public downloads and TSN; the paper used Brox et al.'s) runs at about 1 frame pair/s per core at 320x240: all of UCF-101 takes
-about 16 CPU-days, so consider --flow-method tvl1_keras on a GPU (the same algorithm, --batch-size
-pairs at a time in batches that mix videos, decoded and written by threads while the device
-computes), the public ucf101_tvl1_flow download, or --flow-method dis (~100x faster, approximate).
+TV-L1 (the flow of the public downloads and TSN; the paper used Brox et al.'s) runs at about 1 frame
+pair/s per core at 320x240: all of UCF-101 takes about 16 CPU-days, so consider --flow-method
+tvl1_keras on a GPU (the same algorithm, --batch-size pairs at a time in batches that mix videos,
+decoded and written by threads while the device computes), the public ucf101_tvl1_flow download, or
+--flow-method dis (~100x faster, approximate).
 
 --shard K/N splits the work between N machines or the N tasks of a cluster job array: task K does
 the videos whose name hashes to K (1 + crc32 of the lower-case name, mod N). Parts never overlap,

@@ -1,6 +1,7 @@
-"""Training on several GPUs of one machine or on a cluster of machines, with tf.distribute: the
-strategy for --distribute, each worker's share of the data and its checkpoint folder, and the
-workarounds Keras needs on a multi-worker cluster.
+"""Training on several GPUs of one machine or on a cluster of machines, each backend on its own
+engine: tf.distribute on TensorFlow, keras.distribution on JAX (--distribute mirrored: the local
+devices). The strategy for --distribute, each worker's share of the data and its checkpoint folder,
+and the workarounds Keras needs on a multi-worker cluster.
 
 The one module that uses TensorFlow for tf.distribute, imported inside the functions that need it,
 so that training without --distribute runs on any Keras backend (JAX without TensorFlow included).
@@ -25,9 +26,12 @@ from errors import DataError
 
 
 def distribution_strategy(name):
-    """tf.distribute strategy for --distribute, or None for no distribution."""
+    """tf.distribute strategy for --distribute (on JAX: keras.distribution's, jax_distribution), or None
+    for no distribution."""
     if name == "none":
         return None
+    if keras.backend.backend() == "jax":
+        return jax_distribution(name)
     if keras.backend.backend() != "tensorflow":
         raise DataError(f"--distribute {name} needs the TensorFlow backend "
                         f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()}")
@@ -40,6 +44,38 @@ def distribution_strategy(name):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     print(f"--distribute {name}: {strategy.num_replicas_in_sync} replicas", flush=True)
     return strategy
+
+
+def jax_distribution(name):
+    """--distribute mirrored on JAX: keras.distribution.DataParallel over every local device (the variables
+    replicated, each batch split over the devices), set for the whole process so that fit splits its
+    batches too. Several machines on JAX are not built yet (issue 25): TensorFlow's multiworker does it."""
+    if name != "mirrored":
+        raise DataError(f"--distribute {name} is not built on JAX yet: use KERAS_BACKEND=tensorflow for a cluster, "
+                        "or --distribute mirrored for the GPUs of one machine")
+    devices = keras.distribution.list_devices()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    print(f"--distribute mirrored: {len(devices)} devices ({', '.join(devices)}), keras.distribution.DataParallel",
+          flush=True)
+    return distribution
+
+
+def scoring_strategy(name):
+    """distribution_strategy for fuse_test.py, which spreads its batches over the GPUs of one machine on
+    TensorFlow only so far."""
+    if name != "none" and keras.backend.backend() == "jax":
+        raise DataError("fuse_test.py --distribute is not built on JAX yet: score with one process per GPU, "
+                        "--shard K/N each (CUDA_VISIBLE_DEVICES=K-1), then --merge the parts; or use TensorFlow")
+    return distribution_strategy(name)
+
+
+def local_devices(strategy):
+    """How many devices of this process split each batch: 1 without distribution, and for tf.distribute,
+    which splits uneven batches itself."""
+    if strategy is None or keras.backend.backend() != "jax":
+        return 1
+    return strategy.device_mesh.devices.size
 
 
 def scope(strategy):
@@ -75,7 +111,7 @@ def worker_checkpoint_dir(folder, strategy):
     same moments, since saving may read variables that need all the workers, but only the chief's
     copies are kept; the others go to a temporary folder, deleted when the process ends.
     """
-    if strategy is None or strategy.extended.should_checkpoint:
+    if not is_multiworker(strategy) or strategy.extended.should_checkpoint:
         return folder
     return os.path.join(folder, f"workertemp_{strategy.cluster_resolver.task_id}")
 

@@ -328,7 +328,7 @@ def compute_all(args, run_dir):
     """Per-sample scores of each stream -> {subset: {stream: {videos, labels, scores, classes, settings}}}."""
     import distributed  # tf.distribute lives there only
     streams = args.streams or list(STREAMS)
-    strategy = distributed.distribution_strategy(args.distribute)
+    strategy = distributed.scoring_strategy(args.distribute)
     found, classes = read_models(args, streams)
     subsets = ["test"] + (["train"] if len(streams) == 2 and not args.no_svm else [])
     data = {}

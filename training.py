@@ -91,6 +91,10 @@ def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate
     if batch % replicas:
         raise DataError(f"--batch-size {batch_size} does not split evenly over the cluster's {replicas} "
                         f"replicas ({batch} samples a step): choose a multiple of {replicas * parts}")
+    devices = distributed.local_devices(strategy)
+    if (batch_size // accumulate) % devices:
+        raise DataError(f"--batch-size {batch_size} does not split evenly over this machine's {devices} devices "
+                        f"({batch_size // accumulate} samples a step): choose a multiple of {devices * accumulate}")
     return generators.TrainSequence(
         videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
         sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 
 import fakedata
+import faults
 import generators
 import media
+import models
 import ucf101
 
 needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -303,3 +305,44 @@ def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(data
                     tmp_path / "apart") == [2, 2]
     assert "the workers start at epochs [3, 0]" in logs(tmp_path / "apart")
     assert logged_epochs(folder) == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------- JAX: keras.distribution
+
+def jax_run(dataset, folder, env, *extra):
+    """temporal_train.py with the tiny networks in the environment `env` (jax_environment)."""
+    root, splits = dataset
+    argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
+            "--image-size", str(SIZE), "--stack-length", str(STACK), "--batch-size", str(BATCH), "--workers", "1",
+            "--iterations", "4", "--epoch-steps", "2", "--dropout", "0", *extra]
+    return subprocess.run([sys.executable, os.path.join(REPO, "tests", "faults.py"), "temporal_train.py", *argv],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def jax_environment(tmp_path, devices):
+    """JAX without TensorFlow, the tiny networks, and `devices` CPU devices."""
+    return {**faults.without_tensorflow(tmp_path), "TINY_NETS": "1",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def keras_weights(path):
+    return models.load_model(str(path)).get_weights()
+
+
+@pytest.mark.slow
+def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weights_of_one(dataset, tmp_path):
+    """--distribute mirrored on JAX (keras.distribution.DataParallel, no TensorFlow installed): the same
+    arithmetic as one device, each batch's mean gradient summed from two halves, so the same weights within
+    float32 round-off (a few ulps of summation order over 4 steps: atol 1e-5). A batch that does not split
+    over the devices is one line, exit 2."""
+    env = jax_environment(tmp_path, 2)
+    one = jax_run(dataset, tmp_path / "one", env)  # two devices present, no distribution: one used
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = jax_run(dataset, tmp_path / "two", env, "--distribute", "mirrored")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "--distribute mirrored: 2 devices" in two.stdout
+    for ours, theirs in zip(keras_weights(tmp_path / "two" / "last.keras"),
+                            keras_weights(tmp_path / "one" / "last.keras"), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    odd = jax_run(dataset, tmp_path / "odd", env, "--distribute", "mirrored", "--batch-size", "5")
+    assert odd.returncode == 2 and "does not split evenly over this machine's 2 devices" in odd.stderr

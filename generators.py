@@ -33,13 +33,17 @@ between epochs; and a worker of a multi-worker cluster can draw its own part of 
 (TrainSequence's shard) without drawing the rest.
 """
 import contextlib
+import ctypes
 import math
 import multiprocessing
 import os
 import pickle
 import queue
 import shutil
+import signal
+import sys
 import threading
+import time
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +57,7 @@ from tqdm import tqdm
 
 import media
 import ucf101
-from errors import DataError
+from errors import DataError, WorkerDied
 from presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
 
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
@@ -78,6 +82,12 @@ SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memor
 # The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
 WORKER_ENVIRONMENT = {"KERAS_BACKEND": "numpy", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+# Ctrl-C (SIGINT) and a scheduler's SIGTERM reach every process of the job: the worker processes ignore them, from
+# their start, and the training process stops (errors.run) and ends its workers.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# A worker process that ended stops the run by an error raised in the thread that fits (ProcessLoader.stop_owner),
+# asked again after ASK_AGAIN seconds while that thread still asks for batches.
+ASK_AGAIN = 1.0
 
 
 # ---------------------------------------------------------------------------- what a stream reads
@@ -413,6 +423,7 @@ class TrainSequence(keras.utils.PyDataset):
         self._missing = multiprocessing.get_context("spawn").Value("q", 0)
         self._reported = 0
         self._warned = set()
+        self._owner = threading.get_ident()  # the thread that made the sequence, and so (scripts) runs fit
 
     @property
     def epoch(self):
@@ -439,7 +450,19 @@ class TrainSequence(keras.utils.PyDataset):
             self.processes = 0
         rows = len(self.shard_samples(index)[0])  # fewer in the last batch of sampling="videos"
         if self.processes:
-            return self.process_loader().batch(index, self.epoch, self.shard, rows)
+            loader = self.process_loader()
+            try:
+                return loader.batch(index, self.epoch, self.shard, rows)
+            except WorkerDied as died:
+                if threading.get_ident() == self._owner or not loader.stop_owner(died, self._owner):
+                    raise
+                # Keras's thread here, fit in the owner thread: TensorFlow would turn an error raised here into
+                # tracebacks of its own. fit raises it instead, after the step that this batch, loaded here, ends.
+                with loader.loading_here(died):
+                    return self.load_here(index, rows)
+        return self.load_here(index, rows)
+
+    def load_here(self, index, rows):
         x = np.empty((rows, self.image_size, self.image_size, self.stream.channels), np.uint8)
         y = np.empty(rows, np.int32)
         self.fill(index, x, y, 0, rows)
@@ -556,8 +579,10 @@ class ProcessLoader:
     a batch is cut into tasks of CHUNK samples that the processes fill in place, and it is copied
     out once its last task is done. A sample depends only on (seed, epoch, batch, position), so
     the batches are those of the same sequence in one process. The processes are spawned with
-    WORKER_ENVIRONMENT, end with the training process, and an error in one (DataError) is raised
-    by the batch it belongs to.
+    WORKER_ENVIRONMENT, ignore STOP_SIGNALS, end with the training process, and an error in one
+    (DataError) is raised by the batch it belongs to. A process that ended (killed, out of memory)
+    stops the run: the next batch asked for raises WorkerDied naming it and its exit code, or has
+    the thread that fits raise it (stop_owner).
     """
 
     def __init__(self, sequence, processes, slots):
@@ -575,19 +600,22 @@ class ProcessLoader:
         # (out of memory, by hand) nobody reads them, and the training process would hang after its error.
         self.tasks.cancel_join_thread()
         self.state = {"lock": threading.Lock(), "pending": [0] * slots, "errors": [None] * slots,
-                      "done": [threading.Event() for _ in range(slots)], "stop": threading.Event()}
+                      "done": [threading.Event() for _ in range(slots)], "stop": threading.Event(),
+                      "here": threading.Condition(), "loading here": 0}
+        self.asked_at = None  # when the thread that fits was last asked to raise WorkerDied
         names = [block.name for block in self.blocks]
         self.processes = [context.Process(target=fill_tasks, daemon=True,
                                           args=(sequence, names, self.shape, self.tasks, self.results))
                           for _ in range(processes)]
-        with environment(WORKER_ENVIRONMENT):
+        with environment(WORKER_ENVIRONMENT), signals_blocked(STOP_SIGNALS):  # until the processes ignore them
             for process in self.processes:
                 process.start()
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
-        weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state["stop"], self.blocks)
+        weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state, self.blocks)
 
     def batch(self, index, epoch, shard, rows):
         """(x, y) of shard `shard` of batch `index` in `epoch` (`rows` samples), filled by the processes."""
+        self.check_processes()
         slot = self.free.get()
         try:
             done = self.state["done"][slot]
@@ -598,16 +626,54 @@ class ProcessLoader:
             for start in range(0, rows, CHUNK):
                 self.tasks.put((slot, index, epoch, shard, start, min(start + CHUNK, rows)))
             while not done.wait(1.0):
-                ended = [p.exitcode for p in self.processes if p.exitcode is not None]
-                if ended:
-                    raise RuntimeError(f"a data loading process ended (exit code {ended[0]}): out of memory, or "
-                                       "killed? Fewer --workers use less memory")
+                self.check_processes()
             if self.state["errors"][slot] is not None:
                 raise self.state["errors"][slot]
             x, y = self.views[slot]
             return x[:rows].copy(), y[:rows].copy()
         finally:
             self.free.put(slot)
+
+    @contextlib.contextmanager
+    def loading_here(self, died):
+        """Around a batch loaded in this process instead, its workers gone: stop_loader (at exit) waits for those
+        begun (OpenCV busy in a thread as the process exits can abort it), and later ones raise `died`."""
+        with self.state["here"]:
+            if self.state["stop"].is_set():
+                raise died
+            self.state["loading here"] += 1
+        try:
+            yield
+        finally:
+            with self.state["here"]:
+                self.state["loading here"] -= 1
+                self.state["here"].notify_all()
+
+    def check_processes(self):
+        """Raise WorkerDied if a worker process has ended: its task may be lost, and the run stops."""
+        for number, process in enumerate(self.processes, 1):
+            code = process.exitcode
+            if code is not None:
+                how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
+                       else "ended")
+                raise WorkerDied(f"data loading process {number} of {len(self.processes)} (pid {process.pid}) {how} "
+                                 f"(exit code {code}; out of memory, or killed by hand?)")
+
+    def stop_owner(self, died, owner):
+        """Have thread `owner` (fit's) raise `died` as a signal's handler raises in the main thread, at its next
+        Python instruction; True: load the batch asked for meanwhile, False (no such thread): raise it here.
+        Asked again after ASK_AGAIN seconds while batches are still asked for (C code that calls Python, such as
+        numpy's, may catch and drop it), unless `owner` is handling a WorkerDied (leaving fit, or in errors.run)
+        or this loader is being stopped (at exit)."""
+        with self.state["lock"]:
+            now = time.monotonic()
+            if self.state["stop"].is_set() or isinstance(handled_exception(owner), WorkerDied):
+                return True
+            if self.asked_at is None or now - self.asked_at >= ASK_AGAIN:
+                if not raise_in_thread(owner, died):
+                    return False
+                self.asked_at = now
+        return True
 
 
 def batch_views(block, shape, x_bytes):
@@ -618,7 +684,11 @@ def batch_views(block, shape, x_bytes):
 
 def fill_tasks(sequence, names, shape, tasks, results):
     """A ProcessLoader's worker: fill (slot, batch, epoch, shard, start, stop) tasks until told to stop
-    (None) or until the training process is gone."""
+    (None) or until the training process is gone. Started with STOP_SIGNALS blocked, it ignores them
+    (one sent meanwhile is dropped)."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     cv2.setNumThreads(1)
     blocks = [shared_memory.SharedMemory(name=name) for name in names]
     views = [batch_views(block, shape, math.prod(shape)) for block in blocks]
@@ -666,18 +736,51 @@ def collect_results(results, state):
                 state["done"][slot].set()
 
 
-def stop_loader(processes, tasks, stop_collecting, blocks):
+def stop_loader(processes, tasks, state, blocks):
+    # A process killed inside tasks.get (where idle ones wait) holds the queue's read lock for good: the others
+    # would never get their None.
+    lost = any(process.exitcode is not None for process in processes)
+    with state["here"]:
+        state["stop"].set()
+        state["here"].wait_for(lambda: state["loading here"] == 0, timeout=60)  # see ProcessLoader.loading_here
     for _ in processes:
         tasks.put(None)
-    stop_collecting.set()
     for process in processes:
-        process.join(timeout=5)
+        process.join(timeout=0.5 if lost else 5)
         if process.is_alive():
-            process.terminate()
+            process.kill()  # (it ignores SIGTERM)
     for block in blocks:
         with contextlib.suppress(BufferError):  # the loader's own views may still be alive
             block.close()
         block.unlink()
+
+
+@contextlib.contextmanager
+def signals_blocked(signals):
+    """`signals` blocked in this thread, and so in the processes it starts meanwhile (they inherit the mask);
+    one sent to this process meanwhile reaches another of its threads."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def raise_in_thread(ident, error):
+    """Raise a copy of `error` (its type, its message) in the thread `ident` at its next Python instruction, as
+    CPython raises KeyboardInterrupt in the main thread (a call into C returns first). False if no such thread runs."""
+    kind = type(error)
+    copy = type(kind.__name__, (kind,), {"__init__": lambda self: kind.__init__(self, *error.args),
+                                         "__module__": kind.__module__})
+    set_async_exception = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async_exception.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    return set_async_exception(ident, copy) == 1
+
+
+def handled_exception(ident):
+    """The exception that the thread `ident` is handling (in an except or finally block), or None."""
+    info = sys._current_exceptions().get(ident)
+    return info[1] if isinstance(info, tuple) else info  # (type, value, traceback) before Python 3.12
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ overwritten with random noise (every crop then differs) and each sample is looke
 the crops the test itself computes from the same JPEGs, with its own crop and flip.
 """
 import os
+import re
 import warnings
 
 import cv2
@@ -16,7 +17,7 @@ import fakedata
 import generators
 import media
 import ucf101
-from errors import DataError
+from errors import DataError, WorkerDied
 
 SIZE = 32  # crop side
 HEIGHT, WIDTH = 48, 64  # frame size
@@ -498,7 +499,7 @@ def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
         dataset[1]
     for process in dataset.process_loader().processes:
         os.kill(process.pid, signal.SIGKILL)
-    with pytest.raises(RuntimeError, match="data loading process ended"):
+    with pytest.raises(WorkerDied, match=r"data loading process [12] of 2 \(pid \d+\) was killed by SIGKILL \(exit"):
         dataset[2]
 
 
@@ -584,6 +585,159 @@ def test_the_trainer_exits_after_its_worker_processes_were_killed(tmp_path, left
             trainer.wait()
         stderr.seek(0)
         assert trainer.returncode == 0, stderr.read()[-3000:]
+
+
+# A training process as the scripts run one (errors.run around training.fit, on the default Keras backend) with 2
+# worker processes. After 3 steps it prints "training <the workers' pids>" on stderr and waits for the file named by
+# its second argument before it trains on; meanwhile Keras's queue of batches fills and the workers idle.
+FITTING_TRAINER = """
+import os, sys, time
+import keras
+import errors, fakedata, generators, training, ucf101
+
+
+class Started(keras.callbacks.Callback):
+    def __init__(self, dataset, go):
+        super().__init__()
+        self.dataset, self.go, self.said = dataset, go, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 2 and not self.said:
+            self.said = True
+            print("training", *(p.pid for p in self.dataset.process_loader().processes), file=sys.stderr, flush=True)
+            while not os.path.exists(self.go):
+                time.sleep(0.05)
+
+
+def main(argv):
+    splits = fakedata.write_dataset(argv[0], frames=6)
+    videos = ucf101.load_index(argv[0], splits, 1, "train")
+    dataset = generators.TrainSequence(videos, argv[0], "temporal", batch_size=4, image_size=32, stack_length=2,
+                                       steps=20, workers=2, use_multiprocessing=True)
+    model = keras.Sequential([keras.Input((32, 32, 4)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    training.fit(model, dataset, None, 100000, [Started(dataset, argv[1])])
+
+
+if __name__ == "__main__":
+    sys.exit(errors.run(main, sys.argv[1:]))
+"""
+
+
+def start_training(tmp_path):
+    """FITTING_TRAINER in a session of its own, as a terminal's job (stdout and stderr to files), once it trains:
+    (the process, its workers' pids)."""
+    import subprocess
+    import time
+    argv, env = trainer_command(tmp_path, FITTING_TRAINER, str(tmp_path / "go"))
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        trainer = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300  # start-up (TensorFlow, the workers' Keras) may take long on busy cores
+    while time.monotonic() < deadline and trainer.poll() is None:
+        said = [line.split() for line in (tmp_path / "stderr").read_text().splitlines() if line.startswith("training ")]
+        if said:
+            return trainer, [int(pid) for pid in said[0][1:]]
+        time.sleep(0.1)
+    trainer.kill()
+    pytest.fail(f"the trainer did not start training: {(tmp_path / 'stderr').read_text()[-3000:]}")
+
+
+def trainer_end(trainer, tmp_path, limit):
+    """(exit code, seconds since the trainer was told to go on, its stderr); its job is killed after `limit` s."""
+    import signal
+    import subprocess
+    import time
+    start = time.monotonic()
+    (tmp_path / "go").touch()
+    try:
+        trainer.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(trainer.pid, signal.SIGKILL)
+        trainer.wait()
+    return trainer.returncode, time.monotonic() - start, (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, code, said", [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_ctrl_c_to_the_whole_job_stops_training_with_one_message_and_no_traceback(tmp_path, name, code, said):
+    """A terminal's Ctrl-C sends SIGINT to every process of the job, worker processes included (a scheduler may
+    send SIGTERM so): the workers leave the stopping to the training process, which prints errors.run's message."""
+    import signal
+    import threading
+    trainer, _ = start_training(tmp_path)
+    threading.Timer(0.5, os.killpg, (trainer.pid, getattr(signal, name))).start()  # while it trains on
+    returncode, _, stderr = trainer_end(trainer, tmp_path, 60)
+    assert returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.count("interrupted") == 1, stderr[-3000:]
+    assert f"interrupted ({said})" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 2], ids=["one worker of two", "both workers"])
+def test_a_killed_worker_process_stops_training_at_once_with_the_one_line_error(tmp_path, killed):
+    """Any worker process killed (out of memory, or by hand) stops the run, the others alive or not: errors.run's
+    one line names the process and its exit code, first and alone (no traceback of the backend's)."""
+    import signal
+    trainer, pids = start_training(tmp_path)
+    for pid in pids[:killed]:
+        os.kill(pid, signal.SIGKILL)
+    returncode, seconds, stderr = trainer_end(trainer, tmp_path, 30)
+    assert returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = stderr.splitlines()
+    after = [line for line in lines[[line.startswith("training ") for line in lines].index(True) + 1:] if line.strip()]
+    named = re.match(r"error: data loading process (\d) of 2 \(pid (\d+)\) was killed by SIGKILL \(exit code -9",
+                     after[0])
+    assert named and int(named[2]) == pids[int(named[1]) - 1] and int(named[2]) in pids[:killed], after[:5]
+    assert sum("data loading process" in line for line in stderr.splitlines()) == 1, stderr[-3000:]
+    assert seconds < 10, f"the run stopped {seconds:.1f} s after training went on"
+
+
+def test_the_thread_that_fits_is_asked_to_raise_until_it_leaves(monkeypatch):
+    """ProcessLoader.stop_owner: the thread that fits raises the worker's WorkerDied (same type, same message) at its
+    next instruction. It is asked again each ASK_AGAIN seconds while batches are asked for (C code that calls Python,
+    as numpy's, may catch and drop it), but not while it handles one (on its way out) nor once the loader stops."""
+    import threading
+    import time
+    loader = generators.ProcessLoader.__new__(generators.ProcessLoader)  # its stopping part alone
+    loader.state, loader.asked_at = {"lock": threading.Lock(), "stop": threading.Event()}, None
+    asked, raise_in_thread = [], generators.raise_in_thread
+
+    def first_one_dropped(ident, error):
+        asked.append(ident)
+        return len(asked) == 1 or raise_in_thread(ident, error)
+
+    monkeypatch.setattr(generators, "raise_in_thread", first_one_dropped)
+    monkeypatch.setattr(generators, "ASK_AGAIN", 0.2)
+    caught, leave = [], threading.Event()
+
+    def fit():
+        try:
+            while True:
+                time.sleep(0.01)
+        except WorkerDied as error:
+            caught.append(error)
+            leave.wait(10)  # errors.run's message
+
+    owner = threading.Thread(target=fit, daemon=True)
+    owner.start()
+    died = WorkerDied("data loading process 2 of 2 (pid 7) was killed by SIGKILL (exit code -9)")
+    assert loader.stop_owner(died, owner.ident) and loader.stop_owner(died, owner.ident)  # load here meanwhile
+    assert len(asked) == 1  # (not asked again at once)
+    time.sleep(0.3)
+    assert loader.stop_owner(died, owner.ident) and len(asked) == 2
+    for _ in range(500):
+        if caught:
+            break
+        time.sleep(0.01)
+    assert caught and isinstance(caught[0], WorkerDied) and str(caught[0]) == str(died)
+    time.sleep(0.3)
+    assert loader.stop_owner(died, owner.ident) and len(asked) == 2  # it handles one: not asked again
+    leave.set()
+    owner.join(5)
+    loader.state["stop"].set()
+    assert loader.stop_owner(died, owner.ident) and len(asked) == 2  # the loader stops (at exit): never
 
 
 class RecordingSequence(generators.TrainSequence):

@@ -4,6 +4,7 @@ what each way of storing flow costs in decoding time and in flow error.
     python benchmarks/bench_generators.py                 # generated data in a temp folder
     python benchmarks/bench_generators.py --data-dir /tmp/bench_data  # kept, reused next time
     python benchmarks/bench_generators.py --decode-only   # only the flow JPEG options (a minute)
+    python benchmarks/bench_generators.py --costs --batch-size 256 --batches 100  # CPU per sample (issue 26)
 
 Writes (or reuses) videos in the real layout at the real sizes: 340x256 RGB JPEGs and
 grayscale u/v flow JPEGs (benchmarks/bench_data.py). For spatial and temporal batches of 224x224
@@ -22,6 +23,13 @@ on_epoch_end; each configuration's dataset is made once (its processes start onc
 first epoch is not timed.
 Goals: 1 worker >= 80% of the decode bound; N worker processes >= 0.75 N x 1 worker (16 cores: 12x).
 
+CPU cost (--costs): per stream, with 1 worker (in the training process) and with --workers' largest
+count of worker processes, one epoch of --warmup + --batches + 1 batches iterated as fit() does; the
+--batches after the warm-up ones (never an epoch end, where Keras drains for 0.1 s) are timed: CPU
+microseconds per sample of the training process (getrusage(RUSAGE_SELF): all its threads, Keras's
+and the loader's, not its children) and of the worker processes (/proc/<pid>/stat: they have not
+ended, so RUSAGE_CHILDREN would not count them), and samples/s of wall time.
+
 Flow storage (--decode-only, and printed first otherwise): flow fields of real image pairs
 (OpenCV's TV-L1 flow of bench_flow.py's pairs from --reference, else DIS flow of the same pairs)
 quantised as media.quantize_flow does and stored as JPEG at qualities 95 (today), 90 and 75, and
@@ -30,6 +38,7 @@ per second on one core, and the end-point error against the unquantised flow.
 """
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -68,6 +77,10 @@ parser.add_argument("--workers", default=f"1,2,{presets.CORES}",
 parser.add_argument("--flow-quality", type=int, default=media.FLOW_JPEG_QUALITY,
                     help="JPEG quality of the generated flow images (default: media.FLOW_JPEG_QUALITY, %(default)s)")
 parser.add_argument("--decode-only", action="store_true", help="only the flow storage options")
+parser.add_argument("--costs", action="store_true",
+                    help="only the CPU cost per sample of the training process and of the workers (see above)")
+parser.add_argument("--batches", type=int, default=100, help="--costs: timed batches, after the warm-up ones")
+parser.add_argument("--warmup", type=int, default=10, help="--costs: batches before the timed ones")
 parser.add_argument("--reference", default=os.path.join(os.path.dirname(__file__), "tvl1_reference.npz"),
                     help="bench_flow.py --save-reference file whose OpenCV TV-L1 flows to store (else DIS flow)")
 args = parser.parse_args()
@@ -140,6 +153,61 @@ def pipeline_rate(dataset):
                 best = max(best, batches * args.batch_size / (time.perf_counter() - begin))
         adapter.on_epoch_end()
     return best
+
+
+# ---------------------------------------------------------------------------- CPU cost per sample
+
+def own_cpu_seconds():
+    """CPU time of this process, every thread of it (Keras's loader threads, the ProcessLoader's), no child."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid):
+    """CPU time (user + system) of a running process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu_seconds(dataset):
+    loader = dataset._loader.loader
+    return sum(process_cpu_seconds(p.pid) for p in loader.processes) if loader else 0.0
+
+
+def cpu_costs(videos, data_dir, stream, workers, processes):
+    """(training process CPU us/sample, workers' CPU us/sample, samples/s) over args.batches warm batches
+    of one epoch iterated as fit() does, after args.warmup, before the epoch's end."""
+    dataset = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,
+                                       image_size=args.image_size, steps=args.warmup + args.batches + 1,
+                                       workers=workers, use_multiprocessing=processes)
+    adapter = PyDatasetAdapter(dataset, shuffle=False)
+    adapter.on_epoch_begin()
+    for batches, _ in enumerate(adapter.get_numpy_iterator(), 1):
+        if batches == args.warmup:
+            begin = time.perf_counter(), own_cpu_seconds(), worker_cpu_seconds(dataset)
+        if batches == args.warmup + args.batches:
+            end = time.perf_counter(), own_cpu_seconds(), worker_cpu_seconds(dataset)
+    adapter.on_epoch_end()
+    samples = args.batches * args.batch_size
+    wall, own, others = (b - a for a, b in zip(begin, end))
+    del adapter, dataset
+    return 1e6 * own / samples, 1e6 * others / samples, samples / wall
+
+
+def print_costs(videos, data_dir):
+    count = max(int(n) for n in args.workers.split(","))
+    print(f"CPU per sample over {args.batches} warm batches of {args.batch_size} (after {args.warmup}), "
+          f"{args.image_size}x{args.image_size} crops, L={args.stack_length}, training default settings; "
+          f"load average {os.getloadavg()[0]:.2f} before", flush=True)
+    for name in args.streams.split(","):
+        stream = generators.Stream(name, args.stack_length)
+        for workers, processes in ((1, False), (count, True)):
+            own, others, rate = cpu_costs(videos, data_dir, stream, workers, processes)
+            what = f"{workers} worker processes" if processes else "1 worker (this process)"
+            print(f"{name:9s} {what:24s} training process {own:7.1f} us/sample | workers {others:7.1f} us/sample "
+                  f"| {rate:7.1f} samples/s", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
 # ---------------------------------------------------------------------------- flow storage
@@ -241,7 +309,8 @@ def cpu_seconds(work):
 
 
 def main():
-    flow_storage()
+    if not args.costs:
+        flow_storage()
     if args.decode_only:
         return
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_generators_")
@@ -253,6 +322,8 @@ def main():
               f"flow u {mean_file_kb(ucf101.flow_dir(data_dir, 'u', name)):.1f} KB, "
               f"v {mean_file_kb(ucf101.flow_dir(data_dir, 'v', name)):.1f} KB (flow quality {args.flow_quality}); "
               f"{presets.CORES} CPUs usable, load average {os.getloadavg()[0]:.2f} before")
+        if args.costs:
+            return print_costs(videos, data_dir)
         samples = (len(videos) * args.repeats) // args.batch_size * args.batch_size
         print(f"{samples} samples per epoch, batch {args.batch_size}, {args.image_size}x{args.image_size} "
               f"crops, L={args.stack_length}; samples/s, best of {args.rounds} interleaved rounds")

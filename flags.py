@@ -124,6 +124,11 @@ SHARED = {
                         choices=presets.PRECISIONS, default="float32"),
     "--jit": dict(help="XLA-compile the training step with TensorFlow (off: slower on CPU); JAX always compiles",
                   action="store_true"),
+    "--partial-bn": dict(help="TSN's partial BatchNorm (Wang et al. 2016; not the paper's): while fine-tuning, every "
+                         "BatchNormalization layer but the first is frozen, in inference mode with its pretrained "
+                         "statistics, scale and shift; the first adapts to the new input. Spatial: phase 2; temporal: "
+                         "with --weights or --init (a net from scratch has no statistics to keep)",
+                         action="store_true"),
 }
 
 # Flags whose name is shared but whose meaning depends on the script: the help (and where it differs,
@@ -161,8 +166,17 @@ BY_SCRIPT = {
         "flow": REDO_VIDEOS,
         "synthetic": "replace an existing dataset in --out",
     },
+    "--arch": {
+        "spatial": dict(help="the network: inception_v3 (the paper reproduction's, as the seed's), or beyond the "
+                        "paper efficientnet_v2_s, convnext_tiny or xception; each with its own preprocessing inside "
+                        "the model, and its last blocks trained in phase 2",
+                        choices=presets.SPATIAL_ARCHS, default="inception_v3"),
+        "temporal": dict(help="the network: cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS,
+                         default="cnn_m_2048"),
+    },
     "--weights": {
-        "spatial": "imagenet (the Keras download), none, or a local InceptionV3 no-top .h5 file",
+        "spatial": "imagenet (the Keras download), none, or a local no-top .h5 file of --arch's network (as Keras "
+                   "downloads it)",
         "temporal": dict(help="none (from scratch); imagenet or a local InceptionV3 .h5 file for --arch inception_v3 "
                          "(cross-modality initialisation)", default="none"),
     },

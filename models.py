@@ -3,7 +3,8 @@
 Both models take uint8 images and normalise them inside the model, so that the data pipeline,
 demo.py and fuse_test.py feed raw frames and flow stacks:
 
-    spatial   InceptionV3 (ImageNet) -> global average pool -> Dense 1024 -> dropout -> softmax
+    spatial   InceptionV3 (ImageNet) -> global average pool -> Dense 1024 -> dropout -> softmax; beyond the
+              paper, EfficientNetV2-S, ConvNeXt-Tiny or Xception in its place (BACKBONES)
     temporal  CNN-M-2048 (Simonyan & Zisserman 2014, from scratch) on 2L stacked flow channels, or
               InceptionV3 with cross-modality initialisation from ImageNet (Wang et al. 2016, TSN)
 
@@ -14,6 +15,7 @@ converges in far fewer steps from scratch at 0.9 dropout.
 """
 import math
 import os
+import typing
 import warnings
 import zipfile
 
@@ -24,13 +26,51 @@ from keras import layers, ops
 import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
 from errors import DataError
 from media import FLOW_BOUND, dequantize_flow
-from presets import ARCHS, MIN_IMAGE_SIZE, NORMS  # noqa: F401  (the flags' choices, kept in one place)
+from presets import ARCHS, MIN_IMAGE_SIZE, NORMS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
 
 MIN_INCEPTION_SIZE = MIN_IMAGE_SIZE["inception_v3"]  # keras.applications.InceptionV3 without its top
-IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + IMAGENET_FILE
-IMAGENET_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
-LAST_FROZEN_BLOCK = "mixed8"  # phase 2 trains what follows it: the top two blocks, mixed9 and mixed10
+APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+# ---------------------------------------------------------------------------- backbones
+
+class Backbone(typing.NamedTuple):
+    """A spatial network from keras.applications, without its top."""
+    application: object  # its constructor
+    base_name: str  # the name Keras gives it: the spatial model's layer that holds it
+    # "tf": keras.applications' preprocess_input in "tf" mode, x / 127.5 - 1, a layer of the spatial model
+    # (inception_preprocessing); "include_preprocessing": the application's own first layers
+    preprocessing: str
+    last_frozen: str  # the last layer of the base that phase 2 leaves frozen: it trains every layer after it
+    weights_url: str  # its ImageNet weights without the top, as keras.applications downloads them
+    weights_hash: str
+
+
+# The spatial networks: InceptionV3 (the paper reproduction's, as the seed's) and three stronger ones. Phase 2 of
+# each trains about the top half of the base's weights, from a block boundary: InceptionV3 its top two inception
+# blocks (mixed9, mixed10: 51% of the base), Xception its exit flow (blocks 13 and 14: 33%), ConvNeXt-Tiny its last
+# stage (and the downsampling into it: 56%), EfficientNetV2-S the last ten blocks of its last stage and its top
+# convolution (6f to 6o: 51%). Preprocessing, exactly as keras.applications: InceptionV3 and Xception x / 127.5 - 1,
+# EfficientNetV2-S x / 128 - 1 (its include_preprocessing), ConvNeXt ImageNet's mean and standard deviation per
+# channel (its include_preprocessing).
+BACKBONES = {
+    "inception_v3": Backbone(
+        keras.applications.InceptionV3, "inception_v3", "tf", "mixed8",
+        APPLICATIONS_URL + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "bcbd6486424b2319ff4ef7d526e38f63"),
+    "efficientnet_v2_s": Backbone(
+        keras.applications.EfficientNetV2S, "efficientnetv2-s", "include_preprocessing", "block6e_add",
+        APPLICATIONS_URL + "efficientnet_v2/efficientnetv2-s_notop.h5", "af0682fb74e8c54910f2d4393339c070"),
+    "convnext_tiny": Backbone(
+        keras.applications.ConvNeXtTiny, "convnext_tiny", "include_preprocessing",
+        "convnext_tiny_stage_2_block_8_identity", APPLICATIONS_URL + "convnext/convnext_tiny_notop.h5",
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
+    "xception": Backbone(
+        keras.applications.Xception, "xception", "tf", "block12_sepconv3_bn",
+        APPLICATIONS_URL + "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "b0042744bf5b25fce3cb969f33bebb97"),
+}
+LAST_FROZEN_BLOCK = BACKBONES["inception_v3"].last_frozen  # mixed8 (tests/faults.py's stand-in has such a layer)
 
 
 # ---------------------------------------------------------------------------- layers
@@ -97,42 +137,61 @@ def channel_window(channels, radius):
 
 
 def inception_preprocessing(name="inception_preprocessing"):
-    """uint8 0..255 -> [-1, 1], as keras.applications.inception_v3.preprocess_input."""
+    """uint8 0..255 -> [-1, 1], as keras.applications.inception_v3.preprocess_input (and xception's: both are
+    the "tf" mode), in float32 whatever the precision policy."""
     return layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name=name)
 
 
-# ---------------------------------------------------------------------------- InceptionV3
+# ---------------------------------------------------------------------------- InceptionV3 and the other backbones
 
-def imagenet_weights_file():
-    """The ImageNet InceptionV3 weights (no top) from Keras's cache, downloading them if needed."""
+def imagenet_weights_file(arch="inception_v3"):
+    """The ImageNet weights (no top) of `arch` from Keras's cache, downloading them if needed: the same file
+    keras.applications downloads, so that an offline machine can be given it as a path."""
+    url, file_hash = BACKBONES[arch].weights_url, BACKBONES[arch].weights_hash
+    name = os.path.basename(url)
     try:
-        return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH)
+        return keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash)
     except Exception as error:  # keras.utils.get_file raises a bare Exception when offline
         raise DataError(
-            f"Could not download the ImageNet InceptionV3 weights ({error}).\n"
-            f"Without internet, fetch {IMAGENET_URL} on another machine and pass its path, e.g.\n"
-            f"  --weights /path/to/{IMAGENET_FILE}\n"
+            f"Could not download the ImageNet {arch} weights ({error}).\n"
+            f"Without internet, fetch {url} on another machine and pass its path, e.g.\n"
+            f"  --weights /path/to/{name}\n"
             f"(or copy it to ~/.keras/models/), or train from scratch with --weights none.") from error
 
 
-def weights_file(weights):
-    """'imagenet' | 'none' | None | path -> None or the path of an existing file."""
+def weights_file(weights, arch="inception_v3"):
+    """'imagenet' | 'none' | None | path -> None or the path of an existing file (`arch`'s for 'imagenet')."""
     if weights in (None, "none", "None"):
         return None
     if weights == "imagenet":
-        return imagenet_weights_file()
+        return imagenet_weights_file(arch)
     if not os.path.isfile(weights):
         raise DataError(f"{weights}: weights file not found. Pass 'imagenet', 'none' or the path of a file.")
     return weights
 
 
-def inception_v3(input_shape, weights_path=None):
-    """keras.applications.InceptionV3 without its top, random or loaded from a local .h5 file."""
-    if min(input_shape[:2]) < MIN_INCEPTION_SIZE:
-        raise ValueError(f"image size {input_shape[:2]} is too small for InceptionV3 (minimum {MIN_INCEPTION_SIZE})")
+def backbone(arch, input_shape, weights_path=None):
+    """keras.applications' `arch` without its top, random or loaded from a local .h5 file."""
+    if min(input_shape[:2]) < MIN_IMAGE_SIZE[arch]:
+        raise ValueError(f"image size {input_shape[:2]} is too small for {arch} (minimum {MIN_IMAGE_SIZE[arch]})")
+    spec = BACKBONES[arch]
+    options = {"include_preprocessing": True} if spec.preprocessing == "include_preprocessing" else {}
     with warnings.catch_warnings():  # "usually expects 1 or 3 input channels": 2L is intended
         warnings.simplefilter("ignore", UserWarning)
-        return keras.applications.InceptionV3(include_top=False, weights=weights_path, input_shape=input_shape)
+        return spec.application(include_top=False, weights=weights_path, input_shape=input_shape, **options)
+
+
+def inception_v3(input_shape, weights_path=None):
+    """keras.applications.InceptionV3 without its top: the network both streams build it with (tests replace
+    this function with a tiny stand-in, tests/faults.py)."""
+    return backbone("inception_v3", input_shape, weights_path)
+
+
+def spatial_base(arch, input_shape, weights_path=None):
+    """The spatial network's base: InceptionV3 through inception_v3, the others through backbone."""
+    if arch == "inception_v3":
+        return inception_v3(input_shape, weights_path)
+    return backbone(arch, input_shape, weights_path)
 
 
 def cross_modality_kernel(kernel, channels):
@@ -175,11 +234,17 @@ def copy_weights(source, target, skip=("predictions",)):
 
 # ---------------------------------------------------------------------------- spatial stream
 
-def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5):
-    """InceptionV3 + a new top, on uint8 RGB crops. weights: 'imagenet', 'none' or an .h5 path."""
+def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5, arch="inception_v3"):
+    """A backbone (BACKBONES: InceptionV3, the paper reproduction's) + a new top, on uint8 RGB crops. weights:
+    'imagenet', 'none' or an .h5 path. The preprocessing is a layer of the model, so that a saved model takes
+    raw frames wherever it is loaded (fuse_test.py, demo.py)."""
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown spatial arch {arch!r}; choose from {', '.join(BACKBONES)}")
     inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="rgb")
-    x = inception_preprocessing()(inputs)
-    x = inception_v3((image_size, image_size, 3), weights_file(weights))(x)
+    x = inputs
+    if BACKBONES[arch].preprocessing == "tf":  # InceptionV3's keeps the name it had before the other backbones
+        x = inception_preprocessing("inception_preprocessing" if arch == "inception_v3" else f"{arch}_preprocessing")(x)
+    x = spatial_base(arch, (image_size, image_size, 3), weights_file(weights, arch))(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(1024, activation="relu", name="fc1024")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -188,7 +253,8 @@ def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5):
 
 
 def set_spatial_phase(model, phase):
-    """Phase 1: only the new top trains. Phase 2: also the top two inception blocks (after mixed8).
+    """Phase 1: only the new top trains. Phase 2: also the base's last blocks, after its last_frozen layer
+    (InceptionV3: the top two inception blocks, after mixed8; BACKBONES says each network's).
 
     A frozen BatchNormalization layer runs in inference mode in Keras 3, so the frozen part keeps
     its ImageNet statistics. Compile the model again after calling this.
@@ -196,12 +262,37 @@ def set_spatial_phase(model, phase):
     if phase not in (1, 2):
         raise ValueError(f"phase must be 1 or 2, got {phase}")
     model.trainable = True
-    base = model.get_layer("inception_v3")
+    arch, base = spatial_arch(model)
     names = [layer.name for layer in base.layers]
-    first_trainable = names.index(LAST_FROZEN_BLOCK) + 1 if phase == 2 else len(names)
+    first_trainable = names.index(BACKBONES[arch].last_frozen) + 1 if phase == 2 else len(names)
     for index, layer in enumerate(base.layers):  # one by one: model.trainable = True leaves these frozen
         layer.trainable = index >= first_trainable
     return model
+
+
+def spatial_arch(model):
+    """(arch, base) of a spatial model: the backbone whose base_name one of its layers has."""
+    names = {layer.name for layer in model.layers}
+    arch = next((arch for arch, spec in BACKBONES.items() if spec.base_name in names), None)
+    if arch is None:
+        raise ValueError(f"{model.name}: no layer is a backbone of {', '.join(BACKBONES)}")
+    return arch, model.get_layer(BACKBONES[arch].base_name)
+
+
+def set_partial_batchnorm(model):
+    """TSN's partial BN (Wang et al. 2016): every BatchNormalization layer but the first frozen, in inference
+    mode with its pretrained scale, shift and statistics; the first trains, to adapt to the new input (flow
+    instead of RGB, another dataset). Fine-tuning on a few thousand videos would otherwise re-estimate every
+    layer's statistics from small batches and overfit them. Call after set_spatial_phase (in phase 2: its
+    frozen layers stay frozen, but the first BatchNorm trains), then compile again -> the first layer."""
+    norms = [layer for layer in all_layers(model) if isinstance(layer, layers.BatchNormalization)]
+    if len(norms) < 2:
+        raise DataError(f"{model.name} has {len(norms)} BatchNormalization layers: partial BN needs two or more "
+                        "(ConvNeXt normalises with LayerNorm, CNN-M-2048 with LRN: use --norm batchnorm)")
+    norms[0].trainable = True
+    for layer in norms[1:]:
+        layer.trainable = False
+    return norms[0]
 
 
 def calibrate_random_batchnorm(model, x):

@@ -19,10 +19,13 @@ import ucf101
 
 DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
+# Spatial networks (models.BACKBONES): InceptionV3, the paper reproduction's (the seed's), then beyond the paper.
+SPATIAL_ARCHS = ("inception_v3", "efficientnet_v2_s", "convnext_tiny", "xception")
+WITHOUT_BATCHNORM = ("convnext_tiny",)  # LayerNorm only: --partial-bn does not apply
 NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
-# The smallest crop side each network takes: keras.applications' InceptionV3 without its top, and
-# CNN-M-2048, whose pool5 needs a 3 x 3 map.
-MIN_IMAGE_SIZE = {"inception_v3": 75, "cnn_m_2048": 64}
+# The smallest crop side each network takes: keras.applications' networks without their top (EfficientNetV2-S
+# and ConvNeXt-Tiny downsample 32-fold, to 1 x 1), and CNN-M-2048, whose pool5 needs a 3 x 3 map.
+MIN_IMAGE_SIZE = {"inception_v3": 75, "efficientnet_v2_s": 32, "convnext_tiny": 32, "xception": 71, "cnn_m_2048": 64}
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
 EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)

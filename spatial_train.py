@@ -3,6 +3,8 @@
     python spatial_train.py                          # UCF-101 split 1, ImageNet weights (downloaded by Keras)
     python spatial_train.py --weights /path/to/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5
     python spatial_train.py --dataset synthetic      # the generated mini dataset, a few minutes on a CPU
+    python spatial_train.py --arch convnext_tiny     # beyond the paper: a stronger ImageNet network
+    python spatial_train.py --partial-bn             # beyond the paper: TSN's partial BatchNorm in phase 2
 
 Phase 1 trains only the new top (global average pooling, Dense 1024, dropout 0.5, softmax) on the
 frozen ImageNet features, with the paper's fine-tuning schedule: SGD, momentum 0.9, weight decay
@@ -10,6 +12,11 @@ frozen ImageNet features, with the paper's fine-tuning schedule: SGD, momentum 0
 random flip and PCA lighting noise), learning rate 1e-2, 1e-3 after 14k iterations, stop at 20k.
 Phase 2 also unfreezes the top two inception blocks (mixed9, mixed10): the same schedule at a
 tenth of the learning rate. Frozen BatchNorm layers keep their ImageNet statistics.
+
+--arch picks another ImageNet network from keras.applications (EfficientNetV2-S, ConvNeXt-Tiny, Xception;
+models.BACKBONES): the same two phases, phase 2 training its last blocks, with its own preprocessing
+inside the model. --partial-bn (TSN, Wang et al. 2016) freezes every BatchNorm layer of phase 2 but
+the first, which adapts to the frames.
 
 Phase 1's final model is kept as phase1.keras; a run started again after it (whole) skips to phase 2.
 Within a phase, the same command started again continues from the last finished epoch. Epochs
@@ -21,12 +28,13 @@ import os
 import sys
 
 import flags
+import presets
 from errors import DataError, run
 
 
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
-    flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--weights", "--dropout")
+    flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--arch", "--weights", "--dropout", "--partial-bn")
 
     def flag(*args, **kwargs):
         return flags.add_flag(parser, "spatial", *args, **kwargs)
@@ -41,8 +49,12 @@ def parse_args(argv=None):
     flag("--phase2-lr", "SGD learning rate of phase 2", type=float)
     flag("--phase2-lr-drops", "iterations of phase 2 after which its learning rate is divided by 10",
          type=flags.non_negative, nargs="*")
-    flag("--phase2-iterations", "optimizer steps of phase 2 (the top two inception blocks too)", type=flags.positive)
-    return flags.parse_training(parser, "spatial", argv)
+    flag("--phase2-iterations", "optimizer steps of phase 2 (--arch's last blocks too: InceptionV3's top two)",
+         type=flags.positive)
+    args = flags.parse_training(parser, "spatial", argv)
+    if args.partial_bn and args.arch in presets.WITHOUT_BATCHNORM:
+        parser.error(f"--partial-bn: {args.arch} has no BatchNormalization layers (it normalises with LayerNorm)")
+    return args
 
 
 def main(argv=None):
@@ -66,7 +78,8 @@ def main(argv=None):
                                                      args.class_limit, args.max_videos, args.val_groups)
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
                                     image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
-                                    split=args.split, splits_dir=args.splits_dir, arch="inception_v3")
+                                    split=args.split, splits_dir=args.splits_dir, arch=args.arch,
+                                    partial_bn=args.partial_bn)
     train = training.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
                                     accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                                     image_size=args.image_size, sampling=args.sampling, crop=args.crop,
@@ -83,9 +96,9 @@ def main(argv=None):
     else:
         print(f"phase 1: the new top, {args.phase1_iterations} iterations")
         with distributed.scope(strategy):
-            # Model: InceptionV3's frozen ImageNet features and a new top.
-            model = models.spatial_model(len(classes), args.image_size, args.weights, args.dropout)
-            if models.weights_file(args.weights) is None:  # a random base: give its BatchNorm usable statistics
+            # Model: the frozen ImageNet features of InceptionV3 (--arch) and a new top.
+            model = models.spatial_model(len(classes), args.image_size, args.weights, args.dropout, args.arch)
+            if models.weights_file(args.weights, args.arch) is None:  # a random base: usable BatchNorm statistics
                 whole = copy.copy(train)
                 whole.shard = (0, 1)  # every worker of a cluster calibrates on the same, whole batches
                 first = np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])[:64]
@@ -110,17 +123,20 @@ def main(argv=None):
         # A run started again trains nothing more in phase 1 first.
         checkpoints.save_model(model, phase1_path, checkpoints.training_record(folder, phase1_epochs, epochs))
 
-    print(f"phase 2: the top two inception blocks and the top, {args.phase2_iterations} iterations")
+    print(f"phase 2: the last blocks of {args.arch} and the top, {args.phase2_iterations} iterations")
     # Phase 2's own seed: its dropout draws are then the same whether phase 1 ran in this process or not.
     keras.utils.set_random_seed(args.seed + 1)
     with distributed.scope(strategy):
-        # Model: phase 1's, with mixed9 and mixed10 unfrozen.
+        # Model: phase 1's, with its last blocks unfrozen (InceptionV3: mixed9 and mixed10); with --partial-bn,
+        # every BatchNorm layer but the first frozen.
         try:
             model = models.load_model(phase1_path)
         except DataError as error:
             raise DataError(f"{phase1_path}: unreadable. Delete it: the same command then saves it again from "
                             "phase 1's backup") from error
         models.set_spatial_phase(model, 2)
+        if args.partial_bn:
+            models.set_partial_batchnorm(model)
 
         # Compile: SGD with momentum and Caffe's weight decay at --phase2-lr, divided by 10 after
         # each of --phase2-lr-drops, the softmax cross-entropy.

@@ -33,12 +33,11 @@ from errors import run, warn
 
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
-    flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--weights", "--dropout")
+    flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--arch", "--weights", "--dropout", "--partial-bn")
 
     def flag(*args, **kwargs):
         return flags.add_flag(parser, "temporal", *args, **kwargs)
 
-    flag("--arch", "cnn_m_2048 (the paper's) or inception_v3", choices=presets.ARCHS, default="cnn_m_2048")
     flag("--norm", "cnn_m_2048's normalisation after conv1: lrn (the paper's; none after conv2) or "
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)
     flag("--stack-length", "L, flow frames per stack", type=flags.positive, default=10)
@@ -60,6 +59,9 @@ def parse_args(argv=None):
     args = flags.parse_training(parser, "temporal", argv)
     if args.init:
         fine_tuning_schedule(args, argv)
+    if args.partial_bn and not args.init and args.weights in ("none", None):
+        parser.error("--partial-bn keeps pretrained BatchNorm statistics: it needs --weights or --init (a net "
+                     "trained from scratch has none to keep)")
     if args.multitask == args.dataset:
         parser.error("--multitask needs another dataset than --dataset")
     if args.multitask and args.batch_size % (2 * args.accumulate):
@@ -111,7 +113,7 @@ def main(argv=None):
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
                                     image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
                                     split=args.split, splits_dir=args.splits_dir, arch=args.arch, norm=norm,
-                                    init=args.init,
+                                    init=args.init, partial_bn=args.partial_bn,
                                     multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
     loading = dict(batch_size=args.batch_size, accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                    image_size=args.image_size, sampling=args.sampling, crop=args.crop, seed=args.seed,
@@ -138,6 +140,8 @@ def main(argv=None):
             models.copy_weights(checkpoints.load(args.init, "temporal")[0], model, skip=("predictions",))
         if second:
             model = multitask.with_heads(model, {args.dataset: len(classes), args.multitask: len(second.classes)})
+        if args.partial_bn:  # TSN's: only the first BatchNorm layer adapts to flow
+            models.set_partial_batchnorm(model)
 
         # Compile: SGD with momentum and Caffe's weight decay, the learning rate divided by 10 after
         # each of --lr-drops, the softmax cross-entropy (with --multitask, one per head, each over its

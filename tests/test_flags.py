@@ -20,7 +20,7 @@ COMMANDS = {
 }
 SCRIPT_FILES = ("spatial_train.py", "temporal_train.py", "fuse_test.py", "demo.py", "prepare_data.py")
 # Flags whose meaning depends on the script (the help says what each does there); same name everywhere.
-SCRIPT_SPECIFIC = {"--workers", "--batch-size", "--overwrite", "--weights", "--dropout"}
+SCRIPT_SPECIFIC = {"--workers", "--batch-size", "--overwrite", "--weights", "--dropout", "--arch"}
 # Old spellings, by command: demo --threads and --flow, check --splits, flow --batch and --method,
 # synthetic --dataset (its layout, not a dataset: now --layout).
 RENAMED = {"demo": {"--threads": "--workers", "--flow": "--flow-method"}, "check": {"--splits": "--splits-dir"},
@@ -76,7 +76,7 @@ def shared_flags(helps):
 def test_a_shared_flag_has_one_help_and_one_default_everywhere(helps):
     shared = shared_flags(helps)
     assert {"--dataset", "--workers", "--samples", "--fusion-weights", "--splits-dir", "--flow-method",
-            "--batch-size", "--seed", "--shard", "--distribute"} <= set(shared)
+            "--batch-size", "--seed", "--shard", "--distribute", "--arch", "--partial-bn"} <= set(shared)
     for flag, commands in shared.items():
         texts = {command: split_default(helps[command][flag]) for command in commands}
         if flag in SCRIPT_SPECIFIC:
@@ -164,6 +164,11 @@ def test_folders_come_from_the_presets_table():
     ("temporal_train", ["--lr-drops", "100", "-5"], "--lr-drops"),
     ("spatial_train", ["--phase1-iterations", "0"], "--phase1-iterations"),
     ("spatial_train", ["--phase2-lr-drops", "x"], "--phase2-lr-drops"),
+    ("spatial_train", ["--arch", "xception", "--image-size", "70"], "--image-size"),
+    ("spatial_train", ["--arch", "convnext_tiny", "--image-size", "31"], "--image-size"),
+    ("spatial_train", ["--arch", "resnet50"], "--arch"),
+    ("spatial_train", ["--arch", "convnext_tiny", "--partial-bn"], "--partial-bn"),
+    ("temporal_train", ["--partial-bn"], "--partial-bn"),
 ])
 def test_a_number_below_its_minimum_is_one_line_naming_the_flag(script, argv, flag, capsys):
     """Issue 29: zero or too-small values went on to tracebacks deep in training, testing or the demo."""
@@ -173,3 +178,19 @@ def test_a_number_below_its_minimum_is_one_line_naming_the_flag(script, argv, fl
     error = capsys.readouterr().err.splitlines()[-1]
     assert exit_.value.code == 2
     assert f"argument {flag}" in error or f"error: {flag}" in error, error  # argparse's line, or the scripts' rule
+
+
+def test_arch_and_partial_bn_values():
+    """--arch: the paper reproduction's network unless given, each backbone at its smallest crop; --partial-bn
+    wherever there are pretrained BatchNorm statistics to keep."""
+    import spatial_train
+    import temporal_train
+    assert spatial_train.parse_args([]).arch == "inception_v3" and not spatial_train.parse_args([]).partial_bn
+    assert temporal_train.parse_args([]).arch == "cnn_m_2048"
+    for arch in presets.SPATIAL_ARCHS:
+        args = spatial_train.parse_args(["--arch", arch, "--image-size", str(presets.MIN_IMAGE_SIZE[arch])])
+        assert (args.arch, args.image_size) == (arch, presets.MIN_IMAGE_SIZE[arch])
+        if arch not in presets.WITHOUT_BATCHNORM:
+            assert spatial_train.parse_args(["--arch", arch, "--partial-bn"]).partial_bn
+    assert temporal_train.parse_args(["--arch", "inception_v3", "--weights", "imagenet", "--partial-bn"]).partial_bn
+    assert temporal_train.parse_args(["--init", "other.keras", "--partial-bn"]).partial_bn

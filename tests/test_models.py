@@ -1,6 +1,7 @@
 """models.py: layer shapes and parameter counts, local response normalisation, training phases,
 BatchNorm calibration, cross-modality initialisation, the normalisation inside the models, saving
-and loading. Runs with the TensorFlow or JAX backend."""
+and loading, the spatial backbones beyond InceptionV3 and partial BN. Runs with the TensorFlow or JAX
+backend."""
 import inspect
 import os
 import re
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import models
+import presets
 from errors import DataError
 
 pytestmark = pytest.mark.xdist_group("test_models")  # one worker builds its module fixtures and compiles
@@ -295,10 +297,14 @@ def test_cross_modality_kernel_is_the_rgb_mean_replicated():
 
 
 @pytest.mark.slow
-def test_cross_modality_initialisation_of_the_temporal_inception(tmp_path):
+@pytest.mark.parametrize("file", ["rgb.weights.h5", "rgb.h5"])
+def test_cross_modality_initialisation_of_the_temporal_inception(tmp_path, file):
+    """TSN's: the first convolution's RGB kernel averaged over its 3 input channels, copied to all 2L flow
+    channels; every other layer as the RGB net's. From a Keras 3 weights file, or a legacy .h5 as the ImageNet
+    download is (read layer by layer in order, not by name)."""
     rgb = models.inception_v3((SMALL, SMALL, 3))  # random weights stand in for ImageNet's
-    path = str(tmp_path / "rgb.weights.h5")
-    rgb.save_weights(path)
+    path = str(tmp_path / file)
+    rgb.save_weights(path) if file.endswith(".weights.h5") else rgb.save(path)
     model = models.temporal_model(4, image_size=SMALL, stack_length=3, arch="inception_v3", weights=path)
     flow = model.get_layer("inception_v3")
     assert flow.input_shape == (None, SMALL, SMALL, 6)
@@ -409,3 +415,147 @@ def test_a_damaged_model_file_is_one_line_naming_it(tmp_path, damage):
     with pytest.raises(DataError, match="not a whole Keras model file") as error:
         models.load_model(str(path))
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------- spatial backbones beyond InceptionV3
+
+OTHER_BACKBONES = [arch for arch in models.BACKBONES if arch != "inception_v3"]
+# Each base's weights (the same at any image size) and the share of them that phase 2 trains.
+BASE_PARAMS = {"inception_v3": (21_802_784, 0.51), "efficientnet_v2_s": (20_331_360, 0.51),
+               "convnext_tiny": (27_820_128, 0.56), "xception": (20_861_480, 0.33)}
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+# Each family's preprocessing as keras.applications defines it, written out: uint8 RGB -> the first convolution's input.
+PREPROCESSING = {"inception_v3": lambda x: x / 127.5 - 1, "xception": lambda x: x / 127.5 - 1,
+                 "efficientnet_v2_s": lambda x: x / 128 - 1,  # include_preprocessing of the V2 (not B*) models
+                 "convnext_tiny": lambda x: (x - 255 * IMAGENET_MEAN) / (255 * IMAGENET_STD)}
+
+
+def backbone_model(arch, num_classes=3):
+    return models.spatial_model(num_classes, image_size=presets.MIN_IMAGE_SIZE[arch], weights="none", arch=arch)
+
+
+def frames(arch, n=2, seed=5):
+    size = presets.MIN_IMAGE_SIZE[arch]
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype(np.uint8)
+
+
+def test_the_backbone_table_and_the_flags_choices_agree():
+    assert tuple(models.BACKBONES) == presets.SPATIAL_ARCHS and presets.SPATIAL_ARCHS[0] == "inception_v3"
+    assert set(BASE_PARAMS) == set(models.BACKBONES) == set(PREPROCESSING)
+    assert all(arch in presets.MIN_IMAGE_SIZE for arch in models.BACKBONES)
+    with pytest.raises(ValueError, match="unknown spatial arch 'resnet50'"):
+        models.spatial_model(3, image_size=75, weights="none", arch="resnet50")
+    with pytest.raises(ValueError, match="too small for xception"):
+        models.spatial_model(3, image_size=70, weights="none", arch="xception")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", OTHER_BACKBONES)
+def test_a_backbone_builds_trains_in_two_phases_predicts_and_reloads(arch, tmp_path):
+    model = backbone_model(arch)
+    spec = models.BACKBONES[arch]
+    assert model.input.dtype == "uint8" and model.output.dtype == "float32"
+    assert models.spatial_arch(model)[0] == arch
+    base = model.get_layer(spec.base_name)
+    params, phase2_share = BASE_PARAMS[arch]
+    assert base.count_params() == params
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert (not norms) == (arch in presets.WITHOUT_BATCHNORM)
+
+    models.set_spatial_phase(model, 1)
+    assert not any(layer.trainable for layer in base.layers)
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"fc1024", "predictions"}
+
+    models.set_spatial_phase(model, 2)
+    boundary = [layer.name for layer in base.layers].index(spec.last_frozen) + 1
+    assert not any(layer.trainable for layer in base.layers[:boundary])
+    assert all(layer.trainable for layer in base.layers[boundary:])
+    unfrozen = sum(layer.count_params() for layer in base.layers[boundary:])
+    assert unfrozen / params == pytest.approx(phase2_share, abs=0.005)
+    trainable = {id(w) for w in model.trainable_weights}
+    assert {id(w) for layer in base.layers[boundary:] for w in layer.trainable_weights} <= trainable
+    assert not {id(w) for layer in base.layers[:boundary] for w in layer.weights} & trainable
+
+    x = frames(arch)
+    out = model.predict(x, verbose=0)
+    assert out.shape == (2, 3) and np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    path = str(tmp_path / "spatial.keras")
+    model.save(path)
+    loaded = models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), out, rtol=1e-5, atol=1e-6)
+    models.set_spatial_phase(loaded, 2)  # phase 2 starts from phase 1's saved model
+    assert models.spatial_arch(loaded)[0] == arch
+
+
+@pytest.mark.parametrize("arch", list(models.BACKBONES))
+def test_each_backbone_preprocesses_inside_the_model_as_its_family(arch):
+    """The first convolution sees what keras.applications' preprocessing of that family gives: the model takes
+    raw uint8 frames, and fuse_test.py and demo.py, which load it, do no preprocessing of their own."""
+    model = backbone_model(arch)
+    base = model.get_layer(models.BACKBONES[arch].base_name)
+    first_conv = next(layer for layer in base.layers if any(w.name == "kernel" for w in layer.weights))
+    outside = model.layers[1:model.layers.index(base)]  # the spatial model's own layers before the base, if any
+    assert len(outside) == (models.BACKBONES[arch].preprocessing == "tf")
+    inside = keras.Model(base.input, first_conv.input)
+    x = frames(arch)
+    seen = keras.ops.convert_to_numpy(inside(outside[0](x) if outside else x))
+    np.testing.assert_allclose(seen, PREPROCESSING[arch](x.astype(np.float64)), rtol=1e-5, atol=1e-5)
+    if models.BACKBONES[arch].preprocessing == "tf":  # keras.applications' own function, for these two
+        family = getattr(keras.applications, arch)
+        np.testing.assert_allclose(seen, family.preprocess_input(x.astype(np.float32)), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- partial BN (TSN)
+
+def batchnorm_state(layer):
+    return [keras.ops.convert_to_numpy(w).copy() for w in (layer.gamma, layer.beta, layer.moving_mean,
+                                                            layer.moving_variance)]
+
+
+def train_steps(model, x, steps=2):
+    model.compile(keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    for _ in range(steps):
+        model.train_on_batch(x, np.arange(len(x)) % model.output_shape[-1])
+
+
+def assert_only_the_first_batchnorm_changed(norms, before):
+    first, *others = zip(norms, before, strict=True)
+    for after, was in zip(batchnorm_state(first[0]), first[1]):
+        assert not np.array_equal(after, was), f"{first[0].name} did not train"
+    for layer, was in others:
+        for after, old in zip(batchnorm_state(layer), was):
+            np.testing.assert_array_equal(after, old, err_msg=layer.name)
+
+
+def test_partial_batchnorm_trains_the_first_batchnorm_only():
+    model = models.temporal_model(3, image_size=64, stack_length=2, dropout=0.5, norm="batchnorm")
+    assert models.set_partial_batchnorm(model).name == "conv1_norm"
+    norms = [model.get_layer("conv1_norm"), model.get_layer("conv2_norm")]
+    before = [batchnorm_state(layer) for layer in norms]
+    conv2 = keras.ops.convert_to_numpy(model.get_layer("conv2").kernel).copy()
+    train_steps(model, np.random.default_rng(6).integers(0, 256, (4, 64, 64, 4)).astype(np.uint8))
+    assert_only_the_first_batchnorm_changed(norms, before)
+    assert not np.allclose(keras.ops.convert_to_numpy(model.get_layer("conv2").kernel), conv2)  # the rest trains
+    with pytest.raises(DataError, match="has 0 BatchNormalization layers"):
+        models.set_partial_batchnorm(models.temporal_model(3, image_size=64, stack_length=1))  # LRN
+
+
+@pytest.mark.slow
+def test_partial_batchnorm_in_phase_2_of_a_real_backbone():
+    """Xception's phase 2 with partial BN: its exit flow trains, but of its 40 BatchNorm layers only the
+    first (in the frozen entry flow) changes; the frozen convolutions stay as they were."""
+    model = backbone_model("xception")
+    models.set_spatial_phase(model, 2)
+    first = models.set_partial_batchnorm(model)
+    base = model.get_layer("xception")
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 40 and first is norms[0] and first.name == "block1_conv1_bn"
+    before = [batchnorm_state(layer) for layer in norms]
+    kernels = {name: keras.ops.convert_to_numpy(base.get_layer(name).weights[0]).copy()
+               for name in ("block1_conv1", "block14_sepconv2")}
+    train_steps(model, frames("xception", n=4))
+    assert_only_the_first_batchnorm_changed(norms, before)
+    after = {name: keras.ops.convert_to_numpy(base.get_layer(name).weights[0]) for name in kernels}
+    np.testing.assert_array_equal(after["block1_conv1"], kernels["block1_conv1"])  # frozen in phase 2
+    assert not np.allclose(after["block14_sepconv2"], kernels["block14_sepconv2"])  # the exit flow trains

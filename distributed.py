@@ -47,18 +47,52 @@ def distribution_strategy(name):
 
 
 def jax_distribution(name):
-    """--distribute mirrored on JAX: keras.distribution.DataParallel over every local device (the variables
-    replicated, each batch split over the devices), set for the whole process so that fit splits its
-    batches too. Several machines on JAX are not built yet (issue 25): TensorFlow's multiworker does it."""
-    if name != "mirrored":
-        raise DataError(f"--distribute {name} is not built on JAX yet: use KERAS_BACKEND=tensorflow for a cluster, "
-                        "or --distribute mirrored for the GPUs of one machine")
+    """--distribute on JAX: keras.distribution.DataParallel over every device (the variables replicated, each
+    batch split over the devices), set for the whole process so that fit splits its batches too. mirrored:
+    this process's devices; multiworker: those of every process of the cluster (start_jax_cluster), each
+    process loading its own part of every batch (worker_shard), which Keras joins into the global batch
+    (auto_shard_dataset=False: Keras 3.15 cannot shard a Python dataset across processes itself)."""
+    if name == "multiworker":
+        start_jax_cluster()
     devices = keras.distribution.list_devices()
-    distribution = keras.distribution.DataParallel(devices=devices)
+    distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=name != "multiworker")
     keras.distribution.set_distribution(distribution)
-    print(f"--distribute mirrored: {len(devices)} devices ({', '.join(devices)}), keras.distribution.DataParallel",
+    print(f"--distribute {name}: {len(devices)} devices ({', '.join(devices)}), keras.distribution.DataParallel",
           flush=True)
     return distribution
+
+
+JAX_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                         "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def start_jax_cluster():
+    """Join this process to its JAX cluster (keras.distribution.initialize, which calls
+    jax.distributed.initialize): from the KERAS_DISTRIBUTION_* variables (the first job address is the
+    coordinator, process 0), or from what JAX detects itself (SLURM's variables in an srun job)."""
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs use NCCL
+    if not all(os.environ.get(name) for name in JAX_CLUSTER_VARIABLES) and "SLURM_JOB_ID" not in os.environ:
+        raise DataError(f"--distribute multiworker on JAX: set {', '.join(JAX_CLUSTER_VARIABLES)} for every process "
+                        "(e.g. host1:12345,host2:12345 / 2 / 0 on host1 and 1 on host2), or run it under SLURM's srun")
+    keras.distribution.initialize()
+
+
+def is_jax_cluster(strategy):
+    """Whether `strategy` is keras.distribution's, over several processes."""
+    if strategy is None or keras.backend.backend() != "jax":
+        return False
+    import jax
+    return jax.process_count() > 1
+
+
+def replicas(strategy):
+    """How many devices split each global batch, where it must split evenly: every device of keras.distribution
+    (JAX) and of a tf.distribute cluster; 1 without distribution and for tf.distribute on one machine, which
+    splits an uneven batch itself."""
+    if keras.backend.backend() == "jax":
+        return strategy.device_mesh.devices.size if strategy else 1
+    return strategy.num_replicas_in_sync if is_multiworker(strategy) else 1
 
 
 def scoring_strategy(name):
@@ -68,14 +102,6 @@ def scoring_strategy(name):
         raise DataError("fuse_test.py --distribute is not built on JAX yet: score with one process per GPU, "
                         "--shard K/N each (CUDA_VISIBLE_DEVICES=K-1), then --merge the parts; or use TensorFlow")
     return distribution_strategy(name)
-
-
-def local_devices(strategy):
-    """How many devices of this process split each batch: 1 without distribution, and for tf.distribute,
-    which splits uneven batches itself."""
-    if strategy is None or keras.backend.backend() != "jax":
-        return 1
-    return strategy.device_mesh.devices.size
 
 
 def scope(strategy):
@@ -93,7 +119,11 @@ def is_multiworker(strategy):
 
 def worker_shard(strategy):
     """(this worker's index, number of workers) in a multi-worker cluster, numbered as tf.distribute
-    numbers its input pipelines (a "chief" task first, then the "worker" tasks); (0, 1) otherwise."""
+    numbers its input pipelines (a "chief" task first, then the "worker" tasks), or as JAX numbers its
+    processes; (0, 1) otherwise."""
+    if is_jax_cluster(strategy):
+        import jax
+        return jax.process_index(), jax.process_count()
     resolver = strategy.cluster_resolver if is_multiworker(strategy) else None
     jobs = resolver.cluster_spec().as_dict() if resolver else {}
     chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
@@ -111,9 +141,17 @@ def worker_checkpoint_dir(folder, strategy):
     same moments, since saving may read variables that need all the workers, but only the chief's
     copies are kept; the others go to a temporary folder, deleted when the process ends.
     """
-    if not is_multiworker(strategy) or strategy.extended.should_checkpoint:
+    if is_chief(strategy):
         return folder
-    return os.path.join(folder, f"workertemp_{strategy.cluster_resolver.task_id}")
+    return os.path.join(folder, f"workertemp_{worker_shard(strategy)[0]}")
+
+
+def is_chief(strategy):
+    """Whether this process keeps the run's files: the one process without a cluster, tf.distribute's
+    chief, JAX's process 0."""
+    if is_jax_cluster(strategy):
+        return worker_shard(strategy)[0] == 0
+    return not is_multiworker(strategy) or strategy.extended.should_checkpoint
 
 
 def worker_folder(checkpoint_dir, strategy, overwrite):
@@ -147,7 +185,7 @@ def start_worker_folder(chief_folder, folder, overwrite):
 def describe_worker(strategy, folder):
     index, count = worker_shard(strategy)
     if count > 1:
-        role = ("the chief" if strategy.extended.should_checkpoint
+        role = ("the chief" if is_chief(strategy)
                 else f"not the chief: its copies of the chief's files go to {folder}, deleted at exit")
         print(f"--distribute multiworker: worker {index} of {count}, {role}", flush=True)
 

@@ -83,18 +83,15 @@ def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate
                    sampling, crop, seed, workers, lighting=None, datasets=1):
     """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
     part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
-    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`), each worker's
-    sequence loads its own part of every batch."""
+    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`, tf.distribute's or JAX's),
+    each worker's sequence loads its own part of every batch."""
     parts = accumulate * datasets
     batch, shard = batch_size // parts, distributed.worker_shard(strategy)
-    replicas = strategy.num_replicas_in_sync if shard[1] > 1 else 1
+    replicas = distributed.replicas(strategy)
     if batch % replicas:
-        raise DataError(f"--batch-size {batch_size} does not split evenly over the cluster's {replicas} "
-                        f"replicas ({batch} samples a step): choose a multiple of {replicas * parts}")
-    devices = distributed.local_devices(strategy)
-    if (batch_size // accumulate) % devices:
-        raise DataError(f"--batch-size {batch_size} does not split evenly over this machine's {devices} devices "
-                        f"({batch_size // accumulate} samples a step): choose a multiple of {devices * accumulate}")
+        each = " from each dataset" if datasets > 1 else ""
+        raise DataError(f"--batch-size {batch_size} does not split evenly over the {replicas} devices ({batch} samples "
+                        f"a step{each}): choose a multiple of {replicas * parts}")
     return generators.TrainSequence(
         videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
         sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,

@@ -309,14 +309,18 @@ def test_a_killed_worker_restarted_with_the_cluster_resumes_from_the_backup(data
 
 # ---------------------------------------------------------------------------- JAX: keras.distribution
 
-def jax_run(dataset, folder, env, *extra):
-    """temporal_train.py with the tiny networks in the environment `env` (jax_environment)."""
+def jax_argv(dataset, folder, *extra):
     root, splits = dataset
     argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--checkpoint-dir", str(folder),
             "--image-size", str(SIZE), "--stack-length", str(STACK), "--batch-size", str(BATCH), "--workers", "1",
             "--iterations", "4", "--epoch-steps", "2", "--dropout", "0", *extra]
-    return subprocess.run([sys.executable, os.path.join(REPO, "tests", "faults.py"), "temporal_train.py", *argv],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return [sys.executable, os.path.join(REPO, "tests", "faults.py"), "temporal_train.py", *argv]
+
+
+def jax_run(dataset, folder, env, *extra):
+    """temporal_train.py with the tiny networks in the environment `env` (jax_environment)."""
+    return subprocess.run(jax_argv(dataset, folder, *extra), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT)
 
 
 def jax_environment(tmp_path, devices):
@@ -345,4 +349,32 @@ def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weigh
                             keras_weights(tmp_path / "one" / "last.keras"), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     odd = jax_run(dataset, tmp_path / "odd", env, "--distribute", "mirrored", "--batch-size", "5")
-    assert odd.returncode == 2 and "does not split evenly over this machine's 2 devices" in odd.stderr
+    assert odd.returncode == 2 and "does not split evenly over the 2 devices" in odd.stderr
+
+
+@pytest.mark.slow
+def test_two_jax_processes_train_the_weights_of_one_on_their_halves_of_every_batch(dataset, tmp_path):
+    """--distribute multiworker on JAX: two processes on localhost (keras.distribution.initialize, CPU
+    collectives), each loading its own half of every global batch of 4, one device each, no TensorFlow:
+    the weights of one process training on whole batches, within float32 round-off (atol 1e-5). Process 0
+    keeps the run's files; process 1 writes into workertemp_1, removed at its exit."""
+    env = jax_environment(tmp_path, 1)
+    one = jax_run(dataset, tmp_path / "one", env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    address = f"localhost:{free_ports(1)[0]}"
+    processes = [subprocess.Popen(jax_argv(dataset, tmp_path / "two", "--distribute", "multiworker"), cwd=REPO,
+                                  env={**env, "KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
+                                       "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                                       "KERAS_DISTRIBUTION_PROCESS_ID": str(index)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                 for index in range(2)]
+    try:
+        outputs = [process.communicate(timeout=TIMEOUT)[0] for process in processes]
+    finally:
+        stop(processes)
+    assert [process.returncode for process in processes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert "--distribute multiworker: worker 1 of 2, not the chief" in outputs[1]
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))  # no workertemp_1 left
+    for ours, theirs in zip(keras_weights(tmp_path / "two" / "last.keras"),
+                            keras_weights(tmp_path / "one" / "last.keras"), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -21,6 +21,8 @@ DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
 # Spatial networks (models.BACKBONES): InceptionV3, the paper reproduction's (the seed's), then beyond the paper.
 SPATIAL_ARCHS = ("inception_v3", "efficientnet_v2_s", "convnext_tiny", "xception")
+ARCH_NAMES = {"inception_v3": "InceptionV3", "efficientnet_v2_s": "EfficientNetV2-S", "convnext_tiny": "ConvNeXt-Tiny",
+              "xception": "Xception", "cnn_m_2048": "CNN-M-2048"}  # as the results tables name them
 WITHOUT_BATCHNORM = ("convnext_tiny",)  # LayerNorm only: --partial-bn does not apply
 NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 # The smallest crop side each network takes: keras.applications' networks without their top (EfficientNetV2-S

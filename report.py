@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import atomic  # noqa: E402
 import checkpoints  # noqa: E402
 import evaluation  # noqa: E402
+import presets  # noqa: E402
 import ucf101  # noqa: E402
 from errors import DataError  # noqa: E402
 
@@ -77,14 +78,16 @@ NOT_BUILT = [("ucf101", "split1", "Fusion by averaging (bi-directional flow)", 8
 # crops, softmax scores averaged), its temporal network (CNN-M-2048 with LRN) and averaging fusion's equal weights.
 # A row is compared with a figure only when the settings it depends on (ROW_SETTINGS) are these.
 PAPER_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "cnn_m_2048 with lrn",
-                  "fusion_weights": "equal"}
+                  "fusion_weights": "equal", "spatial_network": "inception_v3"}
 PAPER_STACK_LENGTH = 10  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
 PROTOCOL = ("samples", "crops", "aggregate")
-ROW_SETTINGS = {"spatial": PROTOCOL, "temporal": (*PROTOCOL, "temporal_network"),
+ROW_SETTINGS = {"spatial": (*PROTOCOL, "spatial_network"), "temporal": (*PROTOCOL, "temporal_network"),
                 "temporal_multitask": (*PROTOCOL, "temporal_network"),
-                "fusion": (*PROTOCOL, "temporal_network", "fusion_weights"), "svm": (*PROTOCOL, "temporal_network")}
+                "fusion": (*PROTOCOL, "spatial_network", "temporal_network", "fusion_weights"),
+                "svm": (*PROTOCOL, "spatial_network", "temporal_network")}
 SETTING_FLAGS = {"samples": "--samples", "crops": "--crops", "aggregate": "--aggregate",
-                 "temporal_network": "the temporal net", "fusion_weights": "--fusion-weights"}
+                 "temporal_network": "the temporal net", "fusion_weights": "--fusion-weights",
+                 "spatial_network": "the spatial net (spatial_train.py --arch)"}
 PAPER_RUN = {**PAPER_SETTINGS, "stack_length": PAPER_STACK_LENGTH}  # a run at the paper's settings (run_settings)
 
 REFERENCE_NOTES = {  # each source, as results.md cites it
@@ -126,12 +129,14 @@ def run_settings(settings, aggregate="mean", fusion_weights=None):
     settings["networks"]["temporal"] (stack_length, arch, norm; "not recorded" without them)."""
     weights = tuple(fusion_weights or (1.0, 1.0))
     temporal = (settings.get("networks") or {}).get("temporal") or {}
+    spatial = (settings.get("networks") or {}).get("spatial") or {}
     arch, norm = temporal.get("arch"), temporal.get("norm") or "no recorded normalisation"
     network = f"{arch} with {norm}" if arch == "cnn_m_2048" else arch or "not recorded"
     return {"samples": settings.get("samples"), "crops": settings.get("crops"), "aggregate": aggregate,
             "temporal_network": network,
             "fusion_weights": "equal" if weights[0] == weights[1] else f"{weights[0]:g} {weights[1]:g}",
-            "stack_length": temporal.get("stack_length")}
+            "stack_length": temporal.get("stack_length"),
+            "spatial_network": spatial.get("arch") or "inception_v3"}  # the only one before --arch was recorded
 
 
 def figure_key(row, dataset, scope, net, stack_length):
@@ -186,17 +191,26 @@ def references_apply(settings):
     return not references_missing(settings)
 
 
+def row_name(row, run=PAPER_RUN):
+    """Our row's name in the tables: the spatial row says which network it is (spatial_train.py --arch)."""
+    if row != "spatial":
+        return ROW_NAMES[row]
+    arch = run.get("spatial_network") or "inception_v3"
+    return ROW_NAMES[row].replace("InceptionV3", presets.ARCH_NAMES.get(arch, arch))
+
+
 def reference_notes(dataset, scope, rows, net="alone", run=PAPER_RUN):
     """Markdown bullets: the figure each of our rows is compared with, or why it is "—"; then the sources."""
     lines = []
     for row in rows:
         figure, why = row_reference(row, dataset, scope, net, run)
         if figure:
-            lines.append(f"- {ROW_NAMES[row]}: compared with the paper's \"{figure[0]}\""
+            lines.append(f"- {row_name(row, run)}: compared with the paper's \"{figure[0]}\""
                          + (f" and the seed's {figure[2]:.1f}" if figure[2] is not None else "")
                          + (f" ({SPATIAL_NOTE})" if row == "spatial" else "") + ".")
         else:
-            lines.append(f"- {ROW_NAMES[row]}: \"—\", no published figure was measured as this run: {'; '.join(why)}.")
+            lines.append(f"- {row_name(row, run)}: \"—\", no published figure was measured as this run: "
+                         f"{'; '.join(why)}.")
     cited = [PAPER] + ([SEED] if any(figure[2] is not None for figure in published(dataset, scope)) else [])
     return lines + [f"- {REFERENCE_NOTES[source]}" for source in cited]
 
@@ -240,7 +254,7 @@ def results_table(results, dataset="ucf101", scope="split1", net=None, run=PAPER
         m = results.get(row)
         ours = (f"{percent(m['top1'])} | {percent(m['top5'])} | {percent(m['mean_class'])}" if m
                 else "not run | — | —")
-        lines.append(f"| {ROW_NAMES[row]} | {one_decimal(compared[row][1])} | {one_decimal(compared[row][2])} | "
+        lines.append(f"| {row_name(row, run)} | {one_decimal(compared[row][1])} | {one_decimal(compared[row][2])} | "
                      f"{ours} |")
     for name, paper, seed in (published(dataset, scope) if scope else []):
         if (name, paper, seed) not in compared.values():

@@ -543,3 +543,17 @@ def test_write_splits_mean_compares_limited_runs_with_nothing_and_names_bad_file
     (tmp_path / "ucf101_split2" / "metrics.json").write_text("{")
     with pytest.raises(DataError, match=r"ucf101_split2/metrics.json: not a metrics.json"):
         report.write_splits_mean(str(tmp_path), "ucf101")
+
+
+def test_another_spatial_backbone_is_compared_with_nothing_and_says_why():
+    """spatial_train.py --arch: the spatial row, and the fusions built on it, have no published figure; the
+    temporal row keeps its own. Runs recorded before --arch count as InceptionV3 (the only one then)."""
+    run = report.run_settings({"samples": 25, "crops": "10", "networks": {
+        "spatial": {"arch": "convnext_tiny"}, "temporal": {"arch": "cnn_m_2048", "norm": "lrn", "stack_length": 10}}})
+    for row in ("spatial", "fusion", "svm"):
+        figure, why = report.row_reference(row, "ucf101", "split1", "alone" if row != "svm" else "multitask", run)
+        assert figure is None and any("convnext_tiny" in reason and "--arch" in reason for reason in why), (row, why)
+    assert report.row_reference("temporal", "ucf101", "split1", "alone", run)[0][1] == 81.0
+    older = report.run_settings({"samples": 25, "crops": "10", "networks": {
+        "temporal": {"arch": "cnn_m_2048", "norm": "lrn", "stack_length": 10}}})
+    assert report.row_reference("spatial", "ucf101", "split1", "alone", older)[0][1] == 72.7

@@ -78,6 +78,9 @@ MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (Data
 # block of shared memory, and the samples of one task of a process.
 BATCHES_IN_FLIGHT = 4
 CHUNK = 8
+# Batch plans (TrainSequence.batch_plan) kept by a sequence, so that each batch's draws are computed once: more than
+# the batches Keras's threads load at once.
+PLANS_KEPT = 2 * BATCHES_IN_FLIGHT
 SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memory blocks
 # The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
@@ -392,6 +395,7 @@ class TrainSequence(keras.utils.PyDataset):
         threads = min(workers, BATCHES_IN_FLIGHT) if self.processes else workers
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=max_queue_size)
         self._loader = LoaderSlot()  # the ProcessLoader once started, shared with copies of this sequence
+        self._plans = PlanCache()
         self.stream = as_stream(stream, stack_length)
         if not videos:
             raise DataError("no training videos: check --data-dir, the split lists and --class-limit")
@@ -448,11 +452,12 @@ class TrainSequence(keras.utils.PyDataset):
         if self.processes and self._loader.loader is None and self.shared_memory_short():
             warnings.warn(self.shared_memory_short(), stacklevel=2)
             self.processes = 0
-        rows = len(self.shard_samples(index)[0])  # fewer in the last batch of sampling="videos"
+        plan = self.batch_plan(index)
+        rows = len(plan)  # fewer in the last batch of sampling="videos"
         if self.processes:
             loader = self.process_loader()
             try:
-                return loader.batch(index, self.epoch, self.shard, rows)
+                return loader.batch(index, self.epoch, self.shard, plan)
             except WorkerDied as died:
                 if threading.get_ident() == self._owner or not loader.stop_owner(died, self._owner):
                     raise
@@ -470,12 +475,26 @@ class TrainSequence(keras.utils.PyDataset):
 
     def fill(self, index, x, y, start, stop):
         """Samples start .. stop - 1 of this shard's part of batch `index`, into x and y at those rows."""
-        positions, chosen = self.shard_samples(index)
-        uniforms, normals = self.batch_draws(index)
-        for k in range(start, stop):
-            position = positions[k]
-            rng = SampleDraws(uniforms[position], normals[position], [self.seed, self.epoch, 3, index, position])
-            y[k] = self.load(self.videos[chosen[k]], rng, x[k:k + 1])
+        self.fill_rows(index, x, y, start, self.batch_plan(index)[start:stop])
+
+    def fill_rows(self, index, x, y, start, plan):
+        """The samples of `plan` (rows of batch_plan(index)) into x and y from row `start`."""
+        for k, (position, video, uniforms, normals) in enumerate(plan, start):
+            rng = SampleDraws(uniforms, normals, [self.seed, self.epoch, 3, index, position])
+            y[k] = self.load(self.videos[video], rng, x[k:k + 1])
+
+    def batch_plan(self, index):
+        """This shard's samples of batch `index` in this epoch, one row (position in the global batch, index into
+        `videos`, its uniforms, its normals) each, in plain Python numbers (cheap to send to a worker process).
+        Computed once per batch (PlanCache): drawing the whole table costs a spatial sample's time."""
+        key = (self.epoch, index, self.shard)
+        plan = self._plans.get(key)
+        if plan is None:
+            positions, chosen = self.shard_samples(index)
+            uniforms, normals = self.batch_draws(index)
+            plan = [(p, int(v), uniforms[p].tolist(), normals[p].tolist()) for p, v in zip(positions, chosen)]
+            self._plans.put(key, plan)
+        return plan
 
     def process_loader(self):
         """The ProcessLoader of this sequence (and its copies), started on first use."""
@@ -558,6 +577,28 @@ class TrainSequence(keras.utils.PyDataset):
             warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead", stacklevel=2)
 
 
+class PlanCache:
+    """The PLANS_KEPT latest batch plans of a sequence and its copies, by (epoch, batch, shard); threads share it,
+    and a sequence sent to the worker processes arrives with an empty one (they get their plans with each task)."""
+
+    def __init__(self):
+        self.plans = {}
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            return self.plans.get(key)
+
+    def put(self, key, plan):
+        with self.lock:
+            self.plans[key] = plan
+            while len(self.plans) > PLANS_KEPT:
+                del self.plans[next(iter(self.plans))]  # the oldest (dicts keep their order)
+
+    def __reduce__(self):
+        return PlanCache, ()
+
+
 class LoaderSlot:
     """Where a TrainSequence keeps its ProcessLoader: a copy of the sequence (copy.copy) shares it,
     and the sequence sent to the worker processes arrives with an empty one."""
@@ -613,8 +654,9 @@ class ProcessLoader:
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
         weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state, self.blocks)
 
-    def batch(self, index, epoch, shard, rows):
-        """(x, y) of shard `shard` of batch `index` in `epoch` (`rows` samples), filled by the processes."""
+    def batch(self, index, epoch, shard, plan):
+        """(x, y) of shard `shard` of batch `index` in `epoch` (its batch_plan), filled by the processes."""
+        rows = len(plan)
         self.check_processes()
         slot = self.free.get()
         try:
@@ -624,7 +666,7 @@ class ProcessLoader:
                 self.state["errors"][slot] = None
                 done.clear()
             for start in range(0, rows, CHUNK):
-                self.tasks.put((slot, index, epoch, shard, start, min(start + CHUNK, rows)))
+                self.tasks.put((slot, index, epoch, start, plan[start:start + CHUNK]))
             while not done.wait(1.0):
                 self.check_processes()
             if self.state["errors"][slot] is not None:
@@ -683,7 +725,7 @@ def batch_views(block, shape, x_bytes):
 
 
 def fill_tasks(sequence, names, shape, tasks, results):
-    """A ProcessLoader's worker: fill (slot, batch, epoch, shard, start, stop) tasks until told to stop
+    """A ProcessLoader's worker: fill (slot, batch, epoch, first row, plan rows) tasks until told to stop
     (None) or until the training process is gone. Started with STOP_SIGNALS blocked, it ignores them
     (one sent meanwhile is dropped)."""
     for stop_signal in STOP_SIGNALS:
@@ -700,12 +742,11 @@ def fill_tasks(sequence, names, shape, tasks, results):
             continue
         if task is None:
             return
-        slot, index, epoch, shard, start, stop = task
+        slot, index, epoch, start, plan = task
         try:
             if sequence.epoch != epoch:
                 sequence.epoch = epoch
-            sequence.shard = shard
-            sequence.fill(index, *views[slot], start, stop)
+            sequence.fill_rows(index, *views[slot], start, plan)
             results.put((slot, None))
         except Exception as error:  # raised in the training process, by the batch it belongs to
             results.put((slot, error if picklable(error) else RuntimeError(f"in a data loading process: {error!r}")))

@@ -913,3 +913,53 @@ def test_flow_folders_spelt_otherwise_than_the_frame_folders_are_read(tmp_path):
     assert [v_values(sample) for sample in x] == [[start + k for k in range(L)] for start in (2, 6)]
     x, _ = generators.validation_data(test, root, "temporal", image_size=SIZE, stack_length=L)
     assert v_values(x[1]) == [4, 5, 6, 7]
+
+
+# ---------------------------------------------------------------------------- same pixels as before (issue 26)
+# sha256 of the batches (x and y) of two epochs of both streams, random crops, flips and (spatial) lighting, as the
+# loader gave them before its draws were computed once per batch, its batches lent from shared memory and its flow
+# stacks flipped whole: a change of any pixel shows here.
+BATCH_DIGESTS = {"spatial": "b6c38dd98e1712383b25ad441f7ed76930d73a0d13654ff837e805299a4675b8",
+                 "temporal": "c0349fc6d5689e011a55b85070a898b8e21979560519808d462065fa1aa84b83",
+                 "spatial multiscale": "1f3851fee5dcc2ce969a490bd96e681961aa61b1f7479b1f45e8650ad33d0bdc"}
+
+
+def digest_dataset(root, train, key, **keywords):
+    stream, *crop = key.split()
+    return generators.TrainSequence(train, root, stream, batch_size=6, image_size=SIZE, stack_length=L, steps=3,
+                                    seed=11, crop=crop[0] if crop else "random", **keywords)
+
+
+def batches_digest(batches):
+    import hashlib
+    digest = hashlib.sha256()
+    for x, y in batches:
+        digest.update(np.ascontiguousarray(x).tobytes())
+        digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("key", list(BATCH_DIGESTS))
+def test_batches_keep_their_pixels_in_one_process(tmp_path, key):
+    root, train, _ = make_dataset(tmp_path, groups=(8, 9), noise=True)
+    assert batches_digest(draws(digest_dataset(root, train, key), epochs=2)) == BATCH_DIGESTS[key]
+
+
+@pytest.mark.slow  # spawned processes import Keras
+def test_worker_processes_keep_the_pixels_and_never_overwrite_a_batch_still_held(tmp_path):
+    """Iterated as fit() iterates, with few batches in Keras's queue, every batch is kept to the end: each must
+    still hold what it held on arrival, and all of them the pixels of BATCH_DIGESTS."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    root, train, _ = make_dataset(tmp_path, groups=(8, 9), noise=True)
+    for key in ("spatial", "temporal"):
+        dataset = digest_dataset(root, train, key, workers=2, use_multiprocessing=True, max_queue_size=1)
+        adapter = PyDatasetAdapter(dataset, shuffle=False)
+        held, on_arrival = [], []
+        for _ in range(2):
+            adapter.on_epoch_begin()
+            for batch in adapter.get_numpy_iterator():
+                held.append(batch)
+                on_arrival.append(batches_digest([batch]))
+            adapter.on_epoch_end()
+        assert [batches_digest([batch]) for batch in held] == on_arrival
+        assert batches_digest(held) == BATCH_DIGESTS[key]

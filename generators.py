@@ -81,6 +81,11 @@ CHUNK = 8
 # Batch plans (TrainSequence.batch_plan) kept by a sequence, so that each batch's draws are computed once: more than
 # the batches Keras's threads load at once.
 PLANS_KEPT = 2 * BATCHES_IN_FLIGHT
+# A finished batch is lent to Keras straight from its block of shared memory (no copy), the block coming back when
+# the batch is no longer referenced: Keras's queue (max_queue_size batches) and LENT_BEYOND_QUEUE more (the batch fit
+# trains on, the one before it) stay lent without a copy; beyond that (a caller keeping every batch) batches are
+# copied out.
+LENT_BEYOND_QUEUE = 3
 SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memory blocks
 # The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
@@ -500,12 +505,24 @@ class TrainSequence(keras.utils.PyDataset):
         """The ProcessLoader of this sequence (and its copies), started on first use."""
         with self._loader.lock:
             if self._loader.loader is None:
-                self._loader.loader = ProcessLoader(self, self.processes, self.workers)
+                self._loader.loader = ProcessLoader(self, self.processes, self.workers, self.lendable())
             return self._loader.loader
+
+    def batch_bytes(self):
+        return self.batch_size * (self.image_size ** 2 * self.stream.channels + 4)
+
+    def lendable(self):
+        """Batches the ProcessLoader may lend at once without a copy: Keras's queue and LENT_BEYOND_QUEUE more, as
+        far as SHARED_MEMORY_DIR has room beside the blocks being filled."""
+        try:
+            room = int(shutil.disk_usage(SHARED_MEMORY_DIR).free / 1.2 / self.batch_bytes()) - self.workers
+        except OSError:
+            room = self.max_queue_size + LENT_BEYOND_QUEUE
+        return max(0, min(self.max_queue_size + LENT_BEYOND_QUEUE, room))
 
     def shared_memory_short(self):
         """Why the worker processes cannot have their shared memory (a container's small /dev/shm), or None."""
-        needed = self.workers * self.batch_size * (self.image_size ** 2 * self.stream.channels + 4)
+        needed = self.workers * self.batch_bytes()
         try:
             free = shutil.disk_usage(SHARED_MEMORY_DIR).free
         except OSError:
@@ -616,9 +633,11 @@ class ProcessLoader:
 
     Keras's own use_multiprocessing forks the training process every epoch (unsafe beside JAX's
     and TensorFlow's threads) and pickles each batch back through a pipe (257 MB for 256 flow
-    stacks of 224 x 224 x 20). Here each of `slots` batches in flight has a block of shared memory;
-    a batch is cut into tasks of CHUNK samples that the processes fill in place, and it is copied
-    out once its last task is done. A sample depends only on (seed, epoch, batch, position), so
+    stacks of 224 x 224 x 20). Here each batch in flight has a block of shared memory; a batch is
+    cut into tasks of CHUNK samples (with their rows of the batch plan) that the processes fill in
+    place, and x is lent as a view of its block (lend), up to `lendable` batches at once; a block
+    is reused once nothing references its batch. `slots` blocks are made at first, more as needed.
+    A sample depends only on (seed, epoch, batch, position), so
     the batches are those of the same sequence in one process. The processes are spawned with
     WORKER_ENVIRONMENT, ignore STOP_SIGNALS, end with the training process, and an error in one
     (DataError) is raised by the batch it belongs to. A process that ended (killed, out of memory)
@@ -626,27 +645,25 @@ class ProcessLoader:
     the thread that fits raise it (stop_owner).
     """
 
-    def __init__(self, sequence, processes, slots):
+    def __init__(self, sequence, processes, slots, lendable=0):
         context = multiprocessing.get_context("spawn")
         self.shape = (sequence.batch_size, sequence.image_size, sequence.image_size, sequence.stream.channels)
         self.x_bytes = math.prod(self.shape)
-        self.blocks = [shared_memory.SharedMemory(create=True, size=self.x_bytes + 4 * sequence.batch_size)
-                       for _ in range(slots)]
-        self.views = [batch_views(block, self.shape, self.x_bytes) for block in self.blocks]
+        self.blocks, self.views = [], []
         self.free = queue.SimpleQueue()
-        for slot in range(slots):
-            self.free.put(slot)
+        self.lendable, self.most_blocks = lendable, slots + lendable
         self.tasks, self.results = context.Queue(), context.Queue()
         # At exit, Python waits until a queue's pending items are written; with the workers killed
         # (out of memory, by hand) nobody reads them, and the training process would hang after its error.
         self.tasks.cancel_join_thread()
-        self.state = {"lock": threading.Lock(), "pending": [0] * slots, "errors": [None] * slots,
-                      "done": [threading.Event() for _ in range(slots)], "stop": threading.Event(),
+        self.state = {"lock": threading.Lock(), "pending": {}, "errors": {}, "done": {}, "lent": 0,
+                      "stop": threading.Event(),
                       "here": threading.Condition(), "loading here": 0}
         self.asked_at = None  # when the thread that fits was last asked to raise WorkerDied
-        names = [block.name for block in self.blocks]
+        for _ in range(slots):
+            self.free.put(self.add_block())
         self.processes = [context.Process(target=fill_tasks, daemon=True,
-                                          args=(sequence, names, self.shape, self.tasks, self.results))
+                                          args=(sequence, self.shape, self.tasks, self.results))
                           for _ in range(processes)]
         with environment(WORKER_ENVIRONMENT), signals_blocked(STOP_SIGNALS):  # until the processes ignore them
             for process in self.processes:
@@ -658,7 +675,7 @@ class ProcessLoader:
         """(x, y) of shard `shard` of batch `index` in `epoch` (its batch_plan), filled by the processes."""
         rows = len(plan)
         self.check_processes()
-        slot = self.free.get()
+        slot = self.take_slot()
         try:
             done = self.state["done"][slot]
             with self.state["lock"]:
@@ -666,15 +683,52 @@ class ProcessLoader:
                 self.state["errors"][slot] = None
                 done.clear()
             for start in range(0, rows, CHUNK):
-                self.tasks.put((slot, index, epoch, start, plan[start:start + CHUNK]))
+                self.tasks.put((slot, self.blocks[slot].name, index, epoch, start, plan[start:start + CHUNK]))
             while not done.wait(1.0):
                 self.check_processes()
             if self.state["errors"][slot] is not None:
                 raise self.state["errors"][slot]
-            x, y = self.views[slot]
-            return x[:rows].copy(), y[:rows].copy()
-        finally:
+        except BaseException:
             self.free.put(slot)
+            raise
+        return self.lend(slot, rows)
+
+    def add_block(self):
+        """A new block of shared memory for one batch; its slot number."""
+        block = shared_memory.SharedMemory(create=True, size=self.x_bytes + 4 * self.shape[0])
+        with self.state["lock"]:
+            slot = len(self.blocks)
+            self.blocks.append(block)
+            self.views.append(batch_views(block, self.shape, self.x_bytes))
+            self.state["pending"][slot], self.state["errors"][slot] = 0, None
+            self.state["done"][slot] = threading.Event()
+        return slot
+
+    def take_slot(self):
+        """A free block, a new one while there are fewer than `slots` + `lendable`, else the next one freed."""
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        if len(self.blocks) < self.most_blocks:
+            return self.add_block()
+        return self.free.get()
+
+    def lend(self, slot, rows):
+        """(x, y) of a filled slot: x a view of its block, back in the pool once nothing references it (y is copied,
+        a kilobyte); a copy of x instead, the block freed now, while `lendable` batches are lent already."""
+        x, y = self.views[slot]
+        y = y[:rows].copy()
+        with self.state["lock"]:
+            lend = self.state["lent"] < self.lendable
+            self.state["lent"] += lend
+        if not lend:
+            x = x[:rows].copy()
+            self.free.put(slot)
+            return x, y
+        x = x[:rows]
+        weakref.finalize(x, give_back_slot, self.state, self.free, slot).atexit = False
+        return x, y
 
     @contextlib.contextmanager
     def loading_here(self, died):
@@ -718,13 +772,20 @@ class ProcessLoader:
         return True
 
 
+def give_back_slot(state, free, slot):
+    """A lent batch is no longer referenced: its block is free again."""
+    with state["lock"]:
+        state["lent"] -= 1
+    free.put(slot)
+
+
 def batch_views(block, shape, x_bytes):
     """(x uint8 `shape`, y int32 [shape[0]]) over one block of shared memory."""
     return (np.ndarray(shape, np.uint8, buffer=block.buf),
             np.ndarray(shape[:1], np.int32, buffer=block.buf, offset=x_bytes))
 
 
-def fill_tasks(sequence, names, shape, tasks, results):
+def fill_tasks(sequence, shape, tasks, results):
     """A ProcessLoader's worker: fill (slot, batch, epoch, first row, plan rows) tasks until told to stop
     (None) or until the training process is gone. Started with STOP_SIGNALS blocked, it ignores them
     (one sent meanwhile is dropped)."""
@@ -732,8 +793,7 @@ def fill_tasks(sequence, names, shape, tasks, results):
         signal.signal(stop_signal, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     cv2.setNumThreads(1)
-    blocks = [shared_memory.SharedMemory(name=name) for name in names]
-    views = [batch_views(block, shape, math.prod(shape)) for block in blocks]
+    views = {}  # by block name, opened on first use
     parent = multiprocessing.parent_process()
     while parent is None or parent.is_alive():
         try:
@@ -742,11 +802,14 @@ def fill_tasks(sequence, names, shape, tasks, results):
             continue
         if task is None:
             return
-        slot, index, epoch, start, plan = task
+        slot, name, index, epoch, start, plan = task
         try:
+            if name not in views:
+                block = shared_memory.SharedMemory(name=name)
+                views[name] = block, batch_views(block, shape, math.prod(shape))
             if sequence.epoch != epoch:
                 sequence.epoch = epoch
-            sequence.fill_rows(index, *views[slot], start, plan)
+            sequence.fill_rows(index, *views[name][1], start, plan)
             results.put((slot, None))
         except Exception as error:  # raised in the training process, by the batch it belongs to
             results.put((slot, error if picklable(error) else RuntimeError(f"in a data loading process: {error!r}")))

@@ -963,3 +963,15 @@ def test_worker_processes_keep_the_pixels_and_never_overwrite_a_batch_still_held
             adapter.on_epoch_end()
         assert [batches_digest([batch]) for batch in held] == on_arrival
         assert batches_digest(held) == BATCH_DIGESTS[key]
+        assert any(x.base is not None for x, _ in held), "no batch was lent from shared memory"
+        loader = dataset.process_loader()
+        held.clear()  # the blocks come back, and are reused: the same epochs keep their pixels
+        dataset.epoch, recent, again = 0, [], []
+        for _ in range(2):
+            adapter.on_epoch_begin()
+            for batch in adapter.get_numpy_iterator():
+                recent = (recent + [(batch, batches_digest([batch]))])[-2:]
+                again.append(recent[-1][1])
+                assert all(batches_digest([b]) == digest for b, digest in recent)
+            adapter.on_epoch_end()
+        assert again == on_arrival and len(loader.blocks) <= 2 + loader.lendable

@@ -70,11 +70,11 @@ def start_jax_cluster():
     """Join this process to its JAX cluster (keras.distribution.initialize, which calls
     jax.distributed.initialize): from the KERAS_DISTRIBUTION_* variables (the first job address is the
     coordinator, process 0), or from what JAX detects itself (SLURM's variables in an srun job)."""
-    import jax
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs use NCCL
     if not all(os.environ.get(name) for name in JAX_CLUSTER_VARIABLES) and "SLURM_JOB_ID" not in os.environ:
         raise DataError(f"--distribute multiworker on JAX: set {', '.join(JAX_CLUSTER_VARIABLES)} for every process "
                         "(e.g. host1:12345,host2:12345 / 2 / 0 on host1 and 1 on host2), or run it under SLURM's srun")
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs use NCCL
     keras.distribution.initialize()
 
 

@@ -320,11 +320,16 @@ def test_missing_flow_is_a_clear_error_with_exit_code_2(dataset, tmp_path):
     assert errors.run(temporal_train.main, argv) == 2
 
 
-def test_distribution_needs_tensorflow():
+def test_no_distribution_and_a_jax_cluster_without_its_variables(monkeypatch):
+    """--distribute none is no strategy; on JAX, multiworker without the KERAS_DISTRIBUTION_* variables (or
+    SLURM) is one line naming them, before anything is set for the process."""
     assert distributed.distribution_strategy("none") is None
-    if keras.backend.backend() != "tensorflow":
-        with pytest.raises(DataError, match="needs the TensorFlow backend"):
-            distributed.distribution_strategy("mirrored")
+    if keras.backend.backend() == "jax":
+        for name in (*distributed.JAX_CLUSTER_VARIABLES, "SLURM_JOB_ID"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(DataError, match="set KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+            distributed.distribution_strategy("multiworker")
+        assert keras.distribution.distribution() is None
 
 
 @pytest.mark.slow

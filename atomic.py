@@ -31,24 +31,28 @@ def is_temporary(name):
 def remove_temporaries_of(path):
     """Delete the temporary files of `path` that killed processes left beside it. Only for a caller that
     holds the lock of whatever writes `path`: no live process is writing them then."""
-    folder, name = os.path.split(path)
-    left = re.compile(re.escape(TEMP_PREFIX) + r"\d+-[0-9a-f]{8}-" + re.escape(name))
-    for entry in os.listdir(folder or "."):
-        if left.fullmatch(entry):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
+    for temp, _ in temporaries_of(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
 
 
 def remove_abandoned_temporaries_of(path):
     """Delete the temporary files of `path` whose process has ended (killed while writing it), for a
     writer that holds no lock: those of a process still running are its own."""
+    for temp, pid in temporaries_of(path):
+        if not process_exists(pid):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temp)
+
+
+def temporaries_of(path):
+    """(path, writer's pid) of each temporary file of `path` beside it (temporary_path's names)."""
     folder, name = os.path.split(path)
     left = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]{8}-" + re.escape(name))
     for entry in os.listdir(folder or ".") if os.path.isdir(folder or ".") else []:
         match = left.fullmatch(entry)
-        if match and not process_exists(int(match[1])):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
+        if match:
+            yield os.path.join(folder, entry), int(match[1])
 
 
 def process_exists(pid):

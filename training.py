@@ -186,9 +186,11 @@ def callbacks(folder, sequence, validated, epochs, backup_dir=checkpoints.BACKUP
     """
     log = os.path.join(folder, checkpoints.LOG_FILE)
     backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
-    if backup.saved_epoch() is None:
+    committed = backup.committed()
+    if committed is None:
         refuse_a_lost_backup(log, backup.metadata_path, initial_epoch)
-    logged = logged_rows(log, before_epoch=backup.saved_epoch() or initial_epoch, committed_row=backup.saved_log_row())
+    logged = logged_rows(log, before_epoch=(committed and committed["epoch"]) or initial_epoch,
+                         committed_row=committed and committed["log_row"])
     record = functools.partial(checkpoints.training_record, folder, epochs=epochs)
     best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), record, monitor=monitor, mode="max",
                                   save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
@@ -229,15 +231,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def metadata_path(self):
         return self._training_metadata_path
 
-    def saved_epoch(self):
-        """The number of finished epochs the backup holds, or None without a backup."""
-        metadata = self._metadata()
-        return metadata and metadata["epoch"]
-
-    def saved_log_row(self):
-        """The log.csv row of the last finished epoch, as the backup keeps it (None from older versions)."""
-        metadata = self._metadata()
-        return metadata and metadata["log_row"]
+    def committed(self):
+        """What the backup's last commit says, or None without a backup: the number of finished epochs
+        ("epoch"), their weights file, the seed states and the last epoch's log.csv row ("log_row", None
+        from older versions)."""
+        return self._metadata()
 
     def on_epoch_end(self, epoch, logs=None):
         self._log_row = {"epoch": str(epoch), **{key: str(float(value)) for key, value in (logs or {}).items()}}

@@ -49,7 +49,9 @@ RUN_FILES = (BACKUP_DIR, BEST_FILE, MODEL_FILE, PHASE1_FILE, LOG_FILE, TENSORBOA
 # far, for best.keras) and the spatial stream's phase 1 model.
 RESUME_FILES = (BACKUP_DIR, LOG_FILE, PHASE1_FILE)
 # A resumed run must train the same thing: these config.json entries may not change.
-MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask")
+MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset", "split", "num_classes", "multitask",
+              "segments")
+RECORDED_SINCE = {"segments": 1}  # entries that older runs' config.json lack, and the value those runs trained with
 TRAINING_RECORD = "training.json"  # inside a .keras file (a zip archive): steps done and planned, the run's config
 MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1
 
@@ -87,7 +89,8 @@ def prepare(folder, config, classes, overwrite=False):
             shutil.rmtree(path) if os.path.isdir(path) else media.remove_if_exists(path)
     elif os.path.isfile(config_path):
         old = read_json(config_path)
-        changed = [key for key in MUST_MATCH if old.get(key) != config.get(key)]
+        changed = [key for key in MUST_MATCH
+                   if old.get(key, RECORDED_SINCE.get(key)) != config.get(key, RECORDED_SINCE.get(key))]
         if os.path.isfile(classes_path) and ucf101.read_lines(classes_path) != class_lines:
             changed.append("classes")
         if changed:
@@ -219,8 +222,12 @@ def read_json(path):
 def network(model):
     """`model` without its training state: the same layers and weights (not a copy), uncompiled, so
     that saving it leaves out the optimizer's state (SGD's momentum: as many bytes as the weights).
-    What testing, the demo, --init and phase 2 read; resuming reads the backup, which keeps it."""
+    What testing, the demo, --init and phase 2 read; resuming reads the backup, which keeps it. A segment-consensus
+    model (TSN's) saves the network its snippets share, which tests one sample at a time."""
     import keras
+
+    import models
+    model = models.snippet_network(model)
     return keras.Model(model.input, model.output, name=model.name)
 
 

@@ -130,7 +130,15 @@ SHARED = {
                          "BatchNormalization layer but the first is frozen, in inference mode with its pretrained "
                          "statistics, scale and shift; the first adapts to the new input. Spatial: phase 2; temporal: "
                          "with --weights or --init (a net from scratch has no statistics to keep)",
-                         action="store_true"),
+                         action=argparse.BooleanOptionalAction, default=False),
+    "--segments": dict(help="TSN's segment consensus (Wang et al. 2016; not the paper's): each training sample is K "
+                       "snippets (frames or stacks), one drawn inside each of K equal segments of its video, with one "
+                       "crop and flip; one network shared by the K, their logits averaged before the softmax, one "
+                       "loss. Validation takes each segment's centre; testing is unchanged (25 x 10 crops). 1: the "
+                       "paper's single sample", type=positive, default=1),
+    "--recipe": dict(help="the settings the other flags default to: paper (Simonyan & Zisserman 2014) or tsn (Wang et "
+                     "al. 2016's two-stream recipe, beyond the paper: " + presets.RECIPE_TEXT + "); a flag given "
+                     "on the command line still wins", choices=tuple(presets.RECIPES), default="paper"),
 }
 
 # Flags whose name is shared but whose meaning depends on the script: the help (and where it differs,
@@ -192,7 +200,8 @@ BY_SCRIPT_KWARGS = {  # what a flag of BY_SCRIPT takes in every script
 DATASET_FLAGS = ("--dataset", "--split", "--data-dir", "--splits-dir")
 TRAINING_FLAGS = (*DATASET_FLAGS, "--checkpoint-dir", "--class-limit", "--max-videos", "--val-groups", "--image-size",
                   "--batch-size", "--accumulate", "--epoch-steps", "--sampling", "--crop", "--momentum",
-                  "--weight-decay", "--workers", "--seed", "--distribute", "--precision", "--jit", "--overwrite")
+                  "--weight-decay", "--workers", "--seed", "--distribute", "--precision", "--jit", "--overwrite",
+                  "--segments", "--recipe")
 
 
 def add(parser, script, *names):
@@ -225,9 +234,10 @@ def add_flag(parser, script, flag, help, **kwargs):
 
 
 def parse(parser, script, argv=None):
-    """Parse with the chosen --dataset's preset as the defaults."""
+    """Parse with the chosen --dataset's preset, and --recipe's settings where the script has that flag, as the
+    defaults."""
     known, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**presets.values(known.dataset, script))
+    parser.set_defaults(**presets.values(known.dataset, script, getattr(known, "recipe", "paper")))
     return parser.parse_args(argv)
 
 

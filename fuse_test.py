@@ -86,7 +86,7 @@ def parse_args(argv=None):
     flag("--crops", "centre crop only, or 4 corners + centre and their flips (the paper's)", choices=presets.EVAL_CROPS)
     flag("--aggregate", "samples -> video score: mean softmax (the paper) or votes of the samples (the seed; "
          "ties go to the class with the higher mean softmax)", choices=presets.AGGREGATIONS, default="mean")
-    flags.add(parser, "test", "--fusion-weights")
+    flags.add(parser, "test", "--fusion-weights", "--recipe")
     flag("--no-svm", "skip SVM fusion, which scores the training list's videos too", action="store_true")
     flags.add(parser, "test", "--batch-size", "--workers")
     flag("--save-every", "save the scores in chunks of this many videos, each as soon as it is computed: a rerun "

@@ -188,9 +188,13 @@ def sample_starts(num_frames, samples, span=1):
     return [(2 * i + 1) * room // (2 * samples) for i in range(samples)]
 
 
-def random_start(rng, num_frames, span=1):
-    """A start drawn uniformly among those leaving room for `span` frames (0 for a short video)."""
-    return int(rng.integers(max(num_frames - span + 1, 1)))
+def segment_starts(rng, num_frames, segments, span=1):
+    """TSN's sparse sampling: the starts leaving room for `span` frames cut into `segments` equal parts, and one
+    start drawn uniformly inside each (segments=1: one start anywhere). A part too short to hold a start of its own
+    (a video with fewer starts than segments) gives its first one."""
+    room = max(num_frames - span + 1, 1)
+    bounds = [(k * room // segments, (k + 1) * room // segments) for k in range(segments)]
+    return [first + int(rng.integers(max(last - first, 1))) for first, last in bounds]
 
 
 def stack_indices(start, span, num_frames):
@@ -399,6 +403,10 @@ class TrainSequence(keras.utils.PyDataset):
     once before the first, so set `epoch` at each epoch's start (training.SyncEpoch does) to
     make a resumed run continue the same sequence.
 
+    segments=K (TSN's segment consensus, Wang et al. 2016): each sample is K snippets of its video, one start
+    drawn inside each of K equal segments (segment_starts) and one window, flip and lighting for them all; x is
+    then uint8 [B, K, S, S, C].
+
     shard=(k, n): the k-th of n equal parts of every global batch of `batch_size` samples, for
     worker k of a cluster of n. Every worker draws the same global batch and loads only its own
     samples, so the n shards of a batch are together exactly the batch of shard=(0, 1).
@@ -410,7 +418,7 @@ class TrainSequence(keras.utils.PyDataset):
 
     def __init__(self, videos, data_dir, stream, batch_size=256, image_size=224, stack_length=10, steps=None,
                  sampling="classes", crop="random", lighting=None, seed=0, workers=1, use_multiprocessing=False,
-                 max_queue_size=10, shard=(0, 1)):
+                 max_queue_size=10, shard=(0, 1), segments=1):
         self.processes = workers if use_multiprocessing and workers > 1 else 0
         threads = min(workers, BATCHES_IN_FLIGHT) if self.processes else workers
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=max_queue_size)
@@ -432,6 +440,7 @@ class TrainSequence(keras.utils.PyDataset):
         self.data_dir = data_dir
         self.batch_size = batch_size
         self.image_size = image_size
+        self.segments = segments
         self.sampling = sampling
         self.steps = steps or math.ceil(len(self.videos) / batch_size)
         self.crop = crop
@@ -466,6 +475,12 @@ class TrainSequence(keras.utils.PyDataset):
     def __len__(self):
         return self.steps
 
+    @property
+    def sample_shape(self):
+        """A sample's shape: S x S x C, or K x S x S x C with K segments (one snippet each)."""
+        snippet = (self.image_size, self.image_size, self.stream.channels)
+        return snippet if self.segments == 1 else (self.segments, *snippet)
+
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
@@ -488,7 +503,7 @@ class TrainSequence(keras.utils.PyDataset):
         return self.load_here(index, rows)
 
     def load_here(self, index, rows):
-        x = np.empty((rows, self.image_size, self.image_size, self.stream.channels), np.uint8)
+        x = np.empty((rows, *self.sample_shape), np.uint8)
         y = np.empty(rows, np.int32)
         self.fill(index, x, y, 0, rows)
         return x, y
@@ -524,7 +539,7 @@ class TrainSequence(keras.utils.PyDataset):
             return self._loader.loader
 
     def batch_bytes(self):
-        return self.batch_size * (self.image_size ** 2 * self.stream.channels + 4)
+        return self.batch_size * (math.prod(self.sample_shape) + 4)
 
     def lendable(self):
         """Batches the ProcessLoader may lend at once without a copy: Keras's queue and LENT_BEYOND_QUEUE more, as
@@ -549,12 +564,12 @@ class TrainSequence(keras.utils.PyDataset):
         return None
 
     def batch_draws(self, index):
-        """The random numbers of every sample of global batch `index`: uniforms [B, 4] (start, flip,
-        crop window) and standard normals [B, 3] (lighting). One generator for the whole batch, so
+        """The random numbers of every sample of global batch `index`: uniforms [B, K + 3] (K segments' starts,
+        flip, crop window) and standard normals [B, 3] (lighting). One generator for the whole batch, so
         that every worker's shard draws the same table cheaply (one generator per sample cost 10%
         of a spatial sample)."""
         rng = np.random.default_rng([self.seed, self.epoch, 2, index])
-        return rng.random((self.batch_size, 4)), rng.standard_normal((self.batch_size, 3))
+        return rng.random((self.batch_size, self.segments + 3)), rng.standard_normal((self.batch_size, 3))
 
     def shard_samples(self, index):
         """(positions in global batch `index`, indices into `videos`) of the samples this shard loads."""
@@ -591,15 +606,25 @@ class TrainSequence(keras.utils.PyDataset):
                                f"{self.data_dir}: re-extract the frames and flow (prepare_data.py)")
 
     def draw(self, video, rng, out):
-        """Draw start, window, flip and lighting, and run the sample path into `out`."""
-        start = random_start(rng, self.stream.count(video), self.stream.span)
+        """Draw a start in each segment, then one window, flip and lighting for all of the sample's snippets (as
+        TSN), and run the sample path for each start into `out` [1, *sample_shape]."""
+        starts = segment_starts(rng, self.stream.count(video), self.segments, self.stream.span)
         flipped = bool(rng.random() < 0.5)
         lighting = lighting_noise(rng, self.lighting) if self.lighting else None
+        windows = []
 
-        def window_for(shape):
-            return [(random_window(rng, shape, self.image_size, self.crop), flipped, lighting)]
+        def window_for(shape):  # drawn once the first snippet's size is known
+            if not windows:
+                windows.append(random_window(rng, shape, self.image_size, self.crop))
+            return [(windows[0], flipped, lighting)]
 
-        return load_sample(self.data_dir, video, self.stream, start, self.image_size, window_for, out)
+        snippets = out.reshape(-1, self.image_size, self.image_size, self.stream.channels)
+        for k, start in enumerate(starts):
+            bad_path = load_sample(self.data_dir, video, self.stream, start, self.image_size, window_for,
+                                   snippets[k:k + 1])
+            if bad_path is not None:
+                return bad_path
+        return None
 
     def note_missing(self, path):
         with self._missing.get_lock():
@@ -662,7 +687,7 @@ class ProcessLoader:
 
     def __init__(self, sequence, processes, slots, lendable=0):
         context = multiprocessing.get_context("spawn")
-        self.shape = (sequence.batch_size, sequence.image_size, sequence.image_size, sequence.stream.channels)
+        self.shape = (sequence.batch_size, *sequence.sample_shape)
         self.x_bytes = math.prod(self.shape)
         self.blocks, self.views = [], []
         self.free = queue.SimpleQueue()
@@ -1017,20 +1042,22 @@ def eval_crops(image, size, mode, is_flow):
     return out
 
 
-def validation_data(videos, data_dir, stream, image_size=224, stack_length=10):
-    """In-memory validation set (x uint8 [N, S, S, C], y int32 [N]): per video the centre frame
-    or the centre stack, centre crop. Raises DataError naming a video with missing data."""
+def validation_data(videos, data_dir, stream, image_size=224, stack_length=10, segments=1):
+    """In-memory validation set (x uint8 [N, S, S, C], or [N, K, S, S, C] with K segments, y int32 [N]): per
+    video the centre frame or stack of the video (of each of its K segments), centre crop. Raises DataError
+    naming a video with missing data."""
     stream = as_stream(stream, stack_length)
     check_complete(videos, data_dir, stream)
-    x = np.empty((len(videos), image_size, image_size, stream.channels), np.uint8)
+    x = np.empty((len(videos), segments, image_size, image_size, stream.channels), np.uint8)
     y = np.array([v.label for v in videos], np.int32)
 
     def load(k):  # threads: the JPEG decoder releases the GIL
         video = videos[k]
-        start = sample_starts(stream.count(video), 1, stream.span)[0]
-        load_or_fail(data_dir, video, stream, start, image_size, eval_windows_for(image_size, "center"), x[k:k + 1])
+        for j, start in enumerate(sample_starts(stream.count(video), segments, stream.span)):
+            load_or_fail(data_dir, video, stream, start, image_size, eval_windows_for(image_size, "center"),
+                         x[k, j:j + 1])
 
     with ThreadPoolExecutor(CORES) as pool:
         list(tqdm(pool.map(load, range(len(videos))), total=len(videos), desc=f"{stream.name} validation data",
                   disable=len(videos) < 100, leave=False))
-    return x, y
+    return (x[:, 0] if segments == 1 else x), y

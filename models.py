@@ -26,8 +26,9 @@ from keras import layers, ops
 import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
 from errors import DataError
 from media import FLOW_BOUND, dequantize_flow
-from presets import ARCHS, MIN_IMAGE_SIZE, NORMS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
+from presets import ARCHS, MIN_IMAGE_SIZE, NORMS, PHASE2_LAYERS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
 
+SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)  # SegmentConsensus's floor
 MIN_INCEPTION_SIZE = MIN_IMAGE_SIZE["inception_v3"]  # keras.applications.InceptionV3 without its top
 APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -128,6 +129,33 @@ class LocalResponseNormalization(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
                 "alpha": self.alpha, "beta": self.beta}
+
+
+@keras.saving.register_keras_serializable(package="two_stream")
+class SegmentConsensus(layers.Layer):
+    """TSN's segment consensus (Wang et al. 2016): the softmax outputs [B * K, N] of a video's K snippets ->
+    [B, N], the softmax of the mean of the K snippets' logits.
+
+    A snippet's log-probabilities are its logits minus one number (the log of its softmax's denominator), which a
+    softmax over the classes ignores: the mean of the log-probabilities gives the softmax of the mean of the
+    logits, from networks that end in a softmax. Probabilities below float32's smallest normal number (logits
+    more than 87 apart) count as that number."""
+
+    def __init__(self, segments, **kwargs):
+        super().__init__(**kwargs)
+        self.segments = segments
+
+    def call(self, probabilities):
+        log_probabilities = ops.log(ops.maximum(ops.cast(probabilities, "float32"), SMALLEST_PROBABILITY))
+        per_video = ops.reshape(log_probabilities, (-1, self.segments, ops.shape(probabilities)[-1]))
+        return ops.softmax(ops.mean(per_video, axis=1), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        batch, classes = input_shape
+        return (None if batch is None else batch // self.segments, classes)
+
+    def get_config(self):
+        return {**super().get_config(), "segments": self.segments}
 
 
 def channel_window(channels, radius):
@@ -252,9 +280,10 @@ def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5, 
     return keras.Model(inputs, outputs, name="spatial")
 
 
-def set_spatial_phase(model, phase):
+def set_spatial_phase(model, phase, phase2_layers="last_blocks"):
     """Phase 1: only the new top trains. Phase 2: also the base's last blocks, after its last_frozen layer
-    (InceptionV3: the top two inception blocks, after mixed8; BACKBONES says each network's).
+    (InceptionV3: the top two inception blocks, after mixed8; BACKBONES says each network's), or with
+    phase2_layers="all" the whole base (TSN's fine-tuning).
 
     A frozen BatchNormalization layer runs in inference mode in Keras 3, so the frozen part keeps
     its ImageNet statistics. Compile the model again after calling this.
@@ -264,7 +293,10 @@ def set_spatial_phase(model, phase):
     model.trainable = True
     arch, base = spatial_arch(model)
     names = [layer.name for layer in base.layers]
-    first_trainable = names.index(BACKBONES[arch].last_frozen) + 1 if phase == 2 else len(names)
+    if phase2_layers not in PHASE2_LAYERS:
+        raise ValueError(f"unknown phase2_layers {phase2_layers!r}; choose from {', '.join(PHASE2_LAYERS)}")
+    first_trainable = len(names) if phase == 1 else 0 if phase2_layers == "all" else \
+        names.index(BACKBONES[arch].last_frozen) + 1
     for index, layer in enumerate(base.layers):  # one by one: model.trainable = True leaves these frozen
         layer.trainable = index >= first_trainable
     return model
@@ -437,6 +469,28 @@ def caffe_max_pool(x, name):
     if pad:
         x = layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(x)
     return layers.MaxPooling2D(3, strides=2, name=name)(x)
+
+
+# ---------------------------------------------------------------------------- segment consensus
+
+def with_segment_consensus(network, segments):
+    """TSN's training model: `network` (a spatial or temporal model) on the K = `segments` snippets of each video
+    at once (uint8 [B, K, S, S, C]), one network shared by all, their logits averaged before the softmax
+    (SegmentConsensus), one loss. segments=1: `network` itself. Testing uses the network alone
+    (snippet_network), on 25 samples x 10 crops as the paper."""
+    if segments == 1:
+        return network
+    inputs = keras.Input((segments, *network.input_shape[1:]), dtype=network.inputs[0].dtype, name="segments")
+    snippets = ops.reshape(inputs, (-1, *network.input_shape[1:]))  # [B * K, S, S, C]
+    outputs = SegmentConsensus(segments, dtype="float32", name="segment_consensus")(network(snippets))
+    return keras.Model(inputs, outputs, name=f"{network.name}_consensus")
+
+
+def snippet_network(model):
+    """The network that a segment-consensus model (with_segment_consensus) shares among its snippets, or `model`."""
+    if not any(isinstance(layer, SegmentConsensus) for layer in model.layers):
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -28,6 +28,7 @@ NORMS = ("lrn", "batchnorm")  # cnn_m_2048's normalisation layers
 # The smallest crop side each network takes: keras.applications' networks without their top (EfficientNetV2-S
 # and ConvNeXt-Tiny downsample 32-fold, to 1 x 1), and CNN-M-2048, whose pool5 needs a 3 x 3 map.
 MIN_IMAGE_SIZE = {"inception_v3": 75, "efficientnet_v2_s": 32, "convnext_tiny": 32, "xception": 71, "cnn_m_2048": 64}
+PHASE2_LAYERS = ("last_blocks", "all")  # what spatial phase 2 trains beside the top: the base's last blocks, or all
 SAMPLINGS = ("classes", "videos")  # class-uniform (the paper's), or each epoch a shuffled pass over the videos
 CROPS = ("random", "corners", "multiscale")  # training crop windows; random is the paper's
 EVAL_CROPS = ("center", "10")  # test crops: the centre, or 4 corners + centre and their flips (the paper's)
@@ -63,6 +64,43 @@ MINI = {
                      lr=1e-2, lr_drops=[200, 260], iterations=300),
     "test": dict(crops="center"),
 }
+# TSN's two-stream recipe (Wang et al. 2016, section 4.1 and Table 1), beyond the paper: --recipe tsn. Both
+# streams: 3 segments with consensus, multi-scale crops, partial BN with more dropout (0.8 spatial, 0.7 temporal);
+# the temporal net InceptionV3 initialised from ImageNet (cross-modality) on stacks of L = 5, and phase 2 of the
+# spatial net trains every layer. Fusion weights 1 : 1.5. TSN's BN-Inception is not in keras.applications:
+# InceptionV3 stands in for it.
+TSN = {
+    "spatial": dict(segments=3, crop="multiscale", dropout=0.8, partial_bn=True, phase2_layers="all"),
+    "temporal": dict(segments=3, crop="multiscale", dropout=0.7, partial_bn=True, arch="inception_v3",
+                     weights="imagenet", stack_length=5),
+    "test": dict(fusion_weights=[1.0, 1.5]),
+}
+# Its schedules, for the full datasets (the mini ones keep theirs): spatial lr 1e-3, divided by 10 every 2,000
+# iterations, stop at 4,500 (phase 2; our phase 1 first trains the new top alone for 500 at 1e-3: TSN trains all
+# layers from the start); temporal 5e-3, divided by 10 after 12,000 and 18,000, stop at 20,000.
+TSN_SCHEDULES = {
+    "spatial": dict(phase1_optimizer="sgd", phase1_lr=1e-3, phase1_lr_drops=[], phase1_iterations=500,
+                    phase2_lr=1e-3, phase2_lr_drops=[2000, 4000], phase2_iterations=4500),
+    "temporal": dict(lr=5e-3, lr_drops=[12000, 18000], iterations=20000),
+}
+# The mini datasets have no ImageNet weights offline: their temporal net starts from scratch, without partial BN.
+TSN_WITHOUT_IMAGENET = {"temporal": dict(weights="none", partial_bn=False)}
+RECIPES = {"paper": {}, "tsn": TSN}
+RECIPE_TEXT = ("3 segments, multi-scale crops, partial BN, dropout 0.8 spatial and 0.7 temporal, a temporal "
+               "InceptionV3 from ImageNet on L = 5, phase 2 training every layer, TSN's schedules, fusion weights "
+               "1 1.5")
+
+
+def recipe_values(recipe, dataset, script):
+    """--recipe's defaults of `script` for `dataset`: {} for the paper's (the preset is the paper's)."""
+    if recipe == "paper":
+        return {}
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    generated = dataset in GENERATED.values()
+    return {**TSN.get(script, {}), **(TSN_WITHOUT_IMAGENET if generated else TSN_SCHEDULES).get(script, {})}
+
+
 def row(data_dir, splits_dir, videos, layout, settings):
     """One dataset's row: its folders (the videos, the extracted frames and flow, the split lists, the
     checkpoints), what each prepare_data.py command reads and writes by default, its layout ("ucf101" or
@@ -86,10 +124,10 @@ LAYOUTS = ("ucf101", "hmdb51")
 GENERATED = {"ucf101": "synthetic", "hmdb51": "synthetic_hmdb"}  # layout -> the mini dataset generated in it
 
 
-def values(dataset, script):
+def values(dataset, script, recipe="paper"):
     """The defaults of `script` ("spatial", "temporal", "test", "demo", or prepare_data.py's "splits",
-    "frames", "flow", "check") for `dataset`."""
-    return {**PRESETS[dataset]["data"], **PRESETS[dataset].get(script, {})}
+    "frames", "flow", "check") for `dataset`, with `recipe`'s settings (RECIPES) over them."""
+    return {**PRESETS[dataset]["data"], **PRESETS[dataset].get(script, {}), **recipe_values(recipe, dataset, script)}
 
 
 def init_schedule(dataset):

@@ -5,6 +5,7 @@
     python spatial_train.py --dataset synthetic      # the generated mini dataset, a few minutes on a CPU
     python spatial_train.py --arch convnext_tiny     # beyond the paper: a stronger ImageNet network
     python spatial_train.py --partial-bn             # beyond the paper: TSN's partial BatchNorm in phase 2
+    python spatial_train.py --recipe tsn             # beyond the paper: all of TSN's settings (presets.TSN)
 
 Phase 1 trains only the new top (global average pooling, Dense 1024, dropout 0.5, softmax) on the
 frozen ImageNet features, with the paper's fine-tuning schedule: SGD, momentum 0.9, weight decay
@@ -16,7 +17,8 @@ tenth of the learning rate. Frozen BatchNorm layers keep their ImageNet statisti
 --arch picks another ImageNet network from keras.applications (EfficientNetV2-S, ConvNeXt-Tiny, Xception;
 models.BACKBONES): the same two phases, phase 2 training its last blocks, with its own preprocessing
 inside the model. --partial-bn (TSN, Wang et al. 2016) freezes every BatchNorm layer of phase 2 but
-the first, which adapts to the frames.
+the first, which adapts to the frames. --segments 3 (TSN's consensus) trains on 3 frames of each video at
+once, their logits averaged; --recipe tsn sets these and TSN's other settings, each flag still overridable.
 
 Phase 1's final model is kept as phase1.keras; a run started again after it (whole) skips to phase 2.
 Within a phase, the same command started again continues from the last finished epoch. Epochs
@@ -51,6 +53,8 @@ def parse_args(argv=None):
          type=flags.non_negative, nargs="*")
     flag("--phase2-iterations", "optimizer steps of phase 2 (--arch's last blocks too: InceptionV3's top two)",
          type=flags.positive)
+    flag("--phase2-layers", "what phase 2 trains beside the new top: last_blocks, --arch's last blocks (InceptionV3's "
+         "top two, the seed's), or all of the network (TSN's)", choices=presets.PHASE2_LAYERS, default="last_blocks")
     args = flags.parse_training(parser, "spatial", argv)
     if args.partial_bn and args.arch in presets.WITHOUT_BATCHNORM:
         parser.error(f"--partial-bn: {args.arch} has no BatchNormalization layers (it normalises with LayerNorm)")
@@ -79,12 +83,14 @@ def main(argv=None):
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
                                     image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
                                     split=args.split, splits_dir=args.splits_dir, arch=args.arch,
-                                    partial_bn=args.partial_bn)
+                                    partial_bn=args.partial_bn, segments=args.segments, crop=args.crop,
+                                    dropout=args.dropout, phase2_layers=args.phase2_layers, recipe=args.recipe)
     train = training.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
                                     accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                                     image_size=args.image_size, sampling=args.sampling, crop=args.crop,
-                                    seed=args.seed, workers=args.workers, lighting=args.lighting)
-    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size)
+                                    seed=args.seed, workers=args.workers, lighting=args.lighting,
+                                    segments=args.segments)
+    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
     training.describe("spatial", videos, held_out, classes, args.batch_size, args.accumulate,
                       args.phase1_iterations + args.phase2_iterations, args.epoch_steps, args.val_groups)
     phase1_epochs = training.epochs_for(args.phase1_iterations, args.epoch_steps)
@@ -101,9 +107,11 @@ def main(argv=None):
             if models.weights_file(args.weights, args.arch) is None:  # a random base: usable BatchNorm statistics
                 whole = copy.copy(train)
                 whole.shard = (0, 1)  # every worker of a cluster calibrates on the same, whole batches
-                first = np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])[:64]
-                models.calibrate_random_batchnorm(model, first)
+                first = np.concatenate([whole[i][0] for i in range(min(4, len(whole)))])
+                models.calibrate_random_batchnorm(model, first.reshape(-1, *model.input_shape[1:])[:64])
             models.set_spatial_phase(model, 1)
+            # --segments K (TSN's): the network on K snippets of each video, their logits averaged.
+            model = models.with_segment_consensus(model, args.segments)
 
             # Compile: SGD with momentum and Caffe's weight decay (or RMSprop, the mini datasets'
             # choice), the learning rate divided by 10 after each of --phase1-lr-drops, the softmax
@@ -123,7 +131,8 @@ def main(argv=None):
         # A run started again trains nothing more in phase 1 first.
         checkpoints.save_model(model, phase1_path, checkpoints.training_record(folder, phase1_epochs, epochs))
 
-    print(f"phase 2: the last blocks of {args.arch} and the top, {args.phase2_iterations} iterations")
+    trained = "all of" if args.phase2_layers == "all" else "the last blocks of"
+    print(f"phase 2: {trained} {args.arch} and the top, {args.phase2_iterations} iterations")
     # Phase 2's own seed: its dropout draws are then the same whether phase 1 ran in this process or not.
     keras.utils.set_random_seed(args.seed + 1)
     with distributed.scope(strategy):
@@ -134,9 +143,10 @@ def main(argv=None):
         except DataError as error:
             raise DataError(f"{phase1_path}: unreadable. Delete it: the same command then saves it again from "
                             "phase 1's backup") from error
-        models.set_spatial_phase(model, 2)
+        models.set_spatial_phase(model, 2, args.phase2_layers)
         if args.partial_bn:
             models.set_partial_batchnorm(model)
+        model = models.with_segment_consensus(model, args.segments)
 
         # Compile: SGD with momentum and Caffe's weight decay at --phase2-lr, divided by 10 after
         # each of --phase2-lr-drops, the softmax cross-entropy.

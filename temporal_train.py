@@ -7,6 +7,8 @@
     python temporal_train.py --dataset hmdb51 --init checkpoints/ucf101/temporal/last.keras
                                                      # fine-tuned from a UCF-101 net (the paper's Table 2)
     python temporal_train.py --dataset synthetic     # the generated mini dataset, a few minutes on a CPU
+    python temporal_train.py --recipe tsn            # beyond the paper: TSN's recipe (presets.TSN): 3 segments,
+                                                     # InceptionV3 from ImageNet on L = 5, partial BN, dropout 0.7
 
 As the paper: CNN-M-2048 with local response normalisation after conv1 only, dropout 0.9 on both
 fully connected layers; batches of 256 stacks, each from a class drawn uniformly, a random
@@ -62,6 +64,8 @@ def parse_args(argv=None):
     if args.partial_bn and not args.init and args.weights in ("none", None):
         parser.error("--partial-bn keeps pretrained BatchNorm statistics: it needs --weights or --init (a net "
                      "trained from scratch has none to keep)")
+    if args.multitask and args.segments > 1:
+        parser.error("--segments with --multitask: segment consensus trains one head; use one or the other")
     if args.multitask == args.dataset:
         parser.error("--multitask needs another dataset than --dataset")
     if args.multitask and args.batch_size % (2 * args.accumulate):
@@ -113,13 +117,14 @@ def main(argv=None):
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
                                     image_size=args.image_size, epoch_steps=args.epoch_steps, dataset=args.dataset,
                                     split=args.split, splits_dir=args.splits_dir, arch=args.arch, norm=norm,
-                                    init=args.init, partial_bn=args.partial_bn,
+                                    init=args.init, partial_bn=args.partial_bn, segments=args.segments,
+                                    crop=args.crop, dropout=args.dropout, weights=args.weights, recipe=args.recipe,
                                     multitask=second and {"dataset": args.multitask, "videos": args.multitask_videos})
     loading = dict(batch_size=args.batch_size, accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                    image_size=args.image_size, sampling=args.sampling, crop=args.crop, seed=args.seed,
                    workers=args.workers, datasets=2 if second else 1)
-    train = training.train_sequence(videos, args.data_dir, stream, strategy, **loading)
-    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size)
+    train = training.train_sequence(videos, args.data_dir, stream, strategy, segments=args.segments, **loading)
+    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
     training.describe("temporal", videos, held_out, classes, args.batch_size, args.accumulate, args.iterations,
                       args.epoch_steps, args.val_groups)
     if second:
@@ -142,6 +147,8 @@ def main(argv=None):
             model = multitask.with_heads(model, {args.dataset: len(classes), args.multitask: len(second.classes)})
         if args.partial_bn:  # TSN's: only the first BatchNorm layer adapts to flow
             models.set_partial_batchnorm(model)
+        # --segments K (TSN's): the network on K stacks of each video, their logits averaged.
+        model = models.with_segment_consensus(model, args.segments)
 
         # Compile: SGD with momentum and Caffe's weight decay, the learning rate divided by 10 after
         # each of --lr-drops, the softmax cross-entropy (with --multitask, one per head, each over its

@@ -80,7 +80,7 @@ def prepare_checkpoint_dir(folder, stream, data_dir, video, classes, overwrite, 
 
 
 def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate, epoch_steps, image_size,
-                   sampling, crop, seed, workers, lighting=None, datasets=1):
+                   sampling, crop, seed, workers, lighting=None, datasets=1, segments=1):
     """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
     part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
     epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`, tf.distribute's or JAX's),
@@ -95,12 +95,12 @@ def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate
     return generators.TrainSequence(
         videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
         sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,
-        shard=shard)
+        shard=shard, segments=segments)
 
 
-def validation_data(videos, data_dir, stream, image_size):
-    """The held-out videos' centre samples, or None without any (no --val-groups)."""
-    return generators.validation_data(videos, data_dir, stream, image_size) if videos else None
+def validation_data(videos, data_dir, stream, image_size, segments=1):
+    """The held-out videos' centre samples (of each of `segments` segments), or None without any (no --val-groups)."""
+    return generators.validation_data(videos, data_dir, stream, image_size, segments=segments) if videos else None
 
 
 def describe(name, videos, held_out, classes, batch_size, accumulate, iterations, epoch_steps, val_groups):

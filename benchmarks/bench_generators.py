@@ -122,7 +122,7 @@ def decode_bound(videos, data_dir, stream, samples):
     plans = []
     for k in range(samples):
         video = videos[k % len(videos)]
-        start = generators.random_start(rng, stream.count(video), stream.span)
+        start = generators.segment_starts(rng, stream.count(video), 1, stream.span)[0]
         plans.append(stream.paths(data_dir, video, start))
     begin = time.perf_counter()
     for paths in plans:

@@ -197,3 +197,40 @@ def test_every_recipe_setting_is_a_flag_of_its_script():
     for script, settings in presets.TSN_SCHEDULES.items():
         assert set(settings) <= set(vars(parsers[script])), script
     assert "--recipe" in flags.TRAINING_FLAGS and "--segments" in flags.TRAINING_FLAGS
+
+
+# ---------------------------------------------------------------------------- both streams, then fused
+
+@pytest.mark.slow
+def test_recipe_tsn_trains_both_streams_resumes_and_fuses(tmp_path, tiny_nets):
+    import json
+
+    import errors
+    import fuse_test
+    root = str(tmp_path / "data")
+    splits = fakedata.write_dataset(root, groups=(1, 8), clips=2, frames=FRAMES, size=(80, 64))
+    common = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--recipe", "tsn",
+              "--image-size", "75", "--batch-size", "4", "--epoch-steps", "2", "--workers", "1"]
+    spatial = ["--checkpoint-dir", str(tmp_path / "ck" / "spatial"), "--no-partial-bn",  # the tiny net has no BN
+               "--phase1-iterations", "2", "--phase2-iterations", "2"]
+    spatial_train.main(common + spatial)
+    temporal = ["--checkpoint-dir", str(tmp_path / "ck" / "temporal"), "--iterations", "4"]
+    temporal_train.main(common + temporal)
+    for stream, channels in (("spatial", 3), ("temporal", 10)):  # L = 5: 10 flow channels
+        folder = tmp_path / "ck" / stream
+        with open(folder / "config.json") as f:
+            config = json.load(f)
+        assert (config["segments"], config["recipe"], config["crop"]) == (3, "tsn", "multiscale")
+        # What testing loads is the network of one snippet, trained all its steps.
+        assert models.load_model(str(folder / "last.keras")).input_shape == (None, 75, 75, channels)
+        record = checkpoints.read_training_record(folder / "last.keras")
+        assert record["steps_done"] == record["steps_planned"]
+    with pytest.raises(errors.DataError, match="different segments"):  # a resumed run keeps its segments
+        temporal_train.main(common + temporal + ["--segments", "2"])
+
+    assert errors.run(fuse_test.main, ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits,
+                                       "--checkpoints", str(tmp_path / "ck"), "--results-dir", str(tmp_path / "r"),
+                                       "--run-name", "tsn", "--recipe", "tsn", "--no-svm", "--workers", "1"]) == 0
+    with open(tmp_path / "r" / "tsn" / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["fusion_weights"] == [1.0, 1.5] and "fusion" in metrics["results"]

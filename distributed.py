@@ -1,7 +1,8 @@
 """Training on several GPUs of one machine or on a cluster of machines, each backend on its own
 engine: tf.distribute on TensorFlow, keras.distribution on JAX (--distribute mirrored: the local
 devices). The strategy for --distribute, each worker's share of the data and its checkpoint folder,
-and the workarounds Keras needs on a multi-worker cluster.
+the workarounds Keras needs on a multi-worker cluster, and how the others stop when a process of a JAX
+cluster dies (at once where its collective fails, else after HEARTBEAT_TIMEOUT_S; one line, exit 1).
 
 The one module that uses TensorFlow for tf.distribute, imported inside the functions that need it,
 so that training without --distribute runs on any Keras backend (JAX without TensorFlow included).
@@ -15,13 +16,18 @@ tf.function on that backend.)
 """
 import atexit
 import contextlib
+import functools
 import os
+import re
 import shutil
+import signal
 import sys
+import threading
 
 import keras
 
 import checkpoints
+import errors
 from errors import DataError
 
 
@@ -75,7 +81,56 @@ def start_jax_cluster():
                         "(e.g. host1:12345,host2:12345 / 2 / 0 on host1 and 1 on host2), or run it under SLURM's srun")
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs use NCCL
-    keras.distribution.initialize()
+    say_why_when_jax_aborts()
+    initialize = jax.distributed.initialize  # what keras.distribution.initialize calls, with JAX's default timeout
+    jax.distributed.initialize = functools.partial(initialize, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
+    try:
+        keras.distribution.initialize()
+    finally:
+        jax.distributed.initialize = initialize
+
+
+# Seconds without a heartbeat after which JAX's coordination service declares a process dead, and stops the
+# others (JAX's default: 100). It matters where a collective waits for a dead process instead of failing.
+HEARTBEAT_TIMEOUT_S = 20
+
+JAX_CLUSTER_STOPPED = ("error: a process of the JAX cluster stopped ({}), so this one stops too. Start the same "
+                       "command again on every process: training resumes from the last finished epoch")
+JAX_ABORTED = ("error: JAX's distributed runtime ended this process (its error above: most often, a process of the "
+               "cluster stopped, or process 0, which runs the coordination service). Start the same command again "
+               "on every process: training resumes from the last finished epoch")
+ABORT_HANDLERS = []  # the C handler below, kept alive
+
+
+def say_why_when_jax_aborts():
+    """JAX's distributed client ends its process with abort() (SIGABRT, exit -6, after its own fatal log line
+    and C++ stack) when the coordination service reports a failed process, and at once when the service
+    itself is gone (process 0 stopped). jaxlib 0.10's missed_heartbeat_callback, which would replace that,
+    cannot be used: calling it fails (std::bad_cast) and aborts as well. So SIGABRT gets a C handler (ctypes,
+    as Python's own handlers run only after abort() has ended the process) that adds this repository's line
+    after JAX's and ends with exit 1."""
+    import ctypes
+    handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(lambda signum: leave_jax_cluster(JAX_ABORTED))
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, type(handler)], ctypes.c_void_p
+    libc.signal(signal.SIGABRT, handler)
+    ABORT_HANDLERS.append(handler)
+
+
+LEAVING = threading.Lock()  # held by the one thread that ends the process, never released
+TEMPORARY_FOLDERS = []  # start_worker_folder's, removed by leave_jax_cluster too
+
+
+def leave_jax_cluster(message):
+    """`message` on stderr, this process's temporary worker folder removed, and exit 1 at once, without the
+    shutdown that jax.distributed registers at exit, which waits for every process (the dead one too) until
+    the heartbeat timeout, then aborts. Once: a collective's failure and JAX's abort may come together, from
+    two threads."""
+    LEAVING.acquire()
+    print(f"\n{message}", file=sys.stderr)
+    for folder in TEMPORARY_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+    errors.leave_now(1)
 
 
 def is_jax_cluster(strategy):
@@ -174,6 +229,7 @@ def start_worker_folder(chief_folder, folder, overwrite):
     shutil.rmtree(folder, ignore_errors=True)  # left by a killed worker
     os.makedirs(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    TEMPORARY_FOLDERS.append(folder)
     for name in () if overwrite else checkpoints.RESUME_FILES:
         source, copy = os.path.join(chief_folder, name), os.path.join(folder, name)
         if os.path.isdir(source):
@@ -222,9 +278,27 @@ class SameStartOnEveryWorker(keras.callbacks.Callback):
                             "differ. Every worker must build the same model.")
 
 
+COLLECTIVE_FAILURES = ("gloo", "nccl", "closed by peer", "reset by peer")  # in JaxRuntimeError's message
+
+
 @contextlib.contextmanager
 def hint_on_cluster_failure(strategy):
-    """Say what to do when another worker stops (TensorFlow stops the others about 10 s later)."""
+    """Say what to do when another worker stops (TensorFlow stops the others about 10 s later). On a JAX
+    cluster (keras.distribution's, as `strategy` is None there), a collective that fails because a process
+    is gone (gloo's "Connection closed by peer", at once; NCCL's, where it reports one) stops this process with
+    JAX_CLUSTER_STOPPED's line and exit 1; a collective that waits instead ends when the coordination
+    service misses the dead process's heartbeats (HEARTBEAT_TIMEOUT_S; say_why_when_jax_aborts)."""
+    if keras.backend.backend() == "jax" and is_jax_cluster(keras.distribution.distribution()):
+        import jax
+        try:
+            yield
+        except jax.errors.JaxRuntimeError as error:
+            reason = str(error).splitlines()[0] if str(error) else ""
+            if not any(word in reason.lower() for word in COLLECTIVE_FAILURES):
+                raise
+            reason = re.sub(r"^(\w+: )?(Error dispatching computation: )*", "", reason)
+            leave_jax_cluster(JAX_CLUSTER_STOPPED.format(f"a collective failed: {reason}"))
+        return
     if not is_multiworker(strategy):
         yield
         return

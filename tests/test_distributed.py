@@ -333,6 +333,48 @@ def keras_weights(path):
     return models.load_model(str(path)).get_weights()
 
 
+# temporal_train.py with the tiny networks (as tests/faults.py runs it), stopping at TEST_PAUSE's [epoch, batch] until
+# killed, after writing the file TEST_PAUSED.
+JAX_WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path.insert(0, "tests")
+    import keras
+    import errors, faults, models, temporal_train, training
+    for name, tiny in faults.tiny_nets().items():
+        setattr(models, name, tiny)
+    pause = json.loads(os.environ.get("TEST_PAUSE", "null"))
+
+    class Pause(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_begin(self, batch, logs=None):
+            if pause == [self.epoch, batch]:
+                open(os.environ["TEST_PAUSED"], "w").close()
+                time.sleep(600)  # until the test kills this process
+
+    make_callbacks = training.callbacks
+    training.callbacks = lambda *a, **k: make_callbacks(*a, **k) + [Pause()]
+    sys.exit(errors.run(temporal_train.main, sys.argv[1:]))
+""")
+
+
+def start_jax_cluster(dataset, folder, env, address, out, pause=None):
+    """Two JAX processes of the same command (JAX_WORKER) on `address`, each logging into out/log_<process>.txt.
+    `pause`: {process: [epoch, batch]}."""
+    os.makedirs(out, exist_ok=True)
+    argv = jax_argv(dataset, folder, "--distribute", "multiworker")[3:]
+    processes = []
+    for index in range(2):
+        with open(os.path.join(out, f"log_{index}.txt"), "ab") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-c", JAX_WORKER, *argv], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**env, "KERAS_DISTRIBUTION_JOB_ADDRESSES": address, "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                     "KERAS_DISTRIBUTION_PROCESS_ID": str(index), "TEST_PAUSED": str(out / f"paused_{index}"),
+                     "TEST_PAUSE": json.dumps((pause or {}).get(index))}))
+    return processes
+
+
 @pytest.mark.slow
 def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weights_of_one(dataset, tmp_path):
     """--distribute mirrored on JAX (keras.distribution.DataParallel, no TensorFlow installed): the same
@@ -377,4 +419,57 @@ def test_two_jax_processes_train_the_weights_of_one_on_their_halves_of_every_bat
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))  # no workertemp_1 left
     for ours, theirs in zip(keras_weights(tmp_path / "two" / "last.keras"),
                             keras_weights(tmp_path / "one" / "last.keras"), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_jax_process_stops_the_other_at_once_and_the_cluster_started_again_resumes(dataset, tmp_path):
+    """--distribute multiworker on JAX: process 1 killed (SIGKILL) in the middle of epoch 1 of 2. Process 0, waiting
+    for it in a step's all-reduce, stops within seconds (gloo's connection closed: at once; JAX alone waited for its
+    100 s heartbeat timeout, then aborted with exit -6 and a C++ stack), with one line and exit 1. Both started again
+    with the same command resume from process 0's backup of epoch 0 and end with the weights of one process never
+    stopped, within float32 round-off (atol 1e-5: two processes sum each batch's gradient from two halves, in
+    another order than one; the resumed run restores the weights and optimizer state exactly)."""
+    env = jax_environment(tmp_path, 1)
+    one = jax_run(dataset, tmp_path / "one", env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    folder, out, address = tmp_path / "two", tmp_path / "out", f"localhost:{free_ports(1)[0]}"
+    processes = start_jax_cluster(dataset, folder, env, address, out, pause={1: [1, 1]})  # after epoch 1's step 0
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(out / "paused_1"):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), logs(out)
+            time.sleep(0.2)
+        processes[1].kill()
+        processes[1].wait()
+        killed = time.monotonic()
+        try:
+            code = processes[0].wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process 0 still runs 30 s after process 1 was killed\n{logs(out)}")
+        print(f"process 0 stopped {time.monotonic() - killed:.2f} s after process 1 was killed")
+    finally:
+        stop(processes)
+    survivor = open(out / "log_0.txt", errors="replace").read()
+    assert code == 1, survivor[-3000:]
+    assert "error: a process of the JAX cluster stopped (a collective failed" in survivor, survivor[-3000:]
+    assert "Start the same command again on every process" in survivor and "Check failure" not in survivor
+    with open(folder / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 1
+
+    again = tmp_path / "again"
+    processes = start_jax_cluster(dataset, folder, env, address, again)  # the same commands
+    try:
+        for process in processes:
+            process.wait(TIMEOUT)
+    finally:
+        stop(processes)
+    assert [p.returncode for p in processes] == [0, 0], logs(again)
+    for index in range(2):  # both start at epoch 1 (Keras counts from 1): nothing of epoch 0 again
+        log = open(again / f"log_{index}.txt").read()
+        assert "Epoch 2/2" in log and "Epoch 1/2" not in log, log[-3000:]
+    assert logged_epochs(folder) == [0, 1]
+    assert not [name for name in os.listdir(folder) if name.startswith("workertemp")]
+    for ours, theirs in zip(keras_weights(folder / "last.keras"), keras_weights(tmp_path / "one" / "last.keras"),
+                            strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

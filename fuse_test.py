@@ -31,6 +31,7 @@ like the others; nothing is fused. --merge, with the same flags but --shard, gat
 into the run's score files (refusing an incomplete set, naming the videos missing and their
 parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
+import contextlib
 import importlib.util
 import os
 import re
@@ -68,7 +69,7 @@ evaluation, report = imported_on_use("evaluation"), imported_on_use("report")
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
 CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
 # Each stream's network, as its config.json records it: the report compares a row with the figure measured with it.
-NETWORK_SETTINGS = ("stack_length", "arch", "norm")
+NETWORK_SETTINGS = ("stack_length", "arch", "norm", "training")
 MERGE_SETTINGS = ("samples", "crops", "image_size", "stack_length", "dataset", "split", "num_classes", "class_limit",
                   "max_videos", "trained_on", "multitask")  # the parts of one --shard K/N split must agree on these
 
@@ -312,16 +313,45 @@ def check_outputs(model, model_file, classes):
 
 
 def predict_videos(model, videos, args, stream, config):
-    """Per-sample softmax [V, N, C] (crops averaged), the EvalSequence's batches read by its own
-    workers (Keras's ordered enqueuer) while the model runs."""
+    """Per-sample softmax [V, N, C] (crops averaged). The host reads each sample once, whole (fitted to the short
+    side, uncropped: generators.EvalSampleSequence, read by its own workers, Keras's ordered enqueuer, while the
+    model runs), and the device cuts its crops and flips and averages their softmax (models.with_eval_crops):
+    the scores of the network on the host-cut crops of generators.EvalSequence within float32 round-off, from a
+    tenth of the images. --batch-size counts the crops of one forward pass, as before: a batch holds
+    batch_size // (samples x crops) videos (at least one), whose samples cross to the device whole. Videos whose
+    samples differ in shape go in separate runs (generators.shape_runs), each with its own crop model."""
     import generators
-    crops = generators.CROPS_PER_SAMPLE[args.crops]
-    sequence = generators.EvalSequence(
-        videos, args.data_dir, generators.Stream(stream, config["stack_length"]), samples=args.samples,
-        crops=args.crops, image_size=config["image_size"],
-        videos_per_batch=max(1, args.batch_size // (args.samples * crops)), workers=args.workers)
-    scores = np.asarray(model.predict(sequence, verbose=0), np.float32)
-    return scores.reshape(len(videos), args.samples, crops, -1).mean(axis=2)
+    sample_stream = generators.Stream(stream, config["stack_length"])
+    size = config["image_size"]
+    per_batch = max(1, args.batch_size // (args.samples * generators.CROPS_PER_SAMPLE[args.crops]))
+    scores = []
+    for shape, same_shape in generators.shape_runs(videos, args.data_dir, sample_stream, size, args.samples):
+        sequence = generators.EvalSampleSequence(same_shape, args.data_dir, sample_stream, shape, samples=args.samples,
+                                                 image_size=size, videos_per_batch=per_batch, workers=args.workers)
+        scorer = eval_crops_model(model, shape, size, args.crops, sample_stream.is_flow)
+        scores.append(np.asarray(scorer.predict(sequence, verbose=0), np.float32))
+    return np.concatenate(scores).reshape(len(videos), args.samples, -1)
+
+
+EVAL_CROPS_MODELS = {"network": None}  # the last network's device-crop models, by sample shape and protocol
+
+
+def eval_crops_model(model, shape, image_size, crops, is_flow):
+    """`model` on whole samples of `shape`, its crops cut on the device (models.with_eval_crops), made in the
+    model's distribution strategy (TensorFlow's: its batches spread over the GPUs) and kept for the next chunk of
+    videos: each compiles once. Only the last model's are kept."""
+    import generators
+    import models
+    if EVAL_CROPS_MODELS["network"] is not model:
+        EVAL_CROPS_MODELS.clear()
+        EVAL_CROPS_MODELS["network"] = model
+    key = (tuple(shape), image_size, crops, is_flow)
+    if key not in EVAL_CROPS_MODELS:
+        strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            EVAL_CROPS_MODELS[key] = models.with_eval_crops(
+                model, shape, generators.eval_windows(shape, image_size, crops), is_flow)
+    return EVAL_CROPS_MODELS[key]
 
 
 def compute_all(args, run_dir):
@@ -355,7 +385,8 @@ def compute_all(args, run_dir):
                         "max_videos": args.max_videos if subset == "test" else None, "skipped": skipped,
                         "trained_on": {"dataset": config.get("dataset"), "split": config.get("split")},
                         "multitask": config.get("multitask"), "init": config.get("init"), "shard": args.shard,
-                        "trained": trained, "arch": config.get("arch"), "norm": config.get("norm")}
+                        "trained": trained, "arch": config.get("arch"), "norm": config.get("norm"),
+                        "training": report.training_kind(config, stream)}
             scores = stream_scores(args, stream, path, config, classes, videos, run_dir, settings, subset, strategy)
             data[subset][stream] = {"videos": [v.name for v in videos], "labels": np.array([v.label for v in videos]),
                                     "scores": scores, "classes": classes, "settings": settings}

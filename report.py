@@ -33,6 +33,7 @@ TEMPORAL_NETS = ("alone", "multitask", "init")
 NET_TEXT = {"alone": "trained alone", "multitask": "trained multi-task", "init": "fine-tuned from another dataset's"}
 
 PAPER = "Simonyan et al. 2014"
+TSN = "Wang et al. 2016 (TSN)"
 SEED = "Seed repository"
 FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}  # the references are for all of a dataset's classes
 
@@ -78,16 +79,42 @@ NOT_BUILT = [("ucf101", "split1", "Fusion by averaging (bi-directional flow)", 8
 # crops, softmax scores averaged), its temporal network (CNN-M-2048 with LRN) and averaging fusion's equal weights.
 # A row is compared with a figure only when the settings it depends on (ROW_SETTINGS) are these.
 PAPER_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "cnn_m_2048 with lrn",
-                  "fusion_weights": "equal", "spatial_network": "inception_v3"}
+                  "fusion_weights": "equal", "spatial_network": "inception_v3", "spatial_training": "the paper's",
+                  "temporal_training": "the paper's"}
 PAPER_STACK_LENGTH = 10  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
 PROTOCOL = ("samples", "crops", "aggregate")
-ROW_SETTINGS = {"spatial": (*PROTOCOL, "spatial_network"), "temporal": (*PROTOCOL, "temporal_network"),
-                "temporal_multitask": (*PROTOCOL, "temporal_network"),
-                "fusion": (*PROTOCOL, "spatial_network", "temporal_network", "fusion_weights"),
-                "svm": (*PROTOCOL, "spatial_network", "temporal_network")}
+SPATIAL_NET, TEMPORAL_NET = ("spatial_network", "spatial_training"), ("temporal_network", "temporal_training")
+ROW_SETTINGS = {"spatial": (*PROTOCOL, *SPATIAL_NET), "temporal": (*PROTOCOL, *TEMPORAL_NET),
+                "temporal_multitask": (*PROTOCOL, *TEMPORAL_NET),
+                "fusion": (*PROTOCOL, *SPATIAL_NET, *TEMPORAL_NET, "fusion_weights"),
+                "svm": (*PROTOCOL, *SPATIAL_NET, *TEMPORAL_NET)}
 SETTING_FLAGS = {"samples": "--samples", "crops": "--crops", "aggregate": "--aggregate",
                  "temporal_network": "the temporal net", "fusion_weights": "--fusion-weights",
-                 "spatial_network": "the spatial net (spatial_train.py --arch)"}
+                 "spatial_network": "the spatial net (spatial_train.py --arch)",
+                 "spatial_training": "the spatial net's training", "temporal_training": "the temporal net's training"}
+
+# TSN (Wang et al. 2016, BN-Inception, ImageNet pre-training only): its two-stream figures, keyed as FIGURES, for
+# runs of --recipe tsn (TSN_SETTINGS). UCF-101 split 1: Table 1's last row with segment consensus (Table 3: 85.7 /
+# 87.9 / 93.5); means over the three splits: Table 6 (UCF-101 94.0, HMDB-51 68.5, RGB + optical flow).
+TSN_FIGURES = {
+    ("ucf101", "split1", "spatial", None, None): ("TSN spatial (BN-Inception, segment consensus)", 85.7, None),
+    ("ucf101", "split1", "temporal", "alone", 5): ("TSN temporal (BN-Inception, cross-modality, L = 5)", 87.9, None),
+    ("ucf101", "split1", "fusion", "alone", 5): ("TSN two streams (weights 1 : 1.5)", 93.5, None),
+    ("ucf101", "mean", "fusion", "alone", 5): ("TSN two streams (weights 1 : 1.5)", 94.0, None),
+    ("hmdb51", "mean", "fusion", "alone", 5): ("TSN two streams (weights 1 : 1.5)", 68.5, None),
+}
+TSN_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "inception_v3",
+                "fusion_weights": "1 1.5", "spatial_network": "inception_v3", "spatial_training": "TSN's",
+                "temporal_training": "TSN's"}
+# Each source of published figures: its settings, its figures, and how the notes name it.
+SOURCES = {PAPER: (PAPER_SETTINGS, FIGURES, "the paper"), TSN: (TSN_SETTINGS, TSN_FIGURES, "TSN")}
+# How a network was trained beyond its architecture, from its config.json: each setting that tells, its flag, and
+# its value in the paper's training (spatial, temporal). Older config.json files lack some: the paper's then.
+TRAINING_SETTINGS = {"segments": ("--segments", 1, 1), "crop": ("--crop", "random", "random"),
+                     "partial_bn": ("--partial-bn", False, False),
+                     "phase2_layers": ("--phase2-layers", "last_blocks", None),
+                     "dropout": ("--dropout", presets.PAPER["spatial"]["dropout"],
+                                 presets.PAPER["temporal"]["dropout"])}
 PAPER_RUN = {**PAPER_SETTINGS, "stack_length": PAPER_STACK_LENGTH}  # a run at the paper's settings (run_settings)
 
 REFERENCE_NOTES = {  # each source, as results.md cites it
@@ -102,7 +129,17 @@ REFERENCE_NOTES = {  # each source, as results.md cites it
     "samples x 10 crops per test video, softmax scores averaged; fusion by averaging with equal weights.",
     SEED: f"{SEED}: its README's own results on UCF-101 split 1 (it voted over frames where the paper averages "
     "softmax scores).",
+    TSN: f"{TSN}: L. Wang et al., Temporal Segment Networks: Towards Good Practices for Deep Action Recognition "
+    "(ECCV 2016), BN-Inception pre-trained on ImageNet only, RGB and optical flow (L = 5) with 3 segments, "
+    "cross-modality initialisation, partial BN with dropout; 25 samples x 10 crops per test video; fusion "
+    "weights 1 : 1.5. UCF-101 split 1 (Table 3): 85.7 / 87.9 / 93.5; means over three splits (Table 6): UCF-101 "
+    "94.0, HMDB-51 68.5. Its Table 1 steps on split 1: ImageNet pre-training 84.1 / 81.7 / 90.0, + cross-modality "
+    "initialisation 84.1 / 86.6 / 91.5, + partial BN with dropout 84.5 / 87.2 / 92.0.",
 }
+# Why a --recipe tsn run is compared with TSN's figures although the nets differ.
+TSN_NOTE = ("TSN's nets are BN-Inception, which keras.applications does not have: ours are InceptionV3, with TSN's "
+            "other settings (--recipe tsn)")
+TSN_SPATIAL_NOTE = "; our spatial net also first trains its new top alone"
 # Why our spatial row is compared with the paper's "pre-trained + last layer": the seed repository, whose
 # InceptionV3 spatial stream ours follows, compared with it; like it, our first phase trains a new top on frozen
 # ImageNet features (dropout 0.5, the dropout of that row). The nets differ (InceptionV3, not CNN-M-2048) and our
@@ -123,6 +160,24 @@ def temporal_net(settings):
     return "init" if settings.get("init") else "alone"
 
 
+def training_kind(config, stream):
+    """How a network was trained beyond its architecture, from its config.json: "TSN's" (every setting of
+    presets.TSN[stream]), "the paper's" (TRAINING_SETTINGS), or the flags in which it departs from the paper's,
+    e.g. "--segments 2, --partial-bn True"."""
+    if all(config.get(key) == value for key, value in presets.TSN[stream].items()):
+        return TSN_SETTINGS[f"{stream}_training"]
+    column = 1 if stream == "spatial" else 2
+    departures = [f"{setting[0]} {config[key]}" for key, setting in TRAINING_SETTINGS.items()
+                  if config.get(key) is not None and setting[column] is not None and config[key] != setting[column]]
+    return ", ".join(departures) or PAPER_SETTINGS[f"{stream}_training"]
+
+
+def source_of(run):
+    """The source of the figures a run is compared with: TSN's for a run of --recipe tsn, else the paper's."""
+    tsn = TSN_SETTINGS["spatial_training"]
+    return TSN if tsn in (run.get("spatial_training"), run.get("temporal_training")) else PAPER
+
+
 def run_settings(settings, aggregate="mean", fusion_weights=None):
     """The settings of a run that decide which figure each row is compared with (the keys of PAPER_SETTINGS, and
     the temporal net's stack_length), from write_report's settings: the temporal net's come from
@@ -136,7 +191,10 @@ def run_settings(settings, aggregate="mean", fusion_weights=None):
             "temporal_network": network,
             "fusion_weights": "equal" if weights[0] == weights[1] else f"{weights[0]:g} {weights[1]:g}",
             "stack_length": temporal.get("stack_length"),
-            "spatial_network": spatial.get("arch") or "inception_v3"}  # the only one before --arch was recorded
+            "spatial_network": spatial.get("arch") or "inception_v3",  # the only one before --arch was recorded
+            # recorded since --segments; runs before it trained as the paper (but for --partial-bn, unrecorded)
+            "spatial_training": spatial.get("training") or PAPER_SETTINGS["spatial_training"],
+            "temporal_training": temporal.get("training") or PAPER_SETTINGS["temporal_training"]}
 
 
 def figure_key(row, dataset, scope, net, stack_length):
@@ -145,23 +203,27 @@ def figure_key(row, dataset, scope, net, stack_length):
 
 
 def row_reference(row, dataset, scope, net="alone", run=PAPER_RUN):
-    """(the figure our `row` is compared with: (what it is, paper, seed), or None; why there is none: [] when
-    there is one, or when scope is None: references_missing says why then). run: run_settings."""
+    """(the figure our `row` is compared with: (what it is, published figure, seed's), or None; why there is none:
+    [] when there is one, or when scope is None: references_missing says why then). run: run_settings; its
+    source (source_of) says whose figures."""
     if not scope:
         return None, []
-    differ = [f"{SETTING_FLAGS[name]} {run.get(name)} (the paper: {PAPER_SETTINGS[name]})"
-              for name in ROW_SETTINGS[row] if run.get(name) != PAPER_SETTINGS[name]]
-    figure = FIGURES.get(figure_key(row, dataset, scope, net, run.get("stack_length")))
+    settings, figures, name = SOURCES[source_of(run)]
+    differ = [f"{SETTING_FLAGS[key]} {run.get(key)} ({name}: {settings[key]})"
+              for key in ROW_SETTINGS[row] if run.get(key) != settings[key]]
+    figure = figures.get(figure_key(row, dataset, scope, net, run.get("stack_length")))
     if not differ and not figure:
-        differ = [f"the paper gives no {dataset} {scope} figure for it" + (
+        differ = [f"{name} gives no {dataset} {scope} figure for it" + (
             "" if row == "spatial" else f" with L = {run.get('stack_length')} and a temporal net {NET_TEXT[net]}")]
     return (None, differ) if differ else (figure, [])
 
 
-def published(dataset, scope):
-    """Every published figure for (dataset, scope) as (what it is, paper, seed), FIGURES then NOT_BUILT."""
-    return ([figure for (d, s, *_), figure in FIGURES.items() if (d, s) == (dataset, scope)]
-            + [(name, paper, None) for d, s, name, paper in NOT_BUILT if (d, s) == (dataset, scope)])
+def published(dataset, scope, source=PAPER):
+    """Every figure of `source` for (dataset, scope) as (what it is, figure, seed's): its figures, then for the
+    paper NOT_BUILT."""
+    not_built = NOT_BUILT if source == PAPER else []
+    return ([figure for (d, s, *_), figure in SOURCES[source][1].items() if (d, s) == (dataset, scope)]
+            + [(name, paper, None) for d, s, name, paper in not_built if (d, s) == (dataset, scope)])
 
 
 def references_missing(settings):
@@ -201,17 +263,20 @@ def row_name(row, run=PAPER_RUN):
 
 def reference_notes(dataset, scope, rows, net="alone", run=PAPER_RUN):
     """Markdown bullets: the figure each of our rows is compared with, or why it is "—"; then the sources."""
-    lines = []
+    lines, source = [], source_of(run)
     for row in rows:
         figure, why = row_reference(row, dataset, scope, net, run)
-        if figure:
+        if figure and source == TSN:
+            lines.append(f"- {row_name(row, run)}: compared with TSN's \"{figure[0]}\" ({TSN_NOTE}"
+                         + (TSN_SPATIAL_NOTE if row in ("spatial", "fusion") else "") + ").")
+        elif figure:
             lines.append(f"- {row_name(row, run)}: compared with the paper's \"{figure[0]}\""
                          + (f" and the seed's {figure[2]:.1f}" if figure[2] is not None else "")
                          + (f" ({SPATIAL_NOTE})" if row == "spatial" else "") + ".")
         else:
             lines.append(f"- {row_name(row, run)}: \"—\", no published figure was measured as this run: "
                          f"{'; '.join(why)}.")
-    cited = [PAPER] + ([SEED] if any(figure[2] is not None for figure in published(dataset, scope)) else [])
+    cited = [source] + ([SEED] if any(figure[2] is not None for figure in published(dataset, scope, source)) else [])
     return lines + [f"- {REFERENCE_NOTES[source]}" for source in cited]
 
 
@@ -248,7 +313,8 @@ def results_table(results, dataset="ucf101", scope="split1", net=None, run=PAPER
     net = net or ("multitask" if "temporal_multitask" in results else "alone")
     rows = row_order(results)
     compared = {row: row_reference(row, dataset, scope, net, run)[0] or (None, None, None) for row in rows}
-    lines = [f"| Network | {PAPER} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
+    source = source_of(run)
+    lines = [f"| Network | {source} (top-1) | {SEED} (top-1) | Ours top-1 | Ours top-5 | Ours mean class accuracy |",
              "|---|:-:|:-:|:-:|:-:|:-:|"]
     for row in rows:
         m = results.get(row)
@@ -256,7 +322,7 @@ def results_table(results, dataset="ucf101", scope="split1", net=None, run=PAPER
                 else "not run | — | —")
         lines.append(f"| {row_name(row, run)} | {one_decimal(compared[row][1])} | {one_decimal(compared[row][2])} | "
                      f"{ours} |")
-    for name, paper, seed in (published(dataset, scope) if scope else []):
+    for name, paper, seed in (published(dataset, scope, source) if scope else []):
         if (name, paper, seed) not in compared.values():
             lines.append(f"| {name} | {one_decimal(paper)} | {one_decimal(seed)} | not run | — | — |")
     return "\n".join(lines) + "\n"

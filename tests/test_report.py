@@ -110,7 +110,13 @@ RUN_CHOICES = {
     "net": report.TEMPORAL_NETS,
     "dataset_scope": (("ucf101", "split1"), ("ucf101", "mean"), ("hmdb51", "split1"), ("hmdb51", "mean"),
                       ("ucf101", None)),
+    # How each network was trained (report.training_kind): as the paper, TSN's recipe, or neither.
+    "spatial_training": ("the paper's", "TSN's", "--segments 2"),
+    "temporal_training": ("the paper's", "TSN's", "--partial-bn True"),
 }
+# TSN's figures (Wang et al. 2016, BN-Inception): a --recipe tsn run is compared with these.
+TSN_EXPECTED = {("ucf101", "split1"): {"spatial": 85.7, "temporal": 87.9, "fusion": 93.5},
+                ("ucf101", "mean"): {"fusion": 94.0}, ("hmdb51", "mean"): {"fusion": 68.5}}
 # The figure each row shows at the paper's settings (the test protocol, CNN-M-2048 with LRN, equal fusion
 # weights), by (dataset, scope, net, L); None: "—". The spatial row depends on none of the temporal settings.
 STACK_FIGURES = {("ucf101", "split1", "alone", 5): {"temporal": 80.4},
@@ -119,12 +125,17 @@ STACK_FIGURES = {("ucf101", "split1", "alone", 5): {"temporal": 80.4},
 
 def expected_figure(row, choice):
     """The figure `row` must be shown beside under `choice` (one value of each RUN_CHOICES entry), by the rule
-    stated independently of report.py: the protocol for every row, the temporal net for all but the spatial
-    row, equal weights for averaging fusion, then EXPECTED_FIGURES at L = 10 or STACK_FIGURES."""
+    stated independently of report.py: a run with a net of TSN's recipe is compared with TSN's figures
+    (tsn_figure); else the protocol for every row, the nets' training as the paper's and the temporal net for all
+    but the spatial row, equal weights for averaging fusion, then EXPECTED_FIGURES at L = 10 or STACK_FIGURES."""
     dataset, scope = choice["dataset_scope"]
     protocol = (choice["samples"], choice["crops"], choice["aggregate"]) == (25, "10", "mean")
-    temporal = (choice["arch"], choice["norm"]) == ("cnn_m_2048", "lrn")
-    if not scope or not protocol or (row != "spatial" and not temporal):
+    if "TSN's" in (choice["spatial_training"], choice["temporal_training"]):
+        return tsn_figure(row, choice) if scope and protocol else None
+    temporal = (choice["arch"], choice["norm"], choice["temporal_training"]) == ("cnn_m_2048", "lrn", "the paper's")
+    spatial = choice["spatial_training"] == "the paper's"
+    if not scope or not protocol or (row != "spatial" and not temporal) or (row in ("spatial", "fusion", "svm")
+                                                                           and not spatial):
         return None
     if row == "fusion" and choice["fusion_weights"][0] != choice["fusion_weights"][1]:
         return None
@@ -134,13 +145,27 @@ def expected_figure(row, choice):
     return STACK_FIGURES.get((dataset, scope, choice["net"], choice["stack_length"]), {}).get(row)
 
 
+def tsn_figure(row, choice):
+    """TSN's figure for `row`: its spatial net for the spatial row; its temporal net (InceptionV3, L = 5, trained
+    alone) for the others, with its spatial net and weights 1 : 1.5 for fusion; no SVM."""
+    dataset, scope = choice["dataset_scope"]
+    spatial = choice["spatial_training"] == "TSN's"
+    temporal = (choice["temporal_training"], choice["arch"], choice["stack_length"], choice["net"]) == \
+        ("TSN's", "inception_v3", 5, "alone")
+    if row == "spatial" and spatial or row == "temporal" and temporal or \
+            row == "fusion" and spatial and temporal and choice["fusion_weights"] == (1.0, 1.5):
+        return TSN_EXPECTED.get((dataset, scope), {}).get(row)
+    return None
+
+
 def run_of(choice):
     """The run settings write_report would take from fuse_test.py for `choice` (report.run_settings)."""
     temporal = {"stack_length": choice["stack_length"], "arch": choice["arch"],
                 "norm": choice["norm"] if choice["arch"] == "cnn_m_2048" else None}
     return report.run_settings({"samples": choice["samples"], "crops": choice["crops"],
-                                "networks": {"spatial": {"stack_length": 1, "arch": "inception_v3"},
-                                             "temporal": temporal}},
+                                                "networks": {"spatial": {"stack_length": 1, "arch": "inception_v3",
+                                                         "training": choice["spatial_training"]},
+                                             "temporal": {**temporal, "training": choice["temporal_training"]}}},
                                choice["aggregate"], choice["fusion_weights"])
 
 
@@ -150,8 +175,8 @@ def every_choice():
 
 
 def test_every_combination_of_run_settings_shows_the_figure_of_its_settings_or_a_dash():
-    """All 4 x 2 x 2 x 2 x 2 x 2 x 2 x 3 x 5 = 3840 runs: each row of the table beside the figure measured with
-    its settings, "—" otherwise, and results.md's notes say why ("—": which setting differs)."""
+    """All 4 x 2 x 2 x 2 x 2 x 2 x 2 x 3 x 5 x 3 x 3 = 34,560 runs: each row of the table beside the figure measured
+    with its settings, "—" otherwise, and results.md's notes say why ("—": which setting differs)."""
     checked = 0
     for choice in every_choice():
         dataset, scope = choice["dataset_scope"]
@@ -168,7 +193,7 @@ def test_every_combination_of_run_settings_shows_the_figure_of_its_settings_or_a
                 note = next(line for line in notes if line.startswith(f"- {report.ROW_NAMES[row]}:"))
                 assert ("compared with" in note) == (expected is not None), (note, choice)
             checked += 1
-    assert checked == 3840 * 4
+    assert checked == 34560 * 4
 
 
 @pytest.mark.parametrize("changed, row, reason", [
@@ -557,3 +582,16 @@ def test_another_spatial_backbone_is_compared_with_nothing_and_says_why():
     older = report.run_settings({"samples": 25, "crops": "10", "networks": {
         "temporal": {"arch": "cnn_m_2048", "norm": "lrn", "stack_length": 10}}})
     assert report.row_reference("spatial", "ucf101", "split1", "alone", older)[0][1] == 72.7
+
+
+def test_a_nets_training_is_read_from_its_config():
+    """report.training_kind: TSN's recipe, the paper's (also for a config.json from before the settings were
+    recorded), or the flags in which it departs from the paper's."""
+    import presets
+    assert report.training_kind({}, "spatial") == report.training_kind({}, "temporal") == "the paper's"
+    paper = {"segments": 1, "crop": "random", "partial_bn": False, "phase2_layers": "last_blocks", "dropout": 0.5}
+    assert report.training_kind(paper, "spatial") == "the paper's"
+    assert report.training_kind(dict(presets.TSN["spatial"]), "spatial") == "TSN's"
+    assert report.training_kind({**presets.TSN["temporal"], "arch": "cnn_m_2048"}, "temporal") == \
+        "--segments 3, --crop multiscale, --partial-bn True, --dropout 0.7"
+    assert report.training_kind({**paper, "dropout": 0.9, "segments": 2}, "temporal") == "--segments 2"

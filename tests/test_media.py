@@ -145,6 +145,72 @@ def test_images_round_trip_as_rgb_and_unreadable_ones_give_none(tmp_path):
     assert media.read_image(str(tmp_path / "missing.jpg")) is None
 
 
+def spy_on_simplejpeg(monkeypatch, installed=True):
+    """media with simplejpeg (its decode_jpeg recording each call's colorspace) or without it: the list of calls."""
+    calls = []
+    simplejpeg = pytest.importorskip("simplejpeg") if installed else None
+    if installed:
+        decode = simplejpeg.decode_jpeg
+        monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda data, space: calls.append(space) or decode(data, space))
+    monkeypatch.setattr(media, "simplejpeg", simplejpeg)
+    return calls
+
+
+def opencv_decode(path, grayscale):
+    return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["simplejpeg", "opencv"])
+def test_decode_image_gives_opencvs_pixels_with_or_without_simplejpeg(tmp_path, monkeypatch, installed):
+    """340x256 textured frames as OpenCV writes them (4:2:0 at quality 95; 4:4:4) and a grey plane at the
+    flow's quality, each decoded in colour and in grey: OpenCV's pixels (where simplejpeg's fast upsampling
+    or DCT would differ); damaged files as OpenCV decodes them, None where it can't."""
+    calls = spy_on_simplejpeg(monkeypatch, installed)
+    frame = textured_pair(*media.FRAME_SIZE)[0]
+    plane = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    writes = {"420.jpg": (frame, []),
+              "444.jpg": (frame, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+              "flow.jpg": (plane, [cv2.IMWRITE_JPEG_QUALITY, media.FLOW_JPEG_QUALITY])}
+    for name, (image, params) in writes.items():
+        assert cv2.imwrite(str(tmp_path / name), image, params)
+        for grayscale in (False, True):
+            ours = media.decode_image(str(tmp_path / name), grayscale)
+            assert ours.dtype == np.uint8 and np.array_equal(ours, opencv_decode(str(tmp_path / name), grayscale))
+    assert calls == ["BGR", "GRAY"] * 3 if installed else not calls
+    data = (tmp_path / "420.jpg").read_bytes()
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2::997] = bytes(len(corrupt[len(data) // 2::997]))  # libjpeg warns, OpenCV decodes
+    damaged = {"empty": b"", "truncated": data[:len(data) // 2], "headers only": data[:600], "not a jpeg": b"GIF89a",
+               "corrupt": bytes(corrupt)}
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        for grayscale in (False, True):
+            ours = media.decode_image(str(tmp_path / name), grayscale)
+            if name == "corrupt":
+                assert ours is not None and np.array_equal(ours, opencv_decode(str(tmp_path / name), grayscale))
+            else:
+                assert ours is None, name
+
+
+def test_exif_orientation_and_huge_frames_are_left_to_opencv(tmp_path, monkeypatch):
+    """cv2.imdecode turns a frame by its Exif orientation, which simplejpeg ignores; a damaged header may
+    claim 65535 x 65535 pixels, which simplejpeg would fill before it refuses."""
+    from PIL import Image
+    calls = spy_on_simplejpeg(monkeypatch)
+    frame = textured_pair(34, 26)[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned 90 degrees
+    turned, plain = str(tmp_path / "exif.jpg"), str(tmp_path / "plain.jpg")
+    Image.fromarray(frame[..., ::-1]).save(turned, exif=exif.tobytes())
+    assert media.decode_image(turned).shape == (34, 26, 3)
+    assert np.array_equal(media.decode_image(turned, True), opencv_decode(turned, True))
+    assert not calls
+    cv2.imwrite(plain, frame)
+    monkeypatch.setattr(media, "SIMPLEJPEG_MAX_PIXELS", 34 * 26 - 1)
+    assert np.array_equal(media.decode_image(plain), opencv_decode(plain, False))
+    assert not calls
+
+
 def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
     path = str(tmp_path / "v.avi")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"XVID"), 25, (64, 48))

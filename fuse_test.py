@@ -313,17 +313,24 @@ def check_outputs(model, model_file, classes):
 
 
 def predict_videos(model, videos, args, stream, config):
-    """Per-sample softmax [V, N, C] (crops averaged). The host reads each sample once, whole (fitted to the short
-    side, uncropped: generators.EvalSampleSequence, read by its own workers, Keras's ordered enqueuer, while the
-    model runs), and the device cuts its crops and flips and averages their softmax (models.with_eval_crops):
-    the scores of the network on the host-cut crops of generators.EvalSequence within float32 round-off, from a
-    tenth of the images. --batch-size counts the crops of one forward pass, as before: a batch holds
-    batch_size // (samples x crops) videos (at least one), whose samples cross to the device whole. Videos whose
-    samples differ in shape go in separate runs (generators.shape_runs), each with its own crop model."""
+    """Per-sample softmax [V, N, C] (crops averaged). The host reads each sample once (a generators sequence, read
+    by its own workers, Keras's ordered enqueuer, while the model runs). 10 crops: it sends the sample whole, fitted
+    to the short side but uncropped (generators.EvalSampleSequence), and the device cuts the crops and flips and
+    averages their softmax (models.with_eval_crops): the scores of the network on generators.EvalSequence's
+    host-cut crops within float32 round-off, from a tenth of the images (a fifth of the bytes: 25 x 256 x 340
+    against 250 x 224 x 224 a UCF-101 video). Centre crop: the host cuts it (EvalSequence), a view, and sends
+    that, smaller than the whole sample. --batch-size counts the crops of one forward pass either way: a batch
+    holds batch_size // (samples x crops) videos (at least one). Videos whose samples differ in shape go in
+    separate runs (generators.shape_runs), each with its own crop model: a batch holds one shape."""
     import generators
     sample_stream = generators.Stream(stream, config["stack_length"])
-    size = config["image_size"]
-    per_batch = max(1, args.batch_size // (args.samples * generators.CROPS_PER_SAMPLE[args.crops]))
+    size, crops = config["image_size"], generators.CROPS_PER_SAMPLE[args.crops]
+    per_batch = max(1, args.batch_size // (args.samples * crops))
+    if crops == 1:
+        sequence = generators.EvalSequence(videos, args.data_dir, sample_stream, samples=args.samples,
+                                           crops=args.crops, image_size=size, videos_per_batch=per_batch,
+                                           workers=args.workers)
+        return np.asarray(model.predict(sequence, verbose=0), np.float32).reshape(len(videos), args.samples, -1)
     scores = []
     for shape, same_shape in generators.shape_runs(videos, args.data_dir, sample_stream, size, args.samples):
         sequence = generators.EvalSampleSequence(same_shape, args.data_dir, sample_stream, shape, samples=args.samples,

@@ -6,6 +6,8 @@
     model.fit(train, ...)                    # fit calls on_epoch_end: next epoch, new draws
     x, y = validation_data(held_out, "data/ucf101", stream)
     for x, video_index in EvalSequence(test_videos, "data/ucf101", stream, crops="10"): ...
+    for shape, run in shape_runs(test_videos, "data/ucf101", stream, 224):   # fuse_test.py: whole samples,
+        EvalSampleSequence(run, "data/ucf101", stream, shape)                # the device cuts the 10 crops
 
 Every sample, training and test alike, goes through one path:
 
@@ -14,6 +16,8 @@ Every sample, training and test alike, goes through one path:
 each step a function below; training draws the start, the crop window and the flip at random,
 testing takes them from the paper's protocol (25 uniform starts, 10 crops). The streams differ
 in what they read (Stream) and in one detail of the flip: mirrored flow's u changes sign.
+fuse_test.py's test samples stop after the fit (EvalSampleSequence): the device cuts and flips
+their 10 crops the same way (models.EvalCrops), from each sample sent once.
 
 A spatial sample is one RGB frame (S x S x 3), a temporal one a stack of L consecutive flow
 frames with the channels interleaved u1, v1, ..., uL, vL (S x S x 2L). Samples stay uint8 from
@@ -1024,8 +1028,12 @@ class EvalSequence(keras.utils.PyDataset):
 def load_or_fail(data_dir, video, stream, start, size, windows_for, out):
     bad_path = load_sample(data_dir, video, stream, start, size, windows_for, out)
     if bad_path is not None:
-        raise DataError(f"{video.name}: {bad_path} is missing or unreadable. Re-extract this "
-                               f"video's frames/flow, or leave it out (generators.missing_data).")
+        raise unreadable(video, bad_path)
+
+
+def unreadable(video, bad_path):
+    return DataError(f"{video.name}: {bad_path} is missing or unreadable. Re-extract this "
+                     f"video's frames/flow, or leave it out (generators.missing_data).")
 
 
 def eval_crops(image, size, mode, is_flow):
@@ -1061,3 +1069,84 @@ def validation_data(videos, data_dir, stream, image_size=224, stack_length=10, s
         list(tqdm(pool.map(load, range(len(videos))), total=len(videos), desc=f"{stream.name} validation data",
                   disable=len(videos) < 100, leave=False))
     return (x[:, 0] if segments == 1 else x), y
+
+
+# ---------------------------------------------------------------------------- testing, crops cut on the device
+
+class EvalSampleSequence(keras.utils.PyDataset):
+    """Test batches of whole samples, for crops cut on the device (models.with_eval_crops): (x uint8
+    [n, H, W, C], video_index int32 [n]) with n = videos_per_batch * samples (fewer videos in the last batch).
+    Per video, EvalSequence's `samples` frames or stacks (sample_starts), each read once and fitted to the short
+    side (fit_short_side), not cropped: 25 images of 256 x 340 a UCF-101 video instead of 250 crops of 224 x 224,
+    and no crop, flip or copy per crop on the host. `shape` (H, W): every video's fitted sample shape (shape_runs
+    groups videos by it); a sample of another shape is a DataError, as a missing or unreadable file is (here,
+    for missing_data, and in __getitem__)."""
+
+    def __init__(self, videos, data_dir, stream, shape, samples=25, image_size=224, stack_length=10,
+                 videos_per_batch=1, workers=1, use_multiprocessing=False, max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.stream = as_stream(stream, stack_length)
+        check_complete(videos, data_dir, self.stream)
+        self.videos = list(videos)
+        self.data_dir = data_dir
+        self.shape = tuple(shape[:2])
+        self.samples = samples
+        self.image_size = image_size
+        self.videos_per_batch = videos_per_batch
+
+    def __len__(self):
+        return math.ceil(len(self.videos) / self.videos_per_batch)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        first = index * self.videos_per_batch
+        chosen = range(first, min(first + self.videos_per_batch, len(self.videos)))
+        x = np.empty((len(chosen) * self.samples, *self.shape, self.stream.channels), np.uint8)
+        for k, v in enumerate(chosen):
+            video = self.videos[v]
+            starts = sample_starts(self.stream.count(video), self.samples, self.stream.span)
+            for s, start in enumerate(starts):
+                load_whole_sample(self.data_dir, video, self.stream, start, self.image_size,
+                                  x[k * self.samples + s])
+        return x, np.repeat(np.asarray(chosen, np.int32), self.samples)
+
+
+def load_whole_sample(data_dir, video, stream, start, size, out):
+    """The sample at `start` read, fitted to the short side and assembled (RGB, or u1, v1, ..., uL, vL) into `out`
+    (H x W x C uint8), uncropped; DataError for a missing or unreadable file, or a sample of another shape."""
+    paths = stream.paths(data_dir, video, start)
+    planes, bad_path = read_planes(paths, stream.is_flow)
+    if planes is None:
+        raise unreadable(video, bad_path)
+    planes = [fit_short_side(plane, size) for plane in planes]
+    if planes[0].shape[:2] != out.shape[:2]:
+        raise DataError(f"{video.name}: {paths[0]} is {planes[0].shape[0]}x{planes[0].shape[1]} once fitted to "
+                        f"{size}, its first test sample {out.shape[0]}x{out.shape[1]}: a video's frames and flow "
+                        "must all be of one size. Re-extract this video's frames/flow, or leave it out")
+    assemble(planes, stream.is_flow, out)
+
+
+def fitted_shape(data_dir, video, stream, size, samples=25):
+    """(H, W) of the video's test samples fitted to the short side (fit_short_side), from the first JPEG of its
+    first sample (decoded in grey: the same size); DataError naming that file if it is missing or unreadable."""
+    path = stream.paths(data_dir, video, sample_starts(stream.count(video), samples, stream.span)[0])[0]
+    image = media.decode_image(path, grayscale=True)
+    if image is None:
+        raise unreadable(video, path)
+    return fit_short_side(image, size).shape[:2]
+
+
+def shape_runs(videos, data_dir, stream, size, samples=25, stack_length=10):
+    """[(shape, videos)]: `videos` in order, cut where the fitted shape of their samples (fitted_shape) changes.
+    One EvalSampleSequence and one device-crop model per run: a batch holds one shape, and the crops' offsets
+    follow from it (UCF-101's and HMDB-51's frames are all 340 x 256: one run)."""
+    stream = as_stream(stream, stack_length)
+    runs = []
+    for video in videos:
+        shape = fitted_shape(data_dir, video, stream, size, samples)
+        if runs and runs[-1][0] == shape:
+            runs[-1][1].append(video)
+        else:
+            runs.append((shape, [video]))
+    return runs

@@ -493,6 +493,63 @@ def snippet_network(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
+# ---------------------------------------------------------------------------- test crops on the device
+
+@keras.saving.register_keras_serializable(package="two_stream")
+class EvalCrops(layers.Layer):
+    """The test protocol's crops, cut on the device: whole samples uint8 [n, H, W, C] -> [n * k, S, S, C], each
+    sample's k crops in the order of `windows` (sample-major, as generators.EvalSequence orders its crops).
+
+    `windows`: [((top, left, S, S), flipped)], generators.eval_windows of the samples' (H, W). A flipped crop is
+    mirrored left-right and, on flow stacks (flow=True), its u channels (u1, v1, u2, v2, ...: the even indices)
+    become 255 - u, as generators.flip: mirrored horizontal motion changes sign. 255 - u on uint8 is u XOR 255."""
+
+    def __init__(self, windows, flow=False, **kwargs):
+        super().__init__(**kwargs)
+        self.windows = [(tuple(int(n) for n in box), bool(flipped)) for box, flipped in windows]
+        self.flow = bool(flow)
+        if not self.windows or len({box[2:] for box, _ in self.windows}) != 1 or self.windows[0][0][2] != \
+                self.windows[0][0][3]:
+            raise ValueError(f"EvalCrops cuts square windows of one size, got {self.windows}")
+
+    def call(self, samples):
+        channels = samples.shape[-1]
+        u_bytes = np.array([255 if c % 2 == 0 else 0 for c in range(channels)], np.uint8)  # XOR: u -> 255 - u
+        crops = []
+        for (top, left, height, width), flipped in self.windows:
+            crop = samples[:, top:top + height, left:left + width, :]
+            if flipped:
+                crop = ops.flip(crop, axis=2)
+                if self.flow:
+                    crop = ops.bitwise_xor(crop, ops.convert_to_tensor(u_bytes, dtype=crop.dtype))
+            crops.append(crop)
+        size = self.windows[0][0][2]
+        return ops.reshape(ops.stack(crops, axis=1), (-1, size, size, channels))  # [n, k, ...] -> [n * k, ...]
+
+    def compute_output_shape(self, input_shape):
+        size = self.windows[0][0][2]
+        batch = None if input_shape[0] is None else input_shape[0] * len(self.windows)
+        return (batch, size, size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "windows": [[list(box), flipped] for box, flipped in self.windows],
+                "flow": self.flow}
+
+
+def with_eval_crops(network, image_shape, windows, flow=False):
+    """`network` (a stream's model, on uint8 S x S crops) on whole samples of one shape, its crops cut on the
+    device: uint8 [n, H, W, C] (frames or flow stacks fitted to the short side, uncropped) -> float32 [n, classes],
+    each sample's softmax averaged over its crops (EvalCrops of `windows`, generators.eval_windows((H, W), S,
+    mode)). The scores of the network on generators.EvalSequence's host-cut crops, averaged per sample, within
+    float32 round-off; the host sends each sample once instead of its 10 crops (fuse_test.predict_videos)."""
+    height, width = image_shape[:2]
+    inputs = keras.Input((height, width, network.input_shape[-1]), dtype=network.inputs[0].dtype, name="samples")
+    crops = EvalCrops(windows, flow, name="eval_crops")(inputs)
+    scores = ops.cast(network(crops), "float32")
+    scores = ops.mean(ops.reshape(scores, (-1, len(windows), scores.shape[-1])), axis=1)
+    return keras.Model(inputs, scores, name=f"{network.name}_eval_crops")
+
+
 # ---------------------------------------------------------------------------- checkpoints
 
 def load_model(path):

@@ -47,6 +47,24 @@ class Mutation:
 
 MUTATIONS = [
     Mutation(
+        "device-flip-keeps-u",  # the test crops cut on the device: a mirrored flow crop's u must change sign too
+        "models.py",
+        "                    crop = ops.bitwise_xor(crop, ops.convert_to_tensor(u_bytes, dtype=crop.dtype))",
+        "                    pass",
+        ("tests/test_device_crops.py",)),
+    Mutation(
+        "consensus-of-probabilities",  # TSN averages the snippets' logits, not their probabilities
+        "models.py",
+        "        return ops.softmax(ops.mean(per_video, axis=1), axis=-1)",
+        "        return ops.mean(ops.exp(per_video), axis=1)",
+        ("tests/test_consensus.py::test_consensus_is_the_softmax_of_the_mean_of_the_snippets_logits",)),
+    Mutation(
+        "one-window-per-snippet",  # a sample's K snippets share one crop window (TSN's group crop)
+        "generators.py",
+        "            if not windows:\n                windows.append(random_window(rng, shape, self.image_size, self.crop))",
+        "            if True:\n                windows.insert(0, random_window(rng, shape, self.image_size, self.crop))",
+        ("tests/test_consensus.py::test_a_training_sample_is_one_snippet_from_each_segment_with_one_window_and_flip",)),
+    Mutation(
         "flipped-flow-keeps-u",  # a mirrored flow stack's horizontal motion must change sign
         "generators.py",
         "            cv2.bitwise_not(u, dst=u)  # 255 - u on uint8",

@@ -61,8 +61,10 @@ MUTATIONS = [
     Mutation(
         "one-window-per-snippet",  # a sample's K snippets share one crop window (TSN's group crop)
         "generators.py",
-        "            if not windows:\n                windows.append(random_window(rng, shape, self.image_size, self.crop))",
-        "            if True:\n                windows.insert(0, random_window(rng, shape, self.image_size, self.crop))",
+        "            if not windows:\n"
+        "                windows.append(random_window(rng, shape, self.image_size, self.crop))",
+        "            if True:\n"
+        "                windows.insert(0, random_window(rng, shape, self.image_size, self.crop))",
         ("tests/test_consensus.py::test_a_training_sample_is_one_snippet_from_each_segment_with_one_window_and_flip",)),
     Mutation(
         "flipped-flow-keeps-u",  # a mirrored flow stack's horizontal motion must change sign

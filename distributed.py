@@ -25,6 +25,7 @@ import sys
 import threading
 
 import keras
+import numpy as np
 
 import checkpoints
 import errors
@@ -151,12 +152,46 @@ def replicas(strategy):
 
 
 def scoring_strategy(name):
-    """distribution_strategy for fuse_test.py, which spreads its batches over the GPUs of one machine on
-    TensorFlow only so far."""
-    if name != "none" and keras.backend.backend() == "jax":
-        raise DataError("fuse_test.py --distribute is not built on JAX yet: score with one process per GPU, "
-                        "--shard K/N each (CUDA_VISIBLE_DEVICES=K-1), then --merge the parts; or use TensorFlow")
+    """distribution_strategy for fuse_test.py (on one machine): on TensorFlow, tf.distribute's, which spreads each
+    batch over the GPUs; on JAX, keras.distribution.DataParallel over this process's devices, whose batches must
+    split evenly (DevicePadded pads them)."""
     return distribution_strategy(name)
+
+
+class DevicePadded(keras.utils.PyDataset):
+    """The test batches of `sequence` (x, video index) as (x,), x padded to a multiple of `devices` rows (its last
+    row repeated), as keras.distribution on JAX splits a batch only evenly; unpadded(outputs) drops the padding's
+    outputs."""
+
+    def __init__(self, sequence, devices):
+        super().__init__(workers=sequence.workers, use_multiprocessing=sequence.use_multiprocessing,
+                         max_queue_size=sequence.max_queue_size)
+        self.sequence, self.devices = sequence, devices
+        self.rows = {}  # batch -> its rows before padding
+
+    def __len__(self):
+        return len(self.sequence)
+
+    def __getitem__(self, index):
+        x = self.sequence[index][0]
+        self.rows[index] = len(x)
+        padding = -len(x) % self.devices
+        return (np.concatenate([x, np.repeat(x[-1:], padding, axis=0)]) if padding else x),
+
+    def unpadded(self, outputs):
+        """predict's outputs of every batch, in order, without those of the padding rows."""
+        keep, start = [], 0
+        for index in range(len(self)):
+            rows = self.rows[index]
+            keep.append(outputs[start:start + rows])
+            start += rows + -rows % self.devices
+        return np.concatenate(keep)
+
+
+def device_count(strategy):
+    """How many devices split each scoring batch: keras.distribution's on JAX (DevicePadded pads for them), 1 else
+    (tf.distribute splits an uneven batch itself)."""
+    return replicas(strategy) if keras.backend.backend() == "jax" else 1
 
 
 def scope(strategy):

@@ -99,7 +99,8 @@ SHARED = {
     "--distribute": dict(help="none; mirrored: all local GPUs (or logical CPUs); multiworker (training only): the "
                          "cluster in TF_CONFIG on TensorFlow (tf.distribute), in KERAS_DISTRIBUTION_JOB_ADDRESSES, "
                          "_NUM_PROCESSES and _PROCESS_ID (or SLURM's) on JAX (keras.distribution). fuse_test.py: "
-                         "TensorFlow only; on JAX score with --shard K/N", choices=DISTRIBUTIONS, default="none"),
+                         "mirrored only (several machines: --shard K/N, then --merge)", choices=DISTRIBUTIONS,
+                         default="none"),
     # Both training scripts.
     "--val-groups": dict(help="hold out the last N groups of the training list for validation and best.keras "
                          "(0: none, the paper's fixed schedule; the test list is never used)", type=non_negative,

@@ -288,7 +288,7 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
         with tqdm(total=len(videos), initial=len(done), desc=f"{stream} ({subset} list)", unit="video") as progress:
             for start in range(0, len(todo), args.save_every):
                 chunk = todo[start:start + args.save_every]
-                scores = predict_videos(model, chunk, args, stream, config)
+                scores = predict_videos(model, chunk, args, stream, config, distributed.device_count(strategy))
                 evaluation.save_scores(chunk_path(final, position[chunk[0].name], len(chunk)),
                                        [v.name for v in chunk], [v.label for v in chunk], scores, classes, settings)
                 done.update({video.name: (video.label, s) for video, s in zip(chunk, scores)})
@@ -312,7 +312,7 @@ def check_outputs(model, model_file, classes):
                         "the .keras file of that run")
 
 
-def predict_videos(model, videos, args, stream, config):
+def predict_videos(model, videos, args, stream, config, devices=1):
     """Per-sample softmax [V, N, C] (crops averaged). The host reads each sample once (a generators sequence, read
     by its own workers, Keras's ordered enqueuer, while the model runs). 10 crops: it sends the sample whole, fitted
     to the short side but uncropped (generators.EvalSampleSequence), and the device cuts the crops and flips and
@@ -321,7 +321,8 @@ def predict_videos(model, videos, args, stream, config):
     against 250 x 224 x 224 a UCF-101 video). Centre crop: the host cuts it (EvalSequence), a view, and sends
     that, smaller than the whole sample. --batch-size counts the crops of one forward pass either way: a batch
     holds batch_size // (samples x crops) videos (at least one). Videos whose samples differ in shape go in
-    separate runs (generators.shape_runs), each with its own crop model: a batch holds one shape."""
+    separate runs (generators.shape_runs), each with its own crop model: a batch holds one shape. `devices`: how
+    many devices split each batch (distributed.device_count), which pads the batches for them."""
     import generators
     sample_stream = generators.Stream(stream, config["stack_length"])
     size, crops = config["image_size"], generators.CROPS_PER_SAMPLE[args.crops]
@@ -330,14 +331,24 @@ def predict_videos(model, videos, args, stream, config):
         sequence = generators.EvalSequence(videos, args.data_dir, sample_stream, samples=args.samples,
                                            crops=args.crops, image_size=size, videos_per_batch=per_batch,
                                            workers=args.workers)
-        return np.asarray(model.predict(sequence, verbose=0), np.float32).reshape(len(videos), args.samples, -1)
+        return predict(model, sequence, devices).reshape(len(videos), args.samples, -1)
     scores = []
     for shape, same_shape in generators.shape_runs(videos, args.data_dir, sample_stream, size, args.samples):
         sequence = generators.EvalSampleSequence(same_shape, args.data_dir, sample_stream, shape, samples=args.samples,
                                                  image_size=size, videos_per_batch=per_batch, workers=args.workers)
         scorer = eval_crops_model(model, shape, size, args.crops, sample_stream.is_flow)
-        scores.append(np.asarray(scorer.predict(sequence, verbose=0), np.float32))
+        scores.append(predict(scorer, sequence, devices))
     return np.concatenate(scores).reshape(len(videos), args.samples, -1)
+
+
+def predict(model, sequence, devices):
+    """model.predict over `sequence`'s batches, each padded to split evenly over `devices` devices (JAX's
+    keras.distribution: distributed.DevicePadded) and the padding's outputs dropped."""
+    import distributed
+    if devices == 1:
+        return np.asarray(model.predict(sequence, verbose=0), np.float32)
+    padded = distributed.DevicePadded(sequence, devices)
+    return padded.unpadded(np.asarray(model.predict(padded, verbose=0), np.float32))
 
 
 EVAL_CROPS_MODELS = {"network": None}  # the last network's device-crop models, by sample shape and protocol

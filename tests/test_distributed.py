@@ -380,7 +380,8 @@ def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weigh
     """--distribute mirrored on JAX (keras.distribution.DataParallel, no TensorFlow installed): the same
     arithmetic as one device, each batch's mean gradient summed from two halves, so the same weights within
     float32 round-off (a few ulps of summation order over 4 steps: atol 1e-5). A batch that does not split
-    over the devices is one line, exit 2."""
+    over the devices is one line, exit 2. Scoring on the 2 devices gives the scores of one (a forward pass has no
+    sum across devices: atol 1e-6)."""
     env = jax_environment(tmp_path, 2)
     one = jax_run(dataset, tmp_path / "one", env)  # two devices present, no distribution: one used
     assert one.returncode == 0, one.stderr[-3000:]
@@ -392,6 +393,25 @@ def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weigh
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     odd = jax_run(dataset, tmp_path / "odd", env, "--distribute", "mirrored", "--batch-size", "5")
     assert odd.returncode == 2 and "does not split evenly over the 2 devices" in odd.stderr
+
+    # Scoring (fuse_test.py --distribute mirrored): each batch split over the 2 devices, padded to an even count of
+    # rows (3 samples a video: 9 rows a centre-crop batch, 3 whole samples a 10-crop one), the same scores.
+    root, splits = dataset
+    for crops in ("center", "10"):
+        scores = {}
+        for name, extra in (("one", []), ("two", ["--distribute", "mirrored"])):
+            argv = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--streams", "temporal",
+                    "--temporal", str(tmp_path / "one" / "last.keras"), "--samples", "3", "--crops", crops,
+                    "--batch-size", "9", "--workers", "1", "--results-dir", str(tmp_path / "results"),
+                    "--run-name", f"{name}_{crops}", *extra]
+            scored = subprocess.run([sys.executable, os.path.join(REPO, "tests", "faults.py"), "fuse_test.py", *argv],
+                                    cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+            assert scored.returncode == 0, scored.stderr[-3000:]
+            assert ("--distribute mirrored: 2 devices" in scored.stdout) == bool(extra)
+            with np.load(tmp_path / "results" / f"{name}_{crops}" / "scores_temporal.npz") as saved:
+                scores[name] = saved["scores"]
+        assert scores["one"].shape == (6, 3, len(CLASSES))
+        np.testing.assert_allclose(scores["two"], scores["one"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -210,7 +210,7 @@ def test_no_svm_scores_no_training_list(setup, tmp_path, monkeypatch):
     matters)."""
     scored = []
 
-    def fake_predict(model, videos, args, stream, config):
+    def fake_predict(model, videos, args, stream, config, devices=1):
         scored.extend(v.name for v in videos)
         return np.full((len(videos), args.samples, len(CLASSES)), 1 / len(CLASSES), np.float32)
 

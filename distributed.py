@@ -136,10 +136,7 @@ def leave_jax_cluster(message):
 
 def is_jax_cluster(strategy):
     """Whether `strategy` is keras.distribution's, over several processes."""
-    if strategy is None or keras.backend.backend() != "jax":
-        return False
-    import jax
-    return jax.process_count() > 1
+    return strategy is not None and in_jax_cluster()
 
 
 def replicas(strategy):
@@ -293,24 +290,52 @@ class SameStartOnEveryWorker(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         strategy = getattr(self.model, "distribute_strategy", None)  # TensorFlow's trainer only
-        if self.checked or not is_multiworker(strategy):
+        if self.checked or not (is_multiworker(strategy) or in_jax_cluster()):
             return
         self.checked = True
-        import numpy as np
-        import tensorflow as tf
         weights = self.model.get_weights()
-        state = [epoch, sum(w.sum(dtype=np.float64) for w in weights),
-                 sum(np.abs(w).sum(dtype=np.float64) for w in weights)]
-        starts = strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
-        epochs = starts[:, 0].astype(int).tolist()
-        if len(set(epochs)) > 1:
-            raise DataError(f"the workers start at epochs {epochs}: they did not all restore the chief's backup. Give "
-                            "every worker the same --checkpoint-dir, on a file system that they all see (as "
-                            "BackupAndRestore needs), and start them all again.")
+        state = [epoch, sum(w.sum(dtype=np.float64) for w in weights), sum(np.abs(w).sum(dtype=np.float64)
+                                                                           for w in weights)]
+        starts = every_workers(state, strategy)
+        refuse_different_epochs(starts[:, 0].astype(int).tolist())
         if (starts != starts[0]).any():
             raise DataError(f"the workers start epoch {epoch} with different weights: each changed its model on its "
                             "own before training (from data that differ between workers?), or their backups "
                             "differ. Every worker must build the same model.")
+
+
+def refuse_different_epochs(epochs):
+    """Stop unless the workers (`epochs`: each one's) start at the same epoch."""
+    if len(set(epochs)) > 1:
+        raise DataError(f"the workers start at epochs {epochs}: they did not all restore the chief's backup. Give "
+                        "every worker the same --checkpoint-dir, on a file system that they all see (as "
+                        "BackupAndRestore needs), and start them all again.")
+
+
+def check_same_backup(epochs_done):
+    """On a JAX cluster, before a backup is restored: stop unless every process restores the same epoch
+    (`epochs_done`: this one's, 0 without a backup). Loading weights there is collective: processes that restore
+    different backups, or only some of them, would fail in gloo or NCCL instead."""
+    if in_jax_cluster():
+        refuse_different_epochs(every_workers([epochs_done], None)[:, 0].astype(int).tolist())
+
+
+def every_workers(state, strategy):
+    """`state` (a few numbers) of every worker of a cluster, one row each, gathered by the backend's own engine:
+    JAX's multihost_utils, or tf.distribute's MultiWorkerMirroredStrategy (`strategy`)."""
+    if in_jax_cluster():
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(np.asarray(state))).reshape(-1, len(state))
+    import tensorflow as tf
+    return strategy.gather(tf.constant([state], tf.float64), axis=0).numpy()
+
+
+def in_jax_cluster():
+    """Whether this process is one of a JAX cluster's (--distribute multiworker on JAX)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+    return jax.process_count() > 1
 
 
 COLLECTIVE_FAILURES = ("gloo", "nccl", "closed by peer", "reset by peer")  # in JaxRuntimeError's message

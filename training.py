@@ -261,6 +261,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _load_model(self):
         metadata = self._metadata()
+        distributed.check_same_backup(metadata["epoch"] if metadata else 0)
         if metadata is None:
             return  # no finished epoch yet: start from the beginning
         self._weights_path = os.path.join(self.backup_dir, metadata["weights"])

@@ -358,13 +358,15 @@ JAX_WORKER = textwrap.dedent("""
 """)
 
 
-def start_jax_cluster(dataset, folder, env, address, out, pause=None):
+def start_jax_cluster(dataset, folder, env, address, out, pause=None, folders=None, extra=()):
     """Two JAX processes of the same command (JAX_WORKER) on `address`, each logging into out/log_<process>.txt.
-    `pause`: {process: [epoch, batch]}."""
+    `pause`: {process: [epoch, batch]}; `folders`: {process: its --checkpoint-dir} where not `folder`; `extra`:
+    more flags."""
     os.makedirs(out, exist_ok=True)
-    argv = jax_argv(dataset, folder, "--distribute", "multiworker")[3:]
     processes = []
     for index in range(2):
+        own = (folders or {}).get(index, folder)
+        argv = jax_argv(dataset, own, "--distribute", "multiworker")[3:] + list(extra)
         with open(os.path.join(out, f"log_{index}.txt"), "ab") as log:
             processes.append(subprocess.Popen(
                 [sys.executable, "-c", JAX_WORKER, *argv], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
@@ -449,7 +451,8 @@ def test_a_killed_jax_process_stops_the_other_at_once_and_the_cluster_started_ag
     100 s heartbeat timeout, then aborted with exit -6 and a C++ stack), with one line and exit 1. Both started again
     with the same command resume from process 0's backup of epoch 0 and end with the weights of one process never
     stopped, within float32 round-off (atol 1e-5: two processes sum each batch's gradient from two halves, in
-    another order than one; the resumed run restores the weights and optimizer state exactly)."""
+    another order than one; the resumed run restores the weights and optimizer state exactly). A process with a
+    folder of its own (no shared --checkpoint-dir) starts at epoch 0: both refuse to train (SameStartOnEveryWorker)."""
     env = jax_environment(tmp_path, 1)
     one = jax_run(dataset, tmp_path / "one", env)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -493,3 +496,16 @@ def test_a_killed_jax_process_stops_the_other_at_once_and_the_cluster_started_ag
     for ours, theirs in zip(keras_weights(folder / "last.keras"), keras_weights(tmp_path / "one" / "last.keras"),
                             strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+    # A process that cannot see process 0's folder starts from scratch: both refuse to train on (exit 2).
+    apart = tmp_path / "apart"
+    processes = start_jax_cluster(dataset, folder, env, address, apart, folders={1: tmp_path / "not_shared"},
+                                  extra=["--iterations", "8"])
+    try:
+        for process in processes:
+            process.wait(TIMEOUT)
+    finally:
+        stop(processes)
+    assert [p.returncode for p in processes] == [2, 2], logs(apart)
+    assert "the workers start at epochs [2, 0]" in logs(apart)
+    assert logged_epochs(folder) == [0, 1]

@@ -417,6 +417,28 @@ def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weigh
 
 
 @pytest.mark.slow
+def test_mirrored_on_jax_keeps_accumulation_mixed_precision_and_multitask(dataset, tmp_path):
+    """What one device's run promises holds on 2 JAX devices: --accumulate 2 gives the weights of one device with
+    --accumulate 2 (atol 1e-5, as above), and --precision bfloat16 and --multitask (its second dataset here the same
+    videos under HMDB-51's preset name, half of every batch split over the devices) train and save."""
+    env = jax_environment(tmp_path, 2)
+    one = jax_run(dataset, tmp_path / "one", env, "--accumulate", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = jax_run(dataset, tmp_path / "two", env, "--accumulate", "2", "--distribute", "mirrored")
+    assert two.returncode == 0, two.stderr[-3000:]
+    for ours, theirs in zip(keras_weights(tmp_path / "two" / "last.keras"),
+                            keras_weights(tmp_path / "one" / "last.keras"), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    root, splits = dataset
+    for name, extra in (("bfloat16", ["--precision", "bfloat16"]),
+                        ("multitask", ["--multitask", "synthetic_hmdb", "--multitask-data-dir", root,
+                                       "--multitask-splits-dir", splits])):
+        run = jax_run(dataset, tmp_path / name, env, "--distribute", "mirrored", *extra)
+        assert run.returncode == 0 and "--distribute mirrored: 2 devices" in run.stdout, run.stderr[-3000:]
+        assert all(np.isfinite(w).all() for w in keras_weights(tmp_path / name / "last.keras"))
+
+
+@pytest.mark.slow
 def test_two_jax_processes_train_the_weights_of_one_on_their_halves_of_every_batch(dataset, tmp_path):
     """--distribute multiworker on JAX: two processes on localhost (keras.distribution.initialize, CPU
     collectives), each loading its own half of every global batch of 4, one device each, no TensorFlow:

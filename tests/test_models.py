@@ -506,6 +506,31 @@ def test_each_backbone_preprocesses_inside_the_model_as_its_family(arch):
         np.testing.assert_allclose(seen, family.preprocess_input(x.astype(np.float32)), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list(models.BACKBONES))
+def test_each_backbone_is_tested_on_25_samples_x_10_crops(arch, tmp_path):
+    """The paper's test protocol on every backbone: fuse_test.py's scores of a video (25 frames x 10 crops cut on
+    the device, each backbone's preprocessing inside its model) equal its predictions on the host-cut crops,
+    averaged over each frame's 10 crops."""
+    import types
+
+    import fakedata
+    import fuse_test
+    import generators
+    import ucf101
+    root = str(tmp_path)
+    splits = fakedata.write_dataset(root, groups=(1,), frames=30)
+    video = ucf101.load_index(root, splits, 1, "test")[:1]
+    size = presets.MIN_IMAGE_SIZE[arch]
+    model = backbone_model(arch)
+    args = types.SimpleNamespace(samples=25, crops="10", batch_size=250, data_dir=root, workers=1)
+    scores = fuse_test.predict_videos(model, video, args, "spatial", {"image_size": size, "stack_length": 1})
+    x, _ = generators.EvalSequence(video, root, "spatial", samples=25, crops="10", image_size=size)[0]
+    host = model.predict(x, verbose=0).reshape(25, 10, -1).mean(axis=1)
+    assert scores.shape == (1, 25, 3)
+    np.testing.assert_allclose(scores[0], host, rtol=1e-4, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- partial BN (TSN)
 
 def batchnorm_state(layer):

@@ -81,7 +81,8 @@ MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (Data
 # Worker processes (ProcessLoader): batches asked for at once by Keras's threads, each in its own
 # block of shared memory, and the samples of one task of a process.
 BATCHES_IN_FLIGHT = 4
-CHUNK = 8
+CHUNK = 8  # at least; a batch is cut into TASKS_PER_PROCESS tasks per process where that makes them larger
+TASKS_PER_PROCESS = 2  # a process's tasks of one batch: the others' balance the load, fewer cost less to send
 # Batch plans (TrainSequence.batch_plan) kept by a sequence, so that each batch's draws are computed once: more than
 # the batches Keras's threads load at once.
 PLANS_KEPT = 2 * BATCHES_IN_FLIGHT
@@ -451,10 +452,11 @@ class TrainSequence(keras.utils.PyDataset):
         self.lighting = 0.0 if self.stream.is_flow else LIGHTING_STD if lighting is None else lighting  # RGB only
         self.seed = seed
         self.shard = tuple(shard)
-        self.by_class = {}
-        for index, video in enumerate(self.videos):
-            self.by_class.setdefault(video.label, []).append(index)
-        self.classes = sorted(self.by_class)
+        # The videos of each class, one after another (class_videos), where each class's begin (class_starts).
+        labels = np.array([video.label for video in self.videos])
+        self.class_videos = np.argsort(labels, kind="stable")
+        self.classes, self.class_starts, self.class_sizes = np.unique(labels[self.class_videos], return_index=True,
+                                                                      return_counts=True)
         self.epoch = 0
         # Shared with worker threads, and with the worker processes (ProcessLoader spawns them).
         self._missing = multiprocessing.get_context("spawn").Value("q", 0)
@@ -531,7 +533,8 @@ class TrainSequence(keras.utils.PyDataset):
         if plan is None:
             positions, chosen = self.shard_samples(index)
             uniforms, normals = self.batch_draws(index)
-            plan = [(p, int(v), uniforms[p].tolist(), normals[p].tolist()) for p, v in zip(positions, chosen)]
+            plan = list(zip(positions.tolist(), chosen.tolist(), uniforms[positions].tolist(),
+                            normals[positions].tolist()))
             self._plans.put(key, plan)
         return plan
 
@@ -579,15 +582,16 @@ class TrainSequence(keras.utils.PyDataset):
         """(positions in global batch `index`, indices into `videos`) of the samples this shard loads."""
         chosen = self.choose_videos(np.random.default_rng([self.seed, self.epoch, 1, index]), index)
         k, n = self.shard
-        positions = range(k * len(chosen) // n, (k + 1) * len(chosen) // n)
-        return positions, [chosen[p] for p in positions]
+        positions = np.arange(k * len(chosen) // n, (k + 1) * len(chosen) // n)
+        return positions, chosen[positions]
 
     def choose_videos(self, rng, index):
-        """Indices into `videos` of batch `index`'s samples."""
+        """Indices into `videos` of batch `index`'s samples (an int array): each a class drawn uniformly, then one
+        of its videos (sampling="classes"), or the epoch's next videos (sampling="videos")."""
         if self.sampling == "videos":
             return self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        classes = rng.choice(self.classes, self.batch_size)
-        return [self.by_class[c][rng.integers(len(self.by_class[c]))] for c in classes]
+        classes = rng.integers(len(self.classes), size=self.batch_size)
+        return self.class_videos[self.class_starts[classes] + rng.integers(self.class_sizes[classes])]
 
     def on_epoch_end(self):
         missing = self.missing_files - self._reported
@@ -678,7 +682,7 @@ class ProcessLoader:
     Keras's own use_multiprocessing forks the training process every epoch (unsafe beside JAX's
     and TensorFlow's threads) and pickles each batch back through a pipe (257 MB for 256 flow
     stacks of 224 x 224 x 20). Here each batch in flight has a block of shared memory; a batch is
-    cut into tasks of CHUNK samples (with their rows of the batch plan) that the processes fill in
+    cut into tasks of `chunk` samples (with their rows of the batch plan) that the processes fill in
     place, and x is lent as a view of its block (lend), up to `lendable` batches at once; a block
     is reused once nothing references its batch. `slots` blocks are made at first, more as needed.
     A sample depends only on (seed, epoch, batch, position), so
@@ -692,6 +696,7 @@ class ProcessLoader:
     def __init__(self, sequence, processes, slots, lendable=0):
         context = multiprocessing.get_context("spawn")
         self.shape = (sequence.batch_size, *sequence.sample_shape)
+        self.chunk = max(CHUNK, math.ceil(sequence.batch_size / (TASKS_PER_PROCESS * processes)))
         self.x_bytes = math.prod(self.shape)
         self.blocks, self.views = [], []
         self.free = queue.SimpleQueue()
@@ -723,11 +728,11 @@ class ProcessLoader:
         try:
             done = self.state["done"][slot]
             with self.state["lock"]:
-                self.state["pending"][slot] = math.ceil(rows / CHUNK)
+                self.state["pending"][slot] = math.ceil(rows / self.chunk)
                 self.state["errors"][slot] = None
                 done.clear()
-            for start in range(0, rows, CHUNK):
-                self.tasks.put((slot, self.blocks[slot].name, index, epoch, start, plan[start:start + CHUNK]))
+            for start in range(0, rows, self.chunk):
+                self.tasks.put((slot, self.blocks[slot].name, index, epoch, start, plan[start:start + self.chunk]))
             while not done.wait(1.0):
                 self.check_processes()
             if self.state["errors"][slot] is not None:

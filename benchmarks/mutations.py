@@ -130,9 +130,9 @@ MUTATIONS = [
     Mutation(
         "samples-drawn-by-video-not-class",  # each sample draws a class uniformly, then one of its videos
         "generators.py",
-        "        classes = rng.choice(self.classes, self.batch_size)\n"
-        "        return [self.by_class[c][rng.integers(len(self.by_class[c]))] for c in classes]",
-        "        return [int(rng.integers(len(self.videos))) for _ in range(self.batch_size)]",
+        "        classes = rng.integers(len(self.classes), size=self.batch_size)\n"
+        "        return self.class_videos[self.class_starts[classes] + rng.integers(self.class_sizes[classes])]",
+        "        return rng.integers(len(self.videos), size=self.batch_size)",
         ("tests/test_generators.py::test_class_uniform_sampling_evens_out_classes_of_1_and_5_videos",)),
     Mutation(
         "flow-dequantised-with-the-wrong-bound",  # flow JPEGs map -20 .. 20 pixels onto 0 .. 255

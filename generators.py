@@ -95,6 +95,10 @@ SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memor
 # The worker processes import this module, and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
 WORKER_ENVIRONMENT = {"KERAS_BACKEND": "numpy", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+# The worker processes run at a lower priority than the training process: with a worker on every core, the thread
+# that feeds the GPU still runs at once when it has work.
+WORKER_NICENESS = 5
+MAX_NICENESS = 19  # Linux's lowest priority
 # Ctrl-C (SIGINT) and a scheduler's SIGTERM reach every process of the job: the worker processes ignore them, from
 # their start, and the training process stops (errors.run) and ends its workers.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -717,6 +721,8 @@ class ProcessLoader:
         with environment(WORKER_ENVIRONMENT), signals_blocked(STOP_SIGNALS):  # until the processes ignore them
             for process in self.processes:
                 process.start()
+                os.setpriority(os.PRIO_PROCESS, process.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS,
+                                                                 MAX_NICENESS))
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
         weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state, self.blocks)
 

@@ -477,6 +477,9 @@ def test_worker_processes_give_the_temporal_batches_of_one_process_for_each_shar
             np.testing.assert_array_equal(x, y)
         assert len(whole[index][1]) == 20
     assert processes.processes == 2 and whole.process_loader() is processes.process_loader()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)  # the workers yield to the training process
+    assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in processes.process_loader().processes] == \
+        [min(ours + generators.WORKER_NICENESS, generators.MAX_NICENESS)] * 2
     passes = make(workers=2, use_multiprocessing=True, sampling="videos", batch_size=4)  # 6 videos: 4, then 2
     alone = make(sampling="videos", batch_size=4)
     for index in (0, 1):

@@ -38,7 +38,6 @@ per second on one core, and the end-point error against the unquantised flow.
 """
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -55,6 +54,7 @@ import media  # noqa: E402
 import presets  # noqa: E402
 import ucf101  # noqa: E402
 from bench_data import write_video  # noqa: E402
+from cpu_time import own_cpu_seconds, worker_cpu_seconds  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-dir", default=None,
@@ -156,24 +156,6 @@ def pipeline_rate(dataset):
 
 
 # ---------------------------------------------------------------------------- CPU cost per sample
-
-def own_cpu_seconds():
-    """CPU time of this process, every thread of it (Keras's loader threads, the ProcessLoader's), no child."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu_seconds(pid):
-    """CPU time (user + system) of a running process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def worker_cpu_seconds(dataset):
-    loader = dataset._loader.loader
-    return sum(process_cpu_seconds(p.pid) for p in loader.processes) if loader else 0.0
-
 
 def cpu_costs(videos, data_dir, stream, workers, processes):
     """(training process CPU us/sample, workers' CPU us/sample, samples/s) over args.batches warm batches

@@ -14,7 +14,9 @@ Sections, each in its own process (one that fails or runs out of time prints why
     train_temporal  CNN-M-2048 on 224x224x20 stacks, train_spatial InceptionV3 phase 2 (the top two
                     blocks and the new top) on 224x224 frames, batch 256, float32 and bfloat16:
                     samples/s from tensors already on the device (the bound), through the training
-                    scripts' own loader (training.train_sequence, fed to model.fit), and the loader alone
+                    scripts' own loader (training.train_sequence, fed to model.fit), and the loader alone,
+                    each over 100 warm batches before an epoch's end (one worker process: 10), with the
+                    CPU time per sample of the training process and of the loader's worker processes
     fuse            fuse_test.py's scoring, 25 samples x 10 crops per video, both streams (untrained
                     networks of the real shapes): videos/s once compiled, and one whole fuse_test.py run
 
@@ -39,12 +41,14 @@ sys.path.insert(0, HERE)
 # Sizes of the real check and of --tiny (CPU, seconds). Limits: each section's share of the budget.
 SIZES = {
     "full": dict(frame_size=(340, 256), classes=25, videos_per_class=4, frames=50, batch=256, spatial_size=224,
-                 temporal_size=224, warmup=3, steps=8, loader_steps=12, samples=25, fuse_warmup=2, fuse_videos=30,
-                 fuse_e2e_videos=4, tvl1_batches=(32, 128), tvl1_rounds=2, tvl1_settings={},
+                 temporal_size=224, warmup=3, steps=8, loader_steps=100, one_process_steps=10, samples=25,
+                 fuse_warmup=2, fuse_videos=30, fuse_e2e_videos=4, tvl1_batches=(32, 128), tvl1_rounds=2,
+                 tvl1_settings={},
                  precisions=("float32", "bfloat16")),
     "tiny": dict(frame_size=(128, 96), classes=3, videos_per_class=2, frames=12, batch=4, spatial_size=80,
-                 temporal_size=64, warmup=1, steps=2, loader_steps=3, samples=2, fuse_warmup=1, fuse_videos=2,
-                 fuse_e2e_videos=2, tvl1_batches=(2,), tvl1_rounds=1, tvl1_settings=dict(scales=1, warps=1),
+                 temporal_size=64, warmup=1, steps=2, loader_steps=3, one_process_steps=2, samples=2,
+                 fuse_warmup=1, fuse_videos=2, fuse_e2e_videos=2, tvl1_batches=(2,), tvl1_rounds=1,
+                 tvl1_settings=dict(scales=1, warps=1),
                  precisions=("float32", "bfloat16"), spatial_precisions=("float32",)),
 }
 LIMITS = {"device": 60, "data": 120, "tvl1": 150, "train_temporal": 120, "train_spatial": 150, "fuse": 120}
@@ -288,7 +292,7 @@ def section_train(args, name):
     folder, splits = data_dir(args), os.path.join(data_dir(args), "splits")
     image_size = size[f"{name}_size"]
     flags = ["--dataset", "ucf101", "--data-dir", folder, "--splits-dir", splits, "--image-size", str(image_size),
-             "--batch-size", str(size["batch"]), "--epoch-steps", str(size["warmup"] + size["loader_steps"]),
+             "--batch-size", str(size["batch"]), "--epoch-steps", str(size["warmup"] + size["loader_steps"] + 1),
              "--checkpoint-dir", os.path.join(args.work, "checkpoints", name)]
     if name == "spatial":
         import spatial_train
@@ -305,11 +309,14 @@ def section_train(args, name):
     shape = f"{image_size}x{image_size}x{stream.channels}"
     model_name = "InceptionV3, phase 2 (mixed9, mixed10 and the top train)" if name == "spatial" else "CNN-M-2048"
     say(f"\n## Training: {name}, {model_name}, {shape}, batch {size['batch']}\n")
-    loader = loader_rate(sequence, size["warmup"])
-    one = one_worker_rate(train_args, videos, stream, name)
+    loader, own, others = loader_rate(sequence, size["warmup"], size["loader_steps"])
+    one = loader_rate(training_sequence(train_args, videos, stream, name, processes=1), size["warmup"],
+                      size["one_process_steps"])[0]
     processes = getattr(sequence, "processes", 0) or sequence.workers
-    say(f"loader alone ({describe_loader(sequence)}): {loader:.0f} samples/s = {loader / one:.1f}x one worker's "
-        f"{one:.0f} (goal, issue 18: >= {0.75 * processes:.0f}x, 12x on 16 cores)\n")
+    say(f"loader alone ({describe_loader(sequence)}), {size['loader_steps']} warm batches: {loader:.0f} samples/s = "
+        f"{loader / one:.1f}x one worker process's {one:.0f} (goal, issue 18: >= {0.75 * processes:.0f}x, 12x on 16 "
+        f"cores); CPU per sample: the training process {own:.1f} us (goal, issue 26: <= 10 spatial, 100 temporal), "
+        f"the workers {others:.0f} us\n")
     if name == "temporal":
         say("(issue 18's estimate for an H100: about 4,000 samples/s in float32, from CNN-M-2048's 14 GFLOP a "
             "training sample)\n")
@@ -332,7 +339,7 @@ def section_train(args, name):
             model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                           jit_compile=training.jit_compile(train_args.jit))
             memory = in_memory_rate(model, x, y, size["warmup"], size["steps"])
-            fed = fit_rate(model, sequence, size["warmup"])
+            fed = fit_rate(model, sequence, size["warmup"], size["loader_steps"])
             say(f"| {precision} | {memory:.0f} | {fed:.0f} | {fed / memory:.0%} | {loader / memory:.0%} |")
         except Exception:  # the other precision may still work: say why this one did not
             say(f"| {precision} | failed: {traceback.format_exc().strip().splitlines()[-1]} | | | |")
@@ -342,22 +349,19 @@ def section_train(args, name):
     assert np.all(np.isfinite(y))
 
 
-def training_sequence(train_args, videos, stream, name, workers=None):
-    """The training script's loader for `videos`, as the script makes it from its flags (`train_args`)."""
+def training_sequence(train_args, videos, stream, name, processes=None):
+    """The training script's loader for `videos`, as the script makes it from its flags (`train_args`); with
+    `processes`, that many worker processes instead of --workers."""
     import training
-    return training.train_sequence(
+    sequence = training.train_sequence(
         videos, train_args.data_dir, stream, None, batch_size=train_args.batch_size,
         accumulate=train_args.accumulate, epoch_steps=train_args.epoch_steps, image_size=train_args.image_size,
         sampling=train_args.sampling, crop=train_args.crop, seed=train_args.seed,
-        workers=workers or train_args.workers, lighting=train_args.lighting if name == "spatial" else None)
-
-
-def one_worker_rate(train_args, videos, stream, name, batches=2):
-    """Samples/s of the training loader with --workers 1 (in this process), after one batch."""
-    sequence = training_sequence(train_args, videos, stream, name, workers=1)
-    sequence[0]
-    seconds = timed(lambda: [sequence[i] for i in range(1, 1 + batches)])
-    return batches * sequence.batch_size / seconds
+        workers=max(2, train_args.workers) if processes else train_args.workers,
+        lighting=train_args.lighting if name == "spatial" else None)
+    if processes:
+        sequence.processes = processes  # as many as asked, even one (--workers 1 loads in this process)
+    return sequence
 
 
 def describe_loader(sequence):
@@ -366,18 +370,24 @@ def describe_loader(sequence):
     return f"{sequence.workers} worker threads"
 
 
-def loader_rate(sequence, warmup):
-    """Samples/s of the sequence iterated as fit() iterates it, from batch `warmup` on."""
+def loader_rate(sequence, warmup, steps):
+    """(samples/s, the training process's and the workers' CPU us per sample) of the sequence iterated as fit()
+    iterates it, over `steps` batches after `warmup`, before the epoch's end (where Keras waits 0.1 s)."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from cpu_time import own_cpu_seconds, worker_cpu_seconds
     adapter = PyDatasetAdapter(sequence, shuffle=False)
     adapter.on_epoch_begin()
-    batches, begin = 0, None
-    for _ in adapter.get_numpy_iterator():
-        batches += 1
+    for batches, _ in enumerate(adapter.get_numpy_iterator(), 1):
         if batches == warmup:
-            begin = time.perf_counter()
+            begin = time.perf_counter(), own_cpu_seconds(), worker_cpu_seconds(sequence)
+        if batches == warmup + steps:
+            end = time.perf_counter(), own_cpu_seconds(), worker_cpu_seconds(sequence)
+            break
     adapter.on_epoch_end()
-    return (batches - warmup) * sequence.batch_size / (time.perf_counter() - begin)
+    samples = steps * sequence.batch_size
+    wall, own, others = (b - a for a, b in zip(begin, end))
+    return samples / wall, 1e6 * own / samples, 1e6 * others / samples
 
 
 def in_memory_rate(model, x, y, warmup, steps):
@@ -392,21 +402,20 @@ def in_memory_rate(model, x, y, warmup, steps):
     return steps * len(x) / (time.perf_counter() - begin)
 
 
-def fit_rate(model, sequence, warmup):
-    """Samples/s of one epoch of model.fit on the sequence, from the end of batch `warmup` on."""
+def fit_rate(model, sequence, warmup, steps):
+    """Samples/s of model.fit on the sequence over `steps` batches after `warmup`, before the epoch's end."""
     import keras
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if batch + 1 == warmup:
                 self.begin = time.perf_counter()
-
-        def on_train_end(self, logs=None):
-            self.seconds = time.perf_counter() - self.begin
+            if batch + 1 == warmup + steps:
+                self.seconds = time.perf_counter() - self.begin
 
     clock = Clock()
     model.fit(sequence, epochs=1, verbose=0, callbacks=[clock])
-    return (len(sequence) - warmup) * sequence.batch_size / clock.seconds
+    return steps * sequence.batch_size / clock.seconds
 
 
 # ---------------------------------------------------------------------------- testing

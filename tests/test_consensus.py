@@ -51,14 +51,15 @@ def softmax(z):
 
 def test_consensus_is_the_softmax_of_the_mean_of_the_snippets_logits():
     network = snippet_network()
-    network.get_layer("predictions").set_weights([w * 20 for w in network.get_layer("predictions").get_weights()])
-    x = np.random.default_rng(0).integers(0, 256, (4, K, 8, 8, 3), np.uint8)
+    rng = np.random.default_rng(0)  # the same weights on every backend: logits a few units apart
+    network.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in network.get_weights()])
+    x = rng.integers(0, 256, (4, K, 8, 8, 3), np.uint8)
     consensus = models.with_segment_consensus(network, K)
     z = logits(network, x.reshape(-1, 8, 8, 3)).reshape(4, K, -1)
     expected = softmax(z.mean(axis=1))
     np.testing.assert_allclose(np.asarray(consensus(x)), expected, rtol=1e-4, atol=1e-6)
     # The mean of the probabilities, the other way to average, is not what TSN trains.
-    assert not np.allclose(softmax(z).mean(axis=1), expected, atol=1e-3)
+    assert np.abs(softmax(z).mean(axis=1) - expected).max() > 0.01
 
 
 def test_one_segment_is_the_network_itself_and_checkpoints_keep_the_shared_network():

@@ -28,7 +28,7 @@ def test_gpu_check_runs_every_section_at_tiny_sizes_without_tensorflow(tmp_path)
     for heading in ("## Device", "## tvl1_keras", "## Training: temporal", "## Training: spatial", "## Testing"):
         assert heading in report
     assert "accuracy against OpenCV on 2 pairs" in report
-    for stream in ("spatial", "temporal"):  # the loader's steady state: CPU per sample of both sides, 1 process
-        assert report.count("one worker process's") == 2 and report.count("CPU per sample: the training process") == 2
+    # Each stream's loader in its steady state: against one worker process, the CPU per sample of both sides.
+    assert report.count("one worker process's") == 2 and report.count("CPU per sample: the training process") == 2
     assert report.count("| float32 |") == 2 and report.count("| bfloat16 |") == 1  # tiny: bfloat16 on temporal only
     assert "fuse_test.py end to end" in report and "exit code 0" in report

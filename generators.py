@@ -302,13 +302,10 @@ def flip(planes, is_flow):
 U_BYTES = np.array([255, 0], np.uint8).view(np.uint16)[0]
 
 
-def flip_assembled(sample, is_flow):
-    """Mirror an assembled S x S x C sample in place, one cv2.flip of the whole array (the same pixels as flip on
-    each plane, at a third of its cost on a flow stack); flow's u planes then 255 - u, one XOR."""
-    cv2.flip(sample, 1, dst=sample)
-    if is_flow:
-        pairs = sample.view(np.uint16)
-        np.bitwise_xor(pairs, U_BYTES, out=pairs)
+def invert_u(stack):
+    """255 - u on every u plane of an assembled flow stack, in place: one XOR of its (u, v) byte pairs."""
+    pairs = stack.view(np.uint16)
+    np.bitwise_xor(pairs, U_BYTES, out=pairs)
 
 
 def lighting_noise(rng, std=LIGHTING_STD):
@@ -317,15 +314,22 @@ def lighting_noise(rng, std=LIGHTING_STD):
     return 255.0 * IMAGENET_EIGENVECTORS @ (IMAGENET_EIGENVALUES * rng.normal(0.0, std, 3))
 
 
-def assemble(planes, is_flow, out, lighting=None):
+def assemble(planes, is_flow, out, lighting=None, flipped=False):
     """Write the sample into `out` (S x S x C uint8): BGR -> RGB plus the lighting offset, or the
-    u/v planes interleaved."""
-    if is_flow:
+    u/v planes interleaved; mirrored if `flipped`, the same pixels as flip on each plane: a frame by one cv2.flip of
+    the whole array (a third of flip's cost), a flow stack interleaved from mirrored views of its planes (one pass
+    instead of a merge and a flip) and its u planes then 255 - u (invert_u)."""
+    if is_flow and flipped:
+        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)
+        invert_u(out)
+    elif is_flow:
         cv2.merge(planes, dst=out)
-        return
-    cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB, dst=out)
-    if lighting is not None:
-        cv2.add(out, (*lighting, 0.0), dst=out)  # saturating, rounded: 30x faster than a float round trip
+    else:
+        cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB, dst=out)
+        if lighting is not None:
+            cv2.add(out, (*lighting, 0.0), dst=out)  # saturating, rounded: 30x faster than a float round trip
+        if flipped:  # every step before is pixel by pixel: flipping last gives the same sample
+            cv2.flip(out, 1, dst=out)
 
 
 def load_sample(data_dir, video, stream, start, size, windows_for, out):
@@ -337,9 +341,7 @@ def load_sample(data_dir, video, stream, start, size, windows_for, out):
         return bad_path
     planes = [fit_short_side(plane, size) for plane in planes]
     for k, (window, flipped, lighting) in enumerate(windows_for(planes[0].shape)):
-        assemble([crop(plane, window, size) for plane in planes], stream.is_flow, out[k], lighting)
-        if flipped:  # every step before is pixel by pixel: flipping last gives the same sample
-            flip_assembled(out[k], stream.is_flow)
+        assemble([crop(plane, window, size) for plane in planes], stream.is_flow, out[k], lighting, flipped)
     return None
 
 

@@ -73,6 +73,12 @@ MUTATIONS = [
         "    if True:\n        return np.asarray(model.predict(sequence, verbose=0), np.float32)",
         ("tests/test_distributed.py::test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weights_of_one",)),
     Mutation(
+        "mirrored-training-stack-keeps-u",  # the training path's mirrored flow stack: u must change sign there too
+        "generators.py",
+        "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)\n        invert_u(out)",
+        "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)",
+        ("tests/test_generators.py",)),
+    Mutation(
         "flipped-flow-keeps-u",  # a mirrored flow stack's horizontal motion must change sign
         "generators.py",
         "            cv2.bitwise_not(u, dst=u)  # 255 - u on uint8",

@@ -17,6 +17,8 @@ Sections, each in its own process (one that fails or runs out of time prints why
                     scripts' own loader (training.train_sequence, fed to model.fit), and the loader alone,
                     each over 100 warm batches before an epoch's end (one worker process: 10), with the
                     CPU time per sample of the training process and of the loader's worker processes
+    multi_gpu       CNN-M-2048 training samples/s on one device and on all (keras.distribution.DataParallel,
+                    as --distribute mirrored on JAX), batch already on the devices; --tiny: 2 CPU devices
     fuse            fuse_test.py's scoring, 25 samples x 10 crops per video, both streams (untrained
                     networks of the real shapes): videos/s once compiled, and one whole fuse_test.py run
 
@@ -51,7 +53,8 @@ SIZES = {
                  tvl1_settings=dict(scales=1, warps=1),
                  precisions=("float32", "bfloat16"), spatial_precisions=("float32",)),
 }
-LIMITS = {"device": 60, "data": 120, "tvl1": 150, "train_temporal": 120, "train_spatial": 150, "fuse": 120}
+LIMITS = {"device": 60, "data": 120, "tvl1": 150, "train_temporal": 120, "train_spatial": 150, "multi_gpu": 90,
+          "fuse": 120}
 STACK_LENGTH = 10
 # Goals and estimates from issue 18 (an H100 with 16 cores), printed beside the figures.
 TVL1_GOAL = 300  # pairs/s at 340x256
@@ -90,6 +93,8 @@ def start_section(name, args):
                "--reference", args.reference, "--work", args.work] + (["--tiny"] if args.tiny else [])
     # Compiled XLA programs are kept on disk: fuse's second load of each model compiles nothing.
     env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(args.work), "jax_cache"), **os.environ}
+    if name == "multi_gpu" and args.tiny:  # two CPU devices stand in for the GPUs
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, env=env)
     lines = []
     reader = threading.Thread(target=lambda: [lines.append(line) for line in process.stdout], daemon=True)
@@ -149,6 +154,7 @@ def orchestrate(args):
         run("tvl1")
         data_ok = (finish_section("data", data, min(LIMITS["data"] * args.limit_scale, left()), report)[0]
                    if data else True)
+        run("multi_gpu")  # no generated data needed
         for name in ("train_temporal", "train_spatial", "fuse"):
             if name in chosen and not data_ok:
                 report(f"\n**{name}: skipped (no generated data)**")
@@ -474,8 +480,40 @@ def section_fuse(args):
 
 # ---------------------------------------------------------------------------- main
 
+def section_multi_gpu(args):
+    """CNN-M-2048 training samples/s on one device and on all of them (--distribute mirrored on JAX:
+    keras.distribution.DataParallel, the global batch split over the devices), from a batch already on the
+    devices, bfloat16 (float32 with --tiny): what more GPUs add before the loader is the bound."""
+    import keras
+    import numpy as np
+
+    import models
+    import training
+    devices = keras.distribution.list_devices()
+    say(f"\n## Several devices: {len(devices)} ({', '.join(devices)})\n")
+    if len(devices) < 2:
+        say("one device: nothing to compare (a machine with several GPUs measures here)")
+        return
+    size, precision = args.size, "float32" if args.tiny else "bfloat16"
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (size["batch"], size["temporal_size"], size["temporal_size"], 2 * STACK_LENGTH), np.uint8)
+    y = rng.integers(0, 10, size["batch"]).astype(np.int32)
+    say(f"| devices | samples/s in memory, {precision}, batch {size['batch']} | speed-up |")
+    say("|---|---|---|")
+    first = None
+    for count in (1, len(devices)):
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[:count]))
+        keras.mixed_precision.set_global_policy(training.precision_policy(precision))
+        model = models.temporal_model(10, size["temporal_size"], STACK_LENGTH)
+        model.compile(training.sgd(1e-2, 0.9, 5e-4), loss="sparse_categorical_crossentropy")
+        rate = in_memory_rate(model, x, y, size["warmup"], size["steps"])
+        first = first or rate
+        say(f"| {count} | {rate:.0f} | {rate / first:.2f}x (ideal {count}x) |")
+
+
 def run_section(args):
     sections = {"device": section_device, "tvl1": section_tvl1, "data": section_data, "fuse": section_fuse,
+                "multi_gpu": section_multi_gpu,
                 "train_temporal": lambda a: section_train(a, "temporal"),
                 "train_spatial": lambda a: section_train(a, "spatial")}
     sections[args.section](args)

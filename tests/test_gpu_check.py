@@ -28,6 +28,7 @@ def test_gpu_check_runs_every_section_at_tiny_sizes_without_tensorflow(tmp_path)
     for heading in ("## Device", "## tvl1_keras", "## Training: temporal", "## Training: spatial", "## Testing"):
         assert heading in report
     assert "accuracy against OpenCV on 2 pairs" in report
+    assert "## Several devices: 2" in report and "| 2 | " in report  # --tiny: 2 CPU devices stand in for GPUs
     # Each stream's loader in its steady state: against one worker process, the CPU per sample of both sides.
     assert report.count("one worker process's") == 2 and report.count("CPU per sample: the training process") == 2
     assert report.count("| float32 |") == 2 and report.count("| bfloat16 |") == 1  # tiny: bfloat16 on temporal only

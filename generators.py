@@ -1010,8 +1010,9 @@ class EvalSequence(keras.utils.PyDataset):
         self.samples = samples
         self.crops = crops
         self.crops_per_sample = CROPS_PER_SAMPLE[crops]
-        self.samples_per_video = samples * self.crops_per_sample
+        self.samples_per_video = samples * self.crops_per_sample  # images of a video in a batch
         self.image_size = image_size
+        self.image_shape = (image_size, image_size)
         self.videos_per_batch = videos_per_batch
 
     def __len__(self):
@@ -1023,7 +1024,7 @@ class EvalSequence(keras.utils.PyDataset):
         first = index * self.videos_per_batch
         chosen = range(first, min(first + self.videos_per_batch, len(self.videos)))
         per_video = self.samples_per_video
-        x = np.empty((len(chosen) * per_video, self.image_size, self.image_size, self.stream.channels), np.uint8)
+        x = np.empty((len(chosen) * per_video, *self.image_shape, self.stream.channels), np.uint8)
         for k, v in enumerate(chosen):
             self.video_samples(self.videos[v], x[k * per_video:(k + 1) * per_video])
         return x, np.repeat(np.asarray(chosen, np.int32), per_video)
@@ -1086,7 +1087,7 @@ def validation_data(videos, data_dir, stream, image_size=224, stack_length=10, s
 
 # ---------------------------------------------------------------------------- testing, crops cut on the device
 
-class EvalSampleSequence(keras.utils.PyDataset):
+class EvalSampleSequence(EvalSequence):
     """Test batches of whole samples, for crops cut on the device (models.with_eval_crops): (x uint8
     [n, H, W, C], video_index int32 [n]) with n = videos_per_batch * samples (fewer videos in the last batch).
     Per video, EvalSequence's `samples` frames or stacks (sample_starts), each read once and fitted to the short
@@ -1097,32 +1098,15 @@ class EvalSampleSequence(keras.utils.PyDataset):
 
     def __init__(self, videos, data_dir, stream, shape, samples=25, image_size=224, stack_length=10,
                  videos_per_batch=1, workers=1, use_multiprocessing=False, max_queue_size=10):
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        self.stream = as_stream(stream, stack_length)
-        check_complete(videos, data_dir, self.stream)
-        self.videos = list(videos)
-        self.data_dir = data_dir
-        self.shape = tuple(shape[:2])
-        self.samples = samples
-        self.image_size = image_size
-        self.videos_per_batch = videos_per_batch
+        super().__init__(videos, data_dir, stream, samples, "center", image_size, stack_length, videos_per_batch,
+                         workers, use_multiprocessing, max_queue_size)
+        self.samples_per_video = samples  # one whole image a sample: the crops are cut later
+        self.image_shape = tuple(shape[:2])
 
-    def __len__(self):
-        return math.ceil(len(self.videos) / self.videos_per_batch)
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} of {len(self)}")
-        first = index * self.videos_per_batch
-        chosen = range(first, min(first + self.videos_per_batch, len(self.videos)))
-        x = np.empty((len(chosen) * self.samples, *self.shape, self.stream.channels), np.uint8)
-        for k, v in enumerate(chosen):
-            video = self.videos[v]
-            starts = sample_starts(self.stream.count(video), self.samples, self.stream.span)
-            for s, start in enumerate(starts):
-                load_whole_sample(self.data_dir, video, self.stream, start, self.image_size,
-                                  x[k * self.samples + s])
-        return x, np.repeat(np.asarray(chosen, np.int32), self.samples)
+    def video_samples(self, video, out):
+        """Fill `out` [samples, H, W, C] with the video's whole samples."""
+        for k, start in enumerate(sample_starts(self.stream.count(video), self.samples, self.stream.span)):
+            load_whole_sample(self.data_dir, video, self.stream, start, self.image_size, out[k])
 
 
 def load_whole_sample(data_dir, video, stream, start, size, out):

@@ -377,6 +377,15 @@ def start_jax_cluster(dataset, folder, env, address, out, pause=None, folders=No
     return processes
 
 
+def run_jax_cluster(*args, **kwargs):
+    """start_jax_cluster's two processes, run to their end: their exit codes."""
+    processes = start_jax_cluster(*args, **kwargs)
+    try:
+        return [process.wait(TIMEOUT) for process in processes]
+    finally:
+        stop(processes)
+
+
 @pytest.mark.slow
 def test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weights_of_one(dataset, tmp_path):
     """--distribute mirrored on JAX (keras.distribution.DataParallel, no TensorFlow installed): the same
@@ -503,13 +512,7 @@ def test_a_killed_jax_process_stops_the_other_at_once_and_the_cluster_started_ag
         assert json.load(f)["epoch"] == 1
 
     again = tmp_path / "again"
-    processes = start_jax_cluster(dataset, folder, env, address, again)  # the same commands
-    try:
-        for process in processes:
-            process.wait(TIMEOUT)
-    finally:
-        stop(processes)
-    assert [p.returncode for p in processes] == [0, 0], logs(again)
+    assert run_jax_cluster(dataset, folder, env, address, again) == [0, 0], logs(again)  # the same commands
     for index in range(2):  # both start at epoch 1 (Keras counts from 1): nothing of epoch 0 again
         log = open(again / f"log_{index}.txt").read()
         assert "Epoch 2/2" in log and "Epoch 1/2" not in log, log[-3000:]
@@ -521,13 +524,7 @@ def test_a_killed_jax_process_stops_the_other_at_once_and_the_cluster_started_ag
 
     # A process that cannot see process 0's folder starts from scratch: both refuse to train on (exit 2).
     apart = tmp_path / "apart"
-    processes = start_jax_cluster(dataset, folder, env, address, apart, folders={1: tmp_path / "not_shared"},
-                                  extra=["--iterations", "8"])
-    try:
-        for process in processes:
-            process.wait(TIMEOUT)
-    finally:
-        stop(processes)
-    assert [p.returncode for p in processes] == [2, 2], logs(apart)
+    assert run_jax_cluster(dataset, folder, env, address, apart, folders={1: tmp_path / "not_shared"},
+                           extra=["--iterations", "8"]) == [2, 2], logs(apart)
     assert "the workers start at epochs [2, 0]" in logs(apart)
     assert logged_epochs(folder) == [0, 1]

@@ -57,7 +57,7 @@ WORKER = textwrap.dedent("""
     def recorded_batch(self, index):  # runs in tf.data's threads
         x, y = load_batch(self, index)
         positions, videos = self.shard_samples(index)
-        record(batch=[self.epoch, index], positions=list(positions), videos=[int(v) for v in videos],
+        record(batch=[self.epoch, index], positions=[int(p) for p in positions], videos=[int(v) for v in videos],
                digests=[hashlib.sha1(sample.tobytes()).hexdigest() for sample in x], labels=y.tolist())
         return x, y
     generators.TrainSequence.__getitem__ = recorded_batch

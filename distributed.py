@@ -348,7 +348,7 @@ def hint_on_cluster_failure(strategy):
     is gone (gloo's "Connection closed by peer", at once; NCCL's, where it reports one) stops this process with
     JAX_CLUSTER_STOPPED's line and exit 1; a collective that waits instead ends when the coordination
     service misses the dead process's heartbeats (HEARTBEAT_TIMEOUT_S; say_why_when_jax_aborts)."""
-    if keras.backend.backend() == "jax" and is_jax_cluster(keras.distribution.distribution()):
+    if in_jax_cluster():
         import jax
         try:
             yield

@@ -31,7 +31,6 @@ like the others; nothing is fused. --merge, with the same flags but --shard, gat
 into the run's score files (refusing an incomplete set, naming the videos missing and their
 parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
-import contextlib
 import importlib.util
 import os
 import re
@@ -358,6 +357,7 @@ def eval_crops_model(model, shape, image_size, crops, is_flow):
     """`model` on whole samples of `shape`, its crops cut on the device (models.with_eval_crops), made in the
     model's distribution strategy (TensorFlow's: its batches spread over the GPUs) and kept for the next chunk of
     videos: each compiles once. Only the last model's are kept."""
+    import distributed
     import generators
     import models
     if EVAL_CROPS_MODELS["network"] is not model:
@@ -365,8 +365,7 @@ def eval_crops_model(model, shape, image_size, crops, is_flow):
         EVAL_CROPS_MODELS["network"] = model
     key = (tuple(shape), image_size, crops, is_flow)
     if key not in EVAL_CROPS_MODELS:
-        strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        with distributed.scope(getattr(model, "distribute_strategy", None)):  # TensorFlow's trainer only
             EVAL_CROPS_MODELS[key] = models.with_eval_crops(
                 model, shape, generators.eval_windows(shape, image_size, crops), is_flow)
     return EVAL_CROPS_MODELS[key]

@@ -461,8 +461,8 @@ class TrainSequence(keras.utils.PyDataset):
         # The videos of each class, one after another (class_videos), where each class's begin (class_starts).
         labels = np.array([video.label for video in self.videos])
         self.class_videos = np.argsort(labels, kind="stable")
-        self.classes, self.class_starts, self.class_sizes = np.unique(labels[self.class_videos], return_index=True,
-                                                                      return_counts=True)
+        _, self.class_starts, self.class_sizes = np.unique(labels[self.class_videos], return_index=True,
+                                                           return_counts=True)
         self.epoch = 0
         # Shared with worker threads, and with the worker processes (ProcessLoader spawns them).
         self._missing = multiprocessing.get_context("spawn").Value("q", 0)
@@ -596,7 +596,7 @@ class TrainSequence(keras.utils.PyDataset):
         of its videos (sampling="classes"), or the epoch's next videos (sampling="videos")."""
         if self.sampling == "videos":
             return self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        classes = rng.integers(len(self.classes), size=self.batch_size)
+        classes = rng.integers(len(self.class_sizes), size=self.batch_size)
         return self.class_videos[self.class_starts[classes] + rng.integers(self.class_sizes[classes])]
 
     def on_epoch_end(self):

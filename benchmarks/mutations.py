@@ -136,7 +136,7 @@ MUTATIONS = [
     Mutation(
         "samples-drawn-by-video-not-class",  # each sample draws a class uniformly, then one of its videos
         "generators.py",
-        "        classes = rng.integers(len(self.classes), size=self.batch_size)\n"
+        "        classes = rng.integers(len(self.class_sizes), size=self.batch_size)\n"
         "        return self.class_videos[self.class_starts[classes] + rng.integers(self.class_sizes[classes])]",
         "        return rng.integers(len(self.videos), size=self.batch_size)",
         ("tests/test_generators.py::test_class_uniform_sampling_evens_out_classes_of_1_and_5_videos",)),

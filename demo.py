@@ -22,13 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-import atomic
-import checkpoints
-import flags
-import media
-import overlap
-import presets
-from errors import DataError, run
+from twostream.errors import DataError, run
+from twostream.protocol import flags, presets
+from twostream.storage import atomic
+from twostream.train import checkpoints, overlap
+from twostream.video import media
 
 OUTPUT_EXTENSIONS = (".mp4", ".avi")  # containers cv2.VideoWriter writes with the mp4v codec
 
@@ -159,7 +157,7 @@ def classify(video_path, spatial_path, temporal_path, samples=25, flow_method="t
         "spatial": predict_mean(spatial, spatial_batch(frames, samples, spatial_config["image_size"])),
         "temporal": predict_mean(temporal, temporal_batch(stacks, temporal_config["image_size"])),
     }
-    import evaluation
+    from twostream.scoring import evaluation
     scores["fusion"] = evaluation.fuse([scores["spatial"], scores["temporal"]], fusion_weights)
     timings["inference"] = time.perf_counter() - start
     return frames, classes, scores, timings
@@ -211,7 +209,7 @@ def main(argv=None):
         write_annotated(args.output, frames, label, media.video_fps(args.video))
         print(f"wrote {args.output}")
     if args.plot:
-        import report
+        from twostream.scoring import report
         report.plot_top_scores(args.plot, scores, classes, args.top)
         print(f"wrote {args.plot}")
 

@@ -40,14 +40,12 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-import atomic
-import checkpoints
-import flags
-import overlap
-import presets
-import ucf101
-from errors import DataError, run
-from ucf101 import STREAMS
+from twostream.datasets import ucf101
+from twostream.datasets.ucf101 import STREAMS
+from twostream.errors import DataError, run
+from twostream.protocol import flags, presets
+from twostream.storage import atomic
+from twostream.train import checkpoints, overlap
 
 
 def imported_on_use(name):
@@ -63,7 +61,7 @@ def imported_on_use(name):
 
 
 # scikit-learn and matplotlib load when scores are first saved or fused: --help stays instant.
-evaluation, report = imported_on_use("evaluation"), imported_on_use("report")
+evaluation, report = imported_on_use("twostream.scoring.evaluation"), imported_on_use("twostream.scoring.report")
 
 REUSE_SETTINGS = ("model", "fingerprint", "samples", "crops", "image_size", "stack_length")  # must match to reuse
 CHUNK = re.compile(r"chunk\d{6}_\d+\.npz")  # chunk_path's names
@@ -280,7 +278,7 @@ def stream_scores(args, stream, model_file, config, classes, videos, run_dir, se
     position = {v.name: i for i, v in enumerate(videos)}
     todo = [v for v in videos if v.name not in done]
     if todo:
-        import distributed  # Keras loads here, once there is scoring to do
+        from twostream.train import distributed  # Keras loads here, once there is scoring to do
         with distributed.scope(strategy):
             model = checkpoints.load(model_file, stream, args.dataset)[0]
         check_outputs(model, model_file, classes)
@@ -343,7 +341,7 @@ def predict_videos(model, videos, args, stream, config, devices=1):
 def predict(model, sequence, devices):
     """model.predict over `sequence`'s batches, each padded to split evenly over `devices` devices (JAX's
     keras.distribution: distributed.DevicePadded) and the padding's outputs dropped."""
-    import distributed
+    from twostream.train import distributed
     if devices == 1:
         return np.asarray(model.predict(sequence, verbose=0), np.float32)
     padded = distributed.DevicePadded(sequence, devices)
@@ -357,9 +355,9 @@ def eval_crops_model(model, shape, image_size, crops, is_flow):
     """`model` on whole samples of `shape`, its crops cut on the device (models.with_eval_crops), made in the
     model's distribution strategy (TensorFlow's: its batches spread over the GPUs) and kept for the next chunk of
     videos: each compiles once. Only the last model's are kept."""
-    import distributed
     import generators
     import models
+    from twostream.train import distributed
     if EVAL_CROPS_MODELS["network"] is not model:
         EVAL_CROPS_MODELS.clear()
         EVAL_CROPS_MODELS["network"] = model
@@ -373,7 +371,7 @@ def eval_crops_model(model, shape, image_size, crops, is_flow):
 
 def compute_all(args, run_dir):
     """Per-sample scores of each stream -> {subset: {stream: {videos, labels, scores, classes, settings}}}."""
-    import distributed  # tf.distribute lives there only
+    from twostream.train import distributed  # tf.distribute lives there only
     streams = args.streams or list(STREAMS)
     strategy = distributed.scoring_strategy(args.distribute)
     found, classes = read_models(args, streams)

@@ -59,10 +59,10 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import media
-import ucf101
-from errors import DataError, WorkerDied
-from presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
+from twostream.datasets import ucf101
+from twostream.errors import DataError, WorkerDied
+from twostream.protocol.presets import CORES, CROPS, EVAL_CROPS, SAMPLINGS
+from twostream.video import media
 
 # TSN multi-scale cropping: crop sides of 1, .875, .75, .66 times the short side (256, 224,
 # 192, 168 on 340x256 frames), height and width at most one scale apart, resized to S x S.

@@ -23,10 +23,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
-from errors import DataError
-from media import FLOW_BOUND, dequantize_flow
-from presets import ARCHS, MIN_IMAGE_SIZE, NORMS, PHASE2_LAYERS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
+from twostream.errors import DataError
+from twostream.networks import optimizers  # noqa: F401  (registers the optimizer that saved models' compile configs name)
+from twostream.protocol.presets import ARCHS, MIN_IMAGE_SIZE, NORMS, PHASE2_LAYERS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
+from twostream.video.media import FLOW_BOUND, dequantize_flow
 
 SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)  # SegmentConsensus's floor
 MIN_INCEPTION_SIZE = MIN_IMAGE_SIZE["inception_v3"]  # keras.applications.InceptionV3 without its top

@@ -57,13 +57,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-import errors
-import flags
-import hmdb51
-import media
-import presets
-import ucf101
-from errors import DataError
+from twostream import errors
+from twostream.datasets import hmdb51, ucf101
+from twostream.errors import DataError
+from twostream.protocol import flags, presets
+from twostream.video import media
 
 OFFICIAL_LISTS = list(ucf101.LIST_FILES)
 # Seconds per frame pair on one core at 320x240 (measured with OpenCV 4.13 on an x86 server core);
@@ -954,7 +952,7 @@ def damaged_jpegs(folder, count, decode, grayscale):
 # ---------------------------------------------------------------------------- synthetic
 
 def run_synthetic(args):
-    import synthetic  # only this command needs it
+    from twostream.datasets import synthetic  # only this command needs it
 
     if args.full:
         if not args.out:

@@ -28,7 +28,7 @@ test_head synthetic_hmdb checkpoints/synthetic_hmdb/temporal/last.keras multitas
 test_head synthetic_hmdb checkpoints/synthetic_hmdb/temporal_multitask/last.keras multitask_mini/hmdb_multitask
 test_head synthetic checkpoints/synthetic/temporal/last.keras multitask_mini/ucf_alone
 test_head synthetic checkpoints/synthetic_hmdb/temporal_multitask/last.keras multitask_mini/ucf_multitask
-$python -c "import report; print(report.side_by_side('results/multitask_mini', {
+$python -c "from twostream.scoring import report; print(report.side_by_side('results/multitask_mini', {
     'HMDB-style head': ('hmdb_alone', 'hmdb_multitask'), 'UCF-style head': ('ucf_alone', 'ucf_multitask')}))" \
   | tee results/multitask_mini/results.md
 took run_multitask_mini.sh: results/multitask_mini/

@@ -29,9 +29,8 @@ import copy
 import os
 import sys
 
-import flags
-import presets
-from errors import DataError, run
+from twostream.errors import DataError, run
+from twostream.protocol import flags, presets
 
 
 def parse_args(argv=None):
@@ -66,11 +65,9 @@ def main(argv=None):
     import keras  # Keras and TensorFlow load here, after the flags: --help stays instant
     import numpy as np
 
-    import checkpoints
-    import distributed
     import generators
     import models
-    import training
+    from twostream.train import checkpoints, distributed, training
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
     strategy, folder = training.set_up(args.seed, args.precision, args.distribute, args.checkpoint_dir, args.overwrite)

@@ -28,9 +28,8 @@ import collections
 import os
 import sys
 
-import flags
-import presets
-from errors import run, warn
+from twostream.errors import run, warn
+from twostream.protocol import flags, presets
 
 
 def parse_args(argv=None):
@@ -95,12 +94,14 @@ def schedule_text(schedule):
 
 def main(argv=None):
     args = parse_args(argv)
-    import checkpoints  # Keras and TensorFlow load here, after the flags: --help stays instant
-    import distributed
     import generators
     import models
-    import multitask
-    import training
+    from twostream.train import (
+        checkpoints,  # Keras and TensorFlow load here, after the flags: --help stays instant
+        distributed,
+        multitask,
+        training,
+    )
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
     strategy, folder = training.set_up(args.seed, args.precision, args.distribute, args.checkpoint_dir, args.overwrite)
@@ -176,10 +177,9 @@ SecondDataset = collections.namedtuple("SecondDataset", "videos classes data_dir
 def multitask_data(dataset, data_dir, splits_dir, subsets, stream, own_data_dir):
     """The second dataset of a multi-task run: its videos (`subsets`: --multitask-videos) and
     classes, and its folders, from its preset unless given (`data_dir`, `splits_dir`)."""
-    import checkpoints
-    import media
-    import training
-    import ucf101
+    from twostream.datasets import ucf101
+    from twostream.train import checkpoints, training
+    from twostream.video import media
     preset = presets.values(dataset, "temporal")
     data_dir, splits_dir = data_dir or preset["data_dir"], splits_dir or preset["splits_dir"]
     videos = [v for subset in checkpoints.multitask_subsets(subsets) for v in

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import media  # noqa: E402
-import ucf101  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
+from twostream.video import media  # noqa: E402
 
 
 def smooth_noise(rng, height, width, sigma):

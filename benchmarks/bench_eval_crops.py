@@ -33,8 +33,8 @@ import keras  # noqa: E402
 
 import fuse_test  # noqa: E402
 import generators  # noqa: E402
-import ucf101  # noqa: E402
 from bench_data import write_dataset  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
 
 SETUPS = {"mini": dict(frame_size=(128, 96), image_size=80), "ucf101": dict(frame_size=(340, 256), image_size=224)}
 TEST_BATCH = 250  # fuse_test.py's --batch-size: crops per forward pass

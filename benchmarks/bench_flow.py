@@ -37,10 +37,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import media  # noqa: E402
-import presets  # noqa: E402
-import synthetic  # noqa: E402
-import tvl1  # noqa: E402
+from twostream.datasets import synthetic  # noqa: E402
+from twostream.protocol import presets  # noqa: E402
+from twostream.video import media, tvl1  # noqa: E402
 
 MINI_DATASET = os.path.join(os.path.dirname(__file__), "..", "data", "synthetic", "UCF-101")
 

@@ -46,11 +46,10 @@ import numpy as np
 
 # BENCH_CODE: the tree whose modules run (--baseline starts this script with another one)
 sys.path.insert(0, os.environ.get("BENCH_CODE") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import media  # noqa: E402
 import prepare_data  # noqa: E402
-import presets  # noqa: E402
-import synthetic  # noqa: E402
-import tvl1  # noqa: E402
+from twostream.datasets import synthetic  # noqa: E402
+from twostream.protocol import presets  # noqa: E402
+from twostream.video import media, tvl1  # noqa: E402
 
 FRAME_COUNTS = "/work/shared/ucf101/frame_counts.csv"
 

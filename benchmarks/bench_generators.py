@@ -50,11 +50,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # noqa: E402
 
 import generators  # noqa: E402
-import media  # noqa: E402
-import presets  # noqa: E402
-import ucf101  # noqa: E402
 from bench_data import write_video  # noqa: E402
 from cpu_time import own_cpu_seconds, worker_cpu_seconds  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
+from twostream.protocol import presets  # noqa: E402
+from twostream.video import media  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-dir", default=None,

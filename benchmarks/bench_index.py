@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ucf101  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--lists", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "ucf101"),

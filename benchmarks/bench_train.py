@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import fakedata  # noqa: E402
 import generators  # noqa: E402
 import models  # noqa: E402
-import training  # noqa: E402
-import ucf101  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
+from twostream.train import training  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-dir", default="data/synthetic", help="extracted frames and flow (default: %(default)s)")

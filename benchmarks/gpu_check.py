@@ -200,7 +200,7 @@ def section_tvl1(args):
     import numpy as np
 
     import bench_flow
-    import tvl1
+    from twostream.video import tvl1
     say("\n## tvl1_keras (TV-L1 optical flow)\n")
     reference = bench_flow.read_reference(args.reference) if os.path.isfile(args.reference) else None
     if reference is None:
@@ -278,7 +278,7 @@ def section_data(args):
     begin = time.perf_counter()
     bench_data.write_dataset(folder, size["classes"], size["videos_per_class"], size["frames"], size["frame_size"])
     videos = size["classes"] * size["videos_per_class"]
-    import media
+    from twostream.video import media
     say(f"\n(generated {videos} videos x {size['frames']} frames and flow at {size['frame_size'][0]}x"
         f"{size['frame_size'][1]}, flow JPEGs at quality {media.FLOW_JPEG_QUALITY}, in "
         f"{time.perf_counter() - begin:.0f} s: half for training, half for testing)")
@@ -292,8 +292,8 @@ def section_train(args, name):
 
     import generators
     import models
-    import training
-    import ucf101
+    from twostream.datasets import ucf101
+    from twostream.train import training
     size = args.size
     folder, splits = data_dir(args), os.path.join(data_dir(args), "splits")
     image_size = size[f"{name}_size"]
@@ -358,7 +358,7 @@ def section_train(args, name):
 def training_sequence(train_args, videos, stream, name, processes=None):
     """The training script's loader for `videos`, as the script makes it from its flags (`train_args`); with
     `processes`, that many worker processes instead of --workers."""
-    import training
+    from twostream.train import training
     sequence = training.train_sequence(
         videos, train_args.data_dir, stream, None, batch_size=train_args.batch_size,
         accumulate=train_args.accumulate, epoch_steps=train_args.epoch_steps, image_size=train_args.image_size,
@@ -427,12 +427,12 @@ def fit_rate(model, sequence, warmup, steps):
 # ---------------------------------------------------------------------------- testing
 
 def section_fuse(args):
-    import checkpoints
-    import errors
     import fuse_test
     import generators
     import models
-    import ucf101
+    from twostream import errors
+    from twostream.datasets import ucf101
+    from twostream.train import checkpoints
     size = args.size
     folder, splits = data_dir(args), os.path.join(data_dir(args), "splits")
     classes = ucf101.class_names(splits)
@@ -488,7 +488,7 @@ def section_multi_gpu(args):
     import numpy as np
 
     import models
-    import training
+    from twostream.train import training
     devices = keras.distribution.list_devices()
     say(f"\n## Several devices: {len(devices)} ({', '.join(devices)})\n")
     if len(devices) < 2:

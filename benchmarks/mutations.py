@@ -86,26 +86,26 @@ MUTATIONS = [
         ("tests/test_generators.py::test_flip_mirrors_the_planes_and_inverts_u_only",)),
     Mutation(
         "training-reads-the-test-list",  # training reads the training list only
-        "training.py",
+        "twostream/train/training.py",
         'videos = ucf101.load_index(data_dir, splits_dir, split, "train", class_limit, max_videos)',
         'videos = ucf101.load_index(data_dir, splits_dir, split, "test", class_limit, max_videos)',
         ("tests/test_training.py::test_both_scripts_train_to_the_end_without_any_test_list_data",), slow=True),
     Mutation(
         "checkpoint-written-in-place",  # last.keras appears only whole: written under a temporary name
-        "training.py",
+        "twostream/train/training.py",
         "            with atomic.replacing(final) as self.filepath:",
         "            if True:  # Keras writes the final name itself",
         (("tests/test_resume.py::test_temporal_run_killed_at_every_kind_of_moment_resumes_and_ends_as_an_"
           "uninterrupted_run"),), slow=True),
     Mutation(
         "weight-decay-on-biases-and-batchnorm",  # decay on conv and dense kernels only
-        "optimizers.py",
+        "twostream/networks/optimizers.py",
         "    return len(variable.shape) >= 2",
         "    return len(variable.shape) >= 1",
         ("tests/test_weight_decay.py::test_one_and_two_steps_are_caffes_update_on_kernels_and_plain_sgd_on_the_rest",)),
     Mutation(
         "decoupled-weight-decay",  # Caffe's decay joins the gradient before the momentum; Keras's is decoupled
-        "optimizers.py",
+        "twostream/networks/optimizers.py",
         "        if self.caffe_weight_decay and decays(variable):\n"
         "            gradient = ops.add(ops.cast(gradient, variable.dtype),\n"
         "                               ops.multiply(ops.cast(self.caffe_weight_decay, variable.dtype), variable))\n"
@@ -117,13 +117,13 @@ MUTATIONS = [
         ("tests/test_weight_decay.py::test_one_and_two_steps_are_caffes_update_on_kernels_and_plain_sgd_on_the_rest",)),
     Mutation(
         "multitask-accuracy-counts-the-other-dataset",  # each head's accuracy counts its own samples only
-        "multitask.py",
+        "twostream/train/multitask.py",
         'metrics=None,\n                weighted_metrics={h: ["accuracy"] for h in heads})',
         'metrics={h: ["accuracy"] for h in heads},\n                weighted_metrics=None)',
         ("tests/test_multitask.py::test_each_heads_accuracy_counts_its_own_samples_only",)),
     Mutation(
         "wrong-paper-figure-for-multitask-fusion",  # averaging with a multi-task temporal net compares with 86.2
-        "report.py",
+        "twostream/scoring/report.py",
         '"Fusion by averaging (multi-task temporal)", 86.2, None),',
         '"Fusion by averaging (multi-task temporal)", 85.9, None),',
         ("tests/test_report.py::test_every_reference_figure_is_the_papers",)),
@@ -142,7 +142,7 @@ MUTATIONS = [
         ("tests/test_generators.py::test_class_uniform_sampling_evens_out_classes_of_1_and_5_videos",)),
     Mutation(
         "flow-dequantised-with-the-wrong-bound",  # flow JPEGs map -20 .. 20 pixels onto 0 .. 255
-        "media.py",
+        "twostream/video/media.py",
         "def dequantize_flow(quantized, bound=FLOW_BOUND):",
         "def dequantize_flow(quantized, bound=16.0):",
         ("tests/test_media.py::test_quantisation_maps_the_clipped_range_onto_0_255",)),
@@ -160,7 +160,7 @@ MUTATIONS = [
         ("tests/test_prepare_data.py::test_a_corrupt_video_is_reported_and_the_others_are_done",)),
     Mutation(
         "resumed-run-rewrites-config",  # a resumed run keeps config.json as its run started
-        "checkpoints.py",
+        "twostream/train/checkpoints.py",
         "    kept = {**config, **(old or {})}",
         "    kept = {**(old or {}), **config}",
         ("tests/test_resume.py::test_a_resumed_run_keeps_config_json_as_the_run_started",)),
@@ -188,7 +188,7 @@ MUTATIONS = [
         ("tests/test_demo.py::test_the_input_video_is_never_written_over",), slow=True),
     Mutation(
         "lr-drops-counted-in-micro-steps",  # with --accumulate K the drops count optimizer steps
-        "training.py",
+        "twostream/train/training.py",
         "[d * accumulate for d in drops]",
         "list(drops)",
         ("tests/test_training.py::test_sgd_has_caffes_weight_decay_and_drops_count_optimizer_steps",)),
@@ -200,7 +200,7 @@ MUTATIONS = [
         ("tests/test_training.py::test_a_killed_run_started_again_resumes_at_epoch_2",), slow=True),
     Mutation(
         "twenty-test-samples",  # 25 samples per test video
-        "flags.py",
+        "twostream/protocol/flags.py",
         '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
         "                     default=25),",
         '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
@@ -214,26 +214,26 @@ MUTATIONS = [
         ("tests/test_generators.py::test_sample_positions_for_a_29_frame_video",)),
     Mutation(
         "multitask-halves-share-their-draws",  # the two halves of a multi-task batch draw independently
-        "multitask.py",
+        "twostream/train/multitask.py",
         "    return seed if position == 0 else int(np.random.SeedSequence([seed, position]).generate_state(1)[0])",
         "    return seed",
         ("tests/test_multitask.py::test_the_two_halves_draw_independently_and_a_seed_reproduces_them",)),
     Mutation(
         "multitask-loss-not-its-own-mean",  # a head's loss is the mean over its own samples
-        "multitask.py",
+        "twostream/train/multitask.py",
         "            weights[head_name(dataset)][own] = len(x) / len(y)",
         "            weights[head_name(dataset)][own] = 1.0",
         ("tests/test_multitask.py::test_batches_are_half_from_each_dataset_with_the_other_head_masked",)),
     Mutation(
         "batch-order-shuffled-by-keras",  # a resumed run ends with the weights of a run never stopped
-        "training.py",
+        "twostream/train/training.py",
         "return model.fit(data, shuffle=False,",
         "return model.fit(data, shuffle=True,",
         ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped"
          "[temporal]",), slow=True),
     Mutation(
         "dropout-masks-not-resumed",  # the same weights after resume, with dropout (spatial phase 2)
-        "training.py",
+        "twostream/train/training.py",
         "            variable.assign(state)\n",
         "            pass\n",
         ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped"
@@ -252,13 +252,13 @@ MUTATIONS = [
         ("tests/test_fuse_test.py::test_from_scores_refuses_a_missing_stream_and_never_writes_fewer_rows_over_more",)),
     Mutation(
         "lost-log-row-not-restored",  # the log never loses a row
-        "training.py",
+        "twostream/train/training.py",
         "        kept.append(committed_row)\n",
         "        pass\n",
         ("tests/test_resume.py::test_the_last_log_row_cut_short_is_written_again_from_the_backup",), slow=True),
     Mutation(
         "full-disk-in-h5py-is-a-traceback",  # a full disk is one line and exit 1
-        "atomic.py",
+        "twostream/storage/atomic.py",
         '        if "errno = 28," not in str(error):',
         "        if True:",
         ("tests/test_resume.py::test_a_disk_filling_up_while_the_backup_is_written_is_one_line_and_exit_1",),

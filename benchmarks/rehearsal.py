@@ -34,8 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import synthetic  # noqa: E402
-import ucf101  # noqa: E402
+from twostream.datasets import synthetic, ucf101  # noqa: E402
 
 STEPS = ("generate", "check", "temporal", "spatial", "multitask", "score-sample", "score-all")
 PROGRESS = re.compile(r"(\d+)/(\d+) \[")  # tqdm: "  123/3783 [00:10<..."
@@ -162,7 +161,7 @@ def stand_in(real_dir, out_dir, stream):
     with the trained run's config.json and classInd.txt, so fuse_test.py reads it as that run."""
     import keras
 
-    import checkpoints
+    from twostream.train import checkpoints
     with open(os.path.join(real_dir, checkpoints.CONFIG_FILE)) as f:
         config = json.load(f)
     size, classes = config["image_size"], config["num_classes"]
@@ -178,7 +177,7 @@ def stand_in(real_dir, out_dir, stream):
 
 def sample_splits(data, out, classes):
     """Split lists of the first `classes` classes of split 1, for check --decode on a sample."""
-    import ucf101
+    from twostream.datasets import ucf101
     splits = os.path.join(data, "ucf101", "splits")
     names = ucf101.read_classes(os.path.join(splits, ucf101.CLASS_FILE))[:classes]
     os.makedirs(out, exist_ok=True)

@@ -12,9 +12,9 @@ import shutil
 import cv2
 import numpy as np
 
-import checkpoints
-import media
-import ucf101
+from twostream.datasets import ucf101
+from twostream.train import checkpoints
+from twostream.video import media
 
 
 def ramp(height, width):

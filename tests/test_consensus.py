@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 from keras import layers
 
-import checkpoints
 import fakedata
-import flags
 import generators
 import models
-import presets
 import spatial_train
 import temporal_train
-import ucf101
+from twostream.datasets import ucf101
+from twostream.protocol import flags, presets
+from twostream.train import checkpoints
 
 SIZE, FRAMES, K = 32, 12, 3
 
@@ -206,8 +205,8 @@ def test_every_recipe_setting_is_a_flag_of_its_script():
 def test_recipe_tsn_trains_both_streams_resumes_and_fuses(tmp_path, tiny_nets):
     import json
 
-    import errors
     import fuse_test
+    from twostream import errors
     root = str(tmp_path / "data")
     splits = fakedata.write_dataset(root, groups=(1, 8), clips=2, frames=FRAMES, size=(80, 64))
     common = ["--dataset", "synthetic", "--data-dir", root, "--splits-dir", splits, "--recipe", "tsn",

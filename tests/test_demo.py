@@ -10,13 +10,13 @@ import subprocess
 import cv2
 import pytest
 
-import atomic
-import checkpoints
 import demo
-import errors
 import fakedata
 import faults
 import models
+from twostream import errors
+from twostream.storage import atomic
+from twostream.train import checkpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_demo")]  # the demo on models: a second or more
 

@@ -14,10 +14,10 @@ import fakedata
 import faults
 import fuse_test
 import generators
-import media
 import models
-import ucf101
-from errors import DataError
+from twostream.datasets import ucf101
+from twostream.errors import DataError
+from twostream.video import media
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 SAMPLES = 3

@@ -23,9 +23,9 @@ import pytest
 import fakedata
 import faults
 import generators
-import media
 import models
-import ucf101
+from twostream.datasets import ucf101
+from twostream.video import media
 
 needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                       reason="tf.distribute needs the TensorFlow backend")
@@ -38,7 +38,9 @@ TIMEOUT = 240  # seconds a cluster run may take before its workers are killed
 WORKER = textwrap.dedent("""
     import hashlib, json, os, sys, threading, time
     import keras, numpy as np
-    import errors, generators, models, temporal_train, training
+    import generators, models, temporal_train
+    from twostream import errors
+    from twostream.train import training
     keras.config.disable_traceback_filtering()  # whole tracebacks in the logs
     sys.path.insert(0, "tests")
     import faults
@@ -339,7 +341,9 @@ JAX_WORKER = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, "tests")
     import keras
-    import errors, faults, models, temporal_train, training
+    import faults, models, temporal_train
+    from twostream import errors
+    from twostream.train import training
     for name, tiny in faults.tiny_nets().items():
         setattr(models, name, tiny)
     pause = json.loads(os.environ.get("TEST_PAUSE", "null"))

@@ -10,10 +10,9 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
-import atomic
-import evaluation
-import report
-from errors import DataError
+from twostream.errors import DataError
+from twostream.scoring import evaluation, report
+from twostream.storage import atomic
 
 
 def softmax_rows(*rows):
@@ -343,7 +342,8 @@ def test_a_failed_write_leaves_the_old_scores_and_names_the_file(tmp_path):
 import resource, signal, sys
 import numpy as np
 sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
-import errors, evaluation
+from twostream import errors
+from twostream.scoring import evaluation
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 sys.exit(errors.run(lambda argv: evaluation.save_scores({str(path)!r}, ["a"] * 500, [0] * 500,

@@ -16,7 +16,7 @@ import pytest
 import fakedata
 import faults
 import prepare_data
-import ucf101
+from twostream.datasets import ucf101
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +235,8 @@ def test_sigterm_leaves_only_whole_folders_and_the_same_command_resumes(videos, 
 # own so that the forkserver's processes can import it.
 KILLED_WORKER = """
 import os, signal, sys
-import errors, media
+from twostream import errors
+from twostream.video import media
 
 def work(job):
     if job == 3:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import presets
+from twostream.protocol import presets
 
 pytestmark = pytest.mark.xdist_group("test_flags")  # one worker builds its module fixtures and compiles
 
@@ -120,7 +120,7 @@ def test_every_flag_has_help(helps):
 
 
 def test_no_script_defines_a_shared_flag_itself():
-    import flags
+    from twostream.protocol import flags
     assert SCRIPT_SPECIFIC == set(flags.BY_SCRIPT)
     vocabulary = set(flags.SHARED) | set(flags.BY_SCRIPT)
     for file in SCRIPT_FILES:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import fakedata
-import media
 import prepare_data
-import ucf101
+from twostream.datasets import ucf101
+from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_flow_pipeline")  # one worker builds its module fixtures and compiles
 
@@ -36,7 +36,7 @@ def fake_tvl1(monkeypatch):
     """A fast fake tvl1.start_flow whose flow is the pair's grey values scaled into the flow range (then
     `then`, as the real one does on the device); records each batch it gets as [(first's mean grey,
     second's)] per slot."""
-    import tvl1
+    from twostream.video import tvl1
     batches = []
 
     def start_flow(first, second, then=None):
@@ -91,7 +91,7 @@ def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, 
     """Real tvl1: the JPEGs the pipeline writes (pairs of three videos mixed in batches of 4) against
     each video's flow computed alone, in its own batches of 4, and written the same way. Every batch,
     the short last one included, runs the one compiled function (one trace of tvl1.tvl1)."""
-    import tvl1
+    from twostream.video import tvl1
     traces = []
     traced = tvl1.tvl1
     monkeypatch.setattr(tvl1, "tvl1", lambda *args: traces.append(1) or traced(*args))

@@ -14,21 +14,19 @@ import keras
 import numpy as np
 import pytest
 
-import atomic
-import checkpoints
 import demo
-import errors
-import evaluation
 import fakedata
 import faults
 import fuse_test
 import generators
-import media
 import models
-import overlap
-import report
-import ucf101
-from errors import DataError
+from twostream import errors
+from twostream.datasets import ucf101
+from twostream.errors import DataError
+from twostream.scoring import evaluation, report
+from twostream.storage import atomic
+from twostream.train import checkpoints, overlap
+from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_fuse_test")  # one worker builds its module fixtures and compiles
 

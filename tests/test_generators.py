@@ -15,9 +15,9 @@ import pytest
 
 import fakedata
 import generators
-import media
-import ucf101
-from errors import DataError, WorkerDied
+from twostream.datasets import ucf101
+from twostream.errors import DataError, WorkerDied
+from twostream.video import media
 
 SIZE = 32  # crop side
 HEIGHT, WIDTH = 48, 64  # frame size
@@ -509,7 +509,8 @@ def test_worker_processes_raise_the_data_error_and_a_killed_worker(tmp_path):
 # A training process's data loading, in a script of its own: its worker processes started, then `{}`.
 TRAINER = """
 import os, signal, sys, time
-import fakedata, generators, ucf101
+import fakedata, generators
+from twostream.datasets import ucf101
 if __name__ == "__main__":
     splits = fakedata.write_dataset(sys.argv[1], frames=14)
     videos = ucf101.load_index(sys.argv[1], splits, 1, "train")
@@ -596,7 +597,10 @@ def test_the_trainer_exits_after_its_worker_processes_were_killed(tmp_path, left
 FITTING_TRAINER = """
 import os, sys, time
 import keras
-import errors, fakedata, generators, training, ucf101
+import fakedata, generators
+from twostream import errors
+from twostream.train import training
+from twostream.datasets import ucf101
 
 
 class Started(keras.callbacks.Callback):

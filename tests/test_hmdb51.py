@@ -5,11 +5,9 @@ import os
 import numpy as np
 import pytest
 
-import hmdb51
-import media
-import synthetic
-import ucf101
-from errors import DataError
+from twostream.datasets import hmdb51, synthetic, ucf101
+from twostream.errors import DataError
+from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_hmdb51")  # one worker builds its module fixtures and compiles
 

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-import media
-from errors import DataError
+from twostream.errors import DataError
+from twostream.video import media
 
 SHIFT = (3, 2)  # right, down (pixels)
 # tvl1_keras at 96x72 on the backend the README recommends for it (CI runs this file on JAX too)
@@ -76,7 +76,7 @@ def test_tvl1_keras_is_opencvs_tvl1():
 def fake_tvl1(monkeypatch):
     """Replace tvl1.start_flow by a fast fake whose flow at every pixel is (first, second)'s values,
     recording the batch sizes it is called with."""
-    import tvl1
+    from twostream.video import tvl1
     calls = []
 
     def start_flow(first, second, then=None):
@@ -245,7 +245,7 @@ def quantisation_edges():
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_flow_images_on_the_device_equal_quantize_flow_bit_for_bit(compiled):
-    import tvl1
+    from twostream.video import tvl1
     flows = quantisation_edges()
     bound = np.float32(media.FLOW_BOUND)
     scaled = (np.clip(flows, -bound, bound) + bound) * np.float32(media.FLOW_LEVELS / (2 * bound))

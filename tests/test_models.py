@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import models
-import presets
-from errors import DataError
+from twostream.errors import DataError
+from twostream.protocol import presets
 
 pytestmark = pytest.mark.xdist_group("test_models")  # one worker builds its module fixtures and compiles
 
@@ -368,7 +368,8 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
 
 
 PRECISION_STEP = """
-import keras, numpy as np, models, temporal_train, training
+import keras, numpy as np, models, temporal_train
+from twostream.train import training
 
 for precision in ("float32", "bfloat16", "float16"):
     args = temporal_train.parse_args(["--precision", precision])
@@ -517,7 +518,7 @@ def test_each_backbone_is_tested_on_25_samples_x_10_crops(arch, tmp_path):
     import fakedata
     import fuse_test
     import generators
-    import ucf101
+    from twostream.datasets import ucf101
     root = str(tmp_path)
     splits = fakedata.write_dataset(root, groups=(1,), frames=30)
     video = ucf101.load_index(root, splits, 1, "test")[:1]

@@ -7,14 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-import checkpoints
 import fakedata
 import generators
 import models
-import multitask
 import temporal_train
-import training
-import ucf101
+from twostream.datasets import ucf101
+from twostream.train import checkpoints, multitask, training
 
 UCF_CLASSES = ("Alpha", "Beta", "Gamma")
 HMDB_CLASSES = ("delta", "epsilon")

@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 
 import demo
-import errors
 import faults
 import fuse_test
-import media
 import prepare_data
 import spatial_train
-import synthetic
 import temporal_train
-import ucf101
+from twostream import errors
+from twostream.datasets import synthetic, ucf101
+from twostream.video import media
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("test_pipeline")]  # minutes, once
 
@@ -162,7 +161,7 @@ def train_and_test_multitask(run, tmp_path_factory):
 
 
 def test_multitask_heads_are_tested_on_their_own_datasets_with_odd_names_intact(multitask_run):
-    import evaluation
+    from twostream.scoring import evaluation
     rows = {}
     for dataset in ("synthetic_hmdb", "synthetic"):
         with open(os.path.join(multitask_run["results"], dataset, "metrics.json")) as f:

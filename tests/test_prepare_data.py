@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import fakedata
-import media
 import prepare_data
-import ucf101
+from twostream.datasets import ucf101
+from twostream.video import media
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMES = 8
@@ -364,7 +364,7 @@ def test_sizes_are_validated():  # every flag's help: tests/test_flags.py, from 
 
 
 def test_synthetic_passes_its_flags_to_generate(monkeypatch, tmp_path):
-    import synthetic
+    from twostream.datasets import synthetic
     calls = []
 
     def generate(out, seed=0, overwrite=False, workers=1):
@@ -377,7 +377,7 @@ def test_synthetic_passes_its_flags_to_generate(monkeypatch, tmp_path):
 
 
 def test_synthetic_rerun_with_the_same_seed_keeps_the_dataset(monkeypatch, tmp_path, capsys):
-    import synthetic
+    from twostream.datasets import synthetic
     out = tmp_path / "mini"
     out.mkdir()
     (out / synthetic.MARKER).write_text('{"seed": 0}')

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import synthetic
+from twostream.datasets import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTS = os.path.join(ROOT, "..", "shared", "ucf101")

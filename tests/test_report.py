@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import evaluation
-import report
-from errors import DataError
+from twostream.errors import DataError
+from twostream.scoring import evaluation, report
 
 # ---------------------------------------------------------------------------- tables and reports
 
@@ -587,7 +586,7 @@ def test_another_spatial_backbone_is_compared_with_nothing_and_says_why():
 def test_a_nets_training_is_read_from_its_config():
     """report.training_kind: TSN's recipe, the paper's (also for a config.json from before the settings were
     recorded), or the flags in which it departs from the paper's."""
-    import presets
+    from twostream.protocol import presets
     assert report.training_kind({}, "spatial") == report.training_kind({}, "temporal") == "the paper's"
     paper = {"segments": 1, "crop": "random", "partial_bn": False, "phase2_layers": "last_blocks", "dropout": 0.5}
     assert report.training_kind(paper, "spatial") == "the paper's"

@@ -14,13 +14,12 @@ import time
 import numpy as np
 import pytest
 
-import atomic
-import checkpoints
-import errors
 import fakedata
 import models
 import temporal_train
-import training
+from twostream import errors
+from twostream.storage import atomic
+from twostream.train import checkpoints, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -392,7 +391,7 @@ def test_trained_on_names_the_lists_of_every_head():
 
 
 def test_sigterm_is_handled_as_ctrl_c():
-    code = ("import os, signal, sys, time, errors\n"
+    code = ("import os, signal, sys, time\nfrom twostream import errors\n"
             "def main(argv):\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    time.sleep(5)\n"

@@ -8,11 +8,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import hmdb51
-import media
-import synthetic
-import ucf101
-from errors import DataError
+from twostream.datasets import hmdb51, synthetic, ucf101
+from twostream.errors import DataError
+from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_synthetic")  # one worker builds its module fixtures and compiles
 

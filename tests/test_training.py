@@ -13,20 +13,17 @@ import keras
 import numpy as np
 import pytest
 
-import checkpoints
-import distributed
-import errors
 import fakedata
 import generators
-import media
 import models
-import overlap
-import presets
 import spatial_train
 import temporal_train
-import training
-import ucf101
-from errors import DataError
+from twostream import errors
+from twostream.datasets import ucf101
+from twostream.errors import DataError
+from twostream.protocol import presets
+from twostream.train import checkpoints, distributed, overlap, training
+from twostream.video import media
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")

@@ -8,9 +8,8 @@ import pytest
 from keras import ops
 from sklearn.datasets import load_sample_image
 
-import media
-import synthetic
-import tvl1
+from twostream.datasets import synthetic
+from twostream.video import media, tvl1
 
 pytestmark = pytest.mark.xdist_group("test_tvl1")  # one worker builds its module fixtures and compiles
 

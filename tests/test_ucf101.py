@@ -4,8 +4,8 @@ import os
 import pytest
 
 import fakedata
-import ucf101
-from errors import DataError
+from twostream.datasets import ucf101
+from twostream.errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = os.path.join(REPO, "..", "shared", "ucf101")

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 import models
-import multitask
-import optimizers
 import temporal_train
-import training
+from twostream.networks import optimizers
+from twostream.train import multitask, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR, MOMENTUM, DECAY = 0.1, 0.9, 0.05  # a decay large enough that every step shows it
@@ -102,7 +101,8 @@ def test_mirrored_replicas_decay_once_not_once_each(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path[:0] = [{REPO!r}, {os.path.dirname(__file__)!r}]
-        import distributed, test_weight_decay as t
+        import test_weight_decay as t
+        from twostream.train import distributed
         strategy = distributed.distribution_strategy("mirrored")
         with strategy.scope():
             model = t.zero_input_model()

@@ -17,8 +17,8 @@ files into classInd.txt, trainlist0K.txt and testlist0K.txt as ucf101.py reads t
 import os
 import re
 
-import ucf101
-from errors import DataError
+from twostream.datasets import ucf101
+from twostream.errors import DataError
 
 # The paper's settings (Simonyan & Zisserman 2014): 51 classes, three splits of 3,570 training
 # and 1,530 test clips, results the mean accuracy over the three splits. Its temporal stream on

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 
-from errors import DataError
+from twostream.errors import DataError
 
 TEMP_PREFIX = ".tmp-"  # + pid + token + the final name
 

@@ -27,9 +27,9 @@ import threading
 import keras
 import numpy as np
 
-import checkpoints
-import errors
-from errors import DataError
+from twostream import errors
+from twostream.errors import DataError
+from twostream.train import checkpoints
 
 
 def distribution_strategy(name):

@@ -10,8 +10,8 @@ prepare_data.py's commands "splits", "frames", "flow", "check", "synthetic".
 import argparse
 import re
 
-import presets
-import ucf101
+from twostream.datasets import ucf101
+from twostream.protocol import presets
 
 
 def parser(doc):
@@ -45,7 +45,7 @@ def non_negative(text):
 # The two flags that need media.py's constants are functions, so that only the scripts computing flow
 # wait for OpenCV's import in --help.
 def flow_method_flag():
-    import media
+    from twostream.video import media
     return dict(help="tvl1: OpenCV's TV-L1, the flow of the public downloads and of TSN (the paper used Brox et "
                 "al.'s), slow (about 1 frame pair/s per core at 320x240, 16 CPU-days for UCF-101); tvl1_keras: the "
                 "same algorithm in Keras (tvl1.py), batches of frame pairs on the Keras backend's device, made for a "
@@ -54,7 +54,7 @@ def flow_method_flag():
 
 
 def flow_batch_size_flag():
-    import media
+    from twostream.video import media
     return dict(help="frame pairs per device call for --flow-method tvl1_keras: larger keeps a GPU busier; each new "
                 "size compiles once", type=positive, default=media.FLOW_BATCH)
 

@@ -26,11 +26,11 @@ import os
 import shutil
 import zipfile
 
-import atomic
-import media
-import presets
-import ucf101
-from errors import DataError, warn
+from twostream.datasets import ucf101
+from twostream.errors import DataError, warn
+from twostream.protocol import presets
+from twostream.storage import atomic
+from twostream.video import media
 
 # The names of a run folder's files and folders (the layout above).
 MODEL_FILE = "last.keras"
@@ -366,7 +366,7 @@ def load(path, stream, dataset=None):
     """(model, config, classes) of a trained stream, for testing and the demo: a multi-task model
     comes with the head of `dataset` (default: the dataset it was trained for) as its one output."""
     import models
-    import multitask
+    from twostream.train import multitask
     config, classes = read(path, stream, dataset)
     return multitask.one_head(models.load_model(path), head(config, dataset)), config, classes
 

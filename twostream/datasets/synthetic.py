@@ -49,11 +49,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-import hmdb51
-import media
 import prepare_data
-import ucf101
-from errors import DataError
+from twostream.datasets import hmdb51, ucf101
+from twostream.errors import DataError
+from twostream.video import media
 
 # Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
 COLOURS = {"Red": 108.7, "Green": 231.7, "Blue": 350.8}

@@ -18,14 +18,13 @@ import sys
 
 import keras
 
-import atomic
-import checkpoints
-import distributed
-import errors
 import generators
-import optimizers
-import ucf101
-from errors import DataError
+from twostream import errors
+from twostream.datasets import ucf101
+from twostream.errors import DataError
+from twostream.networks import optimizers
+from twostream.storage import atomic
+from twostream.train import checkpoints, distributed
 
 # ---------------------------------------------------------------------------- set-up and data
 

@@ -19,10 +19,10 @@ from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import LinearSVC
 from sklearn.utils import resample
 
-import atomic
-import ucf101
-from errors import DataError
-from presets import AGGREGATIONS
+from twostream.datasets import ucf101
+from twostream.errors import DataError
+from twostream.protocol.presets import AGGREGATIONS
+from twostream.storage import atomic
 
 VOTE_TIE_BREAK = 1e-3  # weight of the mean softmax in a vote score: below one vote, so it only breaks ties
 # The fusion SVM (the paper does not give its C): C from this grid by cross-validation on the training videos.

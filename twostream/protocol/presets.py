@@ -15,7 +15,7 @@ presets' departures and why.
 """
 import os
 
-import ucf101
+from twostream.datasets import ucf101
 
 DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks

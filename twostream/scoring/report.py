@@ -14,12 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import atomic  # noqa: E402
-import checkpoints  # noqa: E402
-import evaluation  # noqa: E402
-import presets  # noqa: E402
-import ucf101  # noqa: E402
-from errors import DataError  # noqa: E402
+from twostream.datasets import ucf101  # noqa: E402
+from twostream.errors import DataError  # noqa: E402
+from twostream.protocol import presets  # noqa: E402
+from twostream.scoring import evaluation  # noqa: E402
+from twostream.storage import atomic  # noqa: E402
+from twostream.train import checkpoints  # noqa: E402
 
 # Our result rows, in table order. temporal_multitask: a temporal net trained on UCF-101 and HMDB-51 at once.
 # The spatial row is named for what it is: InceptionV3 (as the seed) fine-tuned in two phases (a new top, then

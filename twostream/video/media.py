@@ -20,8 +20,8 @@ try:
 except ImportError:
     simplejpeg = None
 
-import atomic
-from errors import DataError, WorkerDied
+from twostream.errors import DataError, WorkerDied
+from twostream.storage import atomic
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
 FLOW_LEVELS = 255.0  # -FLOW_BOUND .. FLOW_BOUND maps onto grey levels 0 .. FLOW_LEVELS
@@ -197,7 +197,7 @@ def flow_estimator(method="tvl1"):
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
         return lambda a, b: tvl1.calc(a, b, None)
     if method == "tvl1_keras":
-        import tvl1  # Keras and its backend load only for this method
+        from twostream.video import tvl1  # Keras and its backend load only for this method
         return tvl1.estimate_flow
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -233,7 +233,7 @@ def stream_flows(pairs, batch_size=FLOW_BATCH, then=None):
     """
     from keras import ops
 
-    import tvl1
+    from twostream.video import tvl1
     pending = None
     for batch in batched(pairs, batch_size):
         keys, firsts, seconds = zip(*batch)

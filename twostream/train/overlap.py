@@ -11,9 +11,9 @@ splits folder.
 """
 import os
 
-import checkpoints
-import ucf101
-from errors import DataError, warn
+from twostream.datasets import ucf101
+from twostream.errors import DataError, warn
+from twostream.train import checkpoints
 
 
 def trained_lists(config):

@@ -12,8 +12,8 @@ import re
 import zlib
 from dataclasses import dataclass
 
-import atomic
-from errors import DataError
+from twostream.errors import DataError
+from twostream.storage import atomic
 
 STREAMS = ("spatial", "temporal")  # the spatial stream reads frames (RGB_DIR), the temporal one flow (FLOW_DIR)
 RGB_DIR = "jpegs_256"

@@ -1,6 +1,6 @@
 """Host CPU time and bytes sent to the device per test video: crops cut on the host (generators.EvalSequence, before
 issue 26) against whole samples sent once and cut on the device (generators.EvalSampleSequence, what
-fuse_test.predict_videos uses now; models.EvalCrops cuts them).
+fuse_test.predict_videos uses now; custom_layers.EvalCrops cuts them).
 
     python benchmarks/bench_eval_crops.py                       # the mini data's size and UCF-101's, both streams
     python benchmarks/bench_eval_crops.py --setups ucf101 --crops 10 --predict
@@ -35,6 +35,8 @@ import fuse_test  # noqa: E402
 import generators  # noqa: E402
 from bench_data import write_dataset  # noqa: E402
 from twostream.datasets import ucf101  # noqa: E402
+from twostream.datasets.frames import Stream  # noqa: E402
+from twostream.loading.sampling import CROPS_PER_SAMPLE  # noqa: E402
 
 SETUPS = {"mini": dict(frame_size=(128, 96), image_size=80), "ucf101": dict(frame_size=(340, 256), image_size=224)}
 TEST_BATCH = 250  # fuse_test.py's --batch-size: crops per forward pass
@@ -54,9 +56,9 @@ args = parser.parse_args()
 
 def old_predict_videos(model, videos, test_args, stream, config):
     """fuse_test.predict_videos before issue 26: the host cuts the crops, numpy averages their softmax."""
-    crops = generators.CROPS_PER_SAMPLE[test_args.crops]
+    crops = CROPS_PER_SAMPLE[test_args.crops]
     sequence = generators.EvalSequence(
-        videos, test_args.data_dir, generators.Stream(stream, config["stack_length"]), samples=test_args.samples,
+        videos, test_args.data_dir, Stream(stream, config["stack_length"]), samples=test_args.samples,
         crops=test_args.crops, image_size=config["image_size"],
         videos_per_batch=max(1, test_args.batch_size // (test_args.samples * crops)), workers=test_args.workers)
     scores = np.asarray(model.predict(sequence, verbose=0), np.float32)
@@ -64,14 +66,14 @@ def old_predict_videos(model, videos, test_args, stream, config):
 
 
 def host_crops(videos, data_dir, stream, size, crops):
-    per_batch = max(1, TEST_BATCH // (args.samples * generators.CROPS_PER_SAMPLE[crops]))
+    per_batch = max(1, TEST_BATCH // (args.samples * CROPS_PER_SAMPLE[crops]))
     sequence = generators.EvalSequence(videos, data_dir, stream, samples=args.samples, crops=crops, image_size=size,
                                        videos_per_batch=per_batch)
     return sum(sequence[k][0].nbytes for k in range(len(sequence)))
 
 
 def whole_samples(videos, data_dir, stream, size, crops):
-    per_batch = max(1, TEST_BATCH // (args.samples * generators.CROPS_PER_SAMPLE[crops]))
+    per_batch = max(1, TEST_BATCH // (args.samples * CROPS_PER_SAMPLE[crops]))
     sent = 0
     for shape, same_shape in generators.shape_runs(videos, data_dir, stream, size, args.samples):
         sequence = generators.EvalSampleSequence(same_shape, data_dir, stream, shape, samples=args.samples,
@@ -101,7 +103,7 @@ def measure(setup, data_dir, videos):
           "MB sent, whole samples |")
     print("|---|---|---|---|---|---|")
     for name in args.streams.split(","):
-        stream = generators.Stream(name, args.stack_length)
+        stream = Stream(name, args.stack_length)
         for crops in args.crops.split(","):
             ways = {"host": host_crops, "device": whole_samples}
             best, sent = dict.fromkeys(ways, float("inf")), {}

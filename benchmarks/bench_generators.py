@@ -53,6 +53,8 @@ import generators  # noqa: E402
 from bench_data import write_video  # noqa: E402
 from cpu_time import own_cpu_seconds, worker_cpu_seconds  # noqa: E402
 from twostream.datasets import ucf101  # noqa: E402
+from twostream.datasets.frames import Stream  # noqa: E402
+from twostream.loading.sampling import segment_starts  # noqa: E402
 from twostream.protocol import presets  # noqa: E402
 from twostream.video import media  # noqa: E402
 
@@ -122,7 +124,7 @@ def decode_bound(videos, data_dir, stream, samples):
     plans = []
     for k in range(samples):
         video = videos[k % len(videos)]
-        start = generators.segment_starts(rng, stream.count(video), 1, stream.span)[0]
+        start = segment_starts(rng, stream.count(video), 1, stream.span)[0]
         plans.append(stream.paths(data_dir, video, start))
     begin = time.perf_counter()
     for paths in plans:
@@ -183,7 +185,7 @@ def print_costs(videos, data_dir):
           f"{args.image_size}x{args.image_size} crops, L={args.stack_length}, training default settings; "
           f"load average {os.getloadavg()[0]:.2f} before", flush=True)
     for name in args.streams.split(","):
-        stream = generators.Stream(name, args.stack_length)
+        stream = Stream(name, args.stack_length)
         for workers, processes in ((1, False), (count, True)):
             own, others, rate = cpu_costs(videos, data_dir, stream, workers, processes)
             what = f"{workers} worker processes" if processes else "1 worker (this process)"
@@ -277,7 +279,7 @@ def flow_dataset(flows, quality, frames=40, batches=8):
         for component, plane in zip("uv", media.quantize_flow(flows[j % len(flows)])):
             media.write_image(ucf101.frame_path(ucf101.flow_dir(folder, component, name), j), plane, quality)
     video = ucf101.Video(name, 0, frames=frames, flow_count=frames)
-    dataset = generators.TrainSequence([video], folder, generators.Stream("temporal", args.stack_length),
+    dataset = generators.TrainSequence([video], folder, Stream("temporal", args.stack_length),
                                        batch_size=args.batch_size, image_size=args.image_size, steps=batches)
     dataset[0]  # into the page cache
     return dataset
@@ -315,7 +317,7 @@ def main():
             workers[f"{n} processes"] = (n, True)
             workers[f"{n} threads"] = (n, False)
         for name in args.streams.split(","):
-            stream = generators.Stream(name, args.stack_length)
+            stream = Stream(name, args.stack_length)
             configs = {("decode-only", None): lambda: decode_bound(videos, data_dir, stream, samples)}
             for settings in args.settings.split(","):
                 for config, (count, processes) in workers.items():

@@ -290,9 +290,9 @@ def section_train(args, name):
     import keras
     import numpy as np
 
-    import generators
     import models
     from twostream.datasets import ucf101
+    from twostream.datasets.frames import Stream
     from twostream.train import training
     size = args.size
     folder, splits = data_dir(args), os.path.join(data_dir(args), "splits")
@@ -308,7 +308,7 @@ def section_train(args, name):
         import temporal_train
         train_args = temporal_train.parse_args(flags)
         lr, drops = train_args.lr, train_args.lr_drops
-    stream = generators.Stream(name, STACK_LENGTH)
+    stream = Stream(name, STACK_LENGTH)
     videos = ucf101.load_index(folder, splits, 1, "train")
     classes = ucf101.class_names(splits)
     sequence = training_sequence(train_args, videos, stream, name)
@@ -428,10 +428,10 @@ def fit_rate(model, sequence, warmup, steps):
 
 def section_fuse(args):
     import fuse_test
-    import generators
     import models
     from twostream import errors
     from twostream.datasets import ucf101
+    from twostream.loading.sampling import CROPS_PER_SAMPLE
     from twostream.train import checkpoints
     size = args.size
     folder, splits = data_dir(args), os.path.join(data_dir(args), "splits")
@@ -464,7 +464,7 @@ def section_fuse(args):
         seconds = timed(lambda: fuse_test.predict_videos(model, timed_videos, test_args, stream, config))
         rates[stream] = len(timed_videos) / seconds
         say(f"| {stream} | {rates[stream]:.2f} | "
-            f"{rates[stream] * size['samples'] * generators.CROPS_PER_SAMPLE['10']:.0f} |")
+            f"{rates[stream] * size['samples'] * CROPS_PER_SAMPLE['10']:.0f} |")
     both = 1 / sum(1 / rate for rate in rates.values())
     say(f"| both, one after the other | {both:.2f} | |")
     say(f"\n(UCF-101's 3,783 test videos of a split at this rate: {3783 / both / 60:.0f} min; the SVM's scores of "

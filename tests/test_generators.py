@@ -1,4 +1,4 @@
-"""generators.py on tiny datasets in the real layout (fakedata), 64x48 frames and 32x32 crops.
+"""generators.py and twostream/loading/ on tiny datasets in the real layout (fakedata), 64x48 frames and 32x32 crops.
 
 Where a test must know exactly which frame, crop and flip a sample came from, the frames are
 overwritten with random noise (every crop then differs) and each sample is looked up among all
@@ -16,7 +16,11 @@ import pytest
 import fakedata
 import generators
 from twostream.datasets import ucf101
+from twostream.datasets.frames import Stream, as_stream, missing_data, stack_indices
 from twostream.errors import DataError, WorkerDied
+from twostream.loading import pixels
+from twostream.loading.processes import MAX_NICENESS, WORKER_NICENESS
+from twostream.loading.sampling import eval_windows, sample_starts
 from twostream.video import media
 
 SIZE = 32  # crop side
@@ -150,18 +154,18 @@ def v_values(sample, length=L):
 # ---------------------------------------------------------------------------- pure helpers
 
 def test_sample_positions_for_a_29_frame_video():
-    frames = generators.sample_starts(29, 25, 1)
+    frames = sample_starts(29, 25, 1)
     assert frames == [0, 1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 26, 27, 28]
-    stacks = generators.sample_starts(28, 25, 10)  # 29 frames -> 28 flow images
+    stacks = sample_starts(28, 25, 10)  # 29 frames -> 28 flow images
     assert stacks == [0, 1, 1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 11, 11, 12, 13, 14, 14, 15, 16, 17, 17, 18]
     assert all(s + 10 <= 28 for s in stacks)
-    assert generators.sample_starts(5, 25, 10) == [0] * 25  # too short for one stack: it loops
-    assert generators.stack_indices(0, 10, 5) == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
-    assert generators.stack_indices(18, 10, 28) == list(range(18, 28))
+    assert sample_starts(5, 25, 10) == [0] * 25  # too short for one stack: it loops
+    assert stack_indices(0, 10, 5) == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
+    assert stack_indices(18, 10, 28) == list(range(18, 28))
 
 
 def test_stream_states_what_a_sample_reads():
-    spatial, temporal = generators.Stream("spatial"), generators.Stream("temporal", stack_length=3)
+    spatial, temporal = Stream("spatial"), Stream("temporal", stack_length=3)
     assert (spatial.is_flow, spatial.span, spatial.channels) == (False, 1, 3)
     assert (temporal.is_flow, temporal.span, temporal.channels) == (True, 3, 6)
     video = ucf101.Video("v_HandstandPushups_g08_c01", 0, frames=9, flow_count=2,
@@ -175,37 +179,37 @@ def test_stream_states_what_a_sample_reads():
     assert temporal.paths("d", video, 1) == [flow("u", 2), flow("v", 2), flow("u", 1), flow("v", 1),
                                              flow("u", 2), flow("v", 2)]  # u1 v1 u2 v2 ..., looping 2 images
     assert temporal.folders("d", video) == [os.path.dirname(flow(c, 1)) for c in "uv"]
-    assert generators.as_stream("temporal", 3) == temporal and generators.as_stream(spatial) is spatial
+    assert as_stream("temporal", 3) == temporal and as_stream(spatial) is spatial
     with pytest.raises(ValueError, match="rgb"):
-        generators.Stream("rgb")
+        Stream("rgb")
 
 
 def test_eval_windows_are_inside_the_image_and_in_the_papers_order():
     for height, width, size in [(256, 340, 224), (48, 64, 32), (224, 224, 224), (255, 341, 224), (33, 32, 32)]:
-        windows = generators.eval_windows((height, width), size, "10")
+        windows = eval_windows((height, width), size, "10")
         assert len(windows) == 10 and [f for _, f in windows] == [False] * 5 + [True] * 5
         assert [w for w, _ in windows[:5]] == [w for w, _ in windows[5:]]
         for top, left, h, w in (w for w, _ in windows):
             assert (h, w) == (size, size) and 0 <= top <= height - size and 0 <= left <= width - size
-    assert generators.eval_windows((256, 340, 3), 224, "center") == [((16, 58, 224, 224), False)]
-    boxes = [(top, left) for (top, left, _, _), _ in generators.eval_windows((256, 340), 224, "10")[:5]]
+    assert eval_windows((256, 340, 3), 224, "center") == [((16, 58, 224, 224), False)]
+    boxes = [(top, left) for (top, left, _, _), _ in eval_windows((256, 340), 224, "10")[:5]]
     assert boxes == [(0, 0), (0, 116), (32, 0), (32, 116), (16, 58)]
     with pytest.raises(ValueError, match="corners"):
-        generators.eval_windows((256, 340), 224, "corners")  # a training mode, not a test one
+        eval_windows((256, 340), 224, "corners")  # a training mode, not a test one
 
 
 def test_ten_crop_geometry_frames_and_flow():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
-    crops = generators.eval_crops(image, SIZE, "10", is_flow=False)
+    crops = pixels.eval_crops(image, SIZE, "10", is_flow=False)
     assert crops.shape == (10, SIZE, SIZE, 3) and crops.dtype == np.uint8
     for i, (top, left) in enumerate(CORNERS):
         np.testing.assert_array_equal(crops[i], image[top:top + SIZE, left:left + SIZE])
         np.testing.assert_array_equal(crops[5 + i], image[top:top + SIZE, left:left + SIZE][:, ::-1])
-    np.testing.assert_array_equal(generators.eval_crops(image, SIZE, "center", False), crops[4:5])
+    np.testing.assert_array_equal(pixels.eval_crops(image, SIZE, "center", False), crops[4:5])
 
     stack = rng.integers(0, 256, (HEIGHT, WIDTH, 2 * L), np.uint8)
-    flow_crops = generators.eval_crops(stack, SIZE, "10", is_flow=True)
+    flow_crops = pixels.eval_crops(stack, SIZE, "10", is_flow=True)
     assert flow_crops.shape == (10, SIZE, SIZE, 2 * L)
     for i, (top, left) in enumerate(CORNERS):
         crop = stack[top:top + SIZE, left:left + SIZE]
@@ -216,23 +220,23 @@ def test_ten_crop_geometry_frames_and_flow():
 
 def test_short_images_are_resized_up_before_cropping():
     image = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)
-    crop = generators.eval_crops(image, 24, "center", is_flow=False)
+    crop = pixels.eval_crops(image, 24, "center", is_flow=False)
     expected = cv2.resize(image, (36, 24), interpolation=cv2.INTER_LINEAR)[:, 6:30]
     np.testing.assert_array_equal(crop[0], expected)
     stack = image[..., :2].copy()  # one flow image: each plane is resized alone, values unscaled
-    flow = generators.eval_crops(stack, 24, "center", is_flow=True)
+    flow = pixels.eval_crops(stack, 24, "center", is_flow=True)
     for c in range(2):
         np.testing.assert_array_equal(flow[0, ..., c], expected[..., c])
 
 
 def test_flip_mirrors_the_planes_and_inverts_u_only():
     planes = list(np.random.default_rng(2).integers(0, 256, (6, 3, 5), np.uint8))  # u1 v1 u2 v2 u3 v3
-    flipped = generators.flip(planes, is_flow=True)
+    flipped = pixels.flip(planes, is_flow=True)
     for k in range(6):
         mirror = planes[k][:, ::-1]
         np.testing.assert_array_equal(flipped[k], 255 - mirror if k % 2 == 0 else mirror)
     frame = np.random.default_rng(3).integers(0, 256, (3, 5, 3), np.uint8)
-    np.testing.assert_array_equal(generators.flip([frame], is_flow=False)[0], frame[:, ::-1])
+    np.testing.assert_array_equal(pixels.flip([frame], is_flow=False)[0], frame[:, ::-1])
 
 
 # ---------------------------------------------------------------------------- training
@@ -254,7 +258,7 @@ def test_shapes_dtypes_and_batches_per_epoch(tmp_path):
         multiscale = generators.TrainSequence(train, root, stream, batch_size=4, image_size=SIZE,
                                               stack_length=L, crop="multiscale")
         assert multiscale[0][0].shape == (4, SIZE, SIZE, channels)
-    by_stream = generators.TrainSequence(train, root, generators.Stream("temporal", L), batch_size=4, image_size=SIZE)
+    by_stream = generators.TrainSequence(train, root, Stream("temporal", L), batch_size=4, image_size=SIZE)
     by_name = generators.TrainSequence(train, root, "temporal", batch_size=4, image_size=SIZE, stack_length=L)
     np.testing.assert_array_equal(by_stream[1][0], by_name[1][0])
     with pytest.raises(ValueError, match="classes"):
@@ -352,8 +356,8 @@ def test_lighting_adds_one_pca_colour_offset_per_spatial_sample(tmp_path):
     # The offset is 255 * eigenvectors @ (eigenvalues * N(0, 0.1)) made integer (rounded or truncated:
     # within 1 of it in each channel): its component along each eigenvector (RGB) is 255 * eigenvalue
     # * N(0, 0.1), give or take sqrt(3) for the rounding.
-    components = np.array(offsets) @ generators.IMAGENET_EIGENVECTORS
-    std = 255 * generators.IMAGENET_EIGENVALUES * 0.1  # 5.5, 0.48, 0.11 levels
+    components = np.array(offsets) @ pixels.IMAGENET_EIGENVECTORS
+    std = 255 * pixels.IMAGENET_EIGENVALUES * 0.1  # 5.5, 0.48, 0.11 levels
     assert len({tuple(o) for o in offsets}) > 20, "one offset per sample, not one for all"
     assert 0.75 * std[0] < components[:, 0].std() < 1.25 * std[0]
     assert abs(components[:, 0].mean()) < np.sqrt(3) / 2 + 3 * std[0] / np.sqrt(len(offsets))
@@ -479,7 +483,7 @@ def test_worker_processes_give_the_temporal_batches_of_one_process_for_each_shar
     assert processes.processes == 2 and whole.process_loader() is processes.process_loader()
     ours = os.getpriority(os.PRIO_PROCESS, 0)  # the workers yield to the training process
     assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in processes.process_loader().processes] == \
-        [min(ours + generators.WORKER_NICENESS, generators.MAX_NICENESS)] * 2
+        [min(ours + WORKER_NICENESS, MAX_NICENESS)] * 2
     passes = make(workers=2, use_multiprocessing=True, sampling="videos", batch_size=4)  # 6 videos: 4, then 2
     alone = make(sampling="videos", batch_size=4)
     for index in (0, 1):
@@ -707,16 +711,18 @@ def test_the_thread_that_fits_is_asked_to_raise_until_it_leaves(monkeypatch):
     as numpy's, may catch and drop it), but not while it handles one (on its way out) nor once the loader stops."""
     import threading
     import time
-    loader = generators.ProcessLoader.__new__(generators.ProcessLoader)  # its stopping part alone
+
+    from twostream.loading import processes
+    loader = processes.ProcessLoader.__new__(processes.ProcessLoader)  # its stopping part alone
     loader.state, loader.asked_at = {"lock": threading.Lock(), "stop": threading.Event()}, None
-    asked, raise_in_thread = [], generators.raise_in_thread
+    asked, raise_in_thread = [], processes.raise_in_thread
 
     def first_one_dropped(ident, error):
         asked.append(ident)
         return len(asked) == 1 or raise_in_thread(ident, error)
 
-    monkeypatch.setattr(generators, "raise_in_thread", first_one_dropped)
-    monkeypatch.setattr(generators, "ASK_AGAIN", 0.2)
+    monkeypatch.setattr(processes, "raise_in_thread", first_one_dropped)
+    monkeypatch.setattr(processes, "ASK_AGAIN", 0.2)
     caught, leave = [], threading.Event()
 
     def fit():
@@ -813,11 +819,11 @@ def test_eval_sequence_positions_for_a_29_frame_video(tmp_path):
     video = test[0]
     x, index = generators.EvalSequence(test, root, "spatial", image_size=SIZE)[0]
     assert x.shape == (25, SIZE, SIZE, 3) and list(index) == [0] * 25
-    for sample, start in zip(x, generators.sample_starts(29, 25, 1)):
+    for sample, start in zip(x, sample_starts(29, 25, 1)):
         np.testing.assert_array_equal(sample, read_frame(root, video, start)[8:40, 16:48])
     x, _ = generators.EvalSequence(test, root, "temporal", image_size=SIZE, stack_length=10)[0]
     assert x.shape == (25, SIZE, SIZE, 20)
-    for sample, start in zip(x, generators.sample_starts(28, 25, 10)):
+    for sample, start in zip(x, sample_starts(28, 25, 10)):
         assert v_values(sample, 10) == [start + k for k in range(10)]
 
 
@@ -830,7 +836,7 @@ def test_eval_sequence_batches_ten_crops_and_video_index(tmp_path):
     assert x.shape == (2 * 5 * 10, SIZE, SIZE, 2 * L) and index.dtype == np.int32
     assert list(index) == [0] * 50 + [1] * 50
     video = test[1]
-    for s, start in enumerate(generators.sample_starts(video.flow_count, 5, L)):
+    for s, start in enumerate(sample_starts(video.flow_count, 5, L)):
         stack = read_stack(root, video, start)
         for c, (top, left) in enumerate(CORNERS):
             crop = stack[top:top + SIZE, left:left + SIZE]
@@ -847,9 +853,9 @@ def test_eval_sequence_crops_equal_eval_crops_of_the_same_images(tmp_path, strea
     span, count = (L, video.flow_count) if is_flow else (1, video.frames)
     for size in (SIZE, 56):  # 56: the frames are resized up first
         x, _ = generators.EvalSequence(test, root, stream, samples=3, crops="10", image_size=size, stack_length=L)[0]
-        for s, start in enumerate(generators.sample_starts(count, 3, span)):
+        for s, start in enumerate(sample_starts(count, 3, span)):
             image = read_stack(root, video, start) if is_flow else read_frame(root, video, start)
-            np.testing.assert_array_equal(x[10 * s:10 * s + 10], generators.eval_crops(image, size, "10", is_flow))
+            np.testing.assert_array_equal(x[10 * s:10 * s + 10], pixels.eval_crops(image, size, "10", is_flow))
 
 
 def test_short_test_video_loops(tmp_path):
@@ -866,8 +872,8 @@ def test_missing_test_data_raises_data_error_naming_the_video(tmp_path):
     os.remove(flow_path(root, test[1], "v", 7))
     splits = os.path.join(root, "splits")
     reindexed = ucf101.load_index(root, splits, 1, "test")
-    assert generators.missing_data(reindexed, root, "temporal") == [gone, damaged]
-    assert generators.missing_data(reindexed, root, "spatial") == []
+    assert missing_data(reindexed, root, "temporal") == [gone, damaged]
+    assert missing_data(reindexed, root, "spatial") == []
     with pytest.raises(DataError, match=gone):
         generators.EvalSequence(reindexed, root, "temporal")
     with pytest.raises(DataError, match=damaged):
@@ -909,7 +915,7 @@ def test_flow_folders_spelt_otherwise_than_the_frame_folders_are_read(tmp_path):
     video = train[1]
     assert (video.name, video.flow_folder) == ("v_HandstandPushups_g08_c01", "v_HandStandPushups_g08_c01")
     assert (video.frames, video.flow_count, test[1].flow_count) == (12, 11, 11)
-    assert generators.missing_data(train + test, root, "temporal") == []
+    assert missing_data(train + test, root, "temporal") == []
 
     x, y = generators.TrainSequence(train, root, "temporal", batch_size=8, image_size=SIZE, stack_length=L)[0]
     assert 1 in y

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from twostream.errors import DataError, run
 from twostream.protocol import flags, presets
 from twostream.storage import atomic
-from twostream.train import checkpoints, overlap
+from twostream.train import checkpoints, lineage
 from twostream.video import media
 
 OUTPUT_EXTENSIONS = (".mp4", ".avi")  # containers cv2.VideoWriter writes with the mp4v codec
@@ -55,7 +55,7 @@ def check_outputs(video, output, plot, overwrite):
 
 
 def check_not_trained_on(video, paths, dataset_tested):
-    """Refuse a video a model trained on (overlap.refuse_seen_video), for each stream's head of
+    """Refuse a video a model trained on (lineage.refuse_seen_video), for each stream's head of
     `dataset_tested`."""
     for stream, path in paths.items():
         config, _ = checkpoints.read(path, stream, dataset_tested)
@@ -63,7 +63,7 @@ def check_not_trained_on(video, paths, dataset_tested):
         splits_dir = (config.get("splits_dir") if dataset == config.get("dataset")
                       else presets.values(dataset, "demo")["splits_dir"])
         if splits_dir:
-            overlap.refuse_seen_video(path, config, stream, dataset, splits_dir, video)
+            lineage.refuse_seen_video(path, config, stream, dataset, splits_dir, video)
 
 
 def read_frames(path, frame_size):
@@ -77,19 +77,21 @@ def read_frames(path, frame_size):
 
 
 def spatial_batch(frames, samples, image_size):
-    import generators
-    starts = generators.sample_starts(len(frames), samples, 1)
-    return np.concatenate([generators.eval_crops(frames[s], image_size, "center", False) for s in starts])
+    from twostream.loading.pixels import eval_crops
+    from twostream.loading.sampling import sample_starts
+    starts = sample_starts(len(frames), samples, 1)
+    return np.concatenate([eval_crops(frames[s], image_size, "center", False) for s in starts])
 
 
 def flow_stacks(frames, samples, stack_length, method, workers):
     """Sampled flow stacks [N, H, W, 2L], computing flow only for the pairs they use."""
-    import generators
+    from twostream.datasets.frames import stack_channels, stack_indices
+    from twostream.loading.sampling import sample_starts
     num_flows = max(len(frames) - 1, 1)
     if len(frames) == 1:
         frames = frames * 2  # a single still frame: zero motion
-    starts = generators.sample_starts(num_flows, samples, stack_length)
-    stacks = [generators.stack_indices(s, stack_length, num_flows) for s in starts]
+    starts = sample_starts(num_flows, samples, stack_length)
+    stacks = [stack_indices(s, stack_length, num_flows) for s in starts]
     pairs = sorted({i for stack in stacks for i in stack})
     if method in media.BATCHED_FLOW_METHODS:
         flow = media.compute_flow(frames, method, pairs)  # batches of pairs on the Keras backend's device
@@ -99,12 +101,12 @@ def flow_stacks(frames, samples, stack_length, method, workers):
 
         with ThreadPoolExecutor(workers) as pool:
             flow = dict(tqdm(pool.map(estimate_one, pairs), total=len(pairs), desc=f"{method} flow", unit="pair"))
-    return np.stack([np.stack(generators.stack_channels(flow[i] for i in stack), axis=-1) for stack in stacks])
+    return np.stack([np.stack(stack_channels(flow[i] for i in stack), axis=-1) for stack in stacks])
 
 
 def temporal_batch(stacks, image_size):
-    import generators
-    return np.concatenate([generators.eval_crops(stack, image_size, "center", True) for stack in stacks])
+    from twostream.loading.pixels import eval_crops
+    return np.concatenate([eval_crops(stack, image_size, "center", True) for stack in stacks])
 
 
 def predict_mean(model, batch):

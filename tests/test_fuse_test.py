@@ -22,10 +22,13 @@ import generators
 import models
 from twostream import errors
 from twostream.datasets import ucf101
+from twostream.datasets.frames import Stream
 from twostream.errors import DataError
-from twostream.scoring import evaluation, report
+from twostream.networks import custom_layers
+from twostream.scoring import evaluation, references, report
+from twostream.scoring.scores import chunks_dir, scores_path
 from twostream.storage import atomic
-from twostream.train import checkpoints, overlap
+from twostream.train import checkpoints, lineage
 from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_fuse_test")  # one worker builds its module fixtures and compiles
@@ -35,7 +38,7 @@ SPATIAL_SIZE, TEMPORAL_SIZE, STACK = 75, 64, 2
 SAMPLES = 3
 TEST_VIDEOS = [f"v_{c}_g01_c01" for c in CLASSES]  # fakedata: group 1 is split 1's test list, group 8 its training list
 TRAIN_VIDEOS = [f"v_{c}_g08_c01" for c in CLASSES]
-SPATIAL = report.ROW_NAMES["spatial"]
+SPATIAL = references.ROW_NAMES["spatial"]
 FUSE_TEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuse_test.py")
 
 
@@ -111,8 +114,8 @@ def read_csv(path):
 
 def aggregated(folder, subset="test"):
     """{stream: mean softmax video scores [V, C]} of the score files in `folder`."""
-    return {s: evaluation.aggregate(evaluation.load_scores(fuse_test.scores_path(folder, s, subset))["scores"])
-            for s in fuse_test.STREAMS}
+    return {s: evaluation.aggregate(evaluation.load_scores(scores_path(folder, s, subset))["scores"])
+            for s in ucf101.STREAMS}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +169,7 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
     assert "do not apply" in markdown and "mean softmax" in markdown and "10 crops" in markdown
 
     # The table's numbers are those of the saved scores.
-    spatial, temporal = (evaluation.load_scores(fuse_test.scores_path(full_run, s)) for s in fuse_test.STREAMS)
+    spatial, temporal = (evaluation.load_scores(scores_path(full_run, s)) for s in ucf101.STREAMS)
     assert spatial["videos"] == TEST_VIDEOS and list(spatial["labels"]) == [0, 1, 2]
     assert spatial["scores"].shape == (3, SAMPLES, 3) and temporal["scores"].shape == (3, SAMPLES, 3)
     np.testing.assert_allclose(spatial["scores"].sum(axis=2), 1.0, rtol=1e-5)
@@ -190,11 +193,11 @@ def test_end_to_end_writes_the_table_and_its_evidence(setup, full_run):
 @pytest.mark.slow
 def test_the_svm_row_is_fused_from_training_list_scores(setup, full_run):
     """The training list is scored like the test list, and the SVM trained on it fills the table's last row."""
-    for stream in fuse_test.STREAMS:
-        train = evaluation.load_scores(fuse_test.scores_path(full_run, stream, "train"))
+    for stream in ucf101.STREAMS:
+        train = evaluation.load_scores(scores_path(full_run, stream, "train"))
         assert train["videos"] == TRAIN_VIDEOS and list(train["labels"]) == [0, 1, 2]
         assert train["scores"].shape == (3, SAMPLES, 3) and train["settings"]["crops"] == "10"
-    labels = evaluation.load_scores(fuse_test.scores_path(full_run, "spatial", "train"))["labels"]
+    labels = evaluation.load_scores(scores_path(full_run, "spatial", "train"))["labels"]
     svm = evaluation.svm_fit(aggregated(full_run, "train"), labels)
     expected = evaluation.metrics([0, 1, 2], evaluation.svm_scores(svm, aggregated(full_run)))
     saved = read_json(os.path.join(full_run, "metrics.json"))
@@ -234,12 +237,12 @@ def test_saved_scores_are_the_models_softmax_with_crops_averaged(setup, full_run
     model = checkpoints.load(os.path.join(setup["checkpoints"], "spatial", "last.keras"), "spatial")[0]
     for subset in ("test", "train"):
         videos = ucf101.load_index(setup["data"], setup["splits"], 1, subset)
-        sequence = generators.EvalSequence(videos, setup["data"], generators.Stream("spatial", STACK),
+        sequence = generators.EvalSequence(videos, setup["data"], Stream("spatial", STACK),
                                            samples=SAMPLES, crops="10", image_size=SPATIAL_SIZE)
         x, index = sequence[2]
         assert x.shape == (SAMPLES * 10, SPATIAL_SIZE, SPATIAL_SIZE, 3) and set(index) == {2}
         expected = np.asarray(model.predict_on_batch(x)).reshape(SAMPLES, 10, -1).mean(axis=1)
-        saved = evaluation.load_scores(fuse_test.scores_path(full_run, "spatial", subset))
+        saved = evaluation.load_scores(scores_path(full_run, "spatial", subset))
         assert saved["videos"][2] == videos[2].name
         np.testing.assert_allclose(saved["scores"][2], expected, atol=1e-5)
         assert np.ptp(expected, axis=0).max() > 1e-4 and np.abs(saved["scores"][1] - expected).max() > 1e-4
@@ -251,7 +254,7 @@ def test_from_scores_reproduces_the_table_without_models(setup, full_run, monkey
         raise AssertionError("--from-scores must not load a model")
 
     monkeypatch.setattr(checkpoints, "load", no_model)
-    monkeypatch.setattr(models, "load_model", no_model)
+    monkeypatch.setattr(custom_layers, "load_model", no_model)
     results = setup["root"] / "results"
     assert run(cli(setup, "--from-scores", full_run, "--run-name", "again")) == 0
     assert read_text(results / "again" / "results.md") == read_text(os.path.join(full_run, "results.md"))
@@ -271,7 +274,7 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
     with pytest.raises(DataError, match=r"of 1 of the 3 test-list videos: v_Gamma_g01_c01\. .* = 2/2"):
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
     assert run(cli(setup, *flags, "--shard", "2/2", results=results)) == 0
-    parts = [evaluation.load_scores(fuse_test.scores_path(folder, "temporal", shard=(k, 2)))["videos"] for k in (1, 2)]
+    parts = [evaluation.load_scores(scores_path(folder, "temporal", shard=(k, 2)))["videos"] for k in (1, 2)]
     assert parts == [TEST_VIDEOS[:2], TEST_VIDEOS[2:]]  # disjoint parts, each scored on its own machine
 
     def no_model(*args, **kwargs):
@@ -282,15 +285,15 @@ def test_sharded_scoring_and_merge_give_the_unsharded_table(setup, full_run, tmp
     assert read_text(folder / "results.md") == read_text(os.path.join(full_run, "results.md"))
     assert "svm" in read_json(folder / "metrics.json")["results"]  # the training list was sharded too
     for subset in ("test", "train"):
-        for stream in fuse_test.STREAMS:
-            merged, whole = (evaluation.load_scores(fuse_test.scores_path(f, stream, subset))
+        for stream in ucf101.STREAMS:
+            merged, whole = (evaluation.load_scores(scores_path(f, stream, subset))
                              for f in (folder, full_run))
             assert merged["videos"] == whole["videos"] and merged["labels"].tolist() == whole["labels"].tolist()
             np.testing.assert_allclose(merged["scores"], whole["scores"], rtol=1e-5, atol=1e-6)
 
     # Parts of another split into N, or scored otherwise, are refused.
-    os.rename(fuse_test.scores_path(folder, "spatial", shard=(2, 2)),
-              fuse_test.scores_path(folder, "spatial", shard=(2, 3)))
+    os.rename(scores_path(folder, "spatial", shard=(2, 2)),
+              scores_path(folder, "spatial", shard=(2, 3)))
     with pytest.raises(DataError, match="parts of 2 and 3 shards"):
         fuse_test.main(cli(setup, *flags, "--merge", results=results))
 
@@ -305,7 +308,7 @@ def write_cue_scores(folder, subset, seed, relabel=0, **settings):
     rng = np.random.default_rng(seed)
     for stream, cue in (("spatial", colour), ("temporal", motion)):
         scores = (cue[None, None, :] == cue[labels][:, None, None]) * 0.45 + rng.uniform(0, 0.1, (20, 5, 4))
-        evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset),
+        evaluation.save_scores(scores_path(str(folder), stream, subset),
                                [f"v{subset}{i}" for i in range(20)], (labels + relabel) % 4,
                                scores / scores.sum(axis=2, keepdims=True), classes,
                                {"dataset": "synthetic", "split": 1, "samples": 5, "crops": "center", **settings})
@@ -353,7 +356,7 @@ def counting_predict(monkeypatch, fail_at=None, error=Interrupted):
 
 def chunk_videos(folder, stream="temporal"):
     """The videos of each chunk file an interrupted run left, in list order."""
-    chunks = fuse_test.chunks_dir(fuse_test.scores_path(str(folder), stream))
+    chunks = chunks_dir(scores_path(str(folder), stream))
     return [evaluation.load_scores(os.path.join(chunks, name))["videos"] for name in sorted(os.listdir(chunks))]
 
 
@@ -374,7 +377,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(setup, full_run, mon
     assert sorted(os.listdir(folder)) == [".lock", "confusion.png", "metrics.json", "misclassified.csv",
                                           "per_class.csv", "results.md", "scores_temporal.npz"]
     resumed = evaluation.load_scores(str(folder / "scores_temporal.npz"))
-    complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
+    complete = evaluation.load_scores(scores_path(full_run, "temporal"))
     assert resumed["videos"] == complete["videos"]
     np.testing.assert_allclose(resumed["scores"], complete["scores"], atol=1e-5)
 
@@ -451,8 +454,8 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_score
             if not atomic.is_temporary(path.name):  # a killed write's temporary file: never read, deleted by the rerun
                 evaluation.load_scores(str(path))  # whole, or not there at all
     assert run(argv) == 0
-    resumed = evaluation.load_scores(fuse_test.scores_path(str(folder), "temporal"))
-    complete = evaluation.load_scores(fuse_test.scores_path(full_run, "temporal"))
+    resumed = evaluation.load_scores(scores_path(str(folder), "temporal"))
+    complete = evaluation.load_scores(scores_path(full_run, "temporal"))
     assert resumed["videos"] == complete["videos"]
     np.testing.assert_allclose(resumed["scores"], complete["scores"], atol=1e-5)
     assert not [p for p in folder.rglob("*") if "chunk" in p.name or ".tmp-" in p.name]
@@ -462,7 +465,7 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_score
 def test_a_truncated_scores_file_is_named_with_the_flag_that_redoes_it(setup, full_run, tmp_path, capsys):
     folder = tmp_path / "synthetic_split1"
     shutil.copytree(full_run, folder)
-    path = fuse_test.scores_path(str(folder), "spatial")
+    path = scores_path(str(folder), "spatial")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
     assert run(cli(setup, "--crops", "10", results=tmp_path)) == 2
@@ -541,11 +544,11 @@ def write_ucf101_scores(folder, split, seed=0, num_classes=101):
     """Fake scores of one video per class of the whole UCF-101, as a full run of both streams would save."""
     rng = np.random.default_rng(seed)
     labels = np.arange(num_classes)
-    for stream in fuse_test.STREAMS:
+    for stream in ucf101.STREAMS:
         scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
         settings = {"stream": stream, "dataset": "ucf101", "split": split, "samples": 25, "crops": "10",
                     "num_classes": num_classes, "class_limit": None, "max_videos": None, **PAPER_NETWORKS[stream]}
-        evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
+        evaluation.save_scores(scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
                                scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels], settings)
 
 
@@ -656,7 +659,7 @@ def test_a_config_of_another_class_count_is_refused(setup, tmp_path, capsys):
 def test_from_scores_names_a_missing_training_list_file(tmp_path, capsys):
     write_cue_scores(tmp_path, "test", seed=0)
     write_cue_scores(tmp_path, "train", seed=1)
-    os.remove(fuse_test.scores_path(str(tmp_path), "temporal", "train"))
+    os.remove(scores_path(str(tmp_path), "temporal", "train"))
     assert run(["--from-scores", str(tmp_path), "--results-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "scores_temporal_train.npz: not found" in error and "--no-svm" in error
@@ -672,7 +675,7 @@ def test_from_scores_refuses_a_missing_stream_and_never_writes_fewer_rows_over_m
     write_cue_scores(tmp_path, "train", seed=1)
     assert run(["--from-scores", str(tmp_path)]) == 0
     full = read_text(tmp_path / "results.md")
-    os.remove(fuse_test.scores_path(str(tmp_path), "temporal"))
+    os.remove(scores_path(str(tmp_path), "temporal"))
     assert run(["--from-scores", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "scores_temporal.npz: not found, but" in error and "--streams spatial" in error
@@ -727,7 +730,7 @@ def write_weak_scores(folder, names, labels, seed, shard=None, noise=0.0):
                              ("train", [g != 1 for g in groups_of(names)])):
             rows = [i for i, k in enumerate(keep) if k and (not shard or ucf101.shard_of(names[i], 2) == shard[0])]
             noisy = scores[rows] * (1 + noise * rounding.standard_normal(scores[rows].shape))
-            evaluation.save_scores(fuse_test.scores_path(str(folder), stream, subset, shard=shard),
+            evaluation.save_scores(scores_path(str(folder), stream, subset, shard=shard),
                                    [names[i] for i in rows], labels[rows], noisy, [f"C{k:02d}" for k in range(12)],
                                    settings)
 
@@ -743,7 +746,8 @@ def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_s
     first. It stops (exit 2) naming the first's pid; another part, or the unsharded run (--merge), goes ahead."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run_dir = tmp_path / "results" / "shared"
-    hold = f"import time, fuse_test\nfuse_test.lock_run({str(run_dir)!r}, (1, 2))\nprint('locked', flush=True)\n"
+    lock = "from twostream.scoring.scores import lock_run\nlock_run"
+    hold = f"import time\n{lock}({str(run_dir)!r}, (1, 2))\nprint('locked', flush=True)\n"
     holder = subprocess.Popen([sys.executable, "-c", hold + "time.sleep(120)"], cwd=root, stdout=subprocess.PIPE,
                               text=True)
     try:
@@ -753,8 +757,8 @@ def test_a_second_process_on_one_shard_stops_naming_the_first_and_other_shards_s
         assert run(flags) == 2 and not list(run_dir.glob("*.npz")) and not list(run_dir.glob("*.chunks"))
         assert f"another process (pid {holder.pid}) is scoring part 1/2 of this run into it" in capsys.readouterr().err
         for shard in ("(2, 2)", "None"):  # the other part, and the unsharded run (--merge), lock their own files
-            other = subprocess.run([sys.executable, "-c", f"import fuse_test\nfuse_test.lock_run({str(run_dir)!r}, "
-                                    f"{shard})"], cwd=root, capture_output=True, text=True, timeout=120)
+            other = subprocess.run([sys.executable, "-c", f"{lock}({str(run_dir)!r}, {shard})"], cwd=root,
+                                   capture_output=True, text=True, timeout=120)
             assert other.returncode == 0, other.stderr[-2000:]
     finally:
         holder.kill()
@@ -794,9 +798,9 @@ def write_full_scores(folder, dataset, num_classes, **settings):
     """Fake scores of one video per class of a whole dataset's split 1 (no training list: no SVM)."""
     rng = np.random.default_rng(0)
     labels = np.arange(num_classes)
-    for stream in fuse_test.STREAMS:
+    for stream in ucf101.STREAMS:
         scores = rng.dirichlet(np.ones(num_classes), (num_classes, 2)) + 0.5 * np.eye(num_classes)[labels, None]
-        evaluation.save_scores(fuse_test.scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
+        evaluation.save_scores(scores_path(str(folder), stream), [f"v_{i}" for i in labels], labels,
                                scores / scores.sum(axis=2, keepdims=True), [f"Class{i}" for i in labels],
                                {"stream": stream, "dataset": dataset, "split": 1, "samples": 25, "crops": "10",
                                 "num_classes": num_classes, "class_limit": None, "max_videos": None,
@@ -863,13 +867,13 @@ def test_a_run_off_the_papers_protocol_is_compared_with_nothing_and_says_why(tmp
 
 def fine_tuned_run(tmp_path, setup, name, init, record=True, **entries):
     """A temporal run folder fine-tuned (--init) from the model `init`, on split 2 unless `entries` say, its
-    config.json's trained_on as training records it (checkpoints.trained_on before the run starts); its
+    config.json's trained_on as training records it (lineage.trained_on before the run starts); its
     last.keras carries the training record with that config when `record`."""
     folder = tmp_path / name / "temporal"
     shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
     config = {**read_json(folder / "config.json"), "split": 2, "splits_dir": setup["splits"], "init": str(init),
               **entries}
-    config = {**config, "trained_on": checkpoints.trained_on(config)}
+    config = {**config, "trained_on": lineage.trained_on(config)}
     (folder / "config.json").write_text(json.dumps(config))
     if record:
         checkpoints.add_training_record(str(folder / "last.keras"), {"steps_done": 1, "steps_planned": 1,
@@ -908,20 +912,20 @@ def test_an_init_run_recorded_without_its_lineage_still_gets_it_from_the_init_mo
     model beside its config.json still says what it trained on."""
     parent = os.path.join(setup["checkpoints"], "temporal", "last.keras")
     config = {"dataset": "synthetic", "split": 2, "init": parent, "trained_on": {"synthetic": ["trainlist02.txt"]}}
-    assert overlap.trained_lists(config) == {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
-    assert checkpoints.trained_on({**config, "init": str(tmp_path / "gone.keras")}) == config["trained_on"]
+    assert lineage.trained_on(config) == {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
+    assert lineage.trained_on({**config, "init": str(tmp_path / "gone.keras")}) == config["trained_on"]
     assert capsys.readouterr().err == ""  # its lineage was recorded when it started, or it is an old run: no noise
-    checkpoints.trained_on({"dataset": "synthetic", "split": 2, "init": str(tmp_path / "gone.keras")})
+    lineage.trained_on({"dataset": "synthetic", "split": 2, "init": str(tmp_path / "gone.keras")})
     assert "cannot refuse the videos it learnt" in capsys.readouterr().err  # a run starting from an unknown net
 
 
 def test_the_lists_a_head_trained_on_are_derived_for_runs_without_a_record():
-    assert overlap.trained_lists({"dataset": "ucf101", "split": 2}) == {"ucf101": ["trainlist02.txt"]}
-    assert overlap.trained_lists({"dataset": "ucf101", "split": 1, "multitask": {"dataset": "hmdb51",
+    assert lineage.trained_on({"dataset": "ucf101", "split": 2}) == {"ucf101": ["trainlist02.txt"]}
+    assert lineage.trained_on({"dataset": "ucf101", "split": 1, "multitask": {"dataset": "hmdb51",
                                                                                 "videos": "all"}}) == {
         "ucf101": ["trainlist01.txt"], "hmdb51": ["trainlist01.txt", "testlist01.txt"]}
-    assert overlap.trained_lists({"dataset": "hmdb51", "split": 3, "multitask": {"dataset": "ucf101",
+    assert lineage.trained_on({"dataset": "hmdb51", "split": 3, "multitask": {"dataset": "ucf101",
                                                                                 "videos": "train"}}) == {
         "hmdb51": ["trainlist03.txt"], "ucf101": ["trainlist01.txt"]}
     recorded = {"ucf101": ["trainlist01.txt"]}
-    assert overlap.trained_lists({"dataset": "ucf101", "split": 2, "trained_on": recorded}) == recorded
+    assert lineage.trained_on({"dataset": "ucf101", "split": 2, "trained_on": recorded}) == recorded

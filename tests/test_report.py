@@ -1,5 +1,5 @@
-"""The report of report.py: reference figures, tables, the mean over splits, per-class files, plots and
-write_report's files, on hand-made results and scores."""
+"""The report of report.py and the reference figures of references.py: reference figures, tables, the mean over splits,
+per-class files, plots and write_report's files, on hand-made results and scores."""
 import csv
 import itertools
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from twostream.errors import DataError
-from twostream.scoring import evaluation, report
+from twostream.scoring import evaluation, references, report
 
 # ---------------------------------------------------------------------------- tables and reports
 
@@ -23,18 +23,18 @@ def table_rows(table):
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
 
 
-SPATIAL = report.ROW_NAMES["spatial"]
+SPATIAL = references.ROW_NAMES["spatial"]
 
 
 def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
-    figure, _ = report.row_reference("fusion", "ucf101", "split1", "alone")
+    figure, _ = references.row_reference("fusion", "ucf101", "split1", "alone")
     assert figure == ("Fusion by averaging (uni-directional flow)", 85.9, 82.0)
-    assert ("Fusion by averaging (bi-directional flow)", 85.6, None) in report.published("ucf101", "split1")
-    svm, why = report.row_reference("svm", "ucf101", "split1", "alone")
+    assert ("Fusion by averaging (bi-directional flow)", 85.6, None) in references.published("ucf101", "split1")
+    svm, why = references.row_reference("svm", "ucf101", "split1", "alone")
     assert svm is None and "no ucf101 split1 figure" in why[0]  # the paper's SVM figure is the multi-task net's
-    assert report.row_reference("svm", "ucf101", "split1", "multitask")[0] == (
+    assert references.row_reference("svm", "ucf101", "split1", "multitask")[0] == (
         "Fusion by SVM (multi-task temporal)", 87.0, None)
-    notes = " ".join(report.REFERENCE_NOTES.values())
+    notes = " ".join(references.REFERENCE_NOTES.values())
     assert "averaging 85.9 with uni-directional flow" in notes and "85.6 with bi-directional flow" in notes
     assert "80.4 with L = 5, 73.9 with L = 1" in notes
     assert "Feichtenhofer" not in notes and "re-run" not in notes
@@ -42,9 +42,9 @@ def test_split1_averaging_reference_is_the_papers_uni_directional_85_9():
 
 def test_every_reference_figure_is_the_papers():
     figures = {}
-    for (dataset, scope, *_), (name, paper, seed) in report.FIGURES.items():
+    for (dataset, scope, *_), (name, paper, seed) in references.FIGURES.items():
         figures.setdefault((dataset, scope), {})[name] = (paper, seed)
-    for dataset, scope, name, paper in report.NOT_BUILT:
+    for dataset, scope, name, paper in references.NOT_BUILT:
         figures[(dataset, scope)][name] = (paper, None)
     assert {name: paper for name, (paper, _) in figures[("ucf101", "split1")].items()} == {
         "Spatial (pre-trained + last layer)": 72.7,
@@ -86,11 +86,11 @@ def test_each_row_is_compared_with_the_figure_of_its_kind_of_run(dataset, scope,
     expected = EXPECTED_FIGURES[(dataset, scope, net)]
     m = table_results()["fusion"]
     table = table_rows(report.results_table({row: m for row in expected}, dataset, scope, net))
-    ours = {report.ROW_NAMES[row]: row for row in expected}
+    ours = {references.ROW_NAMES[row]: row for row in expected}
     shown = {cells[0]: cells[1] for cells in table[2:] if cells[0] in ours}
     assert shown == {name: report.one_decimal(expected[row]) for name, row in ours.items()}
     not_run = [cells[1] for cells in table[2:] if cells[3] == "not run"]
-    published = [paper for _, paper, _ in report.published(dataset, scope)]
+    published = [paper for _, paper, _ in references.published(dataset, scope)]
     assert sorted(not_run + [f for f in shown.values() if f != "—"]) == sorted(map(report.one_decimal, published))
 
 
@@ -106,10 +106,10 @@ RUN_CHOICES = {
     "samples": (25, 5),
     "aggregate": ("mean", "vote"),
     "fusion_weights": ((1.0, 1.0), (1.0, 1.5)),
-    "net": report.TEMPORAL_NETS,
+    "net": references.TEMPORAL_NETS,
     "dataset_scope": (("ucf101", "split1"), ("ucf101", "mean"), ("hmdb51", "split1"), ("hmdb51", "mean"),
                       ("ucf101", None)),
-    # How each network was trained (report.training_kind): as the paper, TSN's recipe, or neither.
+    # How each network was trained (references.training_kind): as the paper, TSN's recipe, or neither.
     "spatial_training": ("the paper's", "TSN's", "--segments 2"),
     "temporal_training": ("the paper's", "TSN's", "--partial-bn True"),
 }
@@ -124,7 +124,7 @@ STACK_FIGURES = {("ucf101", "split1", "alone", 5): {"temporal": 80.4},
 
 def expected_figure(row, choice):
     """The figure `row` must be shown beside under `choice` (one value of each RUN_CHOICES entry), by the rule
-    stated independently of report.py: a run with a net of TSN's recipe is compared with TSN's figures
+    stated independently of references.py: a run with a net of TSN's recipe is compared with TSN's figures
     (tsn_figure); else the protocol for every row, the nets' training as the paper's and the temporal net for all
     but the spatial row, equal weights for averaging fusion, then EXPECTED_FIGURES at L = 10 or STACK_FIGURES."""
     dataset, scope = choice["dataset_scope"]
@@ -158,10 +158,10 @@ def tsn_figure(row, choice):
 
 
 def run_of(choice):
-    """The run settings write_report would take from fuse_test.py for `choice` (report.run_settings)."""
+    """The run settings write_report would take from fuse_test.py for `choice` (references.run_settings)."""
     temporal = {"stack_length": choice["stack_length"], "arch": choice["arch"],
                 "norm": choice["norm"] if choice["arch"] == "cnn_m_2048" else None}
-    return report.run_settings({"samples": choice["samples"], "crops": choice["crops"],
+    return references.run_settings({"samples": choice["samples"], "crops": choice["crops"],
                                                 "networks": {"spatial": {"stack_length": 1, "arch": "inception_v3",
                                                          "training": choice["spatial_training"]},
                                              "temporal": {**temporal, "training": choice["temporal_training"]}}},
@@ -184,12 +184,12 @@ def test_every_combination_of_run_settings_shows_the_figure_of_its_settings_or_a
         run = run_of(choice)
         table = {cells[0]: cells[1] for cells in table_rows(report.results_table(
             {row: m for row in rows}, dataset, scope, choice["net"], run))[2:]}
-        notes = report.reference_notes(dataset, scope, rows, choice["net"], run) if scope else []
+        notes = references.reference_notes(dataset, scope, rows, choice["net"], run) if scope else []
         for row in rows:
             expected = expected_figure(row, choice)
-            assert table[report.ROW_NAMES[row]] == report.one_decimal(expected), (row, choice)
+            assert table[references.ROW_NAMES[row]] == report.one_decimal(expected), (row, choice)
             if scope:
-                note = next(line for line in notes if line.startswith(f"- {report.ROW_NAMES[row]}:"))
+                note = next(line for line in notes if line.startswith(f"- {references.ROW_NAMES[row]}:"))
                 assert ("compared with" in note) == (expected is not None), (note, choice)
             checked += 1
     assert checked == 34560 * 4
@@ -207,26 +207,26 @@ def test_every_combination_of_run_settings_shows_the_figure_of_its_settings_or_a
 ])
 def test_a_dash_says_which_setting_differs(changed, row, reason):
     choice = {**{name: values[0] for name, values in RUN_CHOICES.items()}, **changed}
-    notes = report.reference_notes("ucf101", "split1", [row], "alone", run_of(choice))
-    assert notes[0].startswith(f"- {report.ROW_NAMES[row]}: \"—\"") and reason in notes[0], notes[0]
+    notes = references.reference_notes("ucf101", "split1", [row], "alone", run_of(choice))
+    assert notes[0].startswith(f"- {references.ROW_NAMES[row]}: \"—\"") and reason in notes[0], notes[0]
 
 
 def test_equal_fusion_weights_of_any_size_are_averaging_and_unrecorded_networks_compare_with_nothing():
-    assert report.run_settings({}, "mean", (2.0, 2.0))["fusion_weights"] == "equal"
-    run = report.run_settings({"samples": 25, "crops": "10"})  # scores saved before the networks were recorded
+    assert references.run_settings({}, "mean", (2.0, 2.0))["fusion_weights"] == "equal"
+    run = references.run_settings({"samples": 25, "crops": "10"})  # scores saved before the networks were recorded
     assert run["temporal_network"] == "not recorded"
-    assert report.row_reference("temporal", "ucf101", "split1", "alone", run)[0] is None
-    assert report.row_reference("spatial", "ucf101", "split1", "alone", run)[0][1] == 72.7
-    note = report.reference_notes("ucf101", "split1", ["spatial"])[0]
+    assert references.row_reference("temporal", "ucf101", "split1", "alone", run)[0] is None
+    assert references.row_reference("spatial", "ucf101", "split1", "alone", run)[0][1] == 72.7
+    note = references.reference_notes("ucf101", "split1", ["spatial"])[0]
     assert note.startswith(f"- {SPATIAL}: compared with the paper's \"Spatial (pre-trained + last layer)\"")
     assert "the seed repository compared its InceptionV3 with" in note and "networks differ" in note
 
 
 def test_the_kind_of_temporal_net_comes_from_the_run_settings():
-    assert report.temporal_net({}) == "alone"
-    assert report.temporal_net({"multitask": {"dataset": "hmdb51", "videos": "all"}, "init": "x.keras"}) == \
+    assert references.temporal_net({}) == "alone"
+    assert references.temporal_net({"multitask": {"dataset": "hmdb51", "videos": "all"}, "init": "x.keras"}) == \
         "multitask"
-    assert report.temporal_net({"multitask": None, "init": "checkpoints/ucf101/temporal/last.keras"}) == "init"
+    assert references.temporal_net({"multitask": None, "init": "checkpoints/ucf101/temporal/last.keras"}) == "init"
 
 
 def test_results_table_compares_each_row_with_its_reference():
@@ -396,9 +396,9 @@ FULL_RUN = {"dataset": "ucf101", "split": 1, "samples": 25, "crops": "10", "clas
 
 
 def test_references_apply_to_whole_split_1_runs_only():
-    assert report.references_apply({**FULL_RUN, "num_classes": 101})
-    assert report.references_apply({**FULL_RUN, "dataset": "hmdb51", "num_classes": 51})
-    assert report.references_apply({**FULL_RUN, "num_classes": 101, "class_limit": 101})
+    assert references.references_apply({**FULL_RUN, "num_classes": 101})
+    assert references.references_apply({**FULL_RUN, "dataset": "hmdb51", "num_classes": 51})
+    assert references.references_apply({**FULL_RUN, "num_classes": 101, "class_limit": 101})
     for changed, reason in (({"num_classes": 10}, "10 classes where ucf101 has 101"),
                             ({}, "unknown number of classes"),
                             ({"num_classes": 101, "class_limit": 20}, "first 20 of the 101 classes"),
@@ -407,8 +407,8 @@ def test_references_apply_to_whole_split_1_runs_only():
                             ({"num_classes": 51, "dataset": "synthetic"}, "this is synthetic"),
                             ({"num_classes": 101, "dataset": "hmdb51"}, "101 classes where hmdb51 has 51")):
         settings = {**FULL_RUN, **changed}
-        assert not report.references_apply(settings), changed
-        assert any(reason in text for text in report.references_missing(settings)), changed
+        assert not references.references_apply(settings), changed
+        assert any(reason in text for text in references.references_missing(settings)), changed
 
 
 def report_inputs(num_classes, seed=0):
@@ -572,25 +572,25 @@ def test_write_splits_mean_compares_limited_runs_with_nothing_and_names_bad_file
 def test_another_spatial_backbone_is_compared_with_nothing_and_says_why():
     """spatial_train.py --arch: the spatial row, and the fusions built on it, have no published figure; the
     temporal row keeps its own. Runs recorded before --arch count as InceptionV3 (the only one then)."""
-    run = report.run_settings({"samples": 25, "crops": "10", "networks": {
+    run = references.run_settings({"samples": 25, "crops": "10", "networks": {
         "spatial": {"arch": "convnext_tiny"}, "temporal": {"arch": "cnn_m_2048", "norm": "lrn", "stack_length": 10}}})
     for row in ("spatial", "fusion", "svm"):
-        figure, why = report.row_reference(row, "ucf101", "split1", "alone" if row != "svm" else "multitask", run)
+        figure, why = references.row_reference(row, "ucf101", "split1", "alone" if row != "svm" else "multitask", run)
         assert figure is None and any("convnext_tiny" in reason and "--arch" in reason for reason in why), (row, why)
-    assert report.row_reference("temporal", "ucf101", "split1", "alone", run)[0][1] == 81.0
-    older = report.run_settings({"samples": 25, "crops": "10", "networks": {
+    assert references.row_reference("temporal", "ucf101", "split1", "alone", run)[0][1] == 81.0
+    older = references.run_settings({"samples": 25, "crops": "10", "networks": {
         "temporal": {"arch": "cnn_m_2048", "norm": "lrn", "stack_length": 10}}})
-    assert report.row_reference("spatial", "ucf101", "split1", "alone", older)[0][1] == 72.7
+    assert references.row_reference("spatial", "ucf101", "split1", "alone", older)[0][1] == 72.7
 
 
 def test_a_nets_training_is_read_from_its_config():
-    """report.training_kind: TSN's recipe, the paper's (also for a config.json from before the settings were
+    """references.training_kind: TSN's recipe, the paper's (also for a config.json from before the settings were
     recorded), or the flags in which it departs from the paper's."""
     from twostream.protocol import presets
-    assert report.training_kind({}, "spatial") == report.training_kind({}, "temporal") == "the paper's"
+    assert references.training_kind({}, "spatial") == references.training_kind({}, "temporal") == "the paper's"
     paper = {"segments": 1, "crop": "random", "partial_bn": False, "phase2_layers": "last_blocks", "dropout": 0.5}
-    assert report.training_kind(paper, "spatial") == "the paper's"
-    assert report.training_kind(dict(presets.TSN["spatial"]), "spatial") == "TSN's"
-    assert report.training_kind({**presets.TSN["temporal"], "arch": "cnn_m_2048"}, "temporal") == \
+    assert references.training_kind(paper, "spatial") == "the paper's"
+    assert references.training_kind(dict(presets.TSN["spatial"]), "spatial") == "TSN's"
+    assert references.training_kind({**presets.TSN["temporal"], "arch": "cnn_m_2048"}, "temporal") == \
         "--segments 3, --crop multiscale, --partial-bn True, --dropout 0.7"
-    assert report.training_kind({**paper, "dropout": 0.9, "segments": 2}, "temporal") == "--segments 2"
+    assert references.training_kind({**paper, "dropout": 0.9, "segments": 2}, "temporal") == "--segments 2"

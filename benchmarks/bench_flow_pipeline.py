@@ -10,7 +10,7 @@ Prints, on the same generated videos (lengths drawn from UCF-101's frame counts,
 - kernel: pairs/s of tvl1.estimate_flow on the videos' pairs, decoded beforehand, in batches of
   --batch: the bound.
 - per video: pairs/s of the previous extraction (each video decoded, computed in its own padded
-  batches and written, one after the other: prepare_data.attempt_flow in one process).
+  batches and written, one after the other: video_extraction.attempt_flow in one process).
 - pipeline: pairs/s of `prepare_data.py flow` as it runs now, and its ratio to the kernel (goal:
   close to 1 where the device is the bottleneck; on a CPU the threads take cores from the kernel).
 - padding: batch slots wasted on UCF-101's 13,320 videos (--frame-counts) per video and across videos.
@@ -47,8 +47,10 @@ import numpy as np
 # BENCH_CODE: the tree whose modules run (--baseline starts this script with another one)
 sys.path.insert(0, os.environ.get("BENCH_CODE") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import prepare_data  # noqa: E402
-from twostream.datasets import synthetic  # noqa: E402
+from twostream.datasets import extraction, flow_pipeline, synthetic, video_extraction  # noqa: E402
 from twostream.protocol import presets  # noqa: E402
+from twostream.storage import locks  # noqa: E402
+from twostream.storage.workers import run_parallel  # noqa: E402
 from twostream.video import media, tvl1  # noqa: E402
 
 FRAME_COUNTS = "/work/shared/ucf101/frame_counts.csv"
@@ -109,16 +111,16 @@ def extract(videos, size, batch, workers, per_video=False):
     """prepare_data's flow extraction into a fresh folder, per video (the earlier way) or through
     FlowPipeline -> (wall seconds, process CPU seconds) of the extraction alone."""
     with tempfile.TemporaryDirectory() as out:
-        todo, _, _ = prepare_data.plan(videos, [os.path.join(out, c) for c in "uv"], 1, False)
-        jobs = [prepare_data.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
+        todo, _, _ = extraction.plan(videos, [os.path.join(out, c) for c in "uv"], 1, False)
+        jobs = [video_extraction.Job(path, name, out, size, False, "tvl1_keras", batch) for path, name in todo]
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             if per_video:
-                outcomes = media.run_parallel(prepare_data.attempt_flow, jobs, 1, desc="per video", unit="video")
+                outcomes = run_parallel(video_extraction.attempt_flow, jobs, 1, desc="per video", unit="video")
             else:
-                outcomes = prepare_data.extract_flow_batched(jobs, workers, "pipeline")
+                outcomes = flow_pipeline.extract_flow_batched(jobs, workers, "pipeline")
         finally:
-            prepare_data.release_locks()
+            locks.release_tokens()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert not any(o.error for o in outcomes), outcomes
     return wall, cpu

@@ -1,5 +1,5 @@
 """A full-size dress rehearsal: every default command of the README on UCF-101 and HMDB-51 at their
-real shape (synthetic.generate_full), with only the iteration counts cut.
+real shape (synthetic_full.generate_full), with only the iteration counts cut.
 
     python benchmarks/rehearsal.py --work /tmp/rehearsal                    # full size (~1 h on 2 cores)
     python benchmarks/rehearsal.py --work /tmp/rehearsal --fraction 0.01    # 1% of the videos, every class

@@ -15,8 +15,8 @@ import pytest
 
 import fakedata
 import faults
-import prepare_data
-from twostream.datasets import ucf101
+from twostream.datasets import records, ucf101
+from twostream.storage import atomic, locks
 
 pytestmark = pytest.mark.slow
 
@@ -81,14 +81,14 @@ def parents(task, data):
 
 def work_in_progress(folders):
     return [entry for folder in folders if os.path.isdir(folder) for entry in os.listdir(folder)
-            if entry.endswith((prepare_data.TEMP_SUFFIX, prepare_data.LOCK_SUFFIX))]
+            if entry.endswith((atomic.TEMP_SUFFIX, locks.LOCK_SUFFIX))]
 
 
 def wait_until_working(process, folders, timeout=60):
     """Until a temporary folder exists (a video is being written) or the process has ended."""
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
-        if any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(folders)):
+        if any(name.endswith(atomic.TEMP_SUFFIX) for name in work_in_progress(folders)):
             return
         time.sleep(0.005)
 
@@ -104,8 +104,8 @@ def assert_published_folders_whole(task, data):
                 continue
             folder = parent / name
             assert sorted(os.listdir(folder)) == sorted(
-                [ucf101.FRAME_NAME.format(i) for i in range(1, images + 1)] + [prepare_data.RECORD_FILE]), folder
-            assert prepare_data.read_record(folder)["images"] == images
+                [ucf101.FRAME_NAME.format(i) for i in range(1, images + 1)] + [records.RECORD_FILE]), folder
+            assert records.read_record(folder)["images"] == images
 
 
 def first_undone(task, data):
@@ -138,7 +138,7 @@ def test_sigkill_at_several_moments_then_the_same_command_resumes(videos, tmp_pa
         assert process.returncode == -signal.SIGKILL, fault  # the fault struck
         assert_published_folders_whole(task, data)
         if kill.startswith("KILLJOB") and kill.endswith("image"):  # killed inside a video: its part is left
-            assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents(task, data)))
+            assert any(name.endswith(atomic.TEMP_SUFFIX) for name in work_in_progress(parents(task, data)))
     code, output = finish(argv)
     assert code == 0, output
     assert "0 failed, 0 damaged" in output
@@ -236,7 +236,7 @@ def test_sigterm_leaves_only_whole_folders_and_the_same_command_resumes(videos, 
 KILLED_WORKER = """
 import os, signal, sys
 from twostream import errors
-from twostream.video import media
+from twostream.storage import workers
 
 def work(job):
     if job == 3:
@@ -244,7 +244,7 @@ def work(job):
     return job
 
 def main(argv):
-    print(sorted(media.run_parallel(work, list(range(8)), 2)))
+    print(sorted(workers.run_parallel(work, list(range(8)), 2)))
 
 if __name__ == "__main__":
     import killed_worker
@@ -282,7 +282,7 @@ def test_sigkill_in_the_middle_of_batches_then_the_same_command_resumes(videos, 
         assert process.returncode == -signal.SIGKILL, kill
         assert_published_folders_whole("flow", data)
         if kill.endswith("image"):
-            assert any(name.endswith(prepare_data.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
+            assert any(name.endswith(atomic.TEMP_SUFFIX) for name in work_in_progress(parents("flow", data)))
     code, output = finish(argv, timeout=600)
     assert code == 0, output
     assert "0 failed, 0 damaged" in output

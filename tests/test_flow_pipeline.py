@@ -10,7 +10,8 @@ import pytest
 
 import fakedata
 import prepare_data
-from twostream.datasets import ucf101
+from twostream.datasets import records, ucf101
+from twostream.storage import atomic, locks
 from twostream.video import media
 
 pytestmark = pytest.mark.xdist_group("test_flow_pipeline")  # one worker builds its module fixtures and compiles
@@ -64,9 +65,9 @@ def test_batches_mix_videos_so_only_the_last_is_padded(short_videos, tmp_path, m
     assert len({tuple(slot) for slot in batches[0]}) == 4  # no batch is padded but the last
     for name, frames in FRAME_COUNTS.items():
         for component in "uv":
-            assert prepare_data.read_record(tmp_path / "flow" / component / name)["images"] == frames - 1
+            assert records.read_record(tmp_path / "flow" / component / name)["images"] == frames - 1
     left = [name for c in "uv" for name in os.listdir(tmp_path / "flow" / c)
-            if name.endswith((prepare_data.TEMP_SUFFIX, prepare_data.LOCK_SUFFIX))]
+            if name.endswith((atomic.TEMP_SUFFIX, locks.LOCK_SUFFIX))]
     assert left == []  # no temporary folder or lock left
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from twostream.errors import DataError
+from twostream.storage.workers import run_parallel
 from twostream.video import media
 
 SHIFT = (3, 2)  # right, down (pixels)
@@ -230,7 +231,7 @@ def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
 @pytest.mark.parametrize("workers, chunksize", [(1, 1), (2, 1), (2, 3)])
 def test_run_parallel_returns_every_jobs_result_once(workers, chunksize):
     jobs = list(range(-5, 6))
-    assert sorted(media.run_parallel(abs, jobs, workers, chunksize, disable=True)) == sorted(map(abs, jobs))
+    assert sorted(run_parallel(abs, jobs, workers, chunksize, disable=True)) == sorted(map(abs, jobs))
 
 
 def quantisation_edges():

@@ -11,7 +11,7 @@ import pytest
 
 import fakedata
 import prepare_data
-from twostream.datasets import ucf101
+from twostream.datasets import records, split_lists, ucf101
 from twostream.video import media
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +34,7 @@ def videos(tmp_path):
 
 def frame_files(folder):
     """The files of a frame or flow folder but its extraction record."""
-    return sorted(set(os.listdir(folder)) - {prepare_data.RECORD_FILE})
+    return sorted(set(os.listdir(folder)) - {records.RECORD_FILE})
 
 
 def expected_files(count):
@@ -298,7 +298,7 @@ def test_check_reports_a_missing_data_dir(tmp_path, capsys):
 
 
 def read_lists(folder):
-    return {file: ucf101.read_lines(os.path.join(folder, file)) for file in prepare_data.OFFICIAL_LISTS}
+    return {file: ucf101.read_lines(os.path.join(folder, file)) for file in split_lists.OFFICIAL_LISTS}
 
 
 def test_splits_writes_what_make_splits_gives_and_refuses_to_overwrite(videos, tmp_path, capsys):
@@ -464,7 +464,7 @@ def test_folders_without_a_record_are_judged_by_the_video_header(videos, tmp_pat
     assert run(*frames) == 0
     whole, cut = (out / name for name in NAMES)
     for folder in (whole, cut):
-        os.remove(folder / prepare_data.RECORD_FILE)
+        os.remove(folder / records.RECORD_FILE)
     for i in range(3, FRAMES):
         os.remove(ucf101.frame_path(cut, i))
     before = mtimes(whole)

@@ -8,7 +8,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from twostream.datasets import hmdb51, synthetic, ucf101
+from twostream.datasets import hmdb51, synthetic, synthetic_full, ucf101
 from twostream.errors import DataError
 from twostream.video import media
 
@@ -299,7 +299,7 @@ def tiny_lists(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full(tiny_lists, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("full") / "data")
-    return out, synthetic.generate_full(out, tiny_lists[0], fraction=0.1, workers=1, progress=False)
+    return out, synthetic_full.generate_full(out, tiny_lists[0], fraction=0.1, workers=1, progress=False)
 
 
 @pytest.mark.slow
@@ -345,10 +345,10 @@ def test_full_shape_passes_check(full):
 def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
     out, settings = full
     official = os.path.join(out, "hmdb51", hmdb51.SPLITS_DIR)
-    assert (hmdb51.find_classes(official) == sorted(synthetic.HMDB51_CLASS_NAMES)
-            and len(synthetic.HMDB51_CLASS_NAMES) == 51)
+    assert (hmdb51.find_classes(official) == sorted(synthetic_full.HMDB51_CLASS_NAMES)
+            and len(synthetic_full.HMDB51_CLASS_NAMES) == 51)
     tested = {}
-    for cls in synthetic.HMDB51_CLASS_NAMES:
+    for cls in synthetic_full.HMDB51_CLASS_NAMES:
         for split in ucf101.SPLITS:
             entries = hmdb51.read_split_file(hmdb51.split_file(official, cls, split))
             ids = [kind for _, kind in entries]
@@ -361,21 +361,21 @@ def test_full_shape_hmdb51_has_its_classes_clips_and_official_split_files(full):
 
 @pytest.mark.slow
 def test_full_shape_hmdb51_at_full_size_has_6766_clips_of_70_30():
-    videos, by_class, sources = synthetic.hmdb51_full_clips()
+    videos, by_class, sources = synthetic_full.hmdb51_full_clips()
     assert len(videos) == hmdb51.NUM_CLIPS and len(by_class) == 51
     for clips in by_class.values():
         for split in ucf101.SPLITS:
-            ids = [synthetic.hmdb51_full_id(source, split, sources) for _, source in clips]
+            ids = [synthetic_full.hmdb51_full_id(source, split, sources) for _, source in clips]
             assert (ids.count(hmdb51.TRAIN), ids.count(hmdb51.TEST)) == hmdb51.COUNTS
     assert len({v.name.lower() for v in videos}) == len(videos)
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(UCF_LISTS, "frame_counts.csv")), reason="needs ../shared/ucf101")
 def test_full_shape_ucf101_lists_are_the_official_ones():
-    videos, lists = synthetic.ucf101_full_videos(UCF_LISTS)
+    videos, lists = synthetic_full.ucf101_full_videos(UCF_LISTS)
     assert len(videos) == 13320 and sum(v.frames for v in videos) == 2469975
     assert len(lists["trainlist01.txt"]) == 9537 and len(lists["testlist01.txt"]) == 3783
-    thinned, _ = synthetic.ucf101_full_videos(UCF_LISTS, fraction=0.01)
+    thinned, _ = synthetic_full.ucf101_full_videos(UCF_LISTS, fraction=0.01)
     assert len({v.cls for v in thinned}) == 101 and 150 < len(thinned) < 300
 
 

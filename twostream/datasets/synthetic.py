@@ -37,22 +37,21 @@ awkward as the real ones ('#', '(', ')', '!', '&', ',', ';', '.', a double '_', 
 In each split a class has 14 training and 6 test clips (HMDB-51's 70/30 at a fifth) and 4 unused;
 the two clips of a source are always on the same side, and the three test sets are disjoint.
 
-generate_full() (prepare_data.py synthetic --full) writes UCF-101 and HMDB-51 at their real shape and
-size, already extracted, for the full-size rehearsal (benchmarks/rehearsal.py): see its section below.
+synthetic_full.generate_full() (prepare_data.py synthetic --full) writes UCF-101 and HMDB-51 at their real
+shape and size, already extracted, for the full-size rehearsal (benchmarks/rehearsal.py).
 """
-import functools
+import contextlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-import prepare_data
 from twostream.datasets import hmdb51, ucf101
 from twostream.errors import DataError
-from twostream.video import media
+from twostream.storage import atomic
+from twostream.storage.workers import run_parallel
 
 # Tint directions in the (Cb, Cr) chroma plane (BT.601): the hue angles of pure red, green, blue.
 COLOURS = {"Red": 108.7, "Green": 231.7, "Blue": 350.8}
@@ -294,14 +293,15 @@ def check_target(out_dir, overwrite):
                                "replace it (its frames and flow go too, as they would no longer match)")
 
 
-def start(out_dir, overwrite):
-    """-> (out_dir, the <out_dir>.partial folder to write the dataset into) once check_target allows it."""
+@contextlib.contextmanager
+def writing_dataset(out_dir, overwrite):
+    """-> (out_dir, the folder to write the dataset into) once check_target allows it: a temporary folder
+    beside out_dir, renamed into place when the block ends (atomic.replacing_folder), replacing an
+    earlier generated dataset; on an error or a kill, out_dir is left as it was."""
     out_dir = os.path.normpath(out_dir)
     check_target(out_dir, overwrite)
-    partial = out_dir + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
-    os.makedirs(partial)
-    return out_dir, partial
+    with atomic.replacing_folder(out_dir) as partial:
+        yield out_dir, partial
 
 
 def write_clip(job):
@@ -316,46 +316,44 @@ def write_clips(jobs, workers, progress):
 
 
 def run_jobs(work, jobs, workers, progress, desc):
-    """work(job) for every job, in `workers` processes if more than 1 (media.run_parallel), with a progress bar."""
-    media.run_parallel(work, jobs, workers, max(1, len(jobs) // (100 * workers)), desc=desc, disable=not progress,
-                       mininterval=5)
+    """work(job) for every job, in `workers` processes if more than 1 (workers.run_parallel), with a progress bar."""
+    run_parallel(work, jobs, workers, max(1, len(jobs) // (100 * workers)), desc=desc, disable=not progress,
+                 mininterval=5)
 
 
-def finish(partial, out_dir, settings):
-    """Write the marker, then move the complete dataset into place."""
+def write_marker(partial, settings):
+    """Write the marker, last: the dataset is complete (writing_dataset then moves it into place)."""
     with open(os.path.join(partial, MARKER), "w") as f:
         json.dump(settings, f, indent=1)
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)  # empty, or a generated dataset that check_target let us replace
-    os.rename(partial, out_dir)
 
 
 def generate(out_dir, seed=0, overwrite=False, groups=GROUPS, clips=1, size=FRAME_SIZE, classes=CLASS_NAMES,
              workers=1, progress=True):
     """Write the mini dataset under out_dir -> [(class, video path)], as ucf101.find_videos lists them.
 
-    It is written to <out_dir>.partial and renamed into place when complete, so a kill never
-    leaves half a dataset. With overwrite, an earlier generated dataset at out_dir (with the frames
-    and flow extracted from it) is replaced; a folder holding anything else is never touched.
+    It is written into a temporary folder beside out_dir and renamed into place when complete
+    (writing_dataset), so a kill never leaves half a dataset. With overwrite, an earlier generated
+    dataset at out_dir (with the frames and flow extracted from it) is replaced; a folder holding
+    anything else is never touched.
     """
     unknown = set(classes) - set(CLASS_NAMES)
     if unknown:
         raise DataError(f"unknown synthetic classes {sorted(unknown)}; choose from {CLASS_NAMES}")
     classes = [name for name in CLASS_NAMES if name in classes]  # classInd.txt order
-    out_dir, partial = start(out_dir, overwrite)
-    jobs, videos = [], []
-    for clip in make_clips(seed, groups, clips, size, classes):
-        cls = CLASS_NAMES[clip.label]
-        jobs.append((clip, os.path.join(partial, "UCF-101", cls), FPS))
-        videos.append((cls, os.path.join(out_dir, "UCF-101", cls, clip.name + ".avi")))
-    write_clips(jobs, workers, progress)
-    os.makedirs(os.path.join(partial, "splits"))
-    for file, lines in ucf101.make_splits(videos, classes).items():
-        ucf101.write_lines(os.path.join(partial, "splits", file), lines)
-    finish(partial, out_dir, {"dataset": "ucf101", "seed": seed, "groups": groups, "clips": clips,
-                              "size": list(size), "fps": FPS,
-                              "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES
-                                          if n in classes]})
+    with writing_dataset(out_dir, overwrite) as (out_dir, partial):
+        jobs, videos = [], []
+        for clip in make_clips(seed, groups, clips, size, classes):
+            cls = CLASS_NAMES[clip.label]
+            jobs.append((clip, os.path.join(partial, "UCF-101", cls), FPS))
+            videos.append((cls, os.path.join(out_dir, "UCF-101", cls, clip.name + ".avi")))
+        write_clips(jobs, workers, progress)
+        os.makedirs(os.path.join(partial, "splits"))
+        for file, lines in ucf101.make_splits(videos, classes).items():
+            ucf101.write_lines(os.path.join(partial, "splits", file), lines)
+        write_marker(partial, {"dataset": "ucf101", "seed": seed, "groups": groups, "clips": clips,
+                               "size": list(size), "fps": FPS,
+                               "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in CLASSES
+                                           if n in classes]})
     return videos
 
 
@@ -396,232 +394,31 @@ def write_official_split(path, clips, split, crlf=False):
 def generate_hmdb51(out_dir, seed=0, overwrite=False, size=FRAME_SIZE, classes=HMDB_CLASS_NAMES, workers=1,
                     progress=True):
     """Write the HMDB-style mini dataset under out_dir -> [(class, video path)] of every clip, the
-    unused ones too, as ucf101.find_videos lists them. Like generate(): written to .partial first,
-    and replacing only an earlier generated dataset, with overwrite. Every other class's split
+    unused ones too, as ucf101.find_videos lists them. Like generate(): written to a temporary folder
+    first, and replacing only an earlier generated dataset, with overwrite. Every other class's split
     files have CRLF line ends, as some of HMDB-51's have."""
     unknown = set(classes) - set(HMDB_CLASS_NAMES)
     if unknown:
         raise DataError(f"unknown HMDB-style classes {sorted(unknown)}; choose from {HMDB_CLASS_NAMES}")
-    out_dir, partial = start(out_dir, overwrite)
-    clips = make_hmdb51_clips(seed, size, classes)
-    official = os.path.join(partial, hmdb51.SPLITS_DIR)
-    os.makedirs(official)
-    for label, cls in enumerate(HMDB_CLASS_NAMES):
-        own = [(clip, source) for clip, source in clips if clip.label == label]
-        for split in ucf101.SPLITS:
-            if own:
-                write_official_split(hmdb51.split_file(official, cls, split), own, split, crlf=label % 2 == 1)
-    os.makedirs(os.path.join(partial, "splits"))
-    for file, lines in hmdb51.official_lists(official, HMDB_COUNTS, len(classes)).items():
-        ucf101.write_lines(os.path.join(partial, "splits", file), lines)
-    folders = [os.path.join(hmdb51.VIDEOS_DIR, HMDB_CLASS_NAMES[clip.label]) for clip, _ in clips]
-    write_clips([(clip, os.path.join(partial, folder), HMDB_FPS) for (clip, _), folder in zip(clips, folders)],
-                workers, progress)
-    finish(partial, out_dir, {"dataset": "hmdb51", "seed": seed, "size": list(size), "fps": HMDB_FPS,
-                              "counts": list(HMDB_COUNTS),
-                              "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in HMDB_CLASSES
-                                          if n in classes]})
+    with writing_dataset(out_dir, overwrite) as (out_dir, partial):
+        clips = make_hmdb51_clips(seed, size, classes)
+        official = os.path.join(partial, hmdb51.SPLITS_DIR)
+        os.makedirs(official)
+        for label, cls in enumerate(HMDB_CLASS_NAMES):
+            own = [(clip, source) for clip, source in clips if clip.label == label]
+            for split in ucf101.SPLITS:
+                if own:
+                    write_official_split(hmdb51.split_file(official, cls, split), own, split, crlf=label % 2 == 1)
+        os.makedirs(os.path.join(partial, "splits"))
+        for file, lines in hmdb51.official_lists(official, HMDB_COUNTS, len(classes)).items():
+            ucf101.write_lines(os.path.join(partial, "splits", file), lines)
+        folders = [os.path.join(hmdb51.VIDEOS_DIR, HMDB_CLASS_NAMES[clip.label]) for clip, _ in clips]
+        write_clips([(clip, os.path.join(partial, folder), HMDB_FPS) for (clip, _), folder in zip(clips, folders)],
+                    workers, progress)
+        write_marker(partial, {"dataset": "hmdb51", "seed": seed, "size": list(size), "fps": HMDB_FPS,
+                               "counts": list(HMDB_COUNTS),
+                               "classes": [{"name": n, "colour": c, "motion": m} for n, c, m in HMDB_CLASSES
+                                           if n in classes]})
     videos = [(HMDB_CLASS_NAMES[clip.label], os.path.join(out_dir, folder, clip.name + ".avi"))
               for (clip, _), folder in zip(clips, folders)]
     return sorted(videos, key=lambda v: (v[0].lower(), ucf101.video_name(v[1]).lower()))
-
-
-# ---------------------------------------------------------------------------- full-size shapes
-
-# generate_full() writes UCF-101 and HMDB-51 at their real size, already extracted, for rehearsing
-# every command at full scale (benchmarks/rehearsal.py):
-#     <out>/ucf101/splits/            the official classInd.txt and six lists (thinned by `fraction`)
-#     <out>/ucf101/jpegs_256/<video>/frame000001.jpg ...   each video's real frame count (frame_counts.csv)
-#     <out>/ucf101/tvl1_flow/{u,v}/<video>/frame000001.jpg ...   frames - 1 images; flow_info.json
-#     <out>/hmdb51/testTrainMulti_7030_splits/   51 classes x 3 official split files (ids 0/1/2)
-#     <out>/hmdb51/splits/, jpegs_256/, tvl1_flow/   as for UCF-101, 6,766 clips of drawn lengths
-#     <out>/pool/<dataset>/<class>/   the only image data: POOL_FRAMES distinct frames of the class
-#                                   (a colour of its own and one of the mini dataset's motions, at
-#                                   340x256) and their DIS flow, hard-linked into every folder
-# Every frame and flow folder has the record prepare_data.py writes after extraction, so `check`
-# and training accept it as extracted; there are no videos. Disk: the pool (about 100 MB) and the
-# directory entries (7.4 million, a few hundred MB of file-system metadata).
-POOL_FRAMES = 12  # distinct frames a class; flow images cycle through POOL_FRAMES - 1 pairs
-FULL_SIZE = (340, 256)  # media.FRAME_SIZE, the public jpegs_256 frames
-HMDB51_CLASS_NAMES = (
-    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive", "draw_sword", "dribble",
-    "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf", "handstand", "hit", "hug", "jump", "kick",
-    "kick_ball", "kiss", "laugh", "pick", "pour", "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse",
-    "run", "shake_hands", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
-    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave")
-HMDB_CLIP_FRAMES = (90, 0.6, 19, 1000)  # drawn clip lengths: lognormal median, sigma, and the range kept
-
-
-@dataclass(frozen=True)
-class FullVideo:
-    name: str  # folder name under jpegs_256/ and tvl1_flow/{u,v}/
-    cls: str
-    frames: int
-
-
-def ucf101_full_videos(lists_dir, fraction=1.0):
-    """The videos of the official lists in lists_dir with their real frame counts -> ([FullVideo],
-    {list file: lines}). Below fraction 1, each class keeps an evenly spread fraction (at least one)
-    of its split-1 training and of its test videos; the other lists keep only the videos kept."""
-    lists = {file: ucf101.read_lines(os.path.join(lists_dir, file))
-             for file in ucf101.LIST_FILES}
-    with open(os.path.join(lists_dir, "frame_counts.csv")) as f:
-        # name as spelt in frame_counts.csv (the folder name) and its count, by lower-case name: the
-        # lists spell v_HandstandPushups_* as v_HandStandPushups_*
-        counts = {row[0].lower(): row for line in f.readlines()[1:] if (row := line.strip().rsplit(",", 1))[0]}
-    kept = set()
-    for file in ("trainlist01.txt", "testlist01.txt"):
-        by_class = {}
-        for line in lists[file]:
-            path = ucf101.list_path(line)
-            by_class.setdefault(path.split("/")[0], []).append(path)
-        for paths in by_class.values():
-            keep = max(1, round(len(paths) * fraction))
-            kept.update(paths[int(i * len(paths) / keep)] for i in range(keep))
-    lists = {file: lines if file == ucf101.CLASS_FILE else [line for line in lines if ucf101.list_path(line) in kept]
-             for file, lines in lists.items()}
-    videos = [FullVideo(name, path.split("/")[0], int(frames))
-              for path in sorted(kept) for name, frames in [counts[ucf101.video_name(path).lower()]]]
-    return videos, lists
-
-
-def hmdb51_full_clips(seed=0, fraction=1.0):
-    """HMDB-51's shape: 51 classes, 6,766 clips (132 or 133 a class), in pairs from one source, with
-    HMDB-style names (the odd characters of HMDB_SOURCES) and drawn lengths -> ([FullVideo],
-    {class: [(clip, source index)]}, (training, test) clips a class in every split).
-    Below fraction 1 each class keeps a fraction of its clips and of the 70/30 (at least a source each).
-    The last source of a class with an odd count has one clip: it is never on either side."""
-    test_sources = max(1, round(hmdb51.TEST_PER_CLASS / CLIPS_PER_SOURCE * fraction))
-    train_sources = max(1, round(hmdb51.TRAIN_PER_CLASS / CLIPS_PER_SOURCE * fraction))
-    rng = np.random.default_rng((seed, hmdb51.NUM_CLIPS))
-    videos, by_class = [], {}
-    base, extra = divmod(hmdb51.NUM_CLIPS, len(HMDB51_CLASS_NAMES))
-    for label, cls in enumerate(HMDB51_CLASS_NAMES):
-        full = base + (label < extra)
-        count = max(round(full * fraction),
-                    CLIPS_PER_SOURCE * (max(3 * test_sources, test_sources + train_sources) + 1))
-        clips = []
-        for i in range(count):
-            source, n = divmod(i, CLIPS_PER_SOURCE)
-            title = f"{HMDB_SOURCES[source % len(HMDB_SOURCES)]}{source // len(HMDB_SOURCES) or ''}"
-            tags = "_".join(str(rng.choice(choices)) for choices in HMDB_TAGS)
-            median, sigma, low, high = HMDB_CLIP_FRAMES
-            frames = int(np.clip(rng.lognormal(np.log(median), sigma), low, high))
-            name = f"{title}_{cls}_{tags}_{n}"
-            clips.append((name, source))
-            videos.append(FullVideo(name, cls, frames))
-        by_class[cls] = clips
-    return videos, by_class, (test_sources, train_sources)
-
-
-def hmdb51_full_id(source, split, sources):
-    """The official id of a clip from `source` in `split`, sources = (test, training) sources a class:
-    split K tests on sources T(K-1) .. TK - 1 and trains on the first `training` of the others."""
-    test, train = sources
-    first = test * (split - 1)
-    if first <= source < first + test:
-        return hmdb51.TEST
-    rank = source - test if source >= first + test else source  # among the sources not tested on
-    return hmdb51.TRAIN if rank < train else hmdb51.UNUSED
-
-
-@functools.lru_cache(maxsize=None)
-def pool_motion(motion, seed):
-    """POOL_FRAMES grey frames of `motion` at FULL_SIZE and their quantised DIS flow, which every
-    class of that motion shares (flow cannot see colour). Rendered at FRAME_SIZE and resized: only
-    the shape of the data matters here, and rendering at 340x256 takes minutes on 2 cores."""
-    clip = draw_clip("pool", 0, ("pool", "Red", motion), np.random.default_rng(seed))
-    grey = render(Clip(**{**clip.__dict__, "frames": POOL_FRAMES, "tint": (0.0, 0.0)}))
-    frames = [cv2.resize(frame, FULL_SIZE, interpolation=cv2.INTER_LINEAR) for frame in grey]
-    return frames, media.compute_flow(frames, "dis")
-
-
-def render_pool(job):
-    """Write a class's pool: POOL_FRAMES frames of its motion in its own hue, and the motion's flow."""
-    folder, hue, motion, seed = job
-    frames, flow = pool_motion(motion, seed)
-    tint = np.mean(TINT) * np.array([np.cos(np.radians(hue)), np.sin(np.radians(hue))])
-    os.makedirs(folder, exist_ok=True)
-    for i, frame in enumerate(frames):
-        media.write_image(os.path.join(folder, f"rgb{i}.jpg"),
-                          np.clip(frame + chroma_offset(tint), 0, 255).astype(np.uint8))
-    for i, (u, v) in flow.items():
-        media.write_image(os.path.join(folder, f"u{i}.jpg"), u)
-        media.write_image(os.path.join(folder, f"v{i}.jpg"), v)
-
-
-def link_frames(pool, folder, count, prefix, record_name):
-    """`count` frames hard-linked from the pool, frame i from the pool's (i mod size), and the record
-    extraction writes last (prepare_data.write_record's fields; there is no video file)."""
-    size = POOL_FRAMES - (prefix != "rgb")
-    os.makedirs(folder)
-    for i in range(count):
-        os.link(os.path.join(pool, f"{prefix}{i % size}.jpg"), ucf101.frame_path(folder, i))
-    frames = count + (prefix != "rgb")
-    with open(os.path.join(folder, prepare_data.RECORD_FILE), "w") as f:
-        json.dump(dict(video=record_name, video_bytes=0, header_frames=frames, decoded_frames=frames, images=count), f)
-
-
-def link_video(job):
-    """A video's frame folder and its u and v flow folders."""
-    root, pool, video = job
-    link_frames(pool, ucf101.rgb_dir(root, video.name), video.frames, "rgb", video.name + ".avi")
-    for component in "uv":
-        link_frames(pool, ucf101.flow_dir(root, component, video.name), video.frames - 1, component,
-                    video.name + ".avi")
-
-
-def link_dataset(root, pool_dir, videos, workers, progress, desc):
-    """jpegs_256/, tvl1_flow/{u,v}/ and flow_info.json of `videos` -> the number of images linked."""
-    for component in "uv":
-        os.makedirs(os.path.join(root, ucf101.FLOW_DIR, component))
-    run_jobs(link_video, [(root, os.path.join(pool_dir, video.cls), video) for video in videos], workers,
-             progress, desc)
-    media.write_flow_info(os.path.join(root, ucf101.FLOW_DIR), media.flow_info("dis", FULL_SIZE))
-    return sum(3 * video.frames - 2 for video in videos)
-
-
-def generate_full(out_dir, lists_dir, fraction=1.0, seed=0, overwrite=False, workers=1, progress=True):
-    """Write UCF-101 (the official lists in lists_dir, with frame_counts.csv) and HMDB-51 at their real
-    shape under out_dir, extracted (see above) -> the settings, also written to its MARKER.
-    Written to <out_dir>.partial and renamed into place when complete, as generate()."""
-    if not 0 < fraction <= 1:
-        raise DataError(f"--fraction {fraction}: expected a number in (0, 1]")
-    out_dir, partial = start(out_dir, overwrite)
-    ucf_videos, ucf_lists = ucf101_full_videos(lists_dir, fraction)
-    hmdb_videos, hmdb_clips, sources = hmdb51_full_clips(seed, fraction)
-    ucf_classes = ucf101.read_classes(os.path.join(lists_dir, ucf101.CLASS_FILE))
-    jobs = [(os.path.join(partial, "pool", "ucf101", cls), 360 * i / len(ucf_classes), MOTIONS[i % 4], seed)
-            for i, cls in enumerate(ucf_classes)]
-    jobs += [(os.path.join(partial, "pool", "hmdb51", cls), 360 * i / len(HMDB51_CLASS_NAMES) + 3,
-              HMDB_MOTIONS[i % 2], seed) for i, cls in enumerate(HMDB51_CLASS_NAMES)]
-    run_jobs(render_pool, jobs, workers, progress, "pool frames")
-
-    ucf = os.path.join(partial, "ucf101")
-    os.makedirs(os.path.join(ucf, "splits"))
-    for file, lines in ucf_lists.items():
-        ucf101.write_lines(os.path.join(ucf, "splits", file), lines)
-    hmdb = os.path.join(partial, "hmdb51")
-    official = os.path.join(hmdb, hmdb51.SPLITS_DIR)
-    os.makedirs(official)
-    for cls, clips in hmdb_clips.items():
-        for split in ucf101.SPLITS:
-            lines = sorted(f"{name}.avi {hmdb51_full_id(source, split, sources)} " for name, source in clips)
-            with open(hmdb51.split_file(official, cls, split), "w") as f:
-                f.write("\n".join(lines) + "\n")
-    counts = (CLIPS_PER_SOURCE * sources[1], CLIPS_PER_SOURCE * sources[0])
-    os.makedirs(os.path.join(hmdb, "splits"))
-    for file, lines in hmdb51.official_lists(official, counts, len(HMDB51_CLASS_NAMES)).items():
-        ucf101.write_lines(os.path.join(hmdb, "splits", file), lines)
-
-    files = link_dataset(ucf, os.path.join(partial, "pool", "ucf101"), ucf_videos, workers, progress, "UCF-101 folders")
-    files += link_dataset(hmdb, os.path.join(partial, "pool", "hmdb51"), hmdb_videos, workers, progress,
-                          "HMDB-51 folders")
-    settings = {"dataset": "full", "seed": seed, "fraction": fraction, "size": list(FULL_SIZE),
-                "pool_frames": POOL_FRAMES, "ucf101_videos": len(ucf_videos),
-                "ucf101_frames": sum(v.frames for v in ucf_videos), "hmdb51_clips": len(hmdb_videos),
-                "hmdb51_frames": sum(v.frames for v in hmdb_videos), "hmdb51_counts": list(counts),
-                "linked_files": files}
-    finish(partial, out_dir, settings)
-    return settings
-

@@ -21,6 +21,7 @@ FLOW_DIR = "tvl1_flow"
 SPLITS = (1, 2, 3)  # the official splits, UCF-101's and HMDB-51's alike
 CLASS_FILE = "classInd.txt"
 FRAME_NAME = "frame{:06d}.jpg"  # 1-based
+FRAME_FILE = re.compile(r"^frame(\d{6})\.jpg$")  # FRAME_NAME's names
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
 GROUPS_PER_SPLIT = 7  # split K tests on groups 7K-6 .. 7K
 NAME_PATTERN = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
@@ -186,13 +187,38 @@ def split_files(splits_dir, split):
 
 # ---------------------------------------------------------------------------- the index
 
-def count_frames(folder):
-    """Number of frame*.jpg files in `folder` (0 if it does not exist), one directory scan."""
+def frame_numbers(folder, whole=False):
+    """Which frames `folder` holds: the sorted 1-based numbers of its frameNNNNNN.jpg files ([] if there
+    is no such folder). whole=True: [] unless they are frame000001.jpg .. frameN.jpg with nothing beside
+    them but dot files (such as the extraction record), as a complete folder holds them.
+
+    One directory listing. The usual folder, frame000001.jpg .. frameN.jpg, is recognised by comparing
+    its sorted names with a list made once: the index and a rerun of extraction do this for every
+    folder, so no name is parsed."""
     try:
-        with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.name.startswith("frame") and e.name.endswith(".jpg"))
-    except FileNotFoundError:
-        return 0
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    hidden = 0
+    while hidden < len(names) and names[hidden].startswith("."):  # "." sorts before digits and letters
+        hidden += 1
+    count = len(names) - hidden
+    if names[hidden:] == frame_names(count):
+        return list(range(1, count + 1))
+    return [] if whole else sorted(int(m[1]) for name in names[hidden:] if (m := FRAME_FILE.match(name)))
+
+
+_frame_names = []  # frame000001.jpg, ...: grows to the longest video seen, then is sliced
+
+
+def frame_names(count):
+    _frame_names.extend(FRAME_NAME.format(i) for i in range(len(_frame_names) + 1, count + 1))
+    return _frame_names[:count]
+
+
+def count_frames(folder):
+    """Number of frames in `folder` (0 if it does not exist), one directory listing."""
+    return len(frame_numbers(folder))
 
 
 def count_video(data_dir, name, label, flow_name=""):

@@ -5,22 +5,18 @@ value = clip(flow, -BOUND, BOUND) mapped linearly onto 0..255, so 127.5 means no
 u/ and v/, flow_info.json records how it was computed (write_flow_info, read_flow_info).
 """
 import contextlib
-import functools
 import json
-import multiprocessing
 import os
-import signal
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 try:
     import simplejpeg  # cv2.imdecode's pixels in less CPU time (decode_image)
 except ImportError:
     simplejpeg = None
 
-from twostream.errors import DataError, WorkerDied
+from twostream.errors import DataError
 from twostream.storage import atomic
 
 FLOW_BOUND = 20.0  # pixels; the public download's clipping range
@@ -177,7 +173,7 @@ def iter_video(path, size=FRAME_SIZE, max_frames=None, colour=cv2.COLOR_BGR2RGB,
 
 def video_frame_count(path):
     """The frame count the video's container states (0 if unknown or unreadable): an estimate that
-    decoding may miss by a frame or two (see prepare_data.FRAME_COUNT_SLACK)."""
+    decoding may miss by a frame or two (see records.FRAME_COUNT_SLACK)."""
     capture = cv2.VideoCapture(path)
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     capture.release()
@@ -350,39 +346,12 @@ def remove_if_exists(path):
         pass
 
 
-# ---------------------------------------------------------------------------- OpenCV in worker processes
-
-def run_parallel(work, jobs, workers, chunksize=1, **bar):
-    """[work(job) for job in jobs] in `workers` processes (this one if 1), in the order they finish,
-    with a tqdm progress bar (`bar`: its settings). The processes start from a forkserver, not by
-    fork: a child forked from a process whose OpenCV thread pool has run can deadlock. A process that
-    dies (killed, out of memory) raises WorkerDied, where the Pool alone would start another and wait
-    for the lost job forever."""
-    workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
-        return list(tqdm(map(work, jobs), total=len(jobs), **bar))
-    context = multiprocessing.get_context("forkserver")
-    started = context.Value("i", 0)  # processes started: more than `workers` once the Pool replaced a dead one
-    chunks, finished = [jobs[i:i + chunksize] for i in range(0, len(jobs), chunksize)], []
-    with context.Pool(workers, initializer=init_worker, initargs=(started,)) as pool, \
-            tqdm(total=len(jobs), **bar) as progress:
-        results = pool.imap_unordered(functools.partial(work_on_chunk, work), chunks)  # one chunk a task: next() waits
-        while len(finished) < len(jobs):
-            try:
-                done = results.next(timeout=1.0)
-            except multiprocessing.TimeoutError:
-                if started.value > workers:
-                    raise WorkerDied(f"a worker process of {workers} ended abruptly (killed, or out of memory?)")
-                continue
-            finished += done
-            progress.update(len(done))
-    return finished
-
+# ---------------------------------------------------------------------------- OpenCV's threads
 
 @contextlib.contextmanager
 def opencv_threads(count):
     """OpenCV's own thread pool at `count` threads for a while. Where threads of ours already run
-    OpenCV calls side by side (prepare_data.FlowPipeline), its pool adds only wake-ups and hand-offs
+    OpenCV calls side by side (flow_pipeline.FlowPipeline), its pool adds only wake-ups and hand-offs
     to each resize and colour conversion: CPU time, not speed."""
     previous = cv2.getNumThreads()
     cv2.setNumThreads(count)
@@ -391,13 +360,3 @@ def opencv_threads(count):
     finally:
         cv2.setNumThreads(previous)
 
-
-def work_on_chunk(work, jobs):
-    return [work(job) for job in jobs]
-
-
-def init_worker(started):
-    with started.get_lock():
-        started.value += 1
-    cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool

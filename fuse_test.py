@@ -54,7 +54,9 @@ def imported_on_use(name):
     return module
 
 
-# scikit-learn and matplotlib load when scores are first saved or fused: --help stays instant.
+# The library, twostream/scoring: scores (the score store: computed, resumed, reused, read back), shards (--merge),
+# fusion (the fusions and the report). scikit-learn and matplotlib load when scores are first saved or fused:
+# --help stays instant.
 scores, shards, fusion = (imported_on_use(f"twostream.scoring.{name}") for name in ("scores", "shards", "fusion"))
 
 

@@ -128,7 +128,7 @@ def full_run(setup):
 # ---------------------------------------------------------------------------- flags
 
 def test_help_loads_neither_scikit_learn_nor_matplotlib_nor_keras():
-    """evaluation and report are imported on first use: --help answers at once."""
+    """The scoring modules (twostream/scoring) are imported on first use: --help answers at once."""
     code = "import fuse_test\nfuse_test.parse_args(['--help'])"
     check = ("import atexit, sys\natexit.register(lambda: print(sorted(m for m in ('sklearn', 'matplotlib', 'keras') "
              "if m in sys.modules)))\n")

@@ -74,6 +74,7 @@ from twostream.loading.sampling import (
     segment_starts,
 )
 from twostream.protocol.presets import CORES, EVAL_CROPS, SAMPLINGS
+from twostream.train import distributed
 
 TRIES_PER_VIDEO = 5  # unreadable draws before a training sample comes from another video
 MAX_TRIES = 50  # unreadable draws in a row before the data counts as gone (DataError)
@@ -331,6 +332,25 @@ class TrainSequence(keras.utils.PyDataset):
             warnings.warn(f"{path}: missing or unreadable JPEG; training on another draw instead", stacklevel=2)
 
 
+def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate, epoch_steps, image_size,
+                   sampling, crop, seed, workers, lighting=None, datasets=1, segments=1):
+    """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
+    part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
+    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`, tf.distribute's or JAX's),
+    each worker's sequence loads its own part of every batch."""
+    parts = accumulate * datasets
+    batch, shard = batch_size // parts, distributed.worker_shard(strategy)
+    replicas = distributed.replicas(strategy)
+    if batch % replicas:
+        each = " from each dataset" if datasets > 1 else ""
+        raise DataError(f"--batch-size {batch_size} does not split evenly over the {replicas} devices ({batch} samples "
+                        f"a step{each}): choose a multiple of {replicas * parts}")
+    return TrainSequence(
+        videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
+        sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,
+        shard=shard, segments=segments)
+
+
 # ---------------------------------------------------------------------------- testing
 
 class EvalSequence(keras.utils.PyDataset):
@@ -386,8 +406,10 @@ class EvalSequence(keras.utils.PyDataset):
 
 def validation_data(videos, data_dir, stream, image_size=224, stack_length=10, segments=1):
     """In-memory validation set (x uint8 [N, S, S, C], or [N, K, S, S, C] with K segments, y int32 [N]): per
-    video the centre frame or stack of the video (of each of its K segments), centre crop. Raises DataError
-    naming a video with missing data."""
+    video the centre frame or stack of the video (of each of its K segments), centre crop; None without videos
+    (no --val-groups). Raises DataError naming a video with missing data."""
+    if not videos:
+        return None
     stream = as_stream(stream, stack_length)
     check_complete(videos, data_dir, stream)
     x = np.empty((len(videos), segments, image_size, image_size, stream.channels), np.uint8)

@@ -67,6 +67,8 @@ def main(argv=None):
 
     import generators
     import models
+    from twostream.datasets.frames import Stream
+    from twostream.networks import custom_layers
     from twostream.train import checkpoints, distributed, training
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
@@ -74,7 +76,7 @@ def main(argv=None):
 
     # Data: single RGB frames of the training list's videos (a random video of a random class, a
     # random frame, crop and flip, PCA lighting noise), minus the --val-groups held out for validation.
-    stream = generators.Stream("spatial")
+    stream = Stream("spatial")
     videos, held_out, classes = training.load_videos(args.data_dir, args.splits_dir, args.split, stream,
                                                      args.class_limit, args.max_videos, args.val_groups)
     training.prepare_checkpoint_dir(folder, stream, args.data_dir, videos[0], classes, args.overwrite,
@@ -82,12 +84,12 @@ def main(argv=None):
                                     split=args.split, splits_dir=args.splits_dir, arch=args.arch,
                                     partial_bn=args.partial_bn, segments=args.segments, crop=args.crop,
                                     dropout=args.dropout, phase2_layers=args.phase2_layers, recipe=args.recipe)
-    train = training.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
+    train = generators.train_sequence(videos, args.data_dir, stream, strategy, batch_size=args.batch_size,
                                     accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                                     image_size=args.image_size, sampling=args.sampling, crop=args.crop,
                                     seed=args.seed, workers=args.workers, lighting=args.lighting,
                                     segments=args.segments)
-    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
+    validation = generators.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
     training.describe("spatial", videos, held_out, classes, args.batch_size, args.accumulate,
                       args.phase1_iterations + args.phase2_iterations, args.epoch_steps, args.val_groups)
     phase1_epochs = training.epochs_for(args.phase1_iterations, args.epoch_steps)
@@ -108,7 +110,7 @@ def main(argv=None):
                 models.calibrate_random_batchnorm(model, first.reshape(-1, *model.input_shape[1:])[:64])
             models.set_spatial_phase(model, 1)
             # --segments K (TSN's): the network on K snippets of each video, their logits averaged.
-            model = models.with_segment_consensus(model, args.segments)
+            model = custom_layers.with_segment_consensus(model, args.segments)
 
             # Compile: SGD with momentum and Caffe's weight decay (or RMSprop, the mini datasets'
             # choice), the learning rate divided by 10 after each of --phase1-lr-drops, the softmax
@@ -136,14 +138,14 @@ def main(argv=None):
         # Model: phase 1's, with its last blocks unfrozen (InceptionV3: mixed9 and mixed10); with --partial-bn,
         # every BatchNorm layer but the first frozen.
         try:
-            model = models.load_model(phase1_path)
+            model = custom_layers.load_model(phase1_path)
         except DataError as error:
             raise DataError(f"{phase1_path}: unreadable. Delete it: the same command then saves it again from "
                             "phase 1's backup") from error
         models.set_spatial_phase(model, 2, args.phase2_layers)
         if args.partial_bn:
             models.set_partial_batchnorm(model)
-        model = models.with_segment_consensus(model, args.segments)
+        model = custom_layers.with_segment_consensus(model, args.segments)
 
         # Compile: SGD with momentum and Caffe's weight decay at --phase2-lr, divided by 10 after
         # each of --phase2-lr-drops, the softmax cross-entropy.

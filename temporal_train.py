@@ -94,14 +94,11 @@ def schedule_text(schedule):
 
 def main(argv=None):
     args = parse_args(argv)
-    import generators
+    import generators  # Keras and TensorFlow load here, after the flags: --help stays instant
     import models
-    from twostream.train import (
-        checkpoints,  # Keras and TensorFlow load here, after the flags: --help stays instant
-        distributed,
-        multitask,
-        training,
-    )
+    from twostream.datasets.frames import Stream
+    from twostream.networks import custom_layers
+    from twostream.train import checkpoints, distributed, multitask, training
 
     # Set-up: the seed, the precision, --distribute and the folder this process writes its checkpoints into.
     strategy, folder = training.set_up(args.seed, args.precision, args.distribute, args.checkpoint_dir, args.overwrite)
@@ -109,7 +106,7 @@ def main(argv=None):
     # Data: stacks of L flow frames from the training list's videos (a random video of a random
     # class, a random start, crop and flip), minus the --val-groups held out for validation; with
     # --multitask, a second dataset fills half of every batch.
-    stream = generators.Stream("temporal", args.stack_length)
+    stream = Stream("temporal", args.stack_length)
     videos, held_out, classes = training.load_videos(args.data_dir, args.splits_dir, args.split, stream,
                                                      args.class_limit, args.max_videos, args.val_groups)
     second = multitask_data(args.multitask, args.multitask_data_dir, args.multitask_splits_dir,
@@ -124,14 +121,14 @@ def main(argv=None):
     loading = dict(batch_size=args.batch_size, accumulate=args.accumulate, epoch_steps=args.epoch_steps,
                    image_size=args.image_size, sampling=args.sampling, crop=args.crop, seed=args.seed,
                    workers=args.workers, datasets=2 if second else 1)
-    train = training.train_sequence(videos, args.data_dir, stream, strategy, segments=args.segments, **loading)
-    validation = training.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
+    train = generators.train_sequence(videos, args.data_dir, stream, strategy, segments=args.segments, **loading)
+    validation = generators.validation_data(held_out, args.data_dir, stream, args.image_size, args.segments)
     training.describe("temporal", videos, held_out, classes, args.batch_size, args.accumulate, args.iterations,
                       args.epoch_steps, args.val_groups)
     if second:
         datasets = [args.dataset, args.multitask]
         checkpoints.write_head_classes(folder, args.multitask, second.classes)
-        other = training.train_sequence(second.videos, second.data_dir, stream, strategy, **loading)
+        other = generators.train_sequence(second.videos, second.data_dir, stream, strategy, **loading)
         train = multitask.MultiTaskSequence({args.dataset: train, args.multitask: other}, workers=args.workers)
         validation = validation and multitask.validation_for(validation, args.dataset, datasets)
         print(f"multi-task: half of every batch from {len(second.videos)} {args.multitask} videos "
@@ -149,7 +146,7 @@ def main(argv=None):
         if args.partial_bn:  # TSN's: only the first BatchNorm layer adapts to flow
             models.set_partial_batchnorm(model)
         # --segments K (TSN's): the network on K stacks of each video, their logits averaged.
-        model = models.with_segment_consensus(model, args.segments)
+        model = custom_layers.with_segment_consensus(model, args.segments)
 
         # Compile: SGD with momentum and Caffe's weight decay, the learning rate divided by 10 after
         # each of --lr-drops, the softmax cross-entropy (with --multitask, one per head, each over its
@@ -178,12 +175,12 @@ def multitask_data(dataset, data_dir, splits_dir, subsets, stream, own_data_dir)
     """The second dataset of a multi-task run: its videos (`subsets`: --multitask-videos) and
     classes, and its folders, from its preset unless given (`data_dir`, `splits_dir`)."""
     from twostream.datasets import ucf101
-    from twostream.train import checkpoints, training
+    from twostream.train import lineage, training
     from twostream.video import media
     preset = presets.values(dataset, "temporal")
     data_dir, splits_dir = data_dir or preset["data_dir"], splits_dir or preset["splits_dir"]
-    videos = [v for subset in checkpoints.multitask_subsets(subsets) for v in
-              ucf101.load_index(data_dir, splits_dir, checkpoints.MULTITASK_SPLIT, subset)]
+    videos = [v for subset in lineage.second_subsets(subsets) for v in
+              ucf101.load_index(data_dir, splits_dir, lineage.SECOND_SPLIT, subset)]
     training.check_videos(videos, data_dir, stream, f"{dataset} (--multitask)")
     methods = {d: (media.read_flow_info(os.path.join(d, ucf101.FLOW_DIR)) or {}).get("method")
                for d in (own_data_dir, data_dir)}

@@ -27,6 +27,7 @@ import fakedata  # noqa: E402
 import generators  # noqa: E402
 import models  # noqa: E402
 from twostream.datasets import ucf101  # noqa: E402
+from twostream.datasets.frames import Stream, missing_data, missing_data_error  # noqa: E402
 from twostream.train import training  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,9 +60,9 @@ def training_videos(stream):
         print(f"{args.data_dir}: no frames; generating a fake set at 128x96 in {data_dir}")
         splits_dir = fakedata.write_dataset(data_dir, clips=8, frames=30, size=(128, 96))
     videos = ucf101.load_index(data_dir, splits_dir, 1, "train")
-    missing = generators.missing_data(videos, data_dir, stream)
+    missing = missing_data(videos, data_dir, stream)
     if missing:
-        raise SystemExit(str(generators.missing_data_error(missing, data_dir, stream, leave_out=None)))
+        raise SystemExit(str(missing_data_error(missing, data_dir, stream, leave_out=None)))
     return videos, data_dir, len({v.label for v in videos})
 
 
@@ -79,7 +80,7 @@ def build(stream, classes):
 
 
 def measure(name):
-    stream = generators.Stream(name, args.stack_length)
+    stream = Stream(name, args.stack_length)
     videos, data_dir, classes = training_videos(stream)
     # args.steps full batches an epoch (class-uniform sampling): a smaller last batch would recompile
     sequence = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,

@@ -14,7 +14,7 @@ Sections, each in its own process (one that fails or runs out of time prints why
     train_temporal  CNN-M-2048 on 224x224x20 stacks, train_spatial InceptionV3 phase 2 (the top two
                     blocks and the new top) on 224x224 frames, batch 256, float32 and bfloat16:
                     samples/s from tensors already on the device (the bound), through the training
-                    scripts' own loader (training.train_sequence, fed to model.fit), and the loader alone,
+                    scripts' own loader (generators.train_sequence, fed to model.fit), and the loader alone,
                     each over 100 warm batches before an epoch's end (one worker process: 10), with the
                     CPU time per sample of the training process and of the loader's worker processes
     multi_gpu       CNN-M-2048 training samples/s on one device and on all (keras.distribution.DataParallel,
@@ -358,8 +358,8 @@ def section_train(args, name):
 def training_sequence(train_args, videos, stream, name, processes=None):
     """The training script's loader for `videos`, as the script makes it from its flags (`train_args`); with
     `processes`, that many worker processes instead of --workers."""
-    from twostream.train import training
-    sequence = training.train_sequence(
+    import generators
+    sequence = generators.train_sequence(
         videos, train_args.data_dir, stream, None, batch_size=train_args.batch_size,
         accumulate=train_args.accumulate, epoch_steps=train_args.epoch_steps, image_size=train_args.image_size,
         sampling=train_args.sampling, crop=train_args.crop, seed=train_args.seed,

@@ -48,13 +48,13 @@ class Mutation:
 MUTATIONS = [
     Mutation(
         "device-flip-keeps-u",  # the test crops cut on the device: a mirrored flow crop's u must change sign too
-        "models.py",
+        "twostream/networks/custom_layers.py",
         "                    crop = ops.bitwise_xor(crop, ops.convert_to_tensor(u_bytes, dtype=crop.dtype))",
         "                    pass",
         ("tests/test_device_crops.py",)),
     Mutation(
         "consensus-of-probabilities",  # TSN averages the snippets' logits, not their probabilities
-        "models.py",
+        "twostream/networks/custom_layers.py",
         "        return ops.softmax(ops.mean(per_video, axis=1), axis=-1)",
         "        return ops.mean(ops.exp(per_video), axis=1)",
         ("tests/test_consensus.py::test_consensus_is_the_softmax_of_the_mean_of_the_snippets_logits",)),
@@ -74,13 +74,13 @@ MUTATIONS = [
         ("tests/test_distributed.py::test_mirrored_on_jax_splits_each_batch_over_two_devices_and_trains_the_weights_of_one",)),
     Mutation(
         "mirrored-training-stack-keeps-u",  # the training path's mirrored flow stack: u must change sign there too
-        "generators.py",
+        "twostream/loading/pixels.py",
         "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)\n        invert_u(out)",
         "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)",
         ("tests/test_generators.py",)),
     Mutation(
         "flipped-flow-keeps-u",  # a mirrored flow stack's horizontal motion must change sign
-        "generators.py",
+        "twostream/loading/pixels.py",
         "            cv2.bitwise_not(u, dst=u)  # 255 - u on uint8",
         "            pass  # 255 - u on uint8",
         ("tests/test_generators.py::test_flip_mirrors_the_planes_and_inverts_u_only",)),
@@ -92,7 +92,7 @@ MUTATIONS = [
         ("tests/test_training.py::test_both_scripts_train_to_the_end_without_any_test_list_data",), slow=True),
     Mutation(
         "checkpoint-written-in-place",  # last.keras appears only whole: written under a temporary name
-        "twostream/train/training.py",
+        "twostream/train/keras_internals.py",
         "            with atomic.replacing(final) as self.filepath:",
         "            if True:  # Keras writes the final name itself",
         (("tests/test_resume.py::test_temporal_run_killed_at_every_kind_of_moment_resumes_and_ends_as_an_"
@@ -123,13 +123,13 @@ MUTATIONS = [
         ("tests/test_multitask.py::test_each_heads_accuracy_counts_its_own_samples_only",)),
     Mutation(
         "wrong-paper-figure-for-multitask-fusion",  # averaging with a multi-task temporal net compares with 86.2
-        "twostream/scoring/report.py",
+        "twostream/scoring/references.py",
         '"Fusion by averaging (multi-task temporal)", 86.2, None),',
         '"Fusion by averaging (multi-task temporal)", 85.9, None),',
         ("tests/test_report.py::test_every_reference_figure_is_the_papers",)),
     Mutation(
         "nine-test-crops",  # 4 corners and the centre, and their 5 mirror images
-        "generators.py",
+        "twostream/loading/sampling.py",
         "    return [(w, False) for w in windows] + [(w, True) for w in windows]",
         "    return [(w, False) for w in windows] + [(w, True) for w in windows[:4]]",
         ("tests/test_generators.py::test_eval_windows_are_inside_the_image_and_in_the_papers_order",)),
@@ -148,7 +148,7 @@ MUTATIONS = [
         ("tests/test_media.py::test_quantisation_maps_the_clipped_range_onto_0_255",)),
     Mutation(
         "extraction-folder-published-unfinished",  # only whole video folders are ever under their final name
-        "prepare_data.py",
+        "twostream/storage/atomic.py",
         "        yield temps\n"
         "    finally:\n"
         "        remove_folders(temps)\n",
@@ -156,7 +156,7 @@ MUTATIONS = [
         "    finally:\n"
         "        for temp, final in zip(temps, finals):\n"
         "            if os.path.isdir(temp):  # not published by the block: it failed\n"
-        "                publish(temp, final, lambda final: False)\n",
+        "                publish_folder(temp, final, lambda final: False)\n",
         ("tests/test_prepare_data.py::test_a_corrupt_video_is_reported_and_the_others_are_done",)),
     Mutation(
         "resumed-run-rewrites-config",  # a resumed run keeps config.json as its run started
@@ -166,16 +166,16 @@ MUTATIONS = [
         ("tests/test_resume.py::test_a_resumed_run_keeps_config_json_as_the_run_started",)),
     Mutation(
         "scores-of-a-changed-model-file-reused",  # fuse_test.py never reuses scores of another model file
-        "fuse_test.py",
-        '    if saved.get("model") == settings["model"] and saved.get("fingerprint") != settings["fingerprint"]:\n'
-        '        differ.append(f"the model file {settings[\'model\']} changed after they were computed: '
-        'other size or mtime")\n',
+        "twostream/scoring/settings.py",
+        '        if saved.model == self.model and saved.fingerprint != self.fingerprint:\n'
+        '            differ.append(f"the model file {self.model} changed after they were computed: other size or '
+        'mtime")\n',
         "",
         ("tests/test_fuse_test.py::test_scores_of_a_changed_model_file_are_computed_again_only_with_overwrite",),
         slow=True),
     Mutation(
         "svm-trained-on-test-list-scores",  # the SVM learns from the training list's scores only
-        "fuse_test.py",
+        "twostream/scoring/fusion.py",
         '    train, svm = data.get("train", {}), None',
         '    train, svm = data["test"] if data.get("train") else {}, None',
         ("tests/test_fuse_test.py::test_the_svm_learns_from_the_training_list_not_the_test_list",)),
@@ -208,7 +208,7 @@ MUTATIONS = [
         ("tests/test_fuse_test.py::test_dataset_presets_and_default_run_names",)),
     Mutation(
         "test-samples-not-equally-spaced",  # the test samples are the centres of equal segments
-        "generators.py",
+        "twostream/loading/sampling.py",
         "    return [(2 * i + 1) * room // (2 * samples) for i in range(samples)]",
         "    return [i * room // samples for i in range(samples)]",
         ("tests/test_generators.py::test_sample_positions_for_a_29_frame_video",)),
@@ -233,20 +233,20 @@ MUTATIONS = [
          "[temporal]",), slow=True),
     Mutation(
         "dropout-masks-not-resumed",  # the same weights after resume, with dropout (spatial phase 2)
-        "twostream/train/training.py",
+        "twostream/train/keras_internals.py",
         "            variable.assign(state)\n",
         "            pass\n",
         ("tests/test_resume.py::test_a_run_killed_after_each_commit_ends_with_the_weights_of_a_run_never_stopped"
          "[spatial]",), slow=True),
     Mutation(
         "unfinished-model-tested",  # a model whose run had steps left is refused unless --unfinished
-        "fuse_test.py",
+        "twostream/scoring/inputs.py",
         "        check_finished(path, trained, args.unfinished)\n",
         "",
         ("tests/test_fuse_test.py::test_an_unfinished_model_is_refused_before_scoring_unless_meant",)),
     Mutation(
         "fewer-rows-written-over-more",  # a one-stream table never replaces the full one
-        "fuse_test.py",
+        "twostream/scoring/fusion.py",
         "    keep_fuller_table(out_dir, scores)\n",
         "",
         ("tests/test_fuse_test.py::test_from_scores_refuses_a_missing_stream_and_never_writes_fewer_rows_over_more",)),
@@ -265,7 +265,7 @@ MUTATIONS = [
         slow=True),
     Mutation(
         "killed-scores-write-left-behind",  # a rerun removes what a killed run was writing
-        "fuse_test.py",
+        "twostream/scoring/scores.py",
         "    atomic.remove_temporaries_of(final)  # a killed run's, as it wrote the joined file\n",
         "",
         ("tests/test_fuse_test.py::test_kill_9_at_any_moment_then_the_same_command_finishes_with_the_same_scores",),

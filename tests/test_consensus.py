@@ -10,10 +10,11 @@ from keras import layers
 
 import fakedata
 import generators
-import models
 import spatial_train
 import temporal_train
 from twostream.datasets import ucf101
+from twostream.loading.sampling import sample_starts, segment_starts
+from twostream.networks import custom_layers
 from twostream.protocol import flags, presets
 from twostream.train import checkpoints
 
@@ -53,7 +54,7 @@ def test_consensus_is_the_softmax_of_the_mean_of_the_snippets_logits():
     rng = np.random.default_rng(0)  # the same weights on every backend: logits a few units apart
     network.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in network.get_weights()])
     x = rng.integers(0, 256, (4, K, 8, 8, 3), np.uint8)
-    consensus = models.with_segment_consensus(network, K)
+    consensus = custom_layers.with_segment_consensus(network, K)
     z = logits(network, x.reshape(-1, 8, 8, 3)).reshape(4, K, -1)
     expected = softmax(z.mean(axis=1))
     np.testing.assert_allclose(np.asarray(consensus(x)), expected, rtol=1e-4, atol=1e-6)
@@ -63,9 +64,9 @@ def test_consensus_is_the_softmax_of_the_mean_of_the_snippets_logits():
 
 def test_one_segment_is_the_network_itself_and_checkpoints_keep_the_shared_network():
     network = snippet_network()
-    assert models.with_segment_consensus(network, 1) is network
-    consensus = models.with_segment_consensus(network, K)
-    assert models.snippet_network(consensus) is network
+    assert custom_layers.with_segment_consensus(network, 1) is network
+    consensus = custom_layers.with_segment_consensus(network, K)
+    assert custom_layers.snippet_network(consensus) is network
     saved = checkpoints.network(consensus)  # what best.keras, last.keras and phase1.keras hold
     assert saved.input_shape == (None, 8, 8, 3)
     x = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), np.uint8)
@@ -74,7 +75,7 @@ def test_one_segment_is_the_network_itself_and_checkpoints_keep_the_shared_netwo
 
 def test_a_consensus_model_trains_the_shared_network(tmp_path):
     network = snippet_network()
-    consensus = models.with_segment_consensus(network, K)
+    consensus = custom_layers.with_segment_consensus(network, K)
     consensus.compile("sgd", "sparse_categorical_crossentropy")
     before = [w.copy() for w in network.get_weights()]
     x = np.random.default_rng(2).integers(0, 256, (8, K, 8, 8, 3), np.uint8)
@@ -92,7 +93,7 @@ def test_each_segment_gives_one_start_inside_its_own_part(frames, segments):
     room = max(frames - span + 1, 1)
     seen = set()
     for _ in range(2000):
-        starts = generators.segment_starts(rng, frames, segments, span)
+        starts = segment_starts(rng, frames, segments, span)
         assert len(starts) == segments
         for k, start in enumerate(starts):
             first, last = k * room // segments, (k + 1) * room // segments
@@ -107,7 +108,7 @@ def test_each_segment_gives_one_start_inside_its_own_part(frames, segments):
 def test_one_segment_draws_the_starts_of_a_single_sample():
     for seed in range(50):
         a, b = np.random.default_rng(seed), np.random.default_rng(seed)
-        assert generators.segment_starts(a, 37, 1, 10) == [int(b.integers(28))]
+        assert segment_starts(a, 37, 1, 10) == [int(b.integers(28))]
 
 
 def test_a_training_sample_is_one_snippet_from_each_segment_with_one_window_and_flip(videos):
@@ -135,7 +136,7 @@ def test_validation_takes_each_segments_centre(videos):
     root, train = videos
     x, y = generators.validation_data(train[:2], root, "spatial", image_size=SIZE, segments=K)
     assert x.shape == (2, K, SIZE, SIZE, 3) and list(y) == [v.label for v in train[:2]]
-    assert [int(np.median(s[..., 0])) for s in x[0]] == generators.sample_starts(FRAMES, K)
+    assert [int(np.median(s[..., 0])) for s in x[0]] == sample_starts(FRAMES, K)
     single, _ = generators.validation_data(train[:2], root, "spatial", image_size=SIZE)
     assert single.shape == (2, SIZE, SIZE, 3)
 
@@ -222,7 +223,7 @@ def test_recipe_tsn_trains_both_streams_resumes_and_fuses(tmp_path, tiny_nets):
             config = json.load(f)
         assert (config["segments"], config["recipe"], config["crop"]) == (3, "tsn", "multiscale")
         # What testing loads is the network of one snippet, trained all its steps.
-        assert models.load_model(str(folder / "last.keras")).input_shape == (None, 75, 75, channels)
+        assert custom_layers.load_model(str(folder / "last.keras")).input_shape == (None, 75, 75, channels)
         record = checkpoints.read_training_record(folder / "last.keras")
         assert record["steps_done"] == record["steps_planned"]
     with pytest.raises(errors.DataError, match="different segments"):  # a resumed run keeps its segments

@@ -1,8 +1,8 @@
 """Test crops cut on the device (issue 26): fuse_test.predict_videos sends each sample once, whole
-(generators.EvalSampleSequence), and models.EvalCrops cuts and flips the 10 crops there (the centre crop alone the
-host still cuts: fewer bytes than the whole sample). EvalCrops' crops are the host's (generators.EvalSequence's)
-byte for byte in both crop modes, and predict_videos' scores the host path's within float32 round-off, for both
-streams, with videos of different frame sizes in one chunk."""
+(generators.EvalSampleSequence), and custom_layers.EvalCrops cuts and flips the 10 crops there (the centre crop
+alone the host still cuts: fewer bytes than the whole sample). EvalCrops' crops are the host's
+(generators.EvalSequence's) byte for byte in both crop modes, and predict_videos' scores the host path's within
+float32 round-off, for both streams, with videos of different frame sizes in one chunk."""
 import os
 import types
 
@@ -16,7 +16,10 @@ import fuse_test
 import generators
 import models
 from twostream.datasets import ucf101
+from twostream.datasets.frames import Stream
 from twostream.errors import DataError
+from twostream.loading.sampling import CROPS_PER_SAMPLE, eval_windows, sample_starts
+from twostream.networks import custom_layers
 from twostream.video import media
 
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -68,8 +71,8 @@ def networks():
 
 def host_scores(model, videos, root, stream, crops):
     """Today's path before issue 26: the host cuts the crops, the model scores them, numpy averages them."""
-    per_sample = generators.CROPS_PER_SAMPLE[crops]
-    sequence = generators.EvalSequence(videos, root, generators.Stream(stream, STACK), samples=SAMPLES, crops=crops,
+    per_sample = CROPS_PER_SAMPLE[crops]
+    sequence = generators.EvalSequence(videos, root, Stream(stream, STACK), samples=SAMPLES, crops=crops,
                                        image_size=SIZES[stream])
     x = np.concatenate([sequence[k][0] for k in range(len(sequence))])
     return np.asarray(model.predict(x, verbose=0), np.float32).reshape(len(videos), SAMPLES, per_sample, -1).mean(2)
@@ -79,7 +82,7 @@ def host_scores(model, videos, root, stream, crops):
 @pytest.mark.parametrize("stream", ["spatial", "temporal"])
 def test_device_crops_are_the_host_crops_byte_for_byte(dataset, stream, crops):
     root, test = dataset
-    size, sample_stream = SIZES[stream], generators.Stream(stream, STACK)
+    size, sample_stream = SIZES[stream], Stream(stream, STACK)
     runs = generators.shape_runs(test, root, sample_stream, size, SAMPLES)
     small, large = FITTED[stream]
     assert [(shape, [v.name for v in videos]) for shape, videos in runs] == [
@@ -91,7 +94,7 @@ def test_device_crops_are_the_host_crops_byte_for_byte(dataset, stream, crops):
         assert list(index) == [0] * SAMPLES
         host, _ = generators.EvalSequence(videos, root, sample_stream, samples=SAMPLES, crops=crops,
                                           image_size=size)[0]
-        device = models.EvalCrops(generators.eval_windows(shape, size, crops), flow=sample_stream.is_flow)(whole)
+        device = custom_layers.EvalCrops(eval_windows(shape, size, crops), flow=sample_stream.is_flow)(whole)
         np.testing.assert_array_equal(np.asarray(device), host)
 
 
@@ -115,13 +118,13 @@ def test_flipped_flow_crops_without_u_inverted_give_other_scores(dataset, networ
     """The comparison above has the power to see a mirrored flow crop whose u is left as is: the same device
     model without the inversion (EvalCrops with flow=False on flow stacks) is far off the host's scores."""
     root, test = dataset
-    model, size, stream = networks["temporal"], SIZES["temporal"], generators.Stream("temporal", STACK)
+    model, size, stream = networks["temporal"], SIZES["temporal"], Stream("temporal", STACK)
     (shape, videos), *_ = generators.shape_runs(test, root, stream, size, SAMPLES)
     whole, _ = generators.EvalSampleSequence(videos, root, stream, shape, samples=SAMPLES, image_size=size)[0]
-    windows = generators.eval_windows(shape, size, "10")
+    windows = eval_windows(shape, size, "10")
     host = host_scores(model, videos, root, "temporal", "10")[0]
-    inverted = models.with_eval_crops(model, shape, windows, flow=True).predict(whole, verbose=0)
-    kept = models.with_eval_crops(model, shape, windows, flow=False).predict(whole, verbose=0)
+    inverted = custom_layers.with_eval_crops(model, shape, windows, flow=True).predict(whole, verbose=0)
+    kept = custom_layers.with_eval_crops(model, shape, windows, flow=False).predict(whole, verbose=0)
     np.testing.assert_allclose(inverted, host, rtol=0, atol=ATOL)
     assert np.abs(kept - host).max() > 100 * ATOL
 
@@ -130,7 +133,7 @@ def test_a_sample_of_another_size_than_the_videos_first_is_a_data_error(tmp_path
     root = str(tmp_path)
     splits = fakedata.write_dataset(root, CLASSES[:1])
     video = ucf101.load_index(root, splits, 1, "test")[0]
-    last = generators.sample_starts(video.frames, SAMPLES)[-1]
+    last = sample_starts(video.frames, SAMPLES)[-1]
     media.write_image(ucf101.frame_path(ucf101.rgb_dir(root, video.name), last), fakedata.rgb_frame(0, 0, 60, 80))
     ((shape, videos),) = generators.shape_runs([video], root, "spatial", 32, SAMPLES)
     with pytest.raises(DataError, match=f"{video.name}: .*{os.path.basename(ucf101.frame_path('', last))} is 60x80.*"

@@ -23,8 +23,9 @@ import pytest
 import fakedata
 import faults
 import generators
-import models
 from twostream.datasets import ucf101
+from twostream.datasets.frames import Stream
+from twostream.networks import custom_layers
 from twostream.video import media
 
 needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -39,6 +40,7 @@ WORKER = textwrap.dedent("""
     import hashlib, json, os, sys, threading, time
     import keras, numpy as np
     import generators, models, temporal_train
+    from twostream.networks import custom_layers
     from twostream import errors
     from twostream.train import training
     keras.config.disable_traceback_filtering()  # whole tracebacks in the logs
@@ -193,7 +195,7 @@ def one_worker_batch(dataset, epoch, index, val_groups=0):
     """(videos, sample digests) of a global batch as one worker alone (shard 0 of 1) draws it."""
     root, splits = dataset
     videos, _ = ucf101.hold_out_groups(ucf101.load_index(root, splits, 1, "train"), val_groups)
-    sequence = generators.TrainSequence(videos, root, generators.Stream("temporal", STACK), batch_size=BATCH,
+    sequence = generators.TrainSequence(videos, root, Stream("temporal", STACK), batch_size=BATCH,
                                         image_size=SIZE, steps=index + 1, seed=0)
     sequence.epoch = epoch
     x, _ = sequence[index]
@@ -332,7 +334,7 @@ def jax_environment(tmp_path, devices):
 
 
 def keras_weights(path):
-    return models.load_model(str(path)).get_weights()
+    return custom_layers.load_model(str(path)).get_weights()
 
 
 # temporal_train.py with the tiny networks (as tests/faults.py runs it), stopping at TEST_PAUSE's [epoch, batch] until
@@ -342,6 +344,7 @@ JAX_WORKER = textwrap.dedent("""
     sys.path.insert(0, "tests")
     import keras
     import faults, models, temporal_train
+    from twostream.networks import custom_layers
     from twostream import errors
     from twostream.train import training
     for name, tiny in faults.tiny_nets().items():

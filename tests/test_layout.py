@@ -6,8 +6,6 @@ import os
 import re
 import sys
 
-import pytest
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ("prepare_data.py", "spatial_train.py", "temporal_train.py", "fuse_test.py", "demo.py")
 # Lowest first: a file may import files of its own layer or of the layers before it.
@@ -15,7 +13,6 @@ LAYERS = ("twostream/errors.py", "twostream/storage", "twostream/video", "twostr
           "twostream/loading", "twostream/networks", "twostream/train", "twostream/scoring",
           ("generators.py", "models.py"), COMMANDS)
 MAX_LINES = 500
-IN_PROGRESS = pytest.mark.xfail(reason="issue 28: the move is under way", strict=True)
 KERAS_INTERNALS = "twostream/train/keras_internals.py"  # the one module that may use private Keras
 # Private names of the standard library the product uses by design
 STANDARD_PRIVATE = {"_exit", "_getframe", "_current_frames", "_current_exceptions", "_asdict", "_replace", "_fields",
@@ -120,28 +117,23 @@ def private_names(path):
     return names | (used - own - STANDARD_PRIVATE)
 
 
-@IN_PROGRESS
 def test_the_imports_have_no_circle():
     assert circles(import_graph()) == []
 
 
-@IN_PROGRESS
 def test_no_file_imports_a_layer_above_its_own():
     assert upward_imports(import_graph()) == []
 
 
-@IN_PROGRESS
 def test_nothing_imports_a_command():
     graph = import_graph()
     assert [(path, target) for path in graph for target in graph[path] if target in COMMANDS] == []
 
 
-@IN_PROGRESS
 def test_no_product_file_is_over_500_lines():
     assert long_files() == {}
 
 
-@IN_PROGRESS
 def test_private_keras_is_named_in_one_module_only():
     assert {path: names for path in product_files() if path != KERAS_INTERNALS
             for names in [private_names(path)] if names} == {}

@@ -14,6 +14,7 @@ import pytest
 
 import models
 from twostream.errors import DataError
+from twostream.networks import custom_layers
 from twostream.protocol import presets
 
 pytestmark = pytest.mark.xdist_group("test_models")  # one worker builds its module fixtures and compiles
@@ -46,7 +47,7 @@ def test_cnn_m_2048_shapes_at_224_match_the_paper():
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     names = [layer.name for layer in model.layers]
     assert names.index("conv1") < names.index("norm1") < names.index("pool1")
-    assert [type(layer) for layer in model.layers].count(models.LocalResponseNormalization) == 1
+    assert [type(layer) for layer in model.layers].count(custom_layers.LocalResponseNormalization) == 1
     assert model.get_layer("conv1").activation is keras.activations.relu
     assert model.get_layer("conv2").activation is keras.activations.relu
 
@@ -57,7 +58,7 @@ def test_cnn_m_2048_batchnorm_variant():
     assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 512)
     assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)] == [
         "conv1_norm", "conv2_norm"]
-    assert not any(isinstance(layer, models.LocalResponseNormalization) for layer in model.layers)
+    assert not any(isinstance(layer, custom_layers.LocalResponseNormalization) for layer in model.layers)
 
     conv1 = 7 * 7 * 20 * 96 + 4 * 96  # no bias (BatchNorm follows): gamma, beta, moving mean and variance
     conv2 = 5 * 5 * 96 * 256 + 4 * 256
@@ -87,7 +88,7 @@ def test_cnn_m_2048_works_at_the_mini_datasets_size(norm):
 # ---------------------------------------------------------------------------- local response normalisation
 
 def local_response_normalization(x, **kwargs):
-    return keras.ops.convert_to_numpy(models.LocalResponseNormalization(**kwargs)(np.asarray(x, np.float32)))
+    return keras.ops.convert_to_numpy(custom_layers.LocalResponseNormalization(**kwargs)(np.asarray(x, np.float32)))
 
 
 def test_lrn_by_hand_on_every_backend():
@@ -125,11 +126,11 @@ def test_lrn_matches_tensorflows():
 
 
 def test_lrn_config_round_trips_and_runs_in_float32_under_mixed_precision():
-    layer = models.LocalResponseNormalization(depth_radius=1, bias=1.0, alpha=0.5, beta=0.5, name="lrn")
-    clone = models.LocalResponseNormalization.from_config(layer.get_config())
+    layer = custom_layers.LocalResponseNormalization(depth_radius=1, bias=1.0, alpha=0.5, beta=0.5, name="lrn")
+    clone = custom_layers.LocalResponseNormalization.from_config(layer.get_config())
     assert (clone.depth_radius, clone.bias, clone.alpha, clone.beta, clone.name) == (1, 1.0, 0.5, 0.5, "lrn")
     x = np.full((1, 1, 1, 5), 1000.0, np.float16)  # its squares (1e6) overflow float16
-    out = keras.ops.convert_to_numpy(models.LocalResponseNormalization(dtype="mixed_float16")(x))
+    out = keras.ops.convert_to_numpy(custom_layers.LocalResponseNormalization(dtype="mixed_float16")(x))
     assert out.dtype == np.float16
     square_sums = np.array([3e6, 4e6, 5e6, 4e6, 3e6])  # 3, 4, 5, 4, 3 channels in each window
     np.testing.assert_allclose(out[0, 0, 0], 1000 / (2 + 1e-4 * square_sums) ** 0.75, rtol=2e-3)
@@ -138,7 +139,7 @@ def test_lrn_config_round_trips_and_runs_in_float32_under_mixed_precision():
 # ---------------------------------------------------------------------------- normalisation
 
 def flow_normalization(x, **kwargs):
-    return keras.ops.convert_to_numpy(models.FlowNormalization(**kwargs)(np.asarray(x, np.uint8)))
+    return keras.ops.convert_to_numpy(custom_layers.FlowNormalization(**kwargs)(np.asarray(x, np.uint8)))
 
 
 def test_flow_normalization_gives_displacement_minus_the_mean():
@@ -336,7 +337,7 @@ def test_missing_weights_file_and_offline_imagenet_give_clear_errors(monkeypatch
     with pytest.raises(ValueError, match="no ImageNet weights for cnn_m_2048"):
         models.temporal_model(3, image_size=64, weights="imagenet")
     with pytest.raises(DataError, match="no such model file"):
-        models.load_model(str(tmp_path / "missing.keras"))
+        custom_layers.load_model(str(tmp_path / "missing.keras"))
 
 
 @pytest.mark.slow
@@ -348,10 +349,10 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, norm):
     model.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)  # moves the weights (and BatchNorm statistics)
     path = str(tmp_path / "temporal.keras")
     model.save(path)
-    loaded = models.load_model(path)
-    assert isinstance(loaded.get_layer("flow_normalization"), models.FlowNormalization)
+    loaded = custom_layers.load_model(path)
+    assert isinstance(loaded.get_layer("flow_normalization"), custom_layers.FlowNormalization)
     if norm == "lrn":
-        assert isinstance(loaded.get_layer("norm1"), models.LocalResponseNormalization)
+        assert isinstance(loaded.get_layer("norm1"), custom_layers.LocalResponseNormalization)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
@@ -369,6 +370,7 @@ def test_mixed_precision_keeps_softmax_and_normalisation_in_float32():
 
 PRECISION_STEP = """
 import keras, numpy as np, models, temporal_train
+from twostream.networks import custom_layers
 from twostream.train import training
 
 for precision in ("float32", "bfloat16", "float16"):
@@ -414,7 +416,7 @@ def test_a_damaged_model_file_is_one_line_naming_it(tmp_path, damage):
     else:
         path.write_bytes(b"not a model" * 100)
     with pytest.raises(DataError, match="not a whole Keras model file") as error:
-        models.load_model(str(path))
+        custom_layers.load_model(str(path))
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -483,7 +485,7 @@ def test_a_backbone_builds_trains_in_two_phases_predicts_and_reloads(arch, tmp_p
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     path = str(tmp_path / "spatial.keras")
     model.save(path)
-    loaded = models.load_model(path)
+    loaded = custom_layers.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), out, rtol=1e-5, atol=1e-6)
     models.set_spatial_phase(loaded, 2)  # phase 2 starts from phase 1's saved model
     assert models.spatial_arch(loaded)[0] == arch

@@ -12,6 +12,7 @@ import generators
 import models
 import temporal_train
 from twostream.datasets import ucf101
+from twostream.datasets.frames import Stream
 from twostream.train import checkpoints, multitask, training
 
 UCF_CLASSES = ("Alpha", "Beta", "Gamma")
@@ -31,7 +32,7 @@ def sequences(datasets, batch_size=4):
     for name, dataset in (("synthetic", "ucf"), ("synthetic_hmdb", "hmdb")):
         root, splits = datasets[dataset]
         videos = ucf101.load_index(root, splits, 1, "train")
-        made[name] = generators.TrainSequence(videos, root, generators.Stream("temporal", 2), batch_size=batch_size,
+        made[name] = generators.TrainSequence(videos, root, Stream("temporal", 2), batch_size=batch_size,
                                               image_size=32, steps=3)
     return made
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import fakedata
-import models
 import temporal_train
 from twostream import errors
+from twostream.networks import custom_layers
 from twostream.storage import atomic
-from twostream.train import checkpoints, training
+from twostream.train import checkpoints, lineage, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -74,13 +74,13 @@ def assert_finished(folder, epochs, models_=("last.keras", "best.keras")):
     """Every epoch logged once, whole models, and no temporary file left."""
     assert logged_epochs(folder) == list(range(epochs))
     for name in models_:
-        models.load_model(os.path.join(folder, name))
+        custom_layers.load_model(os.path.join(folder, name))
     left = [name for _, _, files in os.walk(folder) for name in files if atomic.is_temporary(name)]
     assert not left
 
 
 def weights_of(path):
-    return models.load_model(str(path)).get_weights()
+    return custom_layers.load_model(str(path)).get_weights()
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_temporal_run_killed_at_every_kind_of_moment_resumes_and_ends_as_an_unin
     # Ctrl-C half-way through writing last.keras: the message says the same command resumes; it does.
     code, stderr = run("temporal_train.py", argv, "INT 1 inside last.keras", trace)
     assert code == 130 and "same command started again resumes" in stderr
-    models.load_model(str(folder / "last.keras"))  # the previous epoch's, whole
+    custom_layers.load_model(str(folder / "last.keras"))  # the previous epoch's, whole
 
     # Epoch 2 committed, the previous epoch's weights not yet removed: the process waits there.
     first = start("temporal_train.py", argv, "WAIT 1 after-replace training_metadata.json", trace)
@@ -381,13 +381,13 @@ def test_checkpoint_dir_naming_a_file_is_a_one_line_error(dataset, tmp_path, cap
 
 def test_trained_on_names_the_lists_of_every_head():
     single = {"dataset": "ucf101", "split": 2, "multitask": None}
-    assert checkpoints.trained_on(single) == {"ucf101": ["trainlist02.txt"]}
+    assert lineage.trained_on(single) == {"ucf101": ["trainlist02.txt"]}
     every = {"dataset": "ucf101", "split": 1, "multitask": {"dataset": "hmdb51", "videos": "all"}}
-    assert checkpoints.trained_on(every) == {"ucf101": ["trainlist01.txt"],
+    assert lineage.trained_on(every) == {"ucf101": ["trainlist01.txt"],
                                             "hmdb51": ["trainlist01.txt", "testlist01.txt"]}
     train = {"dataset": "ucf101", "split": 3, "multitask": {"dataset": "hmdb51", "videos": "train"}}
-    assert checkpoints.trained_on(train) == {"ucf101": ["trainlist03.txt"], "hmdb51": ["trainlist01.txt"]}
-    assert checkpoints.trained_on({**train, "trained_on": {"x": ["y"]}}) == {"x": ["y"]}  # recorded: as recorded
+    assert lineage.trained_on(train) == {"ucf101": ["trainlist03.txt"], "hmdb51": ["trainlist01.txt"]}
+    assert lineage.trained_on({**train, "trained_on": {"x": ["y"]}}) == {"x": ["y"]}  # recorded: as recorded
 
 
 def test_sigterm_is_handled_as_ctrl_c():

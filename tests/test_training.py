@@ -21,8 +21,9 @@ import temporal_train
 from twostream import errors
 from twostream.datasets import ucf101
 from twostream.errors import DataError
+from twostream.networks import custom_layers
 from twostream.protocol import presets
-from twostream.train import checkpoints, distributed, overlap, training
+from twostream.train import checkpoints, distributed, lineage, training
 from twostream.video import media
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +86,7 @@ def test_a_few_steps_lower_the_loss_and_the_model_reloads(dataset, tmp_path):
 
     path = str(tmp_path / "model.keras")
     model.save(path)
-    np.testing.assert_allclose(models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0),
+    np.testing.assert_allclose(custom_layers.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -156,7 +157,7 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     assert config["norm"] == "lrn" and config["num_classes"] == 3
     assert (folder / "classInd.txt").read_text().split("\n")[:3] == ["1 Alpha", "2 Beta", "3 Gamma"]
     assert not (folder / "best.keras").exists()  # no validation set, no model selection: the final model only
-    final = models.load_model(str(folder / "last.keras"))
+    final = custom_layers.load_model(str(folder / "last.keras"))
     probabilities = final.predict(np.full((2, 64, 64, 4), 128, np.uint8), verbose=0)
     assert probabilities.shape == (2, 3)
 
@@ -178,7 +179,7 @@ def test_an_epoch_writes_the_training_state_once(dataset, tmp_path):
     state = os.path.getsize(folder / "backup" / "epoch000001.weights.h5")
     network = os.path.getsize(folder / "last.keras")
     assert network < 0.55 * state, (network, state)
-    model = models.load_model(str(folder / "last.keras"))
+    model = custom_layers.load_model(str(folder / "last.keras"))
     assert model.predict(np.full((1, 64, 64, 4), 128, np.uint8), verbose=0).shape == (1, 3)
 
 
@@ -254,13 +255,13 @@ def test_a_net_fine_tuned_from_another_records_what_both_trained_on(dataset, tmp
     temporal_train.main(temporal_args(dataset, tmp_path / "split1", *steps))
     temporal_train.main(temporal_args(dataset, tmp_path / "split2", "--split", "2", *steps,
                                       "--init", str(tmp_path / "split1" / "last.keras")))
-    lineage = {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
+    lists = {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
     config = checkpoints.read_json(str(tmp_path / "split2" / "config.json"))
-    assert config["trained_on"] == lineage
-    assert checkpoints.read_training_record(str(tmp_path / "split2" / "last.keras"))["config"]["trained_on"] == lineage
+    assert config["trained_on"] == lists
+    assert checkpoints.read_training_record(str(tmp_path / "split2" / "last.keras"))["config"]["trained_on"] == lists
     test_videos = [video.name for video in ucf101.load_index(dataset[0], dataset[1], 2, "test")]
     with pytest.raises(DataError, match="trained on trainlist01.txt"):
-        overlap.refuse_seen_test_videos("split2/last.keras", config, "temporal", "synthetic", 2, dataset[1],
+        lineage.refuse_seen_test_videos("split2/last.keras", config, "temporal", "synthetic", 2, dataset[1],
                                         test_videos)
 
 

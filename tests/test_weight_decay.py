@@ -13,7 +13,7 @@ import pytest
 
 import models
 import temporal_train
-from twostream.networks import optimizers
+from twostream.networks import custom_layers, optimizers
 from twostream.train import multitask, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,7 +126,7 @@ def test_a_saved_model_loads_with_the_same_optimizer_and_trains_on_the_same(tmp_
     model.fit(x, y, batch_size=4, verbose=0)  # a step: the momentum is not 0 any more
     path = str(tmp_path / "model.keras")
     model.save(path)
-    loaded = models.load_model(path)
+    loaded = custom_layers.load_model(path)
     assert type(loaded.optimizer) is optimizers.SGD
     assert loaded.optimizer.caffe_weight_decay == DECAY and loaded.optimizer.weight_decay is None
     for trained in (model, loaded):

@@ -23,7 +23,7 @@ from twostream.errors import DataError
 # The paper's settings (Simonyan & Zisserman 2014): 51 classes, three splits of 3,570 training
 # and 1,530 test clips, results the mean accuracy over the three splits. Its temporal stream on
 # HMDB-51 learns from UCF-101 too (multi-task: one softmax head per dataset, the losses summed).
-# Its accuracies are report.py's reference figures.
+# Its accuracies are references.py's reference figures.
 NUM_CLASSES = 51
 TRAIN_PER_CLASS, TEST_PER_CLASS = 70, 30
 COUNTS = (TRAIN_PER_CLASS, TEST_PER_CLASS)

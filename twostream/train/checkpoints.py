@@ -29,7 +29,7 @@ import zipfile
 from twostream.datasets import ucf101
 from twostream.errors import DataError, warn
 from twostream.protocol import presets
-from twostream.storage import atomic
+from twostream.storage import atomic, locks
 from twostream.video import media
 
 # The names of a run folder's files and folders (the layout above).
@@ -53,7 +53,6 @@ MUST_MATCH = ("stream", "arch", "norm", "image_size", "stack_length", "dataset",
               "segments")
 RECORDED_SINCE = {"segments": 1}  # entries that older runs' config.json lack, and the value those runs trained with
 TRAINING_RECORD = "training.json"  # inside a .keras file (a zip archive): steps done and planned, the run's config
-MULTITASK_SPLIT = 1  # a multi-task run's second dataset: the lists of its split 1
 
 
 def model_path(checkpoints_dir, stream, explicit=None):
@@ -139,60 +138,6 @@ def head_classes_file(dataset):
     return f"classInd_{dataset}.txt"
 
 
-def multitask_subsets(videos):
-    """The lists of a multi-task run's second dataset (split MULTITASK_SPLIT) that --multitask-videos
-    takes: all (the paper's: the training and the test list) or train (the training list alone)."""
-    return ("train", "test") if videos == "all" else ("train",)
-
-
-def trained_on(config, _seen=()):
-    """{dataset: [names of the split lists]} of the videos every head of a run trained on, and every net it
-    descends from (its lineage): a model fine-tuned from another (--init) still holds what that one learnt,
-    so a test list any ancestor trained on is no test of it. From its config.json: its own dataset's training
-    list of its split, for a multi-task run the second dataset's lists (multitask_subsets), and the same of
-    its --init net (init_lineage). Configs written before "trained_on" was recorded give the same."""
-    if "trained_on" in config:
-        lists = config["trained_on"]
-    else:
-        train_list, _ = (os.path.basename(path) for path in ucf101.split_files("", config.get("split") or 1))
-        lists = {config["dataset"]: [train_list]} if config.get("dataset") else {}
-        second = config.get("multitask") or {}
-        if second.get("dataset"):
-            names = dict(zip(("train", "test"),
-                             (os.path.basename(path) for path in ucf101.split_files("", MULTITASK_SPLIT))))
-            lists[second["dataset"]] = [names[subset] for subset in multitask_subsets(second.get("videos"))]
-    return merged_lists(lists, init_lineage(config, _seen))
-
-
-def init_lineage(config, seen=()):
-    """What the --init net of a run (config["init"]) and its own ancestors trained on (trained_on), read from
-    the training record inside the .keras file (it travels with the model), else the config.json beside it;
-    {} without --init. An --init net that says neither is warned about when its run starts (config.json has no
-    "trained_on" yet); once recorded, the lineage is in config.json and a moved ancestor changes nothing."""
-    path = config.get("init")
-    if not path or os.path.abspath(path) in seen:
-        return {}
-    record = read_training_record(path) if os.path.isfile(path) else None
-    beside = os.path.join(os.path.dirname(path), CONFIG_FILE)
-    parent = (record or {}).get("config") or (read_json(beside) if os.path.isfile(beside) else None)
-    if parent is None:
-        if "trained_on" not in config:
-            warn(f"--init {path}: neither its training record ({TRAINING_RECORD}) nor {beside} says what it trained "
-                 "on: fuse_test.py and demo.py cannot refuse the videos it learnt")
-        return {}
-    return trained_on(parent, (*seen, os.path.abspath(path)))
-
-
-def merged_lists(*lineage):
-    """The union of {dataset: [list names]} dicts, each dataset's lists in order of first appearance."""
-    merged = {}
-    for lists in lineage:
-        for dataset, names in lists.items():
-            merged.setdefault(dataset, [])
-            merged[dataset] += [name for name in names if name not in merged[dataset]]
-    return merged
-
-
 # ---------------------------------------------------------------------------- files that appear only whole
 
 def write_lines(path, lines):
@@ -226,8 +171,8 @@ def network(model):
     model (TSN's) saves the network its snippets share, which tests one sample at a time."""
     import keras
 
-    import models
-    model = models.snippet_network(model)
+    from twostream.networks import custom_layers
+    model = custom_layers.snippet_network(model)
     return keras.Model(model.input, model.output, name=model.name)
 
 
@@ -255,7 +200,7 @@ def add_training_record(path, record):
 
 def read_training_record(path):
     """The training record of a .keras file, or None for a model saved without one (an older version,
-    or another program) and for a file that is no model at all (loading it says so: models.load_model)."""
+    or another program) and for a file that is no model at all (loading it says so: custom_layers.load_model)."""
     try:
         with zipfile.ZipFile(path) as archive, archive.open(TRAINING_RECORD) as f:
             text = f.read()
@@ -303,37 +248,18 @@ def remove_temporaries(folder):
                 media.remove_if_exists(os.path.join(parent, name))
 
 
-_locks = {}  # lock file -> its open handle, held until the process ends
-
-
 def lock(folder, name=LOCK_FILE, doing="training into it", instead="use another --checkpoint-dir"):
     """Hold `folder`'s lock file `name` for the rest of this process, or stop if another process holds it:
     two runs writing one folder would interleave their checkpoints and logs (fuse_test.py: their scores;
     `doing` and `instead` word the refusal). The kernel releases the lock when the process ends, however it
-    ends."""
-    import fcntl
-    key = os.path.realpath(os.path.join(folder, name))
-    if key in _locks:
-        return
-    try:
-        handle = open(key, "a+")
-    except OSError as error:  # a read-only mount, a folder of another user
-        raise DataError(f"{folder}: cannot be written ({error.strerror}): make it writable, or {instead}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise DataError(f"{folder}: another process (pid {holder}) is {doing}. Wait for it to end, or "
-                        f"stop it (the same command then resumes), or {instead}") from None
-    except OSError as error:  # a file system without locks
-        warn(f"{folder}: cannot be locked ({error.strerror}); make sure no other process is {doing}")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    _locks[key] = handle
+    ends (locks.hold)."""
+    locks.hold(os.path.join(folder, name),
+               unwritable=lambda error: f"{folder}: cannot be written ({error.strerror}): make it writable, or "
+                                        f"{instead}",
+               busy=lambda holder: f"{folder}: another process (pid {holder}) is {doing}. Wait for it to end, or "
+                                   f"stop it (the same command then resumes), or {instead}",
+               unlockable=lambda error: f"{folder}: cannot be locked ({error.strerror}); make sure no other process "
+                                        f"is {doing}")
 
 
 def read(path, stream, dataset=None):
@@ -365,10 +291,10 @@ def classes_file(config, dataset=None):
 def load(path, stream, dataset=None):
     """(model, config, classes) of a trained stream, for testing and the demo: a multi-task model
     comes with the head of `dataset` (default: the dataset it was trained for) as its one output."""
-    import models
+    from twostream.networks import custom_layers
     from twostream.train import multitask
     config, classes = read(path, stream, dataset)
-    return multitask.one_head(models.load_model(path), head(config, dataset)), config, classes
+    return multitask.one_head(custom_layers.load_model(path), head(config, dataset)), config, classes
 
 
 def fingerprint(path):

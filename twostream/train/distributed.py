@@ -371,34 +371,6 @@ def hint_on_cluster_failure(strategy):
         raise
 
 
-def work_around_keras_multiworker_bugs(model, batch):
-    """Keras 3.15's fit fails twice on a multi-worker cluster (keras-team/keras#20585,
-    tensorflow/tensorflow#72388); both workarounds change only what it does there.
-
-    1. Before training, it builds the model's metrics and loss from the first batch of the
-       distributed dataset, which it first tries to reduce across the workers as if the per-replica
-       (x, y) were one tensor. Only shapes and dtypes matter: build from this worker's `batch`.
-    2. After each step, it averages the replicas' logs with strategy.reduce(MEAN, value, axis=0),
-       which also reduces over axis 0 of each value, and the logs are scalars. Average over the
-       replicas only (axis=None).
-    """
-    from keras.src.backend.tensorflow import trainer  # where fit's step function finds reduce_per_replica
-    build = model._maybe_symbolic_build
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
-        data_batch=batch if data_batch is None else data_batch)
-    reduce = trainer.reduce_per_replica
-    if getattr(reduce, "over_replicas_only", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction == "auto" and is_multiworker(strategy):
-            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return reduce(values, strategy, reduction)
-
-    reduce_per_replica.over_replicas_only = True
-    trainer.reduce_per_replica = reduce_per_replica
-
-
 def cluster_dataset(sequence, strategy, first):
     """The training sequence as each worker's own tf.data pipeline (tf.distribute's
     distribute_datasets_from_function): worker k's batches are its sequence's shard of every

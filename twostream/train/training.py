@@ -11,20 +11,19 @@ validation on groups held out of the training list. The test list is never read 
 import csv
 import functools
 import importlib.util
-import json
 import math
 import os
 import sys
 
 import keras
 
-import generators
 from twostream import errors
 from twostream.datasets import ucf101
+from twostream.datasets.frames import missing_data, missing_data_error
 from twostream.errors import DataError
 from twostream.networks import optimizers
 from twostream.storage import atomic
-from twostream.train import checkpoints, distributed
+from twostream.train import checkpoints, distributed, keras_internals, lineage
 
 # ---------------------------------------------------------------------------- set-up and data
 
@@ -56,9 +55,9 @@ def check_videos(videos, data_dir, stream, what):
     """A clear error for no videos, or for videos without their frames or flow on disk."""
     if not videos:
         raise DataError(f"no {what} videos: check the split lists and --class-limit")
-    missing = generators.missing_data(videos, data_dir, stream)
+    missing = missing_data(videos, data_dir, stream)
     if missing:
-        raise generators.missing_data_error(missing, data_dir, stream, len(videos), f"{what} ", leave_out=None)
+        raise missing_data_error(missing, data_dir, stream, len(videos), f"{what} ", leave_out=None)
 
 
 def prepare_checkpoint_dir(folder, stream, data_dir, video, classes, overwrite, **config):
@@ -74,32 +73,8 @@ def prepare_checkpoint_dir(folder, stream, data_dir, video, classes, overwrite, 
                     f"{record['frame_size']}: the two streams' data were extracted at different sizes")
     config = dict(stream=stream.name, stack_length=stream.stack_length, num_classes=len(classes), data_dir=data_dir,
                   frame_size=record["frame_size"], flow=record["flow"], **config)
-    config["trained_on"] = checkpoints.trained_on(config)
+    config["trained_on"] = lineage.trained_on(config)
     checkpoints.prepare(folder, config, classes, overwrite)
-
-
-def train_sequence(videos, data_dir, stream, strategy, *, batch_size, accumulate, epoch_steps, image_size,
-                   sampling, crop, seed, workers, lighting=None, datasets=1, segments=1):
-    """The training batches of `videos`: each --batch-size batch comes in `accumulate` parts, each
-    part filled equally from `datasets` datasets (2 in multi-task runs, one sequence each);
-    epoch_steps optimizer steps an epoch. On a multi-worker cluster (`strategy`, tf.distribute's or JAX's),
-    each worker's sequence loads its own part of every batch."""
-    parts = accumulate * datasets
-    batch, shard = batch_size // parts, distributed.worker_shard(strategy)
-    replicas = distributed.replicas(strategy)
-    if batch % replicas:
-        each = " from each dataset" if datasets > 1 else ""
-        raise DataError(f"--batch-size {batch_size} does not split evenly over the {replicas} devices ({batch} samples "
-                        f"a step{each}): choose a multiple of {replicas * parts}")
-    return generators.TrainSequence(
-        videos, data_dir, stream, batch_size=batch, image_size=image_size, steps=epoch_steps * accumulate,
-        sampling=sampling, crop=crop, lighting=lighting, seed=seed, workers=workers, use_multiprocessing=True,
-        shard=shard, segments=segments)
-
-
-def validation_data(videos, data_dir, stream, image_size, segments=1):
-    """The held-out videos' centre samples (of each of `segments` segments), or None without any (no --val-groups)."""
-    return generators.validation_data(videos, data_dir, stream, image_size, segments=segments) if videos else None
 
 
 def describe(name, videos, held_out, classes, batch_size, accumulate, iterations, epoch_steps, val_groups):
@@ -184,136 +159,24 @@ def callbacks(folder, sequence, validated, epochs, backup_dir=checkpoints.BACKUP
     `initial_epoch`: where fit starts without a backup (the spatial stream's phase 2).
     """
     log = os.path.join(folder, checkpoints.LOG_FILE)
-    backup = AtomicBackupAndRestore(os.path.join(folder, backup_dir))
+    backup = keras_internals.AtomicBackupAndRestore(os.path.join(folder, backup_dir))
     committed = backup.committed()
     if committed is None:
         refuse_a_lost_backup(log, backup.metadata_path, initial_epoch)
     logged = logged_rows(log, before_epoch=(committed and committed["epoch"]) or initial_epoch,
                          committed_row=committed and committed["log_row"])
     record = functools.partial(checkpoints.training_record, folder, epochs=epochs)
-    best = [AtomicModelCheckpoint(os.path.join(folder, checkpoints.BEST_FILE), record, monitor=monitor, mode="max",
-                                  save_best_only=True, initial_value_threshold=best_logged(logged, monitor))
-            ] if validated else []
+    best = [keras_internals.AtomicModelCheckpoint(
+        os.path.join(folder, checkpoints.BEST_FILE), record, monitor=monitor, mode="max", save_best_only=True,
+        initial_value_threshold=best_logged(logged, monitor))] if validated else []
     return [
         SyncEpoch(sequence),
         distributed.SameStartOnEveryWorker(),
         LogLearningRate(),
         *best,
-        AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE), record),
+        keras_internals.AtomicModelCheckpoint(os.path.join(folder, checkpoints.MODEL_FILE), record),
         keras.callbacks.CSVLogger(log, append=True),  # a row goes out in one write (one flush)
     ] + tensorboard(os.path.join(folder, checkpoints.TENSORBOARD_DIR)) + [backup]
-
-
-KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # what keras.callbacks.BackupAndRestore writes (older runs' backups)
-
-
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore whose saved state changes in one step: a kill at any moment leaves the last
-    finished epoch's state whole, and the same command resumes from it. Its metadata also holds the
-    states of the dropout layers' seed generators (seed_states), which weights files leave out, and the
-    epoch's log.csv row (log_row), which a rerun writes again if log.csv lost it.
-
-    Keras writes latest.weights.h5, then training_metadata.json, both in place: a kill during the
-    first leaves a truncated file that no rerun can read, one between the two a state of two
-    epochs. Here each epoch's weights go to a file of their own (written under a temporary name,
-    then renamed), and the metadata, which names that file, is replaced last: it is the commit.
-    The previous epoch's file goes after it. Restoring is Keras's: the model and optimizer weights,
-    and the epoch to start from. A damaged backup (an older version's, cut short by a kill) stops
-    the run with a message naming it: it is not set aside, since no earlier state exists and the
-    stage would silently start again from its beginning.
-    """
-
-    def __init__(self, backup_dir):
-        super().__init__(backup_dir, delete_checkpoint=False)
-
-    @property
-    def metadata_path(self):
-        return self._training_metadata_path
-
-    def committed(self):
-        """What the backup's last commit says, or None without a backup: the number of finished epochs
-        ("epoch"), their weights file, the seed states and the last epoch's log.csv row ("log_row", None
-        from older versions)."""
-        return self._metadata()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._log_row = {"epoch": str(epoch), **{key: str(float(value)) for key, value in (logs or {}).items()}}
-        super().on_epoch_end(epoch, logs)
-
-    def _metadata(self):
-        path = self._training_metadata_path
-        try:
-            with open(path) as f:
-                metadata = json.load(f)
-            return {"epoch": int(metadata["epoch"]), "weights": metadata.get("weights", KERAS_BACKUP_WEIGHTS),
-                    "seed_states": metadata.get("seed_states"), "log_row": metadata.get("log_row")}
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(self._damaged(path, error)) from error
-
-    def _damaged(self, path, error):
-        return (f"{path}: damaged ({error}): training cannot resume from {self.backup_dir}. An older version of "
-                "this program, killed while writing it, leaves such a file. To train this stage again from its "
-                f"start, move the folder aside (mv {self.backup_dir} {self.backup_dir}.damaged); to start the "
-                "whole run again, pass --overwrite")
-
-    def _load_model(self):
-        metadata = self._metadata()
-        distributed.check_same_backup(metadata["epoch"] if metadata else 0)
-        if metadata is None:
-            return  # no finished epoch yet: start from the beginning
-        self._weights_path = os.path.join(self.backup_dir, metadata["weights"])
-        if not os.path.isfile(self._weights_path):
-            raise DataError(self._damaged(self._weights_path, "missing"))
-        try:
-            super()._load_model()
-        except (OSError, ValueError) as error:
-            raise DataError(self._damaged(self._weights_path, error)) from error
-        for variable, state in zip(seed_states(self.model), metadata["seed_states"] or []):
-            variable.assign(state)
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        name = f"epoch{self._current_epoch:06d}.weights.h5"
-        with atomic.replacing(os.path.join(self.backup_dir, name)) as temp:
-            self.model.save_weights(temp)
-        seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
-        checkpoints.write_json(self._training_metadata_path, {
-            "epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "seed_states": seeds,
-            "log_row": getattr(self, "_log_row", None)})
-        for old in os.listdir(self.backup_dir):
-            if old.endswith(".weights.h5") and old != name and not atomic.is_temporary(old):
-                os.remove(os.path.join(self.backup_dir, old))
-
-
-def seed_states(model):
-    """The states of the model's random seed generators (its dropout masks), which Keras's weights files
-    leave out: the backup keeps them, so that a resumed run draws the masks a run never stopped draws."""
-    return [v for v in model.variables if v.name == "seed_generator_state"]
-
-
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint whose file appears only whole and holds the network alone. Keras saves in
-    place, and a kill during the save left a truncated model: here it saves to a temporary name,
-    renamed when complete. Keras saves the optimizer's state too, which the backup, written the
-    same epoch, holds already: here it saves checkpoints.network(model), half the bytes with SGD, and
-    the training record of its epoch (`record`: epochs done -> checkpoints.training_record)."""
-
-    def __init__(self, filepath, record, **kwargs):
-        super().__init__(filepath, **kwargs)
-        self.record = record
-
-    def _save_model(self, epoch, batch, logs):
-        final, trained = self.filepath, self.model  # self.model: on JAX, the trained values into the variables
-        try:
-            with atomic.replacing(final) as self.filepath:
-                self._model = checkpoints.network(trained)
-                super()._save_model(epoch, batch, logs)
-                if os.path.exists(self.filepath):  # not saved: not the best epoch
-                    checkpoints.add_training_record(self.filepath, self.record(epoch + 1))
-        finally:
-            self.filepath, self._model = final, trained
 
 
 def save_final_model(model, folder, chief_folder, epochs):
@@ -400,25 +263,17 @@ def say_once(message):
     print(message, flush=True)
 
 
-def build_before_fit(model, sequence):
-    """Build the optimizer and the compiled loss and metrics on the shapes of a first batch, loaded here.
-    JAX's fit builds them on a batch it takes from Keras's loader queue and leaves that epoch's other
-    prefetched batches in the queue, which Keras serves at the start of the first epoch: every batch of
-    the run came one late (some twice), and a resumed run, which drops them, trained on others."""
-    model._symbolic_build(data_batch=sequence[0])  # what fit would do, minus the queue
-
-
 def fit(model, sequence, validation_set, epochs, callback_list, initial_epoch=0):
     """model.fit on the training sequence, validating on the held-out sample if there is one.
     A progress bar on a terminal, one line per epoch in a log file."""
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's trainer only
     data = sequence
     if keras.backend.backend() == "jax":
-        build_before_fit(model, sequence)
+        keras_internals.build_before_fit(model, sequence)
     if distributed.is_multiworker(strategy):
         first = sequence[0]
         data = distributed.cluster_dataset(sequence, strategy, first)
-        distributed.work_around_keras_multiworker_bugs(model, first)
+        keras_internals.work_around_keras_multiworker_bugs(model, first)
     with distributed.hint_on_cluster_failure(strategy):
         # No shuffle: each batch is drawn from the seed, the epoch and its index already, while Keras would
         # shuffle their order with Python's `random`, which a resumed run does not restore.

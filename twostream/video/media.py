@@ -137,7 +137,7 @@ def write_flow_images(u_path, v_path, images):
 
 def dequantize_flow(quantized, bound=FLOW_BOUND):
     """Flow images -> displacement in pixels (same shape): a uint8 numpy array gives float32; a float
-    tensor of any Keras backend (models.FlowNormalization) gives the same arithmetic in its dtype."""
+    tensor of any Keras backend (custom_layers.FlowNormalization) gives the same arithmetic in its dtype."""
     if isinstance(quantized, np.ndarray):
         quantized = quantized.astype(np.float32)
     return quantized * (2 * bound / FLOW_LEVELS) - bound

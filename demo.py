@@ -31,10 +31,8 @@ from twostream.video import media
 OUTPUT_EXTENSIONS = (".mp4", ".avi")  # containers cv2.VideoWriter writes with the mp4v codec
 
 def plot_extensions():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return tuple(f".{name}" for name in plt.figure().canvas.get_supported_filetypes())
+    from matplotlib.figure import Figure
+    return tuple(f".{name}" for name in Figure().canvas.get_supported_filetypes())
 
 
 def check_outputs(video, output, plot, overwrite):
@@ -174,8 +172,7 @@ def parse_args(argv=None):
     parser.add_argument("video", help="any video file OpenCV can decode (any size, frame rate, container)")
     flags.add(parser, "demo", "--dataset", "--checkpoints", "--spatial", "--temporal")
 
-    def flag(*args, **kwargs):
-        return flags.add_flag(parser, "demo", *args, **kwargs)
+    flag = flags.adder(parser, "demo")
 
     flag("--top", "how many classes to print per stream", type=flags.positive, default=5)
     flags.add(parser, "demo", "--samples", "--flow-method", "--fusion-weights", "--workers")

@@ -31,7 +31,6 @@ like the others; nothing is fused. --merge, with the same flags but --shard, gat
 into the run's score files (refusing an incomplete set, naming the videos missing and their
 parts) and fuses them as --from-scores does; the table is the one an unsharded run gives.
 """
-import importlib.util
 import os
 import sys
 
@@ -42,30 +41,11 @@ from twostream.errors import run
 from twostream.protocol import flags, presets
 
 
-def imported_on_use(name):
-    """The module `name`, run on the first use of one of its attributes (importlib's LazyLoader), or the
-    module itself once something has imported it."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The library, twostream/scoring: scores (the score store: computed, resumed, reused, read back), shards (--merge),
-# fusion (the fusions and the report). scikit-learn and matplotlib load when scores are first saved or fused:
-# --help stays instant.
-scores, shards, fusion = (imported_on_use(f"twostream.scoring.{name}") for name in ("scores", "shards", "fusion"))
-
-
 def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "test", *flags.DATASET_FLAGS, "--checkpoints", "--spatial", "--temporal")
 
-    def flag(*args, **kwargs):
-        return flags.add_flag(parser, "test", *args, **kwargs)
+    flag = flags.adder(parser, "test")
 
     flag("--streams", "streams to test (default: both, and their fusions; with --from-scores: those saved there)",
          nargs="+", choices=STREAMS)
@@ -179,6 +159,9 @@ def run_dir_of(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    # The library, twostream/scoring: scores (the score store: computed, resumed, reused, read back), shards
+    # (--merge), fusion (the fusions and the report). It loads here, after the flags: --help stays instant.
+    from twostream.scoring import fusion, scores, shards
     run_dir = run_dir_of(args)
     # --shard K/N: this machine's part of the lists, scored into their part files; nothing is fused.
     if args.shard:

@@ -107,63 +107,68 @@ def frame_size(text):
 
 def add_video_flags(parser, command):
     """--dataset, and the videos it reads and the folder it writes by default."""
+    flag = flags.adder(parser, command)
     flags.add(parser, command, "--dataset")
-    flags.add_flag(parser, command, "--videos", "folder of videos: UCF-101/<Class>/<video>.avi, HMDB-51's "
-                   "<class>/<clip>.avi, or flat as `unrar e` leaves them")
-    flags.add_flag(parser, command, "--out", "output folder")
+    flag("--videos", "folder of videos: UCF-101/<Class>/<video>.avi, HMDB-51's "
+         "<class>/<clip>.avi, or flat as `unrar e` leaves them")
+    flag("--out", "output folder")
 
 
 def add_splits_flags(parser, command="splits"):
+    flag = flags.adder(parser, command)
     add_video_flags(parser, command)
-    flags.add_flag(parser, command, "--official-zip", "extract the lists from "
-                   "UCF101TrainTestSplits-RecognitionTask.zip instead", metavar="PATH")
-    flags.add_flag(parser, command, "--classes", "class list to use (recommended for the flat layout, whose file names "
-                   "spell HandstandPushups as HandStandPushups); default: the class folders found",
-                   metavar="classInd.txt")
-    flags.add_flag(parser, command, "--official-dir", f"HMDB-51's layout: the {hmdb51.SPLITS_DIR} folder of "
-                   "test_train_splits.rar", metavar="DIR")
-    flags.add_flag(parser, command, "--any-counts", "HMDB-51's layout: accept other numbers of classes and of clips "
-                   "per class than HMDB-51's 51 and 70/30 (a subset of it, or the generated mini dataset)",
-                   action="store_true")
+    flag("--official-zip", "extract the lists from "
+         "UCF101TrainTestSplits-RecognitionTask.zip instead", metavar="PATH")
+    flag("--classes", "class list to use (recommended for the flat layout, whose file names "
+         "spell HandstandPushups as HandStandPushups); default: the class folders found",
+         metavar="classInd.txt")
+    flag("--official-dir", f"HMDB-51's layout: the {hmdb51.SPLITS_DIR} folder of "
+         "test_train_splits.rar", metavar="DIR")
+    flag("--any-counts", "HMDB-51's layout: accept other numbers of classes and of clips "
+         "per class than HMDB-51's 51 and 70/30 (a subset of it, or the generated mini dataset)",
+         action="store_true")
     flags.add(parser, command, "--overwrite")
 
 
 def add_extraction_flags(parser, command):
     """The flags of `frames`, and of `flow` with --flow-method and --batch-size."""
+    flag = flags.adder(parser, command)
     add_video_flags(parser, command)
-    flags.add_flag(parser, command, "--size", "resize frames to WIDTHxHEIGHT before saving or computing flow "
-                   "(default: 340x256, as jpegs_256)", type=frame_size, default=media.FRAME_SIZE)
+    flag("--size", "resize frames to WIDTHxHEIGHT before saving or computing flow "
+         "(default: 340x256, as jpegs_256)", type=frame_size, default=media.FRAME_SIZE)
     flags.add(parser, command, "--workers", "--overwrite")
-    flags.add_flag(parser, command, "--verify", "also decode every JPEG of finished folders (in --workers processes) "
-                   "and redo the videos with a truncated or unreadable one, as `check --decode` finds them (slow on "
-                   "millions of files)", action="store_true")
+    flag("--verify", "also decode every JPEG of finished folders (in --workers processes) "
+         "and redo the videos with a truncated or unreadable one, as `check --decode` finds them (slow on "
+         "millions of files)", action="store_true")
     flags.add(parser, command, "--shard")
     if command == "flow":
         flags.add(parser, command, "--flow-method", "--batch-size")
 
 
 def add_check_flags(parser, command="check"):
+    flag = flags.adder(parser, command)
     flags.add(parser, command, *flags.DATASET_FLAGS)
-    flags.add_flag(parser, command, "--decode", "also decode every JPEG (slow: millions of files); without it, JPEGs "
-                   "are only tested for truncation (size, end-of-image marker)", action="store_true")
+    flag("--decode", "also decode every JPEG (slow: millions of files); without it, JPEGs "
+         "are only tested for truncation (size, end-of-image marker)", action="store_true")
     flags.add(parser, command, "--workers")
 
 
 def add_synthetic_flags(parser, command="synthetic"):
-    flags.add_flag(parser, command, "--layout", "ucf101: UCF-101's layout, 12 classes (--dataset synthetic); hmdb51: "
-                   "HMDB-51's layout and official split files, 6 other classes (--dataset synthetic_hmdb) "
-                   "(default: %(default)s)", choices=presets.LAYOUTS, default="ucf101")
-    flags.add_flag(parser, command, "--out", "output folder (default: the generated dataset's folder, "
-                   f"{presets.PRESETS['synthetic']['data']['data_dir']} or "
-                   f"{presets.PRESETS['synthetic_hmdb']['data']['data_dir']})")
+    flag = flags.adder(parser, command)
+    flag("--layout", "ucf101: UCF-101's layout, 12 classes (--dataset synthetic); hmdb51: "
+         "HMDB-51's layout and official split files, 6 other classes (--dataset synthetic_hmdb) "
+         "(default: %(default)s)", choices=presets.LAYOUTS, default="ucf101")
+    flag("--out", "output folder (default: the generated dataset's folder, "
+         f"{presets.PRESETS['synthetic']['data']['data_dir']} or "
+         f"{presets.PRESETS['synthetic_hmdb']['data']['data_dir']})")
     flags.add(parser, command, "--seed", "--overwrite", "--workers")
-    flags.add_flag(parser, command, "--full", "instead, UCF-101 and HMDB-51 at their real shape, already extracted, "
-                   "for rehearsing every command at full size (benchmarks/rehearsal.py): every video of the official "
-                   "lists in LISTS_DIR (classInd.txt, the six lists, frame_counts.csv) with its real frame count at "
-                   "340x256, and 6,766 HMDB-style clips; a few distinct JPEGs per class hard-linked into place, so it "
-                   "takes about 100 MB. Needs --out", metavar="LISTS_DIR")
-    flags.add_flag(parser, command, "--fraction", "with --full: keep this fraction of each class's videos, all "
-                   "classes (default: %(default)s)", type=float, default=1.0)
+    flag("--full", "instead, UCF-101 and HMDB-51 at their real shape, already extracted, "
+         "for rehearsing every command at full size (benchmarks/rehearsal.py): every video of the official "
+         "lists in LISTS_DIR (classInd.txt, the six lists, frame_counts.csv) with its real frame count at "
+         "340x256, and 6,766 HMDB-style clips; a few distinct JPEGs per class hard-linked into place, so it "
+         "takes about 100 MB. Needs --out", metavar="LISTS_DIR")
+    flag("--fraction", "with --full: keep this fraction of each class's videos, all "
+         "classes (default: %(default)s)", type=float, default=1.0)
 
 
 # Each command: its summary, its flags, what runs it.

@@ -37,11 +37,9 @@ def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "spatial", *flags.TRAINING_FLAGS, "--arch", "--weights", "--dropout", "--partial-bn")
 
-    def flag(*args, **kwargs):
-        return flags.add_flag(parser, "spatial", *args, **kwargs)
+    flag = flags.adder(parser, "spatial")
 
-    flag("--lighting", "standard deviation of the PCA lighting noise (Krizhevsky et al.; 0: none)",
-         type=float, default=0.1)
+    flag("--lighting", "standard deviation of the PCA lighting noise (Krizhevsky et al.; 0: none)", type=float)
     flag("--phase1-optimizer", "optimizer of phase 1: sgd (the paper's) or rmsprop", choices=("sgd", "rmsprop"))
     flag("--phase1-lr", "learning rate of phase 1", type=float)
     flag("--phase1-lr-drops", "iterations of phase 1 after which its learning rate is divided by 10",

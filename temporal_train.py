@@ -36,12 +36,11 @@ def parse_args(argv=None):
     parser = flags.parser(__doc__)
     flags.add(parser, "temporal", *flags.TRAINING_FLAGS, "--arch", "--weights", "--dropout", "--partial-bn")
 
-    def flag(*args, **kwargs):
-        return flags.add_flag(parser, "temporal", *args, **kwargs)
+    flag = flags.adder(parser, "temporal")
 
     flag("--norm", "cnn_m_2048's normalisation after conv1: lrn (the paper's; none after conv2) or "
          "batchnorm (after conv1 and conv2)", choices=presets.NORMS)
-    flag("--stack-length", "L, flow frames per stack", type=flags.positive, default=10)
+    flag("--stack-length", "L, flow frames per stack", type=flags.positive)
     flag("--lr", "initial learning rate", type=float)
     flag("--lr-drops", "iterations after which the learning rate is divided by 10", type=flags.non_negative,
          nargs="*")

@@ -93,23 +93,19 @@ def stack_indices(start, span, num_frames):
 def missing_data(videos, data_dir, stream):
     """Names of the videos without a complete set of frames (spatial) or of u and v flow
     (temporal): a count of 0 in the index, or a file of 0 .. count-1 gone since indexing.
-    One directory scan per folder."""
+    One directory listing per folder (ucf101.frame_numbers)."""
     stream = as_stream(stream)
-    missing = []
-    for video in videos:
-        count = stream.count(video)
-        expected = {ucf101.FRAME_NAME.format(i + 1) for i in range(count)}
-        if count == 0 or any(not expected <= file_names(f) for f in stream.folders(data_dir, video)):
-            missing.append(video.name)
-    return missing
+    return [video.name for video in videos
+            if not holds_frames(stream.count(video), stream.folders(data_dir, video))]
 
 
-def file_names(folder):
-    try:
-        with os.scandir(folder) as entries:
-            return {e.name for e in entries}
-    except OSError:
-        return set()
+def holds_frames(count, folders):
+    """Whether every folder holds frames 1 .. count (count > 0), with or without more after them."""
+    for folder in folders:
+        numbers = [n for n in ucf101.frame_numbers(folder) if n > 0]  # sorted, distinct: 1 .. count come first
+        if count == 0 or len(numbers) < count or numbers[count - 1] != count:
+            return False
+    return count > 0
 
 
 def missing_data_error(names, data_dir, streams, total=None, what="",

@@ -1,17 +1,19 @@
 """The command-line flags of the five scripts (prepare_data.py and its commands, spatial_train.py,
 temporal_train.py, fuse_test.py, demo.py): every flag two or more of them take is defined once
 here, under one name, with one help text and one default. A script adds the shared flags it takes
-by name (add) and defines only its own (add_flag); each flag's help ends with its per-dataset
+by name (add) and defines only its own (adder); each flag's help ends with its per-dataset
 values from presets.py, or its default. Nothing here imports Keras, so every --help is instant.
 
 Scripts are named as presets.py's parts: "spatial", "temporal", "test" (fuse_test.py), "demo", and
 prepare_data.py's commands "splits", "frames", "flow", "check", "synthetic".
 """
 import argparse
+import functools
 import re
 
 from twostream.datasets import ucf101
 from twostream.protocol import presets
+from twostream.video import media
 
 
 def parser(doc):
@@ -42,23 +44,6 @@ def non_negative(text):
     return int(text)
 
 
-# The two flags that need media.py's constants are functions, so that only the scripts computing flow
-# wait for OpenCV's import in --help.
-def flow_method_flag():
-    from twostream.video import media
-    return dict(help="tvl1: OpenCV's TV-L1, the flow of the public downloads and of TSN (the paper used Brox et "
-                "al.'s), slow (about 1 frame pair/s per core at 320x240, 16 CPU-days for UCF-101); tvl1_keras: the "
-                "same algorithm in Keras (tvl1.py), batches of frame pairs on the Keras backend's device, made for a "
-                "GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster, approximate; farneback: ~60x faster",
-                choices=media.FLOW_METHODS, default="tvl1")
-
-
-def flow_batch_size_flag():
-    from twostream.video import media
-    return dict(help="frame pairs per device call for --flow-method tvl1_keras: larger keeps a GPU busier; each new "
-                "size compiles once", type=positive, default=media.FLOW_BATCH)
-
-
 DISTRIBUTIONS = ("none", "mirrored", "multiworker")
 ALL_CORES = "every core this process may use"
 
@@ -84,7 +69,11 @@ SHARED = {
                      default=25),
     "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; "
                              "TSN: 1 1.5)", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
-    "--flow-method": flow_method_flag,
+    "--flow-method": dict(help="tvl1: OpenCV's TV-L1, the flow of the public downloads and of TSN (the paper used "
+                          "Brox et al.'s), slow (about 1 frame pair/s per core at 320x240, 16 CPU-days for UCF-101); "
+                          "tvl1_keras: the same algorithm in Keras (tvl1.py), batches of frame pairs on the Keras "
+                          "backend's device, made for a GPU (fastest with KERAS_BACKEND=jax); dis: ~100x faster, "
+                          "approximate; farneback: ~60x faster", choices=media.FLOW_METHODS, default="tvl1"),
     "--class-limit": dict(help="use the first N classes only (quick runs; recorded, and fuse_test.py compares such a "
                           "run with no published figure)", type=positive),
     "--max-videos": dict(help="use an evenly spread subset of N videos only (quick runs: N training videos in "
@@ -164,7 +153,8 @@ BY_SCRIPT = {
         "spatial": dict(help="samples per optimizer step (the paper: 256)", type=positive),
         "temporal": dict(help="samples per optimizer step (the paper: 256)", type=positive),
         "test": dict(help="images per forward pass", type=positive, default=250),
-        "flow": flow_batch_size_flag,
+        "flow": dict(help="frame pairs per device call for --flow-method tvl1_keras: larger keeps a GPU busier; "
+                     "each new size compiles once", type=positive, default=media.FLOW_BATCH),
     },
     "--overwrite": {
         "spatial": "start again from scratch, deleting the run in --checkpoint-dir",
@@ -209,18 +199,18 @@ def add(parser, script, *names):
     """Add the shared flags `names` (SHARED or BY_SCRIPT) to the parser of `script`."""
     for name in names:
         if name in SHARED:
-            add_flag(parser, script, name, **evaluated(SHARED[name]))
+            add_flag(parser, script, name, **SHARED[name])
             continue
-        kwargs = evaluated(BY_SCRIPT[name][script])
+        kwargs = BY_SCRIPT[name][script]
         kwargs = {**BY_SCRIPT_KWARGS.get(name, {}), **(kwargs if isinstance(kwargs, dict) else dict(help=kwargs))}
         if name == "--workers":
             kwargs["help"] += f" (default: {ALL_CORES}, %(default)s)"
         add_flag(parser, script, name, **kwargs)
 
 
-def evaluated(entry):
-    """An entry of SHARED or BY_SCRIPT (a function: see flow_method_flag)."""
-    return entry() if callable(entry) else entry
+def adder(parser, script):
+    """flag(name, help, **kwargs): how a script adds a flag of its own (add_flag on its parser)."""
+    return functools.partial(add_flag, parser, script)
 
 
 def add_flag(parser, script, flag, help, **kwargs):

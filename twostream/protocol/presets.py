@@ -43,11 +43,12 @@ FINE_TUNING = dict(lr=1e-2, lr_drops=[14000], iterations=20000)
 # The paper's settings, for UCF-101 and HMDB-51 alike. The spatial phases fine-tune (phase 2 at a tenth of
 # the rate, the seed's); "temporal_init" is temporal_train.py --init's schedule, where a flag does not say.
 PAPER = {
-    "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5,
+    "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5, lighting=0.1,
                     phase1_optimizer="sgd", phase1_lr=FINE_TUNING["lr"], phase1_lr_drops=FINE_TUNING["lr_drops"],
                     phase1_iterations=FINE_TUNING["iterations"], phase2_lr=FINE_TUNING["lr"] / 10,
                     phase2_lr_drops=FINE_TUNING["lr_drops"], phase2_iterations=FINE_TUNING["iterations"]),
-    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, norm="lrn", dropout=0.9, **FROM_SCRATCH),
+    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, stack_length=10, norm="lrn", dropout=0.9,
+                     **FROM_SCRATCH),
     "temporal_init": FINE_TUNING,
     "test": dict(crops="10"),
 }
@@ -57,10 +58,10 @@ PAPER = {
 # RMSprop; centre crops only at test time, to keep the run short (README: where this differs). No
 # "temporal_init": --init keeps the mini schedule, already a few hundred steps.
 MINI = {
-    "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5,
+    "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5, lighting=0.1,
                     phase1_optimizer="rmsprop", phase1_lr=3e-3, phase1_lr_drops=[], phase1_iterations=420,
                     phase2_lr=1e-4, phase2_lr_drops=[], phase2_iterations=56),
-    "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, norm="lrn", dropout=0.5,
+    "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, stack_length=10, norm="lrn", dropout=0.5,
                      lr=1e-2, lr_drops=[200, 260], iterations=300),
     "test": dict(crops="center"),
 }

@@ -8,17 +8,14 @@ import csv
 import json
 import os
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no GUI backend to choose, no figure to close
 
 from twostream.datasets import ucf101
 from twostream.errors import DataError
 from twostream.scoring import evaluation, references
 from twostream.storage import atomic
 from twostream.train import checkpoints
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 # ---------------------------------------------------------------------------- tables
 
@@ -279,7 +276,8 @@ def plot_confusion(path, matrix, classes, title):
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, np.float64), where=totals > 0)
     size = min(max(4.0, 0.16 * len(classes) + 2), 24.0)
     fontsize = max(3.0, min(9.0, 400 / max(len(classes), 1)))
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=fontsize)
     ax.set_yticks(range(len(classes)), classes, fontsize=fontsize)
@@ -290,12 +288,12 @@ def plot_confusion(path, matrix, classes, title):
     fig.tight_layout()
     with atomic.replacing(path) as temp:
         fig.savefig(temp, dpi=150)
-    plt.close(fig)
 
 
 def plot_top_scores(path, scores, classes, k=5):
     """Bar charts of the top-k classes of one video, one panel per stream. scores: {name: [C]}."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 0.5 * k + 1.5), squeeze=False)
+    fig = Figure(figsize=(4 * len(scores), 0.5 * k + 1.5))
+    axes = fig.subplots(1, len(scores), squeeze=False)
     for ax, (name, stream_scores) in zip(axes[0], scores.items()):
         top = np.argsort(stream_scores)[::-1][:k][::-1]
         ax.barh(range(len(top)), np.asarray(stream_scores)[top], color="tab:blue")
@@ -306,7 +304,6 @@ def plot_top_scores(path, scores, classes, k=5):
     fig.tight_layout()
     with atomic.replacing(path) as temp:
         fig.savefig(temp, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- the report

@@ -19,10 +19,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
+from twostream.datasets.frames import stack_channels, stack_indices
 from twostream.errors import DataError, run
+from twostream.loading.pixels import eval_crops
+from twostream.loading.sampling import sample_starts
 from twostream.protocol import flags, presets
 from twostream.storage import atomic
 from twostream.train import checkpoints, lineage
@@ -75,16 +79,12 @@ def read_frames(path, frame_size):
 
 
 def spatial_batch(frames, samples, image_size):
-    from twostream.loading.pixels import eval_crops
-    from twostream.loading.sampling import sample_starts
     starts = sample_starts(len(frames), samples, 1)
     return np.concatenate([eval_crops(frames[s], image_size, "center", False) for s in starts])
 
 
 def flow_stacks(frames, samples, stack_length, method, workers):
     """Sampled flow stacks [N, H, W, 2L], computing flow only for the pairs they use."""
-    from twostream.datasets.frames import stack_channels, stack_indices
-    from twostream.loading.sampling import sample_starts
     num_flows = max(len(frames) - 1, 1)
     if len(frames) == 1:
         frames = frames * 2  # a single still frame: zero motion
@@ -103,7 +103,6 @@ def flow_stacks(frames, samples, stack_length, method, workers):
 
 
 def temporal_batch(stacks, image_size):
-    from twostream.loading.pixels import eval_crops
     return np.concatenate([eval_crops(stack, image_size, "center", True) for stack in stacks])
 
 
@@ -118,7 +117,6 @@ def print_top(name, scores, classes, k):
 
 
 def write_annotated(path, frames, label, fps):
-    import cv2
     height, width = frames[0].shape[:2]
     with atomic.replacing(path) as temp:
         writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))

@@ -225,7 +225,7 @@ def test_recipe_tsn_trains_both_streams_resumes_and_fuses(tmp_path, tiny_nets):
         # What testing loads is the network of one snippet, trained all its steps.
         assert custom_layers.load_model(str(folder / "last.keras")).input_shape == (None, 75, 75, channels)
         record = checkpoints.read_training_record(folder / "last.keras")
-        assert record["steps_done"] == record["steps_planned"]
+        assert record.steps_done == record.steps_planned
     with pytest.raises(errors.DataError, match="different segments"):  # a resumed run keeps its segments
         temporal_train.main(common + temporal + ["--segments", "2"])
 

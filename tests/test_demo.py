@@ -111,7 +111,7 @@ def test_a_killed_demos_temporary_files_go_at_its_next_start_and_it_says_how_far
     for path in (killed, running):
         path.write_bytes(b"half a video")
     temporal = shutil.copytree(os.path.dirname(model_files["temporal"]), tmp_path / "temporal")
-    checkpoints.add_training_record(temporal / "last.keras", {"steps_done": 3, "steps_planned": 6, "config": {}})
+    checkpoints.add_training_record(temporal / "last.keras", checkpoints.TrainingRecord(3, 6, {}))
     assert errors.run(demo.main, [clip, "--dataset", "synthetic", "--spatial", model_files["spatial"],
                                   "--temporal", str(temporal / "last.keras"), "--flow-method", "dis", "--samples", "2",
                                   "--workers", "1", "--output", str(out)]) == 0

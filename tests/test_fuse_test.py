@@ -704,7 +704,7 @@ def test_scores_of_an_unfinished_model_are_refused_unless_meant_and_the_report_s
 def test_an_unfinished_model_is_refused_before_scoring_unless_meant(setup, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "checkpoints" / "temporal"
     shutil.copytree(os.path.join(setup["checkpoints"], "temporal"), folder)
-    checkpoints.add_training_record(folder / "last.keras", {"steps_done": 3, "steps_planned": 6, "config": {}})
+    checkpoints.add_training_record(folder / "last.keras", checkpoints.TrainingRecord(3, 6, {}))
     argv = cli(setup, "--streams", "temporal", "--crops", "center", results=tmp_path / "results",
                checkpoints_dir=str(tmp_path / "checkpoints"))
     calls = counting_predict(monkeypatch)
@@ -876,8 +876,7 @@ def fine_tuned_run(tmp_path, setup, name, init, record=True, **entries):
     config = {**config, "trained_on": lineage.trained_on(config)}
     (folder / "config.json").write_text(json.dumps(config))
     if record:
-        checkpoints.add_training_record(str(folder / "last.keras"), {"steps_done": 1, "steps_planned": 1,
-                                                                      "config": config})
+        checkpoints.add_training_record(str(folder / "last.keras"), checkpoints.TrainingRecord(1, 1, config))
     return folder
 
 

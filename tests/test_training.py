@@ -129,8 +129,8 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
     with open(folder / "backup" / "training_metadata.json") as f:
         assert json.load(f)["epoch"] == 1
     stopped = checkpoints.read_training_record(folder / "last.keras")  # the model says how far it got
-    assert (stopped["steps_done"], stopped["steps_planned"]) == (3, 6) and checkpoints.is_unfinished(stopped)
-    assert stopped["config"]["stream"] == "temporal" and stopped["config"]["epoch_steps"] == 3
+    assert (stopped.steps_done, stopped.steps_planned) == (3, 6) and checkpoints.is_unfinished(stopped)
+    assert stopped.config["stream"] == "temporal" and stopped.config["epoch_steps"] == 3
 
     monkeypatch.setattr(training, "callbacks", original)
     RecordingSequence.started.clear()
@@ -141,7 +141,7 @@ def test_a_killed_run_started_again_resumes_at_epoch_2(dataset, tmp_path, monkey
         rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
     assert rates == pytest.approx([1e-2, 1e-3])  # 3 steps per epoch: the drop after step 4 came in epoch 1
     finished = checkpoints.read_training_record(folder / "last.keras")
-    assert (finished["steps_done"], finished["steps_planned"]) == (6, 6) and not checkpoints.is_unfinished(finished)
+    assert (finished.steps_done, finished.steps_planned) == (6, 6) and not checkpoints.is_unfinished(finished)
 
     # A finished run started again trains nothing and replaces nothing.
     stamp = os.path.getmtime(folder / "last.keras")
@@ -194,7 +194,7 @@ def test_spatial_phases_and_skipping_a_finished_phase_1(dataset, tmp_path, monke
     assert logged_epochs(folder) == [0, 1]  # phase 2 numbers its epochs on from phase 1
     assert (folder / "phase1.keras").exists() and (folder / "last.keras").exists()
     steps = {name: checkpoints.read_training_record(folder / name) for name in ("phase1.keras", "last.keras")}
-    assert {name: (r["steps_done"], r["steps_planned"]) for name, r in steps.items()} == {
+    assert {name: (r.steps_done, r.steps_planned) for name, r in steps.items()} == {
         "phase1.keras": (1, 2), "last.keras": (2, 2)}  # the two phases are one run of 2 steps
     assert (folder / "classInd.txt").read_text() == "1 Alpha\n2 Beta\n"  # --class-limit 2
 
@@ -258,7 +258,7 @@ def test_a_net_fine_tuned_from_another_records_what_both_trained_on(dataset, tmp
     lists = {"synthetic": ["trainlist02.txt", "trainlist01.txt"]}
     config = checkpoints.read_json(str(tmp_path / "split2" / "config.json"))
     assert config["trained_on"] == lists
-    assert checkpoints.read_training_record(str(tmp_path / "split2" / "last.keras"))["config"]["trained_on"] == lists
+    assert checkpoints.read_training_record(str(tmp_path / "split2" / "last.keras")).config["trained_on"] == lists
     test_videos = [video.name for video in ucf101.load_index(dataset[0], dataset[1], 2, "test")]
     with pytest.raises(DataError, match="trained on trainlist01.txt"):
         lineage.refuse_seen_test_videos("split2/last.keras", config, "temporal", "synthetic", 2, dataset[1],

@@ -40,7 +40,7 @@ def read_models(args, streams):
 def training_progress(path):
     """{steps_done, steps_planned} of a model's training record, or None without one."""
     record = checkpoints.read_training_record(path)
-    return record and {key: record[key] for key in ("steps_done", "steps_planned")}
+    return record and {"steps_done": record.steps_done, "steps_planned": record.steps_planned}
 
 
 def check_finished(path, trained, unfinished_allowed, scores=None):

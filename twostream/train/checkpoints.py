@@ -24,6 +24,7 @@ leaves the previous version or the new one, never a part.
 import json
 import os
 import shutil
+import typing
 import zipfile
 
 from twostream.datasets import ucf101
@@ -183,19 +184,26 @@ def save_model(model, path, record):
         add_training_record(temp, record)
 
 
+class TrainingRecord(typing.NamedTuple):
+    """How far a saved model trained, inside its .keras file (TRAINING_RECORD): optimizer steps done and
+    planned, and its run's config.json (None where a model of an older version lacks it)."""
+    steps_done: int
+    steps_planned: int
+    config: dict | None
+
+
 def training_record(folder, epochs_done, epochs):
     """How far the run in `folder` has trained, for the models it saves (add_training_record): optimizer
     steps done and planned (epochs of its config.json's epoch_steps), and that config."""
     config = read_json(os.path.join(folder, CONFIG_FILE))
-    return {"steps_done": epochs_done * config["epoch_steps"], "steps_planned": epochs * config["epoch_steps"],
-            "config": config}
+    return TrainingRecord(epochs_done * config["epoch_steps"], epochs * config["epoch_steps"], config)
 
 
 def add_training_record(path, record):
     """Put `record` (training_record) into the .keras file `path`, beside Keras's own entries (which
     Keras's loader ignores): a model copied anywhere still says how far it trained."""
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(TRAINING_RECORD, json.dumps(record, indent=1))
+        archive.writestr(TRAINING_RECORD, json.dumps(record._asdict(), indent=1))
 
 
 def read_training_record(path):
@@ -208,16 +216,26 @@ def read_training_record(path):
         return None
     try:
         record = json.loads(text)
-        return {"steps_done": int(record["steps_done"]), "steps_planned": int(record["steps_planned"]),
-                "config": record.get("config")}
+        return TrainingRecord(int(record["steps_done"]), int(record["steps_planned"]), record.get("config"))
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise DataError(f"{path}: its training record ({TRAINING_RECORD}) is damaged ({error}): train again, or "
                         "save the model anew") from error
 
 
 def is_unfinished(record):
-    """Whether a model's training record (read_training_record) says its run had steps left."""
-    return record is not None and record["steps_done"] < record["steps_planned"]
+    """Whether a model's training record (read_training_record), or the steps a score file recorded from one
+    ({steps_done, steps_planned}), says its run had steps left."""
+    if record is None:
+        return False
+    done, planned = steps_of(record)
+    return done < planned
+
+
+def steps_of(record):
+    """(steps done, steps planned) of a TrainingRecord, or of the {steps_done, steps_planned} a score file holds."""
+    if isinstance(record, TrainingRecord):
+        return record.steps_done, record.steps_planned
+    return record["steps_done"], record["steps_planned"]
 
 
 def progress_text(record):
@@ -225,8 +243,8 @@ def progress_text(record):
     if record is None:
         return "how far it trained is not recorded (saved by an older version)"
     unfinished = " (unfinished: its run stopped before the end, or it is an earlier epoch's best)"
-    return f"trained {record['steps_done']} of {record['steps_planned']} steps" + (unfinished if is_unfinished(record)
-                                                                                 else "")
+    done, planned = steps_of(record)
+    return f"trained {done} of {planned} steps" + (unfinished if done < planned else "")
 
 
 def is_complete_model(path):

@@ -54,7 +54,7 @@ def init_lineage(config, seen=()):
         return {}
     record = checkpoints.read_training_record(path) if os.path.isfile(path) else None
     beside = os.path.join(os.path.dirname(path), checkpoints.CONFIG_FILE)
-    parent = (record or {}).get("config") or (checkpoints.read_json(beside) if os.path.isfile(beside) else None)
+    parent = (record and record.config) or (checkpoints.read_json(beside) if os.path.isfile(beside) else None)
     if parent is None:
         if "trained_on" not in config:
             warn(f"--init {path}: neither its training record ({checkpoints.TRAINING_RECORD}) nor {beside} says what "

@@ -183,23 +183,20 @@ COMMANDS = {
 
 
 def build_parser():
+    """The parser, and its sub-commands (for flags.parse)."""
     parser = flags.parser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (summary, add_flags, run) in COMMANDS.items():
         command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         add_flags(command, name)
         command.set_defaults(run=run)
-    return parser
+    return parser, commands
 
 
 def parse_args(argv=None):
     """Parse, with the --dataset's folders (presets.py) for those not given."""
-    args = build_parser().parse_args(argv)
-    if "dataset" in args:
-        for key, value in presets.values(args.dataset, args.command).items():
-            if getattr(args, key, None) is None:
-                setattr(args, key, value)
-    return args
+    parser, commands = build_parser()
+    return flags.parse(parser, None, argv, commands)
 
 
 def main(argv=None):

@@ -135,7 +135,7 @@ def test_the_shard_rule_is_fixed_balanced_and_ignores_case():
     assert np.abs(sizes[1:] / (len(names) / 8) - 1).max() < 0.05
     for bad in ("0/4", "5/4", "3", "a/b", "-1/4"):
         with pytest.raises(SystemExit):
-            prepare_data.build_parser().parse_args(["frames", "--shard", bad])
+            prepare_data.parse_args(["frames", "--shard", bad])
 
 
 def test_two_shards_extract_disjoint_parts_whose_union_is_every_video(tmp_path, capsys):
@@ -360,7 +360,7 @@ def test_a_missing_videos_folder_exits_with_code_2(tmp_path, capsys):
 def test_sizes_are_validated():  # every flag's help: tests/test_flags.py, from --help
     assert prepare_data.frame_size("340x256") == (340, 256)
     with pytest.raises(SystemExit):
-        prepare_data.build_parser().parse_args(["frames", "--size", "340"])
+        prepare_data.parse_args(["frames", "--size", "340"])
 
 
 def test_synthetic_passes_its_flags_to_generate(monkeypatch, tmp_path):

@@ -224,11 +224,16 @@ def add_flag(parser, script, flag, help, **kwargs):
     return parser.add_argument(flag, help=help, **kwargs)
 
 
-def parse(parser, script, argv=None):
+def parse(parser, script, argv=None, commands=None):
     """Parse with the chosen --dataset's preset, and --recipe's settings where the script has that flag, as the
-    defaults."""
+    defaults: a flag given on the command line wins. `commands`: prepare_data.py's sub-commands (add_subparsers),
+    each of which takes its own part of the preset table (`script` is then the one chosen)."""
     known, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**presets.values(known.dataset, script, getattr(known, "recipe", "paper")))
+    target = parser
+    if commands is not None:
+        script, target = known.command, commands.choices[known.command]
+    if "dataset" in known:
+        target.set_defaults(**presets.values(known.dataset, script, getattr(known, "recipe", "paper")))
     return parser.parse_args(argv)
 
 

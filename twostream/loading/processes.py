@@ -2,14 +2,11 @@
 sequence keeps (PlanCache), and the processes' life: their environment, priority and signals, their results and
 errors, and a process that died stopping the run (WorkerDied)."""
 import contextlib
-import ctypes
 import math
 import multiprocessing
-import os
 import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 import weakref
@@ -19,6 +16,7 @@ import cv2
 import numpy as np
 
 from twostream.errors import WorkerDied
+from twostream.storage.workers import handled_exception, ignore_stop_signals, raise_in_thread, start_processes
 
 # Worker processes (ProcessLoader): batches asked for at once by Keras's threads, each in its own
 # block of shared memory, and the samples of one task of a process.
@@ -37,13 +35,6 @@ SHARED_MEMORY_DIR = "/dev/shm"  # where Linux keeps multiprocessing.shared_memor
 # The worker processes import generators.py (the sequence's), and so Keras: on the numpy backend and without a GPU,
 # so that they neither load TensorFlow nor take GPU memory.
 WORKER_ENVIRONMENT = {"KERAS_BACKEND": "numpy", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
-# The worker processes run at a lower priority than the training process: with a worker on every core, the thread
-# that feeds the GPU still runs at once when it has work.
-WORKER_NICENESS = 5
-MAX_NICENESS = 19  # Linux's lowest priority
-# Ctrl-C (SIGINT) and a scheduler's SIGTERM reach every process of the job: the worker processes ignore them, from
-# their start, and the training process stops (errors.run) and ends its workers.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # A worker process that ended stops the run by an error raised in the thread that fits (ProcessLoader.stop_owner),
 # asked again after ASK_AGAIN seconds while that thread still asks for batches.
 ASK_AGAIN = 1.0
@@ -121,11 +112,7 @@ class ProcessLoader:
         self.processes = [context.Process(target=fill_tasks, daemon=True,
                                           args=(sequence, self.shape, self.tasks, self.results))
                           for _ in range(processes)]
-        with environment(WORKER_ENVIRONMENT), signals_blocked(STOP_SIGNALS):  # until the processes ignore them
-            for process in self.processes:
-                process.start()
-                os.setpriority(os.PRIO_PROCESS, process.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS,
-                                                                 MAX_NICENESS))
+        start_processes(self.processes, WORKER_ENVIRONMENT)
         threading.Thread(target=collect_results, args=(self.results, self.state), daemon=True).start()
         weakref.finalize(self, stop_loader, self.processes, self.tasks, self.state, self.blocks)
 
@@ -247,9 +234,7 @@ def fill_tasks(sequence, shape, tasks, results):
     """A ProcessLoader's worker: fill (slot, batch, epoch, first row, plan rows) tasks until told to stop
     (None) or until the training process is gone. Started with STOP_SIGNALS blocked, it ignores them
     (one sent meanwhile is dropped)."""
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    ignore_stop_signals()
     cv2.setNumThreads(1)
     views = {}  # by block name, opened on first use
     parent = multiprocessing.parent_process()
@@ -315,46 +300,3 @@ def stop_loader(processes, tasks, state, blocks):
         with contextlib.suppress(BufferError):  # the loader's own views may still be alive
             block.close()
         block.unlink()
-
-
-@contextlib.contextmanager
-def signals_blocked(signals):
-    """`signals` blocked in this thread, and so in the processes it starts meanwhile (they inherit the mask);
-    one sent to this process meanwhile reaches another of its threads."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def raise_in_thread(ident, error):
-    """Raise a copy of `error` (its type, its message) in the thread `ident` at its next Python instruction, as
-    CPython raises KeyboardInterrupt in the main thread (a call into C returns first). False if no such thread runs."""
-    kind = type(error)
-    copy = type(kind.__name__, (kind,), {"__init__": lambda self: kind.__init__(self, *error.args),
-                                         "__module__": kind.__module__})
-    set_async_exception = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    set_async_exception.argtypes = [ctypes.c_ulong, ctypes.py_object]
-    return set_async_exception(ident, copy) == 1
-
-
-def handled_exception(ident):
-    """The exception that the thread `ident` is handling (in an except or finally block), or None."""
-    info = sys._current_exceptions().get(ident)
-    return info[1] if isinstance(info, tuple) else info  # (type, value, traceback) before Python 3.12
-
-
-@contextlib.contextmanager
-def environment(values):
-    """os.environ with `values` set, while processes are spawned."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

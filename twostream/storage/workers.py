@@ -1,14 +1,27 @@
 """Work spread over worker processes: run_parallel, the one pool of extraction, its check and the
-generated datasets (the training batches' loader processes are loading/processes.py's). A worker that
+generated datasets, and the processes' life that the training batches' loader (loading/processes.py) shares:
+their environment, priority and signals (start_processes), and errors raised in another thread. A worker that
 dies stops the run with errors.WorkerDied; what was finished is kept."""
+import contextlib
+import ctypes
 import functools
 import multiprocessing
+import os
 import signal
+import sys
 
 import cv2
 from tqdm import tqdm
 
 from twostream.errors import WorkerDied
+
+# The worker processes run at a lower priority than the training process: with a worker on every core, the thread
+# that feeds the GPU still runs at once when it has work.
+WORKER_NICENESS = 5
+MAX_NICENESS = 19  # Linux's lowest priority
+# Ctrl-C (SIGINT) and a scheduler's SIGTERM reach every process of the job: the worker processes ignore them, from
+# their start, and the training process stops (errors.run) and ends its workers.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def run_parallel(work, jobs, workers, chunksize=1, **bar):
@@ -47,3 +60,64 @@ def init_worker(started):
         started.value += 1
     cv2.setNumThreads(1)  # the workers run side by side: OpenCV's own threads would only compete
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which ends the pool
+
+
+def ignore_stop_signals():
+    """In a worker process started by start_processes: ignore STOP_SIGNALS, then take signals again (one sent
+    while they were blocked is dropped)."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def start_processes(processes, environment_values):
+    """Start `processes` (multiprocessing) with `environment_values` in their environment, ignoring STOP_SIGNALS
+    from their start, WORKER_NICENESS below this process's priority."""
+    with environment(environment_values), signals_blocked(STOP_SIGNALS):  # until the processes ignore them
+        for process in processes:
+            process.start()
+            os.setpriority(os.PRIO_PROCESS, process.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS,
+                                                             MAX_NICENESS))
+
+
+@contextlib.contextmanager
+def signals_blocked(signals):
+    """`signals` blocked in this thread, and so in the processes it starts meanwhile (they inherit the mask);
+    one sent to this process meanwhile reaches another of its threads."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def raise_in_thread(ident, error):
+    """Raise a copy of `error` (its type, its message) in the thread `ident` at its next Python instruction, as
+    CPython raises KeyboardInterrupt in the main thread (a call into C returns first). False if no such thread runs."""
+    kind = type(error)
+    copy = type(kind.__name__, (kind,), {"__init__": lambda self: kind.__init__(self, *error.args),
+                                         "__module__": kind.__module__})
+    set_async_exception = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async_exception.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    return set_async_exception(ident, copy) == 1
+
+
+def handled_exception(ident):
+    """The exception that the thread `ident` is handling (in an except or finally block), or None."""
+    info = sys._current_exceptions().get(ident)
+    return info[1] if isinstance(info, tuple) else info  # (type, value, traceback) before Python 3.12
+
+
+@contextlib.contextmanager
+def environment(values):
+    """os.environ with `values` set, while processes are spawned."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

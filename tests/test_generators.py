@@ -19,7 +19,7 @@ from twostream.datasets import ucf101
 from twostream.datasets.frames import Stream, as_stream, missing_data, stack_indices
 from twostream.errors import DataError, WorkerDied
 from twostream.loading import pixels
-from twostream.loading.processes import MAX_NICENESS, WORKER_NICENESS
+from twostream.storage.workers import MAX_NICENESS, WORKER_NICENESS
 from twostream.loading.sampling import eval_windows, sample_starts
 from twostream.video import media
 

@@ -19,8 +19,8 @@ from twostream.datasets import ucf101
 from twostream.datasets.frames import Stream, as_stream, missing_data, stack_indices
 from twostream.errors import DataError, WorkerDied
 from twostream.loading import pixels
-from twostream.storage.workers import MAX_NICENESS, WORKER_NICENESS
 from twostream.loading.sampling import eval_windows, sample_starts
+from twostream.storage.workers import MAX_NICENESS, WORKER_NICENESS
 from twostream.video import media
 
 SIZE = 32  # crop side

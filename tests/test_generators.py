@@ -239,6 +239,20 @@ def test_flip_mirrors_the_planes_and_inverts_u_only():
     np.testing.assert_array_equal(pixels.flip([frame], is_flow=False)[0], frame[:, ::-1])
 
 
+@pytest.mark.parametrize("stack_length", [1, 2, 3, 10])
+def test_an_assembled_mirrored_stack_has_the_pixels_of_flip_then_merge(stack_length):
+    """assemble's mirrored flow (merged with its pairs reversed, then one flip of its pairs) against flip on each
+    plane and a merge, for odd and even stack lengths and widths, crops that are views of larger planes."""
+    rng = np.random.default_rng(stack_length)
+    for height, width in [(4, 7), (9, 16), (32, 33)]:
+        planes = [plane[1:, 2:] for plane in rng.integers(0, 256, (2 * stack_length, height + 1, width + 2), np.uint8)]
+        out = np.empty((height, width, 2 * stack_length), np.uint8)
+        pixels.assemble(planes, True, out, flipped=True)
+        np.testing.assert_array_equal(out, cv2.merge(pixels.flip(planes, is_flow=True)).reshape(out.shape))
+        pixels.assemble(planes, True, out)
+        np.testing.assert_array_equal(out, np.stack(planes, axis=2))
+
+
 # ---------------------------------------------------------------------------- training
 
 def test_shapes_dtypes_and_batches_per_epoch(tmp_path):

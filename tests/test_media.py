@@ -212,6 +212,38 @@ def test_exif_orientation_and_huge_frames_are_left_to_opencv(tmp_path, monkeypat
     assert not calls
 
 
+def test_a_header_seen_before_is_not_walked_again_and_gets_the_walks_answer(tmp_path, monkeypatch):
+    """A JPEG whose bytes up to its first scan are those of one simplejpeg decoded before (media.CLEAN_HEADERS)
+    goes to simplejpeg without the walk; one with another header is walked (an Exif frame: OpenCV); the size limit
+    holds for a remembered header too; the memory stays small; a folder that is no file reads as None."""
+    from PIL import Image
+    calls = spy_on_simplejpeg(monkeypatch)
+    monkeypatch.setattr(media, "CLEAN_HEADERS", media.CleanHeaders(size=2))
+    first, second, turned = (str(tmp_path / name) for name in ("first.jpg", "second.jpg", "exif.jpg"))
+    frames = textured_pair(40, 30)
+    for path, frame in zip((first, second), frames):
+        cv2.imwrite(path, frame)
+    assert media.decode_image(first) is not None and len(media.CLEAN_HEADERS.entries) == 1
+    walked = []
+    scan_start = media.scan_start
+    monkeypatch.setattr(media, "scan_start", lambda data: walked.append(data) or scan_start(data))
+    for grayscale in (False, True):
+        assert np.array_equal(media.decode_image(second, grayscale), opencv_decode(second, grayscale))
+    assert not walked and calls == ["BGR", "BGR", "GRAY"]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(frames[0][..., ::-1]).save(turned, exif=exif.tobytes())
+    assert media.decode_image(turned).shape == (40, 30, 3) and len(walked) == 1 and len(calls) == 3
+    monkeypatch.setattr(media, "SIMPLEJPEG_MAX_PIXELS", 40 * 30 - 1)
+    assert np.array_equal(media.decode_image(second), opencv_decode(second, False)) and len(calls) == 3
+    monkeypatch.setattr(media, "SIMPLEJPEG_MAX_PIXELS", 1 << 24)
+    for quality in (50, 60, 70):
+        cv2.imwrite(second, frames[1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert np.array_equal(media.decode_image(second), opencv_decode(second, False))
+    assert len(media.CLEAN_HEADERS.entries) == 2 and len(calls) == 6
+    assert media.decode_image(str(tmp_path)) is None
+
+
 def test_read_video_resizes_every_frame_and_survives_junk(tmp_path):
     path = str(tmp_path / "v.avi")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"XVID"), 25, (64, 48))

@@ -71,10 +71,29 @@ def flip(planes, is_flow):
 U_BYTES = np.array([255, 0], np.uint8).view(np.uint16)[0]
 
 
+def pair_rows(stack):
+    """An assembled flow stack's (u, v) byte pairs as uint16, one row of them per image row: a view (ValueError
+    where it can't be one, rather than a copy that writes would miss)."""
+    return np.reshape(stack.view(np.uint16), (stack.shape[0], -1), copy=False)
+
+
 def invert_u(stack):
     """255 - u on every u plane of an assembled flow stack, in place: one XOR of its (u, v) byte pairs."""
-    pairs = stack.view(np.uint16)
+    pairs = pair_rows(stack)
     np.bitwise_xor(pairs, U_BYTES, out=pairs)
+
+
+def pairs_reversed(planes):
+    """Flow planes u1, v1, ..., uL, vL as uL, vL, ..., u1, v1: what mirror_pairs puts back in order."""
+    return [plane for k in range(len(planes) - 2, -1, -2) for plane in planes[k:k + 2]]
+
+
+def mirror_pairs(stack):
+    """Mirror an assembled flow stack left-right in place, reversing the order of its (u, v) pairs in each pixel
+    too: one cv2.flip of its rows of pairs (uint16), vectorised, where a flip of whole 2L-byte pixels goes byte by
+    byte."""
+    rows = pair_rows(stack)
+    cv2.flip(rows, 1, dst=rows)
 
 
 def lighting_noise(rng, std=LIGHTING_STD):
@@ -86,13 +105,14 @@ def lighting_noise(rng, std=LIGHTING_STD):
 def assemble(planes, is_flow, out, lighting=None, flipped=False):
     """Write the sample into `out` (S x S x C uint8): BGR -> RGB plus the lighting offset, or the
     u/v planes interleaved; mirrored if `flipped`, the same pixels as flip on each plane: a frame by one cv2.flip of
-    the whole array (a third of flip's cost), a flow stack interleaved from mirrored views of its planes (one pass
-    instead of a merge and a flip) and its u planes then 255 - u (invert_u)."""
-    if is_flow and flipped:
-        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)
-        invert_u(out)
-    elif is_flow:
-        cv2.merge(planes, dst=out)
+    the whole array (a third of flip's cost), a flow stack merged with its pairs in reverse order then mirrored
+    with its pairs put back (mirror_pairs; with the merge, 0.83 of the time of interleaving mirrored views with
+    np.stack) and its u planes then 255 - u (invert_u)."""
+    if is_flow:
+        cv2.merge(pairs_reversed(planes) if flipped else planes, dst=out)
+        if flipped:
+            mirror_pairs(out)
+            invert_u(out)
     else:
         cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB, dst=out)
         if lighting is not None:

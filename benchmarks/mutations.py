@@ -75,8 +75,8 @@ MUTATIONS = [
     Mutation(
         "mirrored-training-stack-keeps-u",  # the training path's mirrored flow stack: u must change sign there too
         "twostream/loading/pixels.py",
-        "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)\n        invert_u(out)",
-        "        np.stack([plane[:, ::-1] for plane in planes], axis=2, out=out)",
+        "            mirror_pairs(out)\n            invert_u(out)",
+        "            mirror_pairs(out)",
         ("tests/test_generators.py",)),
     Mutation(
         "flipped-flow-keeps-u",  # a mirrored flow stack's horizontal motion must change sign

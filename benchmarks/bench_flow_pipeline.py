@@ -53,7 +53,9 @@ from twostream.storage import locks  # noqa: E402
 from twostream.storage.workers import run_parallel  # noqa: E402
 from twostream.video import media, tvl1  # noqa: E402
 
-FRAME_COUNTS = "/work/shared/ucf101/frame_counts.csv"
+# UCF-101's frame counts, in ../shared beside the checkout where there is one
+FRAME_COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "ucf101",
+                            "frame_counts.csv")
 
 
 def frame_counts(path):

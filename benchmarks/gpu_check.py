@@ -10,7 +10,11 @@ Sections, each in its own process (one that fails or runs out of time prints why
                     accuracy against OpenCV's DualTVL1 flow of the pairs in --reference, a file made
                     on a machine with OpenCV's contrib build (benchmarks/bench_flow.py
                     --save-reference FILE), which also holds OpenCV's one-core pairs/s measured there
-    data            (beside tvl1) a generated dataset at 340x256 in the real layout (bench_data.py)
+    data            (beside tvl1) a generated dataset at 340x256 in the real layout (bench_data.py), and
+                    the flow section's videos
+    flow            `prepare_data.py flow --flow-method tvl1_keras` end to end (decoding, the device, JPEG
+                    writing: FlowPipeline) over 200 generated videos against the kernel alone on the same
+                    pairs decoded beforehand (benchmarks/bench_flow_pipeline.py), and its host CPU per pair
     train_temporal  CNN-M-2048 on 224x224x20 stacks, train_spatial InceptionV3 phase 2 (the top two
                     blocks and the new top) on 224x224 frames, batch 256, float32 and bfloat16:
                     samples/s from tensors already on the device (the bound), through the training
@@ -45,16 +49,17 @@ SIZES = {
     "full": dict(frame_size=(340, 256), classes=25, videos_per_class=4, frames=50, batch=256, spatial_size=224,
                  temporal_size=224, warmup=3, steps=8, loader_steps=100, one_process_steps=10, samples=25,
                  fuse_warmup=2, fuse_videos=30, fuse_e2e_videos=4, tvl1_batches=(32, 128), tvl1_rounds=2,
-                 tvl1_settings={},
-                 precisions=("float32", "bfloat16")),
+                 tvl1_settings={}, flow_videos=200, flow_frames=(12, 36), flow_source=(320, 240),
+                 flow_batch=128, precisions=("float32", "bfloat16")),
     "tiny": dict(frame_size=(128, 96), classes=3, videos_per_class=2, frames=12, batch=4, spatial_size=80,
                  temporal_size=64, warmup=1, steps=2, loader_steps=3, one_process_steps=2, samples=2,
                  fuse_warmup=1, fuse_videos=2, fuse_e2e_videos=2, tvl1_batches=(2,), tvl1_rounds=1,
-                 tvl1_settings=dict(scales=1, warps=1),
+                 tvl1_settings=dict(scales=1, warps=1), flow_videos=3, flow_frames=(4, 8), flow_source=(128, 96),
+                 flow_batch=4,
                  precisions=("float32", "bfloat16"), spatial_precisions=("float32",)),
 }
-LIMITS = {"device": 60, "data": 120, "tvl1": 150, "train_temporal": 120, "train_spatial": 150, "multi_gpu": 90,
-          "fuse": 120}
+LIMITS = {"device": 60, "data": 150, "tvl1": 150, "flow": 120, "train_temporal": 120, "train_spatial": 150,
+          "multi_gpu": 90, "fuse": 120}
 STACK_LENGTH = 10
 # Goals and estimates from issue 18 (an H100 with 16 cores), printed beside the figures.
 TVL1_GOAL = 300  # pairs/s at 340x256
@@ -69,13 +74,13 @@ def parse_args(argv=None):
     parser.add_argument("--work", default=None, help="scratch folder for the generated data (default: --out/work)")
     parser.add_argument("--tiny", action="store_true", help="every section at tiny sizes (a CPU, the test suite)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for all sections together (default: 450; --tiny: 900, as slow CPUs compile)")
+                        help="seconds for all sections together (default: 540; --tiny: 900, as slow CPUs compile)")
     parser.add_argument("--sections", default=",".join(LIMITS), help="comma-separated sections to run")
     parser.add_argument("--section", help=argparse.SUPPRESS)  # run one section in this process
     args = parser.parse_args(argv)
     args.work = args.work or os.path.join(args.out, "work")
     args.size = SIZES["tiny" if args.tiny else "full"]
-    args.budget = args.budget or (900 if args.tiny else 450)
+    args.budget = args.budget or (900 if args.tiny else 540)
     args.limit_scale = 3 if args.tiny else 1
     return args
 
@@ -155,7 +160,7 @@ def orchestrate(args):
         data_ok = (finish_section("data", data, min(LIMITS["data"] * args.limit_scale, left()), report)[0]
                    if data else True)
         run("multi_gpu")  # no generated data needed
-        for name in ("train_temporal", "train_spatial", "fuse"):
+        for name in ("flow", "train_temporal", "train_spatial", "fuse"):
             if name in chosen and not data_ok:
                 report(f"\n**{name}: skipped (no generated data)**")
             elif left() < 10:
@@ -282,6 +287,58 @@ def section_data(args):
     say(f"\n(generated {videos} videos x {size['frames']} frames and flow at {size['frame_size'][0]}x"
         f"{size['frame_size'][1]}, flow JPEGs at quality {media.FLOW_JPEG_QUALITY}, in "
         f"{time.perf_counter() - begin:.0f} s: half for training, half for testing)")
+    begin = time.perf_counter()
+    write_flow_videos(args)
+    say(f"(and the flow section's {size['flow_videos']} videos in {time.perf_counter() - begin:.0f} s)")
+
+
+def flow_videos(args, purpose):
+    return os.path.join(args.work, f"flow_{purpose}", "UCF-101")
+
+
+def write_flow_videos(args):
+    """The flow section's videos: one to compile on, and flow_videos of flow_frames frames (UCF-101's
+    lengths divided by 5-15: batches mix videos, so length matters little) at UCF-101's size."""
+    import numpy as np
+
+    import bench_flow_pipeline
+    size = args.size
+    lengths = np.random.default_rng(0).integers(*size["flow_frames"], size["flow_videos"])
+    bench_flow_pipeline.write_videos(flow_videos(args, "warm"), [size["flow_frames"][0]], size["flow_source"])
+    bench_flow_pipeline.write_videos(flow_videos(args, "timed"), lengths, size["flow_source"])
+
+
+# ---------------------------------------------------------------------------- flow extraction
+
+def section_flow(args):
+    """Pairs/s of prepare_data's tvl1_keras extraction of flow_videos videos against the kernel alone on
+    their pairs, decoded beforehand; both after compiling. Extraction alone is timed: not the videos'
+    making, nor the compiling (a warm-up extraction of one video)."""
+    import glob
+
+    import bench_flow_pipeline as bench
+    from twostream.video import media, tvl1
+    size = args.size
+    batch, frame_size, workers = size["flow_batch"], size["frame_size"], len(os.sched_getaffinity(0))
+    settings = tvl1.Settings(**size["tvl1_settings"])
+    if settings != tvl1.OPENCV_DEFAULTS:  # --tiny: every flow, the pipeline's too, with the tiny settings
+        start_flow = tvl1.start_flow
+        tvl1.start_flow = lambda first, second, _=None, then=None: start_flow(first, second, settings, then)
+    paths = sorted(glob.glob(os.path.join(flow_videos(args, "timed"), "*", "*.avi")))
+    pairs = [(first, second) for path in paths
+             for _, first, second in media.consecutive_pairs(media.iter_video(path, frame_size))]
+    count = len(pairs)
+    say(f"\n## Flow extraction: prepare_data.py flow --flow-method tvl1_keras, {len(paths)} videos, {count:,} pairs "
+        f"at {frame_size[0]}x{frame_size[1]} (from {size['flow_source'][0]}x{size['flow_source'][1]}), batch {batch}, "
+        f"{workers} threads\n")
+    kernel = bench.kernel_rate(pairs, batch, 1)
+    del pairs
+    bench.extract(flow_videos(args, "warm"), frame_size, batch, workers)  # compiles the pipeline's program
+    wall, cpu = bench.extract(flow_videos(args, "timed"), frame_size, batch, workers)
+    say("\n| kernel alone, pairs/s | end to end, pairs/s | end to end / kernel | goal (issue 26) | "
+        "host CPU per pair |")
+    say("|---|---|---|---|---|")
+    say(f"| {kernel:.0f} | {count / wall:.0f} | {count / wall / kernel:.2f} | >= 0.9 | {1e3 * cpu / count:.2f} ms |")
 
 
 # ---------------------------------------------------------------------------- training
@@ -512,7 +569,8 @@ def section_multi_gpu(args):
 
 
 def run_section(args):
-    sections = {"device": section_device, "tvl1": section_tvl1, "data": section_data, "fuse": section_fuse,
+    sections = {"device": section_device, "tvl1": section_tvl1, "data": section_data, "flow": section_flow,
+                "fuse": section_fuse,
                 "multi_gpu": section_multi_gpu,
                 "train_temporal": lambda a: section_train(a, "temporal"),
                 "train_spatial": lambda a: section_train(a, "spatial")}

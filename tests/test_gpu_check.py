@@ -25,9 +25,11 @@ def test_gpu_check_runs_every_section_at_tiny_sizes_without_tensorflow(tmp_path)
         report = f.read()
     assert "failed" not in report and "skipped" not in report, report
     assert "TensorFlow: not installed" in report
-    for heading in ("## Device", "## tvl1_keras", "## Training: temporal", "## Training: spatial", "## Testing"):
+    for heading in ("## Device", "## tvl1_keras", "## Flow extraction", "## Training: temporal", "## Training: spatial",
+                    "## Testing"):
         assert heading in report
     assert "accuracy against OpenCV on 2 pairs" in report
+    assert "| end to end, pairs/s | end to end / kernel |" in report  # tvl1_keras extraction against its kernel
     assert "## Several devices: 2" in report and "| 2 | " in report  # --tiny: 2 CPU devices stand in for GPUs
     # Each stream's loader in its steady state: against one worker process, the CPU per sample of both sides.
     assert report.count("one worker process's") == 2 and report.count("CPU per sample: the training process") == 2

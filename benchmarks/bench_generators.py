@@ -23,11 +23,12 @@ on_epoch_end; each configuration's dataset is made once (its processes start onc
 first epoch is not timed.
 Goals: 1 worker >= 80% of the decode bound; N worker processes >= 0.75 N x 1 worker (16 cores: 12x).
 
-CPU cost (--costs): per stream, with 1 worker (in the training process) and with --workers' largest
-count of worker processes, one epoch of --warmup + --batches + 1 batches iterated as fit() does; the
---batches after the warm-up ones (never an epoch end, where Keras drains for 0.1 s) are timed: CPU
-microseconds per sample of the training process (getrusage(RUSAGE_SELF): all its threads, Keras's
-and the loader's, not its children) and of the worker processes (/proc/<pid>/stat: they have not
+CPU cost (--costs): per stream, with 1 worker process and with --workers' largest count of worker
+processes (both as processes, so both pay what processes cost), one epoch of --warmup + --batches + 1
+batches iterated as fit() does; the --batches after the warm-up ones (never an epoch end, where Keras
+drains for 0.1 s) are timed: CPU microseconds per sample of the training process
+(getrusage(RUSAGE_SELF): all its threads, Keras's and the loader's, not its children) and of the
+worker processes (/proc/<pid>/stat: they have not
 ended, so RUSAGE_CHILDREN would not count them), and samples/s of wall time.
 
 Flow storage (--decode-only, and printed first otherwise): flow fields of real image pairs
@@ -159,12 +160,14 @@ def pipeline_rate(dataset):
 
 # ---------------------------------------------------------------------------- CPU cost per sample
 
-def cpu_costs(videos, data_dir, stream, workers, processes):
-    """(training process CPU us/sample, workers' CPU us/sample, samples/s) over args.batches warm batches
-    of one epoch iterated as fit() does, after args.warmup, before the epoch's end."""
+def cpu_costs(videos, data_dir, stream, processes):
+    """(training process CPU us/sample, workers' CPU us/sample, samples/s) with `processes` worker processes,
+    over args.batches warm batches of one epoch iterated as fit() does, after args.warmup, before the
+    epoch's end."""
     dataset = generators.TrainSequence(videos, data_dir, stream, batch_size=args.batch_size,
                                        image_size=args.image_size, steps=args.warmup + args.batches + 1,
-                                       workers=workers, use_multiprocessing=processes)
+                                       workers=max(2, processes), use_multiprocessing=True)
+    dataset.processes = processes  # even one (--workers 1 would load in this process, with no process's costs)
     adapter = PyDatasetAdapter(dataset, shuffle=False)
     adapter.on_epoch_begin()
     for batches, _ in enumerate(adapter.get_numpy_iterator(), 1):
@@ -186,11 +189,14 @@ def print_costs(videos, data_dir):
           f"load average {os.getloadavg()[0]:.2f} before", flush=True)
     for name in args.streams.split(","):
         stream = Stream(name, args.stack_length)
-        for workers, processes in ((1, False), (count, True)):
-            own, others, rate = cpu_costs(videos, data_dir, stream, workers, processes)
-            what = f"{workers} worker processes" if processes else "1 worker (this process)"
-            print(f"{name:9s} {what:24s} training process {own:7.1f} us/sample | workers {others:7.1f} us/sample "
-                  f"| {rate:7.1f} samples/s", flush=True)
+        rates = {}
+        for processes in sorted({1, count}):
+            own, others, rates[processes] = cpu_costs(videos, data_dir, stream, processes)
+            print(f"{name:9s} {processes:2d} worker process{'es' if processes > 1 else '  '}   training process "
+                  f"{own:7.1f} us/sample | workers {others:7.1f} us/sample | {rates[processes]:7.1f} samples/s",
+                  flush=True)
+        if count > 1:
+            print(f"{name:9s} {count} processes / 1: {rates[count] / rates[1]:.2f}x (goal: >= {0.75 * count:.1f}x)")
     print(f"load average {os.getloadavg()[0]:.2f} after")
 
 

@@ -28,8 +28,8 @@ processes (both as processes, so both pay what processes cost), one epoch of --w
 batches iterated as fit() does; the --batches after the warm-up ones (never an epoch end, where Keras
 drains for 0.1 s) are timed: CPU microseconds per sample of the training process
 (getrusage(RUSAGE_SELF): all its threads, Keras's and the loader's, not its children) and of the
-worker processes (/proc/<pid>/stat: they have not
-ended, so RUSAGE_CHILDREN would not count them), and samples/s of wall time.
+worker processes (/proc/<pid>/stat: they have not ended, so RUSAGE_CHILDREN would not count them),
+and samples/s of wall time.
 
 Flow storage (--decode-only, and printed first otherwise): flow fields of real image pairs
 (OpenCV's TV-L1 flow of bench_flow.py's pairs from --reference, else DIS flow of the same pairs)

@@ -130,7 +130,7 @@ def write_annotated(path, frames, label, fps):
         writer.release()
 
 
-def classify(video_path, spatial_path, temporal_path, samples=25, flow_method="tvl1", workers=1,
+def classify(video_path, spatial_path, temporal_path, samples=presets.TEST_SAMPLES, flow_method="tvl1", workers=1,
              fusion_weights=(1, 1), dataset=None):
     """Score one video with both streams -> (frames, classes, {stream or "fusion": softmax}, {step: seconds}).
     A multi-task temporal model answers with the head of `dataset` (default: the one it was trained for)."""

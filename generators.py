@@ -47,7 +47,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from twostream.datasets.frames import as_stream, check_complete, missing_data_error
+from twostream.datasets.frames import STACK_LENGTH, as_stream, check_complete, missing_data_error
 from twostream.errors import DataError, WorkerDied
 from twostream.loading.pixels import (
     LIGHTING_STD,
@@ -73,7 +73,7 @@ from twostream.loading.sampling import (
     sample_starts,
     segment_starts,
 )
-from twostream.protocol.presets import CORES, EVAL_CROPS, SAMPLINGS
+from twostream.protocol.presets import BATCH_SIZE, CORES, CROP_SIZE, EVAL_CROPS, SAMPLINGS, TEST_SAMPLES
 from twostream.train import distributed
 
 TRIES_PER_VIDEO = 5  # unreadable draws before a training sample comes from another video
@@ -111,9 +111,9 @@ class TrainSequence(keras.utils.PyDataset):
     the GIL a fifth of each sample's time and stop scaling near 5 cores; processes do not.
     """
 
-    def __init__(self, videos, data_dir, stream, batch_size=256, image_size=224, stack_length=10, steps=None,
-                 sampling="classes", crop="random", lighting=None, seed=0, workers=1, use_multiprocessing=False,
-                 max_queue_size=10, shard=(0, 1), segments=1):
+    def __init__(self, videos, data_dir, stream, batch_size=BATCH_SIZE, image_size=CROP_SIZE, stack_length=STACK_LENGTH,
+                 steps=None, sampling="classes", crop="random", lighting=None, seed=0, workers=1,
+                 use_multiprocessing=False, max_queue_size=10, shard=(0, 1), segments=1):
         self.processes = workers if use_multiprocessing and workers > 1 else 0
         threads = min(workers, BATCHES_IN_FLIGHT) if self.processes else workers
         super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=max_queue_size)
@@ -363,8 +363,9 @@ class EvalSequence(keras.utils.PyDataset):
     and in __getitem__ for a file found unreadable.
     """
 
-    def __init__(self, videos, data_dir, stream, samples=25, crops="center", image_size=224, stack_length=10,
-                 videos_per_batch=1, workers=1, use_multiprocessing=False, max_queue_size=10):
+    def __init__(self, videos, data_dir, stream, samples=TEST_SAMPLES, crops="center", image_size=CROP_SIZE,
+                 stack_length=STACK_LENGTH, videos_per_batch=1, workers=1, use_multiprocessing=False,
+                 max_queue_size=10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         self.stream = as_stream(stream, stack_length)
         if crops not in EVAL_CROPS:
@@ -404,7 +405,7 @@ class EvalSequence(keras.utils.PyDataset):
                          out[k * per_sample:(k + 1) * per_sample])
 
 
-def validation_data(videos, data_dir, stream, image_size=224, stack_length=10, segments=1):
+def validation_data(videos, data_dir, stream, image_size=CROP_SIZE, stack_length=STACK_LENGTH, segments=1):
     """In-memory validation set (x uint8 [N, S, S, C], or [N, K, S, S, C] with K segments, y int32 [N]): per
     video the centre frame or stack of the video (of each of its K segments), centre crop; None without videos
     (no --val-groups). Raises DataError naming a video with missing data."""
@@ -438,8 +439,9 @@ class EvalSampleSequence(EvalSequence):
     groups videos by it); a sample of another shape is a DataError, as a missing or unreadable file is (here,
     for missing_data, and in __getitem__)."""
 
-    def __init__(self, videos, data_dir, stream, shape, samples=25, image_size=224, stack_length=10,
-                 videos_per_batch=1, workers=1, use_multiprocessing=False, max_queue_size=10):
+    def __init__(self, videos, data_dir, stream, shape, samples=TEST_SAMPLES, image_size=CROP_SIZE,
+                 stack_length=STACK_LENGTH, videos_per_batch=1, workers=1, use_multiprocessing=False,
+                 max_queue_size=10):
         super().__init__(videos, data_dir, stream, samples, "center", image_size, stack_length, videos_per_batch,
                          workers, use_multiprocessing, max_queue_size)
         self.samples_per_video = samples  # one whole image a sample: the crops are cut later
@@ -451,7 +453,7 @@ class EvalSampleSequence(EvalSequence):
             load_whole_sample(self.data_dir, video, self.stream, start, self.image_size, out[k])
 
 
-def shape_runs(videos, data_dir, stream, size, samples=25, stack_length=10):
+def shape_runs(videos, data_dir, stream, size, samples=TEST_SAMPLES, stack_length=STACK_LENGTH):
     """[(shape, videos)]: `videos` in order, cut where the fitted shape of their samples (fitted_shape) changes.
     One EvalSampleSequence and one device-crop model per run: a batch holds one shape, and the crops' offsets
     follow from it (UCF-101's and HMDB-51's frames are all 340 x 256: one run)."""

@@ -25,9 +25,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from twostream.datasets.frames import STACK_LENGTH
 from twostream.errors import DataError
 from twostream.networks.custom_layers import FlowNormalization, LocalResponseNormalization
-from twostream.protocol.presets import ARCHS, MIN_IMAGE_SIZE, NORMS, PHASE2_LAYERS, SPATIAL_ARCHS  # noqa: F401  (the flags' choices, in one place)
+from twostream.protocol.presets import ARCHS, CROP_SIZE, MIN_IMAGE_SIZE, NORMS, PAPER, PHASE2_LAYERS, SPATIAL_ARCHS  # noqa: F401  (ARCHS, NORMS: the flags' choices, in one place)
 from twostream.video.media import FLOW_BOUND
 
 MIN_INCEPTION_SIZE = MIN_IMAGE_SIZE["inception_v3"]  # keras.applications.InceptionV3 without its top
@@ -173,7 +174,8 @@ def copy_weights(source, target, skip=("predictions",)):
 
 # ---------------------------------------------------------------------------- spatial stream
 
-def spatial_model(num_classes, image_size=224, weights="imagenet", dropout=0.5, arch="inception_v3"):
+def spatial_model(num_classes, image_size=CROP_SIZE, weights="imagenet", dropout=PAPER["spatial"]["dropout"],
+                  arch="inception_v3"):
     """A backbone (BACKBONES: InceptionV3, the paper reproduction's) + a new top, on uint8 RGB crops. weights:
     'imagenet', 'none' or an .h5 path. The preprocessing is a layer of the model, so that a saved model takes
     raw frames wherever it is loaded (fuse_test.py, demo.py)."""
@@ -293,8 +295,8 @@ def all_layers(model):
 
 # ---------------------------------------------------------------------------- temporal stream
 
-def temporal_model(num_classes, image_size=224, stack_length=10, arch="cnn_m_2048", weights=None, dropout=0.9,
-                   norm="lrn"):
+def temporal_model(num_classes, image_size=CROP_SIZE, stack_length=STACK_LENGTH, arch="cnn_m_2048", weights=None,
+                   dropout=PAPER["temporal"]["dropout"], norm="lrn"):
     """The temporal ConvNet on uint8 stacks of L flow pairs (channels u1, v1, ..., uL, vL).
 
     cnn_m_2048: from scratch (weights None) or a .weights.h5/.keras file of the same model;

@@ -200,11 +200,9 @@ MUTATIONS = [
         ("tests/test_training.py::test_a_killed_run_started_again_resumes_at_epoch_2",), slow=True),
     Mutation(
         "twenty-test-samples",  # 25 samples per test video
-        "twostream/protocol/flags.py",
-        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
-        "                     default=25),",
-        '"frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,\n'
-        "                     default=20),",
+        "twostream/protocol/presets.py",
+        "TEST_SAMPLES = 25\n",
+        "TEST_SAMPLES = 20\n",
         ("tests/test_fuse_test.py::test_dataset_presets_and_default_run_names",)),
     Mutation(
         "test-samples-not-equally-spaced",  # the test samples are the centres of equal segments

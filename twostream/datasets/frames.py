@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from twostream.datasets import ucf101
 from twostream.errors import DataError
 
+STACK_LENGTH = 10  # L, the flow pairs of a temporal sample: the paper's (section 3.1), the default everywhere
+
 # ---------------------------------------------------------------------------- what a stream reads
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Stream:
         return flow_paths(data_dir, video.flow_folder, stack_indices(start, self.span, video.flow_count))
 
 
-def as_stream(stream, stack_length=10):
+def as_stream(stream, stack_length=STACK_LENGTH):
     """A Stream, from a Stream or a stream name."""
     return stream if isinstance(stream, Stream) else Stream(stream, stack_length)
 

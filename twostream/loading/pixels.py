@@ -11,6 +11,7 @@ import numpy as np
 from twostream.datasets.frames import u_channels
 from twostream.errors import DataError
 from twostream.loading.sampling import eval_windows, sample_starts
+from twostream.protocol.presets import TEST_SAMPLES
 from twostream.video import media
 
 # Krizhevsky et al. 2012's PCA lighting noise: ImageNet's RGB eigenvalues and eigenvectors (pixel
@@ -174,7 +175,7 @@ def load_whole_sample(data_dir, video, stream, start, size, out):
     assemble(planes, stream.is_flow, out)
 
 
-def fitted_shape(data_dir, video, stream, size, samples=25):
+def fitted_shape(data_dir, video, stream, size, samples=TEST_SAMPLES):
     """(H, W) of the video's test samples fitted to the short side (fit_short_side), from the first JPEG of its
     first sample (decoded in grey: the same size); DataError naming that file if it is missing or unreadable."""
     path = stream.paths(data_dir, video, sample_starts(stream.count(video), samples, stream.span)[0])[0]

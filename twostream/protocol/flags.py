@@ -66,7 +66,7 @@ SHARED = {
     "--temporal": dict(help="temporal model .keras, with config.json and classInd.txt beside it "
                        "(default: <checkpoints>/temporal/last.keras, the fixed schedule's final model)"),
     "--samples": dict(help="frames / flow stacks per video at uniform spacing (the paper: 25)", type=positive,
-                     default=25),
+                     default=presets.TEST_SAMPLES),
     "--fusion-weights": dict(help="weights of the two streams' video scores in the average (the paper: 1 1; "
                              "TSN: 1 1.5)", type=float, nargs=2, default=(1.0, 1.0), metavar=("SPATIAL", "TEMPORAL")),
     "--flow-method": dict(help="tvl1: OpenCV's TV-L1, the flow of the public downloads and of TSN (the paper used "

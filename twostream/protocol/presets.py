@@ -16,6 +16,7 @@ presets' departures and why.
 import os
 
 from twostream.datasets import ucf101
+from twostream.datasets.frames import STACK_LENGTH
 
 DATASETS = ("ucf101", "hmdb51", "synthetic", "synthetic_hmdb")
 ARCHS = ("cnn_m_2048", "inception_v3")  # temporal networks
@@ -36,6 +37,13 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 PRECISIONS = ("float32", "bfloat16", "float16")  # --precision: float32, or Keras's mixed_<dtype> policy
 AGGREGATIONS = ("mean", "vote")  # samples -> video score: mean softmax (the paper's) or votes (the seed's)
 
+# The paper's sizes (sections 5-6), the library functions' defaults too: training and test crops, batch,
+# and samples (frames or flow stacks) per test video, each cut 10 ways.
+CROP_SIZE = 224
+BATCH_SIZE = 256
+TEST_SAMPLES = 25
+TEST_CROPS = "10"
+
 # The paper's two schedules (section 6): training from scratch, and fine-tuning a pre-trained net.
 FROM_SCRATCH = dict(lr=1e-2, lr_drops=[50000, 70000], iterations=80000)
 FINE_TUNING = dict(lr=1e-2, lr_drops=[14000], iterations=20000)
@@ -43,14 +51,15 @@ FINE_TUNING = dict(lr=1e-2, lr_drops=[14000], iterations=20000)
 # The paper's settings, for UCF-101 and HMDB-51 alike. The spatial phases fine-tune (phase 2 at a tenth of
 # the rate, the seed's); "temporal_init" is temporal_train.py --init's schedule, where a flag does not say.
 PAPER = {
-    "spatial": dict(image_size=224, batch_size=256, epoch_steps=1000, weights="imagenet", dropout=0.5, lighting=0.1,
-                    phase1_optimizer="sgd", phase1_lr=FINE_TUNING["lr"], phase1_lr_drops=FINE_TUNING["lr_drops"],
+    "spatial": dict(image_size=CROP_SIZE, batch_size=BATCH_SIZE, epoch_steps=1000, weights="imagenet", dropout=0.5,
+                    lighting=0.1, phase1_optimizer="sgd", phase1_lr=FINE_TUNING["lr"],
+                    phase1_lr_drops=FINE_TUNING["lr_drops"],
                     phase1_iterations=FINE_TUNING["iterations"], phase2_lr=FINE_TUNING["lr"] / 10,
                     phase2_lr_drops=FINE_TUNING["lr_drops"], phase2_iterations=FINE_TUNING["iterations"]),
-    "temporal": dict(image_size=224, batch_size=256, epoch_steps=1000, stack_length=10, norm="lrn", dropout=0.9,
-                     **FROM_SCRATCH),
+    "temporal": dict(image_size=CROP_SIZE, batch_size=BATCH_SIZE, epoch_steps=1000, stack_length=STACK_LENGTH,
+                     norm="lrn", dropout=0.9, **FROM_SCRATCH),
     "temporal_init": FINE_TUNING,
-    "test": dict(crops="10"),
+    "test": dict(crops=TEST_CROPS),
 }
 # The generated mini datasets: ~200 training videos of 6-12 classes at 128x96, trained in minutes on
 # 2 CPU cores. No ImageNet weights offline: a random InceptionV3 base
@@ -61,7 +70,7 @@ MINI = {
     "spatial": dict(image_size=80, batch_size=16, epoch_steps=14, weights="none", dropout=0.5, lighting=0.1,
                     phase1_optimizer="rmsprop", phase1_lr=3e-3, phase1_lr_drops=[], phase1_iterations=420,
                     phase2_lr=1e-4, phase2_lr_drops=[], phase2_iterations=56),
-    "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, stack_length=10, norm="lrn", dropout=0.5,
+    "temporal": dict(image_size=80, batch_size=16, epoch_steps=15, stack_length=STACK_LENGTH, norm="lrn", dropout=0.5,
                      lr=1e-2, lr_drops=[200, 260], iterations=300),
     "test": dict(crops="center"),
 }

@@ -65,10 +65,11 @@ NOT_BUILT = [("ucf101", "split1", "Fusion by averaging (bi-directional flow)", 8
 # The settings every figure above was measured with, beyond its key: the paper's test protocol (25 samples x 10
 # crops, softmax scores averaged), its temporal network (CNN-M-2048 with LRN) and averaging fusion's equal weights.
 # A row is compared with a figure only when the settings it depends on (ROW_SETTINGS) are these.
-PAPER_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "cnn_m_2048 with lrn",
-                  "fusion_weights": "equal", "spatial_network": "inception_v3", "spatial_training": "the paper's",
-                  "temporal_training": "the paper's"}
-PAPER_STACK_LENGTH = 10  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
+PAPER_SETTINGS = {"samples": presets.TEST_SAMPLES, "crops": presets.TEST_CROPS, "aggregate": "mean",
+                  "temporal_network": "cnn_m_2048 with lrn", "fusion_weights": "equal",
+                  "spatial_network": "inception_v3",
+                  "spatial_training": "the paper's", "temporal_training": "the paper's"}
+PAPER_STACK_LENGTH = presets.STACK_LENGTH  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
 PROTOCOL = ("samples", "crops", "aggregate")
 SPATIAL_NET, TEMPORAL_NET = ("spatial_network", "spatial_training"), ("temporal_network", "temporal_training")
 ROW_SETTINGS = {"spatial": (*PROTOCOL, *SPATIAL_NET), "temporal": (*PROTOCOL, *TEMPORAL_NET),
@@ -90,9 +91,9 @@ TSN_FIGURES = {
     ("ucf101", "mean", "fusion", "alone", 5): ("TSN two streams (weights 1 : 1.5)", 94.0, None),
     ("hmdb51", "mean", "fusion", "alone", 5): ("TSN two streams (weights 1 : 1.5)", 68.5, None),
 }
-TSN_SETTINGS = {"samples": 25, "crops": "10", "aggregate": "mean", "temporal_network": "inception_v3",
-                "fusion_weights": "1 1.5", "spatial_network": "inception_v3", "spatial_training": "TSN's",
-                "temporal_training": "TSN's"}
+TSN_SETTINGS = {"samples": presets.TEST_SAMPLES, "crops": presets.TEST_CROPS, "aggregate": "mean",  # as the paper
+                "temporal_network": "inception_v3", "fusion_weights": "1 1.5", "spatial_network": "inception_v3",
+                "spatial_training": "TSN's", "temporal_training": "TSN's"}
 # Each source of published figures: its settings, its figures, and how the notes name it.
 SOURCES = {PAPER: (PAPER_SETTINGS, FIGURES, "the paper"), TSN: (TSN_SETTINGS, TSN_FIGURES, "TSN")}
 # How a network was trained beyond its architecture, from its config.json: each setting that tells, its flag, and

@@ -88,6 +88,7 @@ def test_each_pair_goes_to_its_own_video_and_index(short_videos, tmp_path, monke
 
 
 @pytest.mark.slow
+@pytest.mark.whole_tvl1
 def test_flow_across_videos_equals_each_videos_own_flow(short_videos, tmp_path, monkeypatch):
     """Real tvl1: the JPEGs the pipeline writes (pairs of three videos mixed in batches of 4) against
     each video's flow computed alone, in its own batches of 4, and written the same way. Every batch,

@@ -89,6 +89,7 @@ def test_tvl1_end_to_end_on_a_short_clip(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.whole_tvl1
 def test_tvl1_keras_writes_opencvs_tvl1_flow_and_records_its_method(tmp_path):
     fakedata.write_video(tmp_path / "UCF-101" / "Alpha" / "v_Alpha_g01_c01.avi", frames=6)
     flags = ("--videos", tmp_path / "UCF-101", "--size", "96x72", "--workers", 1)

@@ -2,7 +2,6 @@
 the mini dataset's frames, at 96x72 (one compiled shape for the whole file: batches of 4)."""
 
 import cv2
-import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -17,7 +16,6 @@ SIZE = (96, 72)  # (width, height): five pyramid levels, as at 340x256
 rng = np.random.default_rng(0)
 # The whole flow at five pyramid levels, on the backend the README recommends for tvl1_keras (CI runs this
 # file on JAX too); TensorFlow compiles it for minutes, and runs the building blocks and one level here.
-on_jax = pytest.mark.skipif(keras.backend.backend() != "jax", reason="whole flows are checked on JAX")
 
 
 def numpy(x):
@@ -139,7 +137,7 @@ def test_finite_differences_use_opencvs_border_rules():
 # ---------------------------------------------------------------------------- the flow
 
 @pytest.mark.slow
-@on_jax
+@pytest.mark.whole_tvl1
 def test_flow_matches_opencv_on_natural_photos(photo_pairs):
     ours, reference = keras_flow(photo_pairs), opencv_flow(photo_pairs)
     assert ours.shape == (4, 72, 96, 2) and ours.dtype == np.float32
@@ -149,7 +147,7 @@ def test_flow_matches_opencv_on_natural_photos(photo_pairs):
 
 
 @pytest.mark.slow
-@on_jax
+@pytest.mark.whole_tvl1
 def test_flow_matches_opencv_on_the_mini_dataset():
     pairs = [mini_dataset_pair(label) for label in (0, 1, 2, 3)]  # Blue: Expand, Rotate, Saddle, Translate
     ours, reference = keras_flow(pairs), opencv_flow(pairs)
@@ -160,7 +158,7 @@ def test_flow_matches_opencv_on_the_mini_dataset():
 
 
 @pytest.mark.slow
-@on_jax
+@pytest.mark.whole_tvl1
 def test_a_known_translation_is_found(photo_pairs):
     flow = keras_flow(photo_pairs)
     for index, shift in ((0, (1.6, -0.7)), (2, (-1.3, 0.9))):
@@ -169,7 +167,7 @@ def test_a_known_translation_is_found(photo_pairs):
 
 
 @pytest.mark.slow
-@on_jax
+@pytest.mark.whole_tvl1
 def test_each_pair_of_a_batch_stops_on_its_own(photo_pairs):
     """A pair's flow must not depend on the pairs beside it (they stop iterating at other times)."""
     alone = keras_flow([photo_pairs[1]] * 4)[0]

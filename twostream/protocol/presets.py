@@ -53,9 +53,9 @@ FINE_TUNING = dict(lr=1e-2, lr_drops=[14000], iterations=20000)
 PAPER = {
     "spatial": dict(image_size=CROP_SIZE, batch_size=BATCH_SIZE, epoch_steps=1000, weights="imagenet", dropout=0.5,
                     lighting=0.1, phase1_optimizer="sgd", phase1_lr=FINE_TUNING["lr"],
-                    phase1_lr_drops=FINE_TUNING["lr_drops"],
-                    phase1_iterations=FINE_TUNING["iterations"], phase2_lr=FINE_TUNING["lr"] / 10,
-                    phase2_lr_drops=FINE_TUNING["lr_drops"], phase2_iterations=FINE_TUNING["iterations"]),
+                    phase1_lr_drops=FINE_TUNING["lr_drops"], phase1_iterations=FINE_TUNING["iterations"],
+                    phase2_lr=FINE_TUNING["lr"] / 10, phase2_lr_drops=FINE_TUNING["lr_drops"],
+                    phase2_iterations=FINE_TUNING["iterations"]),
     "temporal": dict(image_size=CROP_SIZE, batch_size=BATCH_SIZE, epoch_steps=1000, stack_length=STACK_LENGTH,
                      norm="lrn", dropout=0.9, **FROM_SCRATCH),
     "temporal_init": FINE_TUNING,

@@ -67,8 +67,8 @@ NOT_BUILT = [("ucf101", "split1", "Fusion by averaging (bi-directional flow)", 8
 # A row is compared with a figure only when the settings it depends on (ROW_SETTINGS) are these.
 PAPER_SETTINGS = {"samples": presets.TEST_SAMPLES, "crops": presets.TEST_CROPS, "aggregate": "mean",
                   "temporal_network": "cnn_m_2048 with lrn", "fusion_weights": "equal",
-                  "spatial_network": "inception_v3",
-                  "spatial_training": "the paper's", "temporal_training": "the paper's"}
+                  "spatial_network": "inception_v3", "spatial_training": "the paper's",
+                  "temporal_training": "the paper's"}
 PAPER_STACK_LENGTH = presets.STACK_LENGTH  # the paper's default L, that of every figure but Table 1's L = 1 and L = 5
 PROTOCOL = ("samples", "crops", "aggregate")
 SPATIAL_NET, TEMPORAL_NET = ("spatial_network", "spatial_training"), ("temporal_network", "temporal_training")
